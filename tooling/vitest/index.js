@@ -1,10 +1,14 @@
-import { defineConfig, mergeConfig, type ViteUserConfig } from "vitest/config"
+// @ts-check
+import { defineConfig, mergeConfig } from "vitest/config"
 
 /**
  * The shared test configuration: every package writes a JSON report to
  * `test-results/vitest.json`, which `.ci/run` adds up into the closing line.
+ * (Plain JavaScript: vitest loads config dependencies from node_modules without compiling them.)
+ *
+ * @param {import("vitest/config").ViteUserConfig} [overrides]
  */
-export const definePackageConfig = (overrides: ViteUserConfig = {}) =>
+export const definePackageConfig = (overrides = {}) =>
   mergeConfig(
     defineConfig({
       test: {

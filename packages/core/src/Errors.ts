@@ -1,0 +1,156 @@
+import { Data, type Duration } from "effect"
+
+/**
+ * The typed error vocabulary of token-broker. Every error has a stable `_tag` and `code`: both are part
+ * of the public API, so callers can switch on them. No error ever carries a token, key or secret.
+ */
+
+/** The subject has no usable grant for the provider: send the user through consent (Flow 2). */
+export class ConsentRequired extends Data.TaggedError("ConsentRequired")<{
+  readonly subject: string
+  readonly provider: string
+  readonly reason: ConsentRequiredReason
+  readonly message: string
+}> {
+  readonly code = "consent_required" as const
+}
+
+export type ConsentRequiredReason =
+  /** No grant is stored for this subject and provider. */
+  | "no_grant"
+  /** The provider answered `invalid_grant` and no other writer had rotated the token. */
+  | "invalid_grant"
+  /** The grant was marked earlier (`reconsent_required`). */
+  | "reconsent_required"
+  /** The refresh token's own lifetime has ended. */
+  | "refresh_token_expired"
+  /** The scopes asked for are not part of the grant. */
+  | "scope_not_granted"
+  /**
+   * A refresh may have reached the provider and rotated the token, but its result was never stored
+   * (the broker crashed or lost its lease mid-refresh); the provider then refused the stored token.
+   */
+  | "rotation_lost"
+
+/** The provider could not be reached, timed out, answered 5xx or 429. Retryable. */
+export class UpstreamUnavailable extends Data.TaggedError("UpstreamUnavailable")<{
+  readonly provider: string
+  readonly reason: "network" | "timeout" | "server_error" | "rate_limited" | "circuit_open" | "lease_timeout"
+  readonly status?: number | undefined
+  readonly retryAfter?: Duration.Duration | undefined
+  readonly message: string
+}> {
+  readonly code = "upstream_unavailable" as const
+  readonly retryable = true as const
+}
+
+/** The provider refused the request for a reason that retrying will not fix: a configuration problem. */
+export class UpstreamRejected extends Data.TaggedError("UpstreamRejected")<{
+  readonly provider: string
+  readonly error: string
+  readonly errorDescription?: string | undefined
+  readonly status?: number | undefined
+  readonly message: string
+}> {
+  readonly code = "upstream_rejected" as const
+}
+
+/** The token presented as the user's token is not valid (signature, expiry, issuer, type, ...). */
+export class InvalidSubjectToken extends Data.TaggedError("InvalidSubjectToken")<{
+  readonly reason:
+    | "malformed"
+    | "signature"
+    | "expired"
+    | "not_yet_valid"
+    | "issuer"
+    | "token_type"
+    | "inactive"
+    | "unverifiable"
+  readonly message: string
+}> {
+  readonly code = "invalid_subject_token" as const
+}
+
+/** The token is valid but was issued for another audience (RFC 8707 resource). */
+export class AudienceMismatch extends Data.TaggedError("AudienceMismatch")<{
+  readonly expected: ReadonlyArray<string>
+  readonly actual: ReadonlyArray<string>
+  readonly message: string
+}> {
+  readonly code = "audience_mismatch" as const
+}
+
+export class ProviderNotFound extends Data.TaggedError("ProviderNotFound")<{
+  readonly provider: string
+  readonly message: string
+}> {
+  readonly code = "provider_not_found" as const
+}
+
+/** The `state` of a consent callback is unknown, already used or expired. */
+export class AuthorizationNotPending extends Data.TaggedError("AuthorizationNotPending")<{
+  readonly message: string
+}> {
+  readonly code = "authorization_not_pending" as const
+}
+
+/** The identity that consented at the provider may not be bound to the subject that asked. */
+export class IdentityMismatch extends Data.TaggedError("IdentityMismatch")<{
+  readonly subject: string
+  readonly provider: string
+  readonly message: string
+}> {
+  readonly code = "identity_mismatch" as const
+}
+
+/** The grant store could not be reached or failed. Retryable; nothing was written. */
+export class StorageUnavailable extends Data.TaggedError("StorageUnavailable")<{
+  readonly operation: string
+  readonly message: string
+  readonly cause?: unknown
+}> {
+  readonly code = "storage_unavailable" as const
+  readonly retryable = true as const
+}
+
+/** A stored secret could not be decrypted: wrong or missing key, tampering, or a record moved elsewhere. */
+export class DecryptionFailed extends Data.TaggedError("DecryptionFailed")<{
+  readonly kid?: string | undefined
+  readonly reason: "unknown_key" | "malformed" | "authentication_failed" | "backend"
+  readonly message: string
+}> {
+  readonly code = "decryption_failed" as const
+}
+
+/** A request was malformed: the field names what is wrong. */
+export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
+  readonly field: string
+  readonly message: string
+}> {
+  readonly code = "invalid_request" as const
+}
+
+/** The configuration is invalid; the message names the field and the fix. */
+export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
+  readonly field: string
+  readonly message: string
+}> {
+  readonly code = "config_invalid" as const
+}
+
+/** Every error a token-broker use case can fail with. */
+export type TokenBrokerError =
+  | ConsentRequired
+  | UpstreamUnavailable
+  | UpstreamRejected
+  | InvalidSubjectToken
+  | AudienceMismatch
+  | ProviderNotFound
+  | AuthorizationNotPending
+  | IdentityMismatch
+  | StorageUnavailable
+  | DecryptionFailed
+  | ConfigInvalid
+  | InvalidRequest
+
+export type ErrorCode = TokenBrokerError["code"]

@@ -1,0 +1,138 @@
+import { Cause, type Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import * as AccessTokenCache from "./AccessTokenCache.js"
+import * as AuthorizationServer from "./AuthorizationServer.js"
+import { InvalidSubjectToken, type TokenBrokerError } from "./Errors.js"
+import type { GrantFilter } from "./Grant.js"
+import type { GrantStore } from "./GrantStore.js"
+import type { KeyRing } from "./KeyRing.js"
+import type { ProviderConfig } from "./Provider.js"
+import * as TokenBroker from "./TokenBroker.js"
+import { TokenVerifier } from "./TokenVerifier.js"
+
+/**
+ * The Promise facade for apps that do not use Effect: the same services, run by one runtime. Every
+ * method returns a Promise that rejects with the broker's own error instances (`_tag` and `code` kept,
+ * `instanceof Error` true), never a wrapped failure.
+ */
+export interface TokenBrokerClient {
+  readonly backgroundToken: (request: {
+    readonly tenant?: string
+    readonly subject: string
+    readonly provider: string
+    readonly scopes?: ReadonlyArray<string>
+    readonly minTtl?: Duration.DurationInput
+  }) => Promise<PlainToken>
+  readonly sessionToken: (request: {
+    readonly subjectToken: string
+    readonly provider: string
+    readonly scopes: ReadonlyArray<string>
+    readonly audience?: string
+  }) => Promise<PlainToken>
+  readonly startAuthorization: (
+    request: TokenBroker.StartAuthorizationRequest
+  ) => Promise<{ readonly authorizationUrl: URL; readonly expiresAt: number }>
+  readonly completeAuthorization: (
+    callback: URL | URLSearchParams | Readonly<Record<string, string>>
+  ) => Promise<TokenBroker.CompletedAuthorization>
+  readonly grantStatus: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.GrantInfo | undefined>
+  readonly listGrants: (request?: {
+    readonly filter?: GrantFilter
+    readonly cursor?: string | null
+    readonly limit?: number
+  }) => Promise<TokenBroker.GrantList>
+  readonly revoke: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.RevokeResult>
+  readonly rotateRefreshToken: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.GrantInfo>
+  /** Stops the runtime: in-flight refreshes are interrupted, pools and files closed. */
+  readonly close: () => Promise<void>
+}
+
+/** A token for non-Effect callers. `accessToken` is the bearer value: never log it. */
+export interface PlainToken {
+  readonly accessToken: string
+  readonly tokenType: "Bearer"
+  readonly expiresAt: number
+  readonly scopes: ReadonlyArray<string>
+  readonly source: TokenBroker.IssuedToken["source"]
+}
+
+export interface CreateTokenBrokerOptions {
+  /** The storage layer, e.g. `GrantStore.layerMemory` or `@token-broker/storage-sqlite`'s `layer(...)`. */
+  readonly store: Layer.Layer<GrantStore, unknown>
+  /** The key ring layer, e.g. `KeyRing.layerLocal({ keys })`. */
+  readonly keyRing: Layer.Layer<KeyRing, unknown>
+  readonly providers: ReadonlyArray<ProviderConfig>
+  /** Verifies session (Flow 1) tokens; required for `sessionToken`. */
+  readonly verifier?: Layer.Layer<TokenVerifier, unknown> | undefined
+  readonly broker?: TokenBroker.TokenBrokerOptions | undefined
+  readonly cache?: AccessTokenCache.AccessTokenCacheOptions | undefined
+}
+
+const toPlain = (token: TokenBroker.IssuedToken): PlainToken => ({
+  accessToken: Redacted.value(token.accessToken),
+  tokenType: token.tokenType,
+  expiresAt: token.expiresAt,
+  scopes: token.scopes,
+  source: token.source
+})
+
+export const createTokenBroker = async (options: CreateTokenBrokerOptions): Promise<TokenBrokerClient> => {
+  const verifier = options.verifier ?? refusingVerifier
+  const layer = TokenBroker.layer(options.broker).pipe(
+    Layer.provide(
+      Layer.mergeAll(
+        options.store,
+        options.keyRing,
+        AuthorizationServer.layer(options.providers),
+        AccessTokenCache.layer(options.cache),
+        verifier
+      )
+    )
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const broker = await run(runtime, TokenBroker.TokenBroker)
+  return {
+    backgroundToken: (request) => run(runtime, Effect.map(broker.backgroundToken(request), toPlain)),
+    sessionToken: (request) =>
+      run(
+        runtime,
+        Effect.map(
+          broker.sessionToken({ ...request, subjectToken: Redacted.make(request.subjectToken) }),
+          toPlain
+        )
+      ),
+    startAuthorization: (request) =>
+      run(
+        runtime,
+        Effect.map(broker.startAuthorization(request), ({ authorizationUrl, expiresAt }) => ({
+          authorizationUrl,
+          expiresAt
+        }))
+      ),
+    completeAuthorization: (callback) => run(runtime, broker.completeAuthorization(callback)),
+    grantStatus: (ref) => run(runtime, Effect.map(broker.grantStatus(ref), Option.getOrUndefined)),
+    listGrants: (request = {}) => run(runtime, broker.listGrants(request)),
+    revoke: (ref) => run(runtime, broker.revoke(ref)),
+    rotateRefreshToken: (ref) => run(runtime, broker.rotateRefreshToken(ref)),
+    close: () => runtime.dispose()
+  }
+}
+
+/** Runs an effect and settles with its value, or rejects with the typed error itself. */
+const run = <A, E, R>(runtime: ManagedRuntime.ManagedRuntime<R, unknown>, effect: Effect.Effect<A, E, R>) =>
+  runtime.runPromiseExit(effect).then((exit) => {
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  })
+
+/** Without a configured verifier, session tokens are refused with a clear error. */
+const refusingVerifier: Layer.Layer<TokenVerifier> = Layer.succeed(TokenVerifier, {
+  verify: () =>
+    Effect.fail(
+      new InvalidSubjectToken({
+        reason: "unverifiable",
+        message: "No token verifier is configured: pass `verifier` to createTokenBroker to use session tokens"
+      })
+    )
+})
+
+export type { TokenBrokerError }

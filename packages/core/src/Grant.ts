@@ -1,0 +1,91 @@
+/**
+ * The stored grant: one subject's consent for one provider. Secrets inside it are envelopes produced by
+ * the KeyRing (never plain text); everything else is plain metadata that storage adapters may index.
+ * Times are epoch milliseconds.
+ */
+export interface GrantKey {
+  readonly tenant: string
+  readonly subject: string
+  readonly provider: string
+}
+
+export type GrantStatus = "active" | "reconsent_required"
+
+/** The access token shared between replicas: the last one minted from this grant. */
+export interface StoredAccessToken {
+  /** KeyRing envelope of the access token. */
+  readonly envelope: string
+  readonly expiresAt: number
+  /** The scopes the access token carries (sorted). */
+  readonly scopes: ReadonlyArray<string>
+  readonly audience: string | null
+}
+
+export interface GrantRecord extends GrantKey {
+  /** +1 on every write; the compare-and-set fence. */
+  readonly version: number
+  readonly status: GrantStatus
+  /** KeyRing envelope of the refresh token. */
+  readonly refreshToken: string
+  readonly accessToken: StoredAccessToken | null
+  /** The scopes the user granted (sorted). */
+  readonly scopes: ReadonlyArray<string>
+  /** From the provider's `refresh_expires_in` or its configured lifetime; null when unbounded/unknown. */
+  readonly refreshTokenExpiresAt: number | null
+  /** The identity that consented at the provider (`iss`, `sub` of its ID token), when known. */
+  readonly identity: { readonly issuer: string; readonly subject: string } | null
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly lastRefreshedAt: number | null
+  readonly lastUsedAt: number | null
+  /** Consecutive failed refresh attempts (reset on success). */
+  readonly failureCount: number
+  readonly lastErrorCode: string | null
+  /**
+   * Set just before a refresh is sent upstream and cleared by the write of its result: a grant whose
+   * marker is still set after its lease ended was being refreshed by a process that died (diagnosable
+   * `rotation_lost`).
+   */
+  readonly refreshStartedAt: number | null
+}
+
+/** A consent in progress (Flow 2), kept in the store so any replica can finish it. */
+export interface PendingAuthorization {
+  readonly tenant: string
+  readonly subject: string
+  readonly provider: string
+  readonly scopes: ReadonlyArray<string>
+  readonly redirectUri: string
+  readonly returnTo: string | null
+  /** KeyRing envelope of the PKCE code verifier. */
+  readonly codeVerifier: string
+  /** KeyRing envelope of the nonce. */
+  readonly nonce: string
+  readonly createdAt: number
+  readonly expiresAt: number
+}
+
+export interface GrantFilter {
+  readonly tenant?: string | undefined
+  readonly subject?: string | undefined
+  readonly provider?: string | undefined
+  readonly status?: GrantStatus | undefined
+}
+
+export interface GrantPage {
+  readonly items: ReadonlyArray<GrantRecord>
+  /** Pass back to get the next page; null on the last page. */
+  readonly nextCursor: string | null
+}
+
+export const grantKeyString = (key: GrantKey): string =>
+  `${encodeURIComponent(key.tenant)}/${encodeURIComponent(key.subject)}/${encodeURIComponent(key.provider)}`
+
+export const sameKey = (a: GrantKey, b: GrantKey): boolean =>
+  a.tenant === b.tenant && a.subject === b.subject && a.provider === b.provider
+
+/** Order used by every store's `list`: tenant, then subject, then provider (code-unit order). */
+export const compareKeys = (a: GrantKey, b: GrantKey): number =>
+  cmp(a.tenant, b.tenant) || cmp(a.subject, b.subject) || cmp(a.provider, b.provider)
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)

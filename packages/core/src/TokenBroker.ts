@@ -1,0 +1,716 @@
+import { Clock, Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { AccessTokenCache, cacheKey } from "./AccessTokenCache.js"
+import { AuthorizationServers } from "./AuthorizationServer.js"
+import {
+  type AudienceMismatch,
+  AuthorizationNotPending,
+  ConsentRequired,
+  type DecryptionFailed,
+  IdentityMismatch,
+  InvalidRequest,
+  InvalidSubjectToken,
+  type ProviderNotFound,
+  type StorageUnavailable,
+  UpstreamRejected,
+  type UpstreamUnavailable
+} from "./Errors.js"
+import type { GrantFilter, GrantKey, GrantRecord, GrantStatus } from "./Grant.js"
+import { grantKeyString } from "./Grant.js"
+import { GrantStore, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
+import { decodeCursor, encodeCursor } from "./internal/cursor.js"
+import { count } from "./internal/metrics.js"
+import { randomToken, s256, sha256 } from "./internal/random.js"
+import { makeRefreshProtocol, type RefreshSettings } from "./internal/refreshProtocol.js"
+import { normalizeScopes, sortScopes } from "./internal/scopes.js"
+import { makeSingleFlight } from "./internal/singleFlight.js"
+import { aadFor, KeyRing } from "./KeyRing.js"
+import * as Metrics from "./Metrics.js"
+import { TokenVerifier } from "./TokenVerifier.js"
+
+/** An access token handed out by the broker. */
+export interface IssuedToken {
+  readonly accessToken: Redacted.Redacted<string>
+  readonly tokenType: "Bearer"
+  /** Epoch ms. */
+  readonly expiresAt: number
+  readonly scopes: ReadonlyArray<string>
+  /** Where it came from: the in-process cache, the store (another replica refreshed), or a refresh now. */
+  readonly source: "cache" | "store" | "refresh" | "exchange"
+}
+
+/** A grant as callers see it: metadata only, never a token. */
+export interface GrantInfo {
+  readonly tenant: string
+  readonly subject: string
+  readonly provider: string
+  readonly version: number
+  readonly status: GrantStatus
+  readonly scopes: ReadonlyArray<string>
+  readonly identity: { readonly issuer: string; readonly subject: string } | null
+  readonly refreshTokenExpiresAt: number | null
+  readonly accessTokenExpiresAt: number | null
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly lastRefreshedAt: number | null
+  readonly failureCount: number
+  readonly lastErrorCode: string | null
+}
+
+export interface GrantRef {
+  readonly tenant?: string | undefined
+  readonly subject: string
+  readonly provider: string
+}
+
+export interface BackgroundTokenRequest extends GrantRef {
+  /** Downscope: the token carries only these scopes (a subset of the grant's). Default: the grant's. */
+  readonly scopes?: ReadonlyArray<string> | undefined
+  /** Never serve a token that lives less than this. */
+  readonly minTtl?: Duration.DurationInput | undefined
+}
+
+export interface SessionTokenRequest {
+  /** The user's own token (Flow 1), verified before it is exchanged. */
+  readonly subjectToken: Redacted.Redacted<string>
+  readonly provider: string
+  readonly scopes: ReadonlyArray<string>
+  /** The upstream audience; defaults to the provider's resource. */
+  readonly audience?: string | undefined
+}
+
+export interface StartAuthorizationRequest extends GrantRef {
+  readonly scopes?: ReadonlyArray<string> | undefined
+  /** Where the app wants the user to land after consent (not validated here: apps allow-list it). */
+  readonly returnTo?: string | undefined
+}
+
+export interface StartedAuthorization {
+  readonly authorizationUrl: URL
+  readonly state: Redacted.Redacted<string>
+  readonly expiresAt: number
+}
+
+export interface CompletedAuthorization {
+  readonly grant: GrantInfo
+  readonly returnTo: string | null
+}
+
+export interface RevokeResult {
+  /** A grant was stored and is now removed. */
+  readonly removed: boolean
+  /** What the provider said to the RFC 7009 call. */
+  readonly upstream: "revoked" | "failed" | "not_supported" | "not_attempted"
+  readonly upstreamError?: { readonly code: string; readonly message: string } | undefined
+}
+
+export interface GrantList {
+  readonly items: ReadonlyArray<GrantInfo>
+  readonly nextCursor: string | null
+}
+
+export interface TokenBrokerOptions {
+  /** The tenant of requests that name none. Default "default". */
+  readonly tenant?: string | undefined
+  /** Cached and stored tokens are refreshed this long before they expire. Default 60 s. */
+  readonly earlyRefresh?: Duration.DurationInput | undefined
+  /** The grant lease: its lifetime (renewed while held) and how long to wait for it. Default 30 s / 20 s. */
+  readonly lease?:
+    | { readonly ttl?: Duration.DurationInput; readonly wait?: Duration.DurationInput }
+    | undefined
+  /** Transient-failure retries of one refresh. Default 3 attempts, 200 ms base delay, 10 s deadline. */
+  readonly retry?:
+    | {
+        readonly attempts?: number
+        readonly baseDelay?: Duration.DurationInput
+        readonly deadline?: Duration.DurationInput
+      }
+    | undefined
+  /** The per-provider circuit. Default: opens after 5 consecutive transient failures, for 30 s. */
+  readonly circuit?:
+    | { readonly failureThreshold?: number; readonly openFor?: Duration.DurationInput }
+    | undefined
+  /** Most refreshes in flight at once per provider from this process. Default 32. */
+  readonly maxConcurrentRefreshes?: number | undefined
+  /** Lifetime of a pending consent. Default 10 minutes. */
+  readonly pendingTtl?: Duration.DurationInput | undefined
+  /** The audiences a session (Flow 1) token must carry to be exchanged: this broker / MCP server. */
+  readonly sessionAudience?: string | ReadonlyArray<string> | undefined
+  /** The lease owner id of this broker instance. Default: random. */
+  readonly instanceId?: string | undefined
+}
+
+export interface TokenBrokerService {
+  readonly backgroundToken: (
+    request: BackgroundTokenRequest
+  ) => Effect.Effect<
+    IssuedToken,
+    | ConsentRequired
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | ProviderNotFound
+    | StorageUnavailable
+    | DecryptionFailed
+    | InvalidRequest
+  >
+  readonly sessionToken: (
+    request: SessionTokenRequest
+  ) => Effect.Effect<
+    IssuedToken,
+    | InvalidSubjectToken
+    | AudienceMismatch
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | ProviderNotFound
+    | InvalidRequest
+  >
+  readonly startAuthorization: (
+    request: StartAuthorizationRequest
+  ) => Effect.Effect<
+    StartedAuthorization,
+    ProviderNotFound | UpstreamUnavailable | UpstreamRejected | StorageUnavailable | InvalidRequest
+  >
+  readonly completeAuthorization: (
+    callback: URL | URLSearchParams | Readonly<Record<string, string>>
+  ) => Effect.Effect<
+    CompletedAuthorization,
+    | AuthorizationNotPending
+    | IdentityMismatch
+    | ProviderNotFound
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | StorageUnavailable
+    | DecryptionFailed
+  >
+  readonly grantStatus: (ref: GrantRef) => Effect.Effect<Option.Option<GrantInfo>, StorageUnavailable>
+  readonly listGrants: (request: {
+    readonly filter?: GrantFilter | undefined
+    readonly cursor?: string | null | undefined
+    readonly limit?: number | undefined
+  }) => Effect.Effect<GrantList, StorageUnavailable | InvalidRequest>
+  readonly revoke: (
+    ref: GrantRef
+  ) => Effect.Effect<RevokeResult, ProviderNotFound | StorageUnavailable | DecryptionFailed>
+  /** Refreshes now, whatever the cache says: rotates the refresh token where the provider rotates. */
+  readonly rotateRefreshToken: (
+    ref: GrantRef
+  ) => Effect.Effect<
+    GrantInfo,
+    | ConsentRequired
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | ProviderNotFound
+    | StorageUnavailable
+    | DecryptionFailed
+    | InvalidRequest
+  >
+}
+
+export class TokenBroker extends Context.Tag("@token-broker/core/TokenBroker")<
+  TokenBroker,
+  TokenBrokerService
+>() {}
+
+export const toGrantInfo = (record: GrantRecord): GrantInfo => ({
+  tenant: record.tenant,
+  subject: record.subject,
+  provider: record.provider,
+  version: record.version,
+  status: record.status,
+  scopes: record.scopes,
+  identity: record.identity,
+  refreshTokenExpiresAt: record.refreshTokenExpiresAt,
+  accessTokenExpiresAt: record.accessToken?.expiresAt ?? null,
+  createdAt: record.createdAt,
+  updatedAt: record.updatedAt,
+  lastRefreshedAt: record.lastRefreshedAt,
+  failureCount: record.failureCount,
+  lastErrorCode: record.lastErrorCode
+})
+
+const OFFLINE_SCOPES = ["openid", "offline_access"]
+
+export const make = (
+  options: TokenBrokerOptions = {}
+): Effect.Effect<
+  TokenBrokerService,
+  never,
+  GrantStore | KeyRing | AuthorizationServers | AccessTokenCache | TokenVerifier | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const store = yield* GrantStore
+    const keyRing = yield* KeyRing
+    const servers = yield* AuthorizationServers
+    const cache = yield* AccessTokenCache
+    const verifier = yield* TokenVerifier
+    const scope = yield* Effect.scope
+
+    const defaultTenant = options.tenant ?? "default"
+    const earlyRefreshMs = Duration.toMillis(options.earlyRefresh ?? "60 seconds")
+    const pendingTtlMs = Duration.toMillis(options.pendingTtl ?? "10 minutes")
+    const sessionAudience =
+      options.sessionAudience === undefined
+        ? []
+        : typeof options.sessionAudience === "string"
+          ? [options.sessionAudience]
+          : options.sessionAudience
+
+    const settings: RefreshSettings = {
+      earlyRefreshMs,
+      leaseTtl: Duration.decode(options.lease?.ttl ?? "30 seconds"),
+      leaseWait: Duration.decode(options.lease?.wait ?? "20 seconds"),
+      retryAttempts: options.retry?.attempts ?? 3,
+      retryBaseDelayMs: Duration.toMillis(options.retry?.baseDelay ?? "200 millis"),
+      retryDeadlineMs: Duration.toMillis(options.retry?.deadline ?? "10 seconds"),
+      circuitFailureThreshold: options.circuit?.failureThreshold ?? 5,
+      circuitOpenMs: Duration.toMillis(options.circuit?.openFor ?? "30 seconds"),
+      maxConcurrentRefreshes: options.maxConcurrentRefreshes ?? 32,
+      instanceId: options.instanceId ?? randomToken(12)
+    }
+    const protocol = makeRefreshProtocol(settings, { store, keyRing, servers, cache })
+    const flights = makeSingleFlight(scope)
+
+    const keyOf = (ref: GrantRef): Effect.Effect<GrantKey, InvalidRequest> => {
+      const tenant = ref.tenant ?? defaultTenant
+      if (tenant.length === 0 || tenant.length > 256) {
+        return Effect.fail(
+          new InvalidRequest({ field: "tenant", message: "tenant must be 1-256 characters" })
+        )
+      }
+      if (ref.subject.length === 0 || ref.subject.length > 256) {
+        return Effect.fail(
+          new InvalidRequest({ field: "subject", message: "subject must be 1-256 characters" })
+        )
+      }
+      if (!PROVIDER_ID.test(ref.provider)) {
+        return Effect.fail(
+          new InvalidRequest({
+            field: "provider",
+            message: "provider must be 1-64 characters of [A-Za-z0-9._-]"
+          })
+        )
+      }
+      return Effect.succeed({ tenant, subject: ref.subject, provider: ref.provider })
+    }
+
+    const backgroundToken: TokenBrokerService["backgroundToken"] = (request) =>
+      Effect.gen(function* () {
+        const key = yield* keyOf(request)
+        const scopes = request.scopes === undefined ? null : yield* normalizeScopes(request.scopes, "scopes")
+        const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+        const grantId = grantKeyString(key)
+        const tokenKey = cacheKey(grantId, scopes, null)
+        const now = yield* Clock.currentTimeMillis
+        // 1. The in-process cache: no lock, no I/O.
+        const hit = cache.lookup(tokenKey, now, Math.max(earlyRefreshMs, minTtlMs))
+        if (hit !== undefined) {
+          yield* count(Metrics.tokenRequests, { provider: key.provider, result: "hit" })
+          return { ...hit, tokenType: "Bearer" as const, source: "cache" as const }
+        }
+        // 2. In-process single flight: concurrent callers share one attempt.
+        return yield* flights.run(
+          `${tokenKey}\u0000${minTtlMs}`,
+          protocol.obtain(key, scopes, minTtlMs, false),
+          count(Metrics.tokenRequests, { provider: key.provider, result: "coalesced" })
+        )
+      })
+
+    const sessionToken: TokenBrokerService["sessionToken"] = (request) =>
+      Effect.gen(function* () {
+        const client = yield* servers.get(request.provider)
+        if (client.config.tokenExchange === undefined) {
+          return yield* new InvalidRequest({
+            field: "provider",
+            message: `Provider "${request.provider}" is not configured for token exchange (tokenExchange)`
+          })
+        }
+        const scopes = yield* normalizeScopes(request.scopes, "scopes")
+        const audience = request.audience ?? client.config.resource
+        const verified = yield* verifier.verify(request.subjectToken, { audience: sessionAudience })
+        const sessionId = `session:${request.provider}:${sha256(Redacted.value(request.subjectToken))}`
+        const tokenKey = cacheKey(sessionId, scopes, audience ?? null)
+        const now = yield* Clock.currentTimeMillis
+        const hit = cache.lookup(tokenKey, now, earlyRefreshMs)
+        if (hit !== undefined) {
+          yield* count(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" })
+          return { ...hit, tokenType: "Bearer" as const, source: "exchange" as const }
+        }
+        const exchange = Effect.gen(function* () {
+          const actorToken =
+            client.config.tokenExchange?.actorToken === true
+              ? yield* actorTokenOf(request.provider)
+              : undefined
+          const set = yield* client
+            .exchange({
+              subjectToken: request.subjectToken,
+              scopes,
+              audience,
+              resource: client.config.resource,
+              actorToken
+            })
+            .pipe(
+              Effect.catchTag("InvalidGrant", (e) =>
+                Effect.fail(
+                  new InvalidSubjectToken({
+                    reason: "inactive",
+                    message: `Provider "${request.provider}" refused the subject token${e.errorDescription ? ` (${e.errorDescription})` : ""}`
+                  })
+                )
+              )
+            )
+          const arrived = yield* Clock.currentTimeMillis
+          // Cached no longer than either token lives; never persisted.
+          const expiresAt = Math.min(set.expiresAt ?? arrived + 60_000, verified.expiresAt)
+          const token: IssuedToken = {
+            accessToken: set.accessToken,
+            tokenType: "Bearer",
+            expiresAt,
+            scopes: set.scopes ?? scopes,
+            source: "exchange"
+          }
+          yield* cache.set(sessionId, tokenKey, {
+            accessToken: token.accessToken,
+            expiresAt,
+            scopes: token.scopes
+          })
+          yield* count(Metrics.tokenExchanges, { provider: request.provider, outcome: "success" })
+          return token
+        })
+        return yield* flights.run(tokenKey, exchange, Effect.void)
+      }).pipe(
+        Effect.tapError((error) =>
+          count(Metrics.tokenExchanges, { provider: request.provider, outcome: error.code })
+        ),
+        Effect.withSpan("TokenBroker.sessionToken", { attributes: { provider: request.provider } })
+      )
+
+    /** client_credentials tokens used as RFC 8693 actor tokens, cached per provider. */
+    const actorTokenOf = (provider: string) =>
+      Effect.gen(function* () {
+        const client = yield* servers.get(provider)
+        const actorKey = cacheKey(`actor:${provider}`, [], null)
+        const now = yield* Clock.currentTimeMillis
+        const hit = cache.lookup(actorKey, now, earlyRefreshMs)
+        if (hit !== undefined) return hit.accessToken
+        const set = yield* client.clientCredentials({ scopes: [] }).pipe(
+          Effect.catchTag("InvalidGrant", () =>
+            Effect.fail(
+              new UpstreamRejected({
+                provider,
+                error: "invalid_grant",
+                message: `Provider "${provider}" refused the client_credentials grant for the actor token`
+              })
+            )
+          )
+        )
+        const expiresAt = set.expiresAt ?? now + 60_000
+        yield* cache.set(`actor:${provider}`, actorKey, {
+          accessToken: set.accessToken,
+          expiresAt,
+          scopes: []
+        })
+        return set.accessToken
+      })
+
+    const startAuthorization: TokenBrokerService["startAuthorization"] = (request) =>
+      Effect.gen(function* () {
+        const key = yield* keyOf(request)
+        const client = yield* servers.get(key.provider)
+        const asked = yield* normalizeScopes(request.scopes ?? client.config.defaultScopes, "scopes")
+        const scopes = sortScopes([...asked, ...OFFLINE_SCOPES])
+        const state = randomToken(32)
+        const nonce = randomToken(32)
+        const verifierText = randomToken(48)
+        const stateHash = sha256(state)
+        const now = yield* Clock.currentTimeMillis
+        const expiresAt = now + pendingTtlMs
+        const url = yield* client.authorizationUrl({
+          state,
+          nonce,
+          codeChallenge: s256(verifierText),
+          scopes,
+          redirectUri: client.config.redirectUri,
+          resource: client.config.resource,
+          prompt: "consent"
+        })
+        yield* store.putPending(stateHash, {
+          ...key,
+          scopes,
+          redirectUri: client.config.redirectUri,
+          returnTo: request.returnTo ?? null,
+          codeVerifier: yield* keyRing.encrypt(
+            Redacted.make(verifierText),
+            pendingAad(stateHash, "code_verifier")
+          ),
+          nonce: yield* keyRing.encrypt(Redacted.make(nonce), pendingAad(stateHash, "nonce")),
+          createdAt: now,
+          expiresAt
+        })
+        return { authorizationUrl: url, state: Redacted.make(state), expiresAt }
+      }).pipe(
+        Effect.withSpan("TokenBroker.startAuthorization", { attributes: { provider: request.provider } })
+      )
+
+    const completeAuthorization: TokenBrokerService["completeAuthorization"] = (callback) =>
+      Effect.gen(function* () {
+        const params =
+          callback instanceof URL
+            ? callback.searchParams
+            : callback instanceof URLSearchParams
+              ? callback
+              : new URLSearchParams(callback as Record<string, string>)
+        const state = params.get("state")
+        if (state === null || state.length === 0) {
+          return yield* new AuthorizationNotPending({ message: "The callback carries no state parameter" })
+        }
+        const stateHash = sha256(state)
+        const found = yield* store.takePending(stateHash)
+        if (Option.isNone(found)) {
+          return yield* new AuthorizationNotPending({
+            message: "This consent is unknown, was already completed, or expired; start it again"
+          })
+        }
+        const pending = found.value
+        const key: GrantKey = { tenant: pending.tenant, subject: pending.subject, provider: pending.provider }
+        const client = yield* servers.get(pending.provider)
+        const upstreamError = params.get("error")
+        if (upstreamError !== null) {
+          return yield* new UpstreamRejected({
+            provider: pending.provider,
+            error: upstreamError,
+            errorDescription: params.get("error_description") ?? undefined,
+            message: `Provider "${pending.provider}" did not grant consent: ${upstreamError}`
+          })
+        }
+        const codeVerifier = yield* keyRing.decrypt(
+          pending.codeVerifier,
+          pendingAad(stateHash, "code_verifier")
+        )
+        const nonce = yield* keyRing.decrypt(pending.nonce, pendingAad(stateHash, "nonce"))
+        const callbackUrl = new URL(pending.redirectUri)
+        for (const [name, value] of params) callbackUrl.searchParams.set(name, value)
+        const set = yield* client
+          .exchangeCode({
+            callbackUrl,
+            expectedState: state,
+            codeVerifier,
+            nonce: Redacted.value(nonce),
+            redirectUri: pending.redirectUri,
+            resource: client.config.resource
+          })
+          .pipe(
+            Effect.catchTag("InvalidGrant", (e) =>
+              Effect.fail(
+                new UpstreamRejected({
+                  provider: pending.provider,
+                  error: "invalid_grant",
+                  errorDescription: e.errorDescription,
+                  message: `Provider "${pending.provider}" refused the authorization code`
+                })
+              )
+            )
+          )
+        const identity =
+          set.idTokenClaims === null
+            ? null
+            : { issuer: set.idTokenClaims.iss, subject: set.idTokenClaims.sub }
+        const binding = client.config.identityBinding ?? "same-subject"
+        if (binding === "same-subject" && identity?.subject !== pending.subject) {
+          return yield* new IdentityMismatch({
+            subject: pending.subject,
+            provider: pending.provider,
+            message: `The account that consented at "${pending.provider}" is not the subject that asked for it`
+          })
+        }
+        if (set.refreshToken === null) {
+          return yield* new UpstreamRejected({
+            provider: pending.provider,
+            error: "no_refresh_token",
+            message: `Provider "${pending.provider}" issued no refresh token; offline_access was not granted`
+          })
+        }
+        const now = yield* Clock.currentTimeMillis
+        const grantedScopes = set.scopes ?? pending.scopes
+        const fresh = {
+          ...key,
+          status: "active" as const,
+          refreshToken: yield* keyRing.encrypt(set.refreshToken, aadFor(key, "refresh_token")),
+          accessToken: {
+            envelope: yield* keyRing.encrypt(set.accessToken, aadFor(key, "access_token")),
+            expiresAt: set.expiresAt ?? now + 5 * 60_000,
+            scopes: grantedScopes,
+            audience: client.config.resource ?? null
+          },
+          scopes: grantedScopes,
+          refreshTokenExpiresAt:
+            set.refreshExpiresAt ??
+            (client.config.refreshTokenLifetime === undefined
+              ? null
+              : now + Duration.toMillis(client.config.refreshTokenLifetime)),
+          identity,
+          updatedAt: now,
+          lastRefreshedAt: now,
+          lastUsedAt: null,
+          failureCount: 0,
+          lastErrorCode: null,
+          refreshStartedAt: null
+        }
+        const stored = yield* storeGrant(key, fresh, now)
+        yield* cache.invalidateGrant(grantKeyString(key))
+        return { grant: toGrantInfo(stored), returnTo: pending.returnTo }
+      }).pipe(Effect.withSpan("TokenBroker.completeAuthorization"))
+
+    /** Inserts a new grant, or replaces the stored one under compare-and-set (new version). */
+    const storeGrant = (
+      key: GrantKey,
+      fresh: Omit<GrantRecord, "version" | "createdAt">,
+      now: number
+    ): Effect.Effect<GrantRecord, StorageUnavailable> =>
+      Effect.gen(function* () {
+        while (true) {
+          const existing = yield* store.get(key)
+          if (Option.isNone(existing)) {
+            const record: GrantRecord = { ...fresh, version: 1, createdAt: now }
+            if ((yield* store.insert(record)) === "ok") return record
+            continue
+          }
+          const record: GrantRecord = {
+            ...fresh,
+            version: existing.value.version + 1,
+            createdAt: existing.value.createdAt
+          }
+          if ((yield* store.compareAndSet(key, existing.value.version, record)) === "ok") return record
+        }
+      })
+
+    const grantStatus: TokenBrokerService["grantStatus"] = (ref) =>
+      Effect.map(
+        store.get({ tenant: ref.tenant ?? defaultTenant, subject: ref.subject, provider: ref.provider }),
+        Option.map(toGrantInfo)
+      )
+
+    const listGrants: TokenBrokerService["listGrants"] = (request) =>
+      Effect.gen(function* () {
+        const limit = request.limit ?? 100
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+          return yield* new InvalidRequest({
+            field: "limit",
+            message: "limit must be an integer from 1 to 1000"
+          })
+        }
+        let after: GrantKey | null = null
+        if (request.cursor !== undefined && request.cursor !== null) {
+          after = decodeCursor(request.cursor)
+          if (after === null) {
+            return yield* new InvalidRequest({
+              field: "cursor",
+              message: "cursor is not one this broker returned"
+            })
+          }
+        }
+        const rows = yield* store.list(request.filter ?? {}, after, limit + 1)
+        const items = rows.slice(0, limit)
+        const last = items[items.length - 1]
+        return {
+          items: items.map(toGrantInfo),
+          nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null
+        }
+      })
+
+    const revoke: TokenBrokerService["revoke"] = (ref) =>
+      Effect.gen(function* () {
+        const key: GrantKey = {
+          tenant: ref.tenant ?? defaultTenant,
+          subject: ref.subject,
+          provider: ref.provider
+        }
+        const revokeUnderLease = Effect.gen(function* () {
+          const found = yield* store.get(key)
+          if (Option.isNone(found)) {
+            yield* cache.invalidateGrant(grantKeyString(key))
+            return { removed: false, upstream: "not_attempted" as const }
+          }
+          const client = yield* servers.get(key.provider)
+          const refreshToken = yield* keyRing.decrypt(found.value.refreshToken, aadFor(key, "refresh_token"))
+          const upstream = yield* client.revoke({ token: refreshToken, tokenTypeHint: "refresh_token" }).pipe(
+            Effect.as({ upstream: "revoked" as const }),
+            Effect.catchAll((error) =>
+              Effect.succeed({
+                upstream:
+                  error._tag === "UpstreamRejected" && error.error === "revocation_not_supported"
+                    ? ("not_supported" as const)
+                    : ("failed" as const),
+                upstreamError: {
+                  code: error._tag === "UpstreamRejected" ? error.error : error.reason,
+                  message: error.message
+                }
+              })
+            )
+          )
+          // The grant goes locally whatever the provider said; a failure upstream is reported.
+          const removed = yield* store.delete(key)
+          yield* cache.invalidateGrant(grantKeyString(key))
+          return { removed, ...upstream }
+        })
+        return yield* withLease(
+          store,
+          `grant:${grantKeyString(key)}`,
+          settings.instanceId,
+          { ttl: settings.leaseTtl, wait: settings.leaseWait },
+          revokeUnderLease
+        ).pipe(
+          // Revocation is never blocked by a stuck refresh: a later write of that refresh finds no record.
+          Effect.catchIf(
+            (e): e is LeaseTimeout | LeaseLost => e._tag === "LeaseTimeout" || e._tag === "LeaseLost",
+            () => revokeUnderLease
+          )
+        )
+      }).pipe(Effect.withSpan("TokenBroker.revoke", { attributes: { provider: ref.provider } }))
+
+    const rotateRefreshToken: TokenBrokerService["rotateRefreshToken"] = (ref) =>
+      Effect.gen(function* () {
+        const key = yield* keyOf(ref)
+        yield* flights.run(
+          `rotate\u0000${grantKeyString(key)}`,
+          protocol.obtain(key, null, 0, true),
+          Effect.void
+        )
+        const stored = yield* store.get(key)
+        return yield* Option.match(stored, {
+          onNone: () =>
+            Effect.fail(
+              new ConsentRequired({
+                subject: key.subject,
+                provider: key.provider,
+                reason: "no_grant",
+                message: `The grant of "${key.subject}" for provider "${key.provider}" was removed`
+              })
+            ),
+          onSome: (record) => Effect.succeed(toGrantInfo(record))
+        })
+      })
+
+    return {
+      backgroundToken,
+      sessionToken,
+      startAuthorization,
+      completeAuthorization,
+      grantStatus,
+      listGrants,
+      revoke,
+      rotateRefreshToken
+    }
+  })
+
+const PROVIDER_ID = /^[A-Za-z0-9._-]{1,64}$/
+
+const pendingAad = (stateHash: string, field: string) =>
+  JSON.stringify(["token-broker/v1/pending", stateHash, field])
+
+/** The TokenBroker layer; needs a GrantStore, KeyRing, AuthorizationServers, AccessTokenCache and TokenVerifier. */
+export const layer = (
+  options: TokenBrokerOptions = {}
+): Layer.Layer<
+  TokenBroker,
+  never,
+  GrantStore | KeyRing | AuthorizationServers | AccessTokenCache | TokenVerifier
+> => Layer.scoped(TokenBroker, make(options))

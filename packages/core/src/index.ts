@@ -1,0 +1,22 @@
+/**
+ * @token-broker/core: the token lifecycle as Effect services.
+ *
+ * Services are exported as namespaces (`GrantStore.GrantStore` is the tag, `GrantStore.layerMemory` a
+ * layer); errors and record types are exported by name.
+ */
+export * as AccessTokenCache from "./AccessTokenCache.js"
+export * as AuthorizationServer from "./AuthorizationServer.js"
+export * from "./Errors.js"
+export {
+  type CreateTokenBrokerOptions,
+  createTokenBroker,
+  type PlainToken,
+  type TokenBrokerClient
+} from "./Facade.js"
+export * from "./Grant.js"
+export * as GrantStore from "./GrantStore.js"
+export * as KeyRing from "./KeyRing.js"
+export * as Metrics from "./Metrics.js"
+export type * from "./Provider.js"
+export * as TokenBroker from "./TokenBroker.js"
+export * as TokenVerifier from "./TokenVerifier.js"
