@@ -1,0 +1,26 @@
+/** One RFC 7009 revocation request that the provider accepted (the token itself is never kept). */
+export interface RevocationRecord {
+  readonly clientId: string
+  /** The client's `token_endpoint_auth_method`, e.g. `client_secret_basic`. */
+  readonly authMethod: string
+  readonly tokenTypeHint: string | undefined
+  /** Epoch milliseconds. */
+  readonly at: number
+}
+
+/** The record of revocation requests. */
+export class Revocations {
+  #records: RevocationRecord[] = []
+
+  record(entry: RevocationRecord): void {
+    this.#records.push(entry)
+  }
+
+  list(): ReadonlyArray<RevocationRecord> {
+    return [...this.#records]
+  }
+
+  clear(): void {
+    this.#records = []
+  }
+}

@@ -1,0 +1,149 @@
+import * as oauth from "openid-client"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type DevIdp, type Note, startDevIdp } from "../src/index.js"
+import { bob, configFor, loginAlice } from "./helpers.js"
+
+describe("notes API (Nextcloud Notes v1 shape)", () => {
+  let idp: DevIdp
+  let readWrite: string
+  let readOnly: string
+
+  const call = (path: string, init: RequestInit & { token?: string } = {}) => {
+    const { token, headers, ...rest } = init
+    return fetch(`${idp.notesApiUrl}${path}`, {
+      ...rest,
+      headers: {
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        ...(rest.body === undefined ? {} : { "content-type": "application/json" }),
+        ...(headers as Record<string, string> | undefined)
+      }
+    })
+  }
+
+  beforeAll(async () => {
+    idp = await startDevIdp({ mcpAudience: "http://127.0.0.1:1/mcp" })
+    readWrite = (await loginAlice(idp)).access_token
+    readOnly = (await loginAlice(idp, { scopes: ["openid", "notes:read"] })).access_token
+  })
+  afterAll(() => idp.close())
+
+  it("401 without a token, with a Bearer challenge", async () => {
+    const response = await call("/notes")
+    expect(response.status).toBe(401)
+    expect(response.headers.get("www-authenticate")).toBe('Bearer realm="notes"')
+  })
+
+  it("401 invalid_token for garbage, an ID token, and a token for another audience", async () => {
+    const login = await loginAlice(idp)
+    const mcp = await loginAlice(idp, { resource: idp.mcpAudience! })
+    const opaque = await loginAlice(idp, { resource: idp.opaqueAudience })
+    for (const token of ["garbage", login.id_token!, mcp.access_token, opaque.access_token]) {
+      const response = await call("/notes", { token })
+      expect(response.status).toBe(401)
+      expect(response.headers.get("www-authenticate")).toMatch(/^Bearer realm="notes", error="invalid_token"/)
+    }
+  })
+
+  it("403 insufficient_scope for a write with a read-only token", async () => {
+    const response = await call("/notes", {
+      token: readOnly,
+      method: "POST",
+      body: JSON.stringify({ content: "x" })
+    })
+    expect(response.status).toBe(403)
+    expect(response.headers.get("www-authenticate")).toContain(
+      'error="insufficient_scope", scope="notes:write"'
+    )
+    expect((await call("/notes", { token: readOnly })).status).toBe(200)
+  })
+
+  it("create, read, update with If-Match (412 on a stale ETag), delete", async () => {
+    const created = await call("/notes", {
+      token: readWrite,
+      method: "POST",
+      body: JSON.stringify({ title: "Groceries", content: "milk", category: "home" })
+    })
+    expect(created.status).toBe(200)
+    const note = (await created.json()) as Note
+    expect(note).toMatchObject({ title: "Groceries", content: "milk", category: "home", favorite: false })
+    expect(created.headers.get("etag")).toBe(`"${note.etag}"`)
+
+    const list = (await (await call("/notes", { token: readWrite })).json()) as Note[]
+    expect(list.map((n) => n.id)).toContain(note.id)
+
+    const fetched = await call(`/notes/${note.id}`, { token: readOnly })
+    expect(fetched.status).toBe(200)
+    expect(fetched.headers.get("etag")).toBe(`"${note.etag}"`)
+
+    const updated = await call(`/notes/${note.id}`, {
+      token: readWrite,
+      method: "PUT",
+      headers: { "if-match": `"${note.etag}"` },
+      body: JSON.stringify({ content: "milk, eggs" })
+    })
+    expect(updated.status).toBe(200)
+    const after = (await updated.json()) as Note
+    expect(after.content).toBe("milk, eggs")
+    expect(after.title).toBe("Groceries")
+    expect(after.etag).not.toBe(note.etag)
+
+    const stale = await call(`/notes/${note.id}`, {
+      token: readWrite,
+      method: "PUT",
+      headers: { "if-match": `"${note.etag}"` },
+      body: JSON.stringify({ content: "lost update" })
+    })
+    expect(stale.status).toBe(412)
+    expect(((await stale.json()) as Note).content).toBe("milk, eggs")
+
+    expect((await call(`/notes/${note.id}`, { token: readWrite, method: "DELETE" })).status).toBe(200)
+    expect((await call(`/notes/${note.id}`, { token: readWrite })).status).toBe(404)
+  })
+
+  it("keeps each user's notes apart (by the token's sub)", async () => {
+    const created = (await (
+      await call("/notes", {
+        token: readWrite,
+        method: "POST",
+        body: JSON.stringify({ content: "Private\nbody" })
+      })
+    ).json()) as Note
+    expect(created.title).toBe("Private")
+    const bobToken = (
+      await idp.login({
+        clientId: "token-broker",
+        username: bob(idp).username,
+        password: bob(idp).password,
+        scopes: ["openid", "notes:read", "notes:write"]
+      })
+    ).access_token
+    expect((await call(`/notes/${created.id}`, { token: bobToken })).status).toBe(404)
+    expect(((await (await call("/notes", { token: bobToken })).json()) as Note[]).length).toBe(0)
+  })
+
+  it("accepts a token obtained by token exchange, rejects 400 on an invalid body", async () => {
+    const broker = await configFor(idp, "token-broker")
+    const exchanged = await oauth.genericGrantRequest(
+      broker,
+      "urn:ietf:params:oauth:grant-type:token-exchange",
+      {
+        subject_token: readWrite,
+        subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+        audience: idp.notesAudience,
+        scope: "notes:write"
+      }
+    )
+    const bad = await call("/notes", {
+      token: exchanged.access_token,
+      method: "POST",
+      body: JSON.stringify({ title: 1 })
+    })
+    expect(bad.status).toBe(400)
+    const ok = await call("/notes", {
+      token: exchanged.access_token,
+      method: "POST",
+      body: JSON.stringify({ content: "via exchange" })
+    })
+    expect(ok.status).toBe(200)
+  })
+})

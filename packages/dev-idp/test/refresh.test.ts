@@ -1,0 +1,157 @@
+import * as oauth from "openid-client"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type DevIdp, startDevIdp } from "../src/index.js"
+import { claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
+
+describe("refresh tokens (rotation, reuse detection, expiry)", () => {
+  let idp: DevIdp
+  let config: oauth.Configuration
+
+  beforeAll(async () => {
+    idp = await startDevIdp()
+    config = await configFor(idp, "token-broker")
+  })
+  afterAll(() => idp.close())
+
+  it("issues a refresh token with refresh_expires_in for the code exchange", async () => {
+    const tokens = await loginAlice(idp)
+    expect(tokens.refresh_token).toEqual(expect.any(String))
+    expect(tokens.refresh_expires_in).toBeGreaterThan(30 * 24 * 60 * 60 - 5)
+    expect(tokens.refresh_expires_in).toBeLessThanOrEqual(30 * 24 * 60 * 60)
+  })
+
+  it("rotates the refresh token on every use, also for a confidential client", async () => {
+    const first = await loginAlice(idp)
+    const seen = new Set([first.refresh_token])
+    let current = first.refresh_token!
+    for (let i = 0; i < 3; i++) {
+      const next = await oauth.refreshTokenGrant(config, current)
+      expect(next.refresh_token).toEqual(expect.any(String))
+      expect(seen.has(next.refresh_token)).toBe(false)
+      seen.add(next.refresh_token)
+      current = next.refresh_token!
+    }
+    expect(seen.size).toBe(4)
+  })
+
+  it("revokes the whole grant when a rotated-away refresh token is presented again", async () => {
+    const first = await loginAlice(idp)
+    const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    const third = await oauth.refreshTokenGrant(config, second.refresh_token!)
+
+    expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
+      error: "invalid_grant",
+      status: 400
+    })
+    // the newest token belonged to the same grant: it is gone too
+    expect((await oauthError(oauth.refreshTokenGrant(config, third.refresh_token!))).error).toBe(
+      "invalid_grant"
+    )
+  })
+
+  it("narrows the access token's scope on a refresh with scope, while the grant keeps its full scope", async () => {
+    const first = await loginAlice(idp)
+    expect(claims(first.access_token).scope).toBe("notes:read notes:write")
+
+    const narrowed = await oauth.refreshTokenGrant(config, first.refresh_token!, { scope: "notes:read" })
+    expect(claims(narrowed.access_token).scope).toBe("notes:read")
+    expect(narrowed.scope).toBe("notes:read")
+
+    const full = await oauth.refreshTokenGrant(config, narrowed.refresh_token!)
+    expect(claims(full.access_token).scope).toBe("notes:read notes:write")
+  })
+
+  it("refuses a refresh with a scope beyond the grant (invalid_scope)", async () => {
+    const first = await loginAlice(idp, { scopes: ["openid", "offline_access", "notes:read"] })
+    expect(claims(first.access_token).scope).toBe("notes:read")
+    const failure = await oauthError(
+      oauth.refreshTokenGrant(config, first.refresh_token!, { scope: "notes:write" })
+    )
+    expect(failure.error).toBe("invalid_scope")
+  })
+
+  it("issues the access token for another granted resource when the refresh names it", async () => {
+    const first = await loginAlice(idp)
+    expect(claims(first.access_token).aud).toBe(idp.notesAudience)
+    const failure = await oauthError(
+      oauth.refreshTokenGrant(config, first.refresh_token!, { resource: "https://not-granted.example/" })
+    )
+    expect(failure.error).toBe("invalid_target")
+  })
+
+  it("rejects a refresh token of another client", async () => {
+    const first = await loginAlice(idp)
+    const other = await configFor(idp, "token-broker-post")
+    expect((await oauthError(oauth.refreshTokenGrant(other, first.refresh_token!))).error).toBe(
+      "invalid_grant"
+    )
+  })
+})
+
+describe("refresh-token reuse grace period", () => {
+  let idp: DevIdp
+  let config: oauth.Configuration
+
+  beforeAll(async () => {
+    idp = await startDevIdp({ refreshTokenReuseGraceSeconds: 1 })
+    config = await configFor(idp, "token-broker")
+  })
+  afterAll(() => idp.close())
+
+  it("within the grace period a reused token gets a new pair; after it, reuse revokes the grant", async () => {
+    const first = await loginAlice(idp)
+    const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    const replay = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    expect(replay.refresh_token).not.toBe(second.refresh_token)
+    expect(replay.refresh_token).not.toBe(first.refresh_token)
+    // the grant is intact: the token from the first rotation still works
+    const third = await oauth.refreshTokenGrant(config, second.refresh_token!)
+
+    await sleep(1_100)
+    expect((await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).error).toBe(
+      "invalid_grant"
+    )
+    expect((await oauthError(oauth.refreshTokenGrant(config, third.refresh_token!))).error).toBe(
+      "invalid_grant"
+    )
+  })
+})
+
+describe.concurrent("refresh-token expiry", () => {
+  it("enforces the absolute lifetime across rotations, with refresh_expires_in counting down", async () => {
+    const idp = await startDevIdp({ refreshTokenTtlSeconds: 3 })
+    try {
+      const config = await configFor(idp, "token-broker")
+      const first = await loginAlice(idp)
+      expect(first.refresh_expires_in).toBeLessThanOrEqual(3)
+      expect(first.refresh_expires_in).toBeGreaterThanOrEqual(2)
+      await sleep(1_100)
+      const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+      expect(second.refresh_expires_in).toBeLessThan(first.refresh_expires_in!)
+      expect(second.refresh_expires_in).toBeGreaterThan(0)
+      await sleep(2_100)
+      const failure = await oauthError(oauth.refreshTokenGrant(config, second.refresh_token!))
+      expect(failure.error).toBe("invalid_grant")
+    } finally {
+      await idp.close()
+    }
+  })
+
+  it("enforces the idle expiry: each use extends it, a pause longer than it ends the grant", async () => {
+    const idp = await startDevIdp({ refreshTokenIdleSeconds: 2 })
+    try {
+      const config = await configFor(idp, "token-broker")
+      const first = await loginAlice(idp)
+      expect(first.refresh_expires_in).toBe(2)
+      await sleep(1_100)
+      const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+      expect(second.refresh_expires_in).toBe(2)
+      await sleep(2_100)
+      expect((await oauthError(oauth.refreshTokenGrant(config, second.refresh_token!))).error).toBe(
+        "invalid_grant"
+      )
+    } finally {
+      await idp.close()
+    }
+  })
+})
