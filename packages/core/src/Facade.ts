@@ -91,7 +91,13 @@ export const createTokenBroker = async (options: CreateTokenBrokerOptions): Prom
   const runtime = ManagedRuntime.make(layer)
   const broker = await run(runtime, TokenBroker.TokenBroker)
   return {
-    backgroundToken: (request) => run(runtime, Effect.map(broker.backgroundToken(request), toPlain)),
+    backgroundToken: (request) => {
+      // A cache hit settles without entering the runtime.
+      const hit = broker.cachedToken(request)
+      return hit !== undefined
+        ? Promise.resolve(toPlain(hit))
+        : run(runtime, Effect.map(broker.backgroundToken(request), toPlain))
+    },
     sessionToken: (request) =>
       run(
         runtime,

@@ -18,7 +18,7 @@ import type { GrantFilter, GrantKey, GrantRecord, GrantStatus } from "./Grant.js
 import { grantKeyString } from "./Grant.js"
 import { GrantStore, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
-import { count } from "./internal/metrics.js"
+import { count, unsafeCount } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings } from "./internal/refreshProtocol.js"
 import { normalizeScopes, sortScopes } from "./internal/scopes.js"
@@ -190,6 +190,11 @@ export interface TokenBrokerService {
   readonly revoke: (
     ref: GrantRef
   ) => Effect.Effect<RevokeResult, ProviderNotFound | StorageUnavailable | DecryptionFailed>
+  /**
+   * The cached token for a background request, synchronously, when the in-process cache has one that
+   * lives long enough; undefined otherwise (then call `backgroundToken`). For hot paths outside Effect.
+   */
+  readonly cachedToken: (request: BackgroundTokenRequest) => IssuedToken | undefined
   /** Refreshes now, whatever the cache says: rotates the refresh token where the provider rotates. */
   readonly rotateRefreshToken: (
     ref: GrantRef
@@ -243,6 +248,7 @@ export const make = (
     const cache = yield* AccessTokenCache
     const verifier = yield* TokenVerifier
     const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
 
     const defaultTenant = options.tenant ?? "default"
     const earlyRefreshMs = Duration.toMillis(options.earlyRefresh ?? "60 seconds")
@@ -292,26 +298,50 @@ export const make = (
       return Effect.succeed({ tenant, subject: ref.subject, provider: ref.provider })
     }
 
+    /**
+     * Step 1, the in-process cache: synchronous, no lock, no I/O. A request that fails validation was
+     * never cached, so validation waits for the miss path.
+     */
+    const cachedToken = (request: BackgroundTokenRequest): IssuedToken | undefined => {
+      const scopes = request.scopes === undefined ? null : sortScopes(request.scopes)
+      const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+      const grantId = grantKeyString({
+        tenant: request.tenant ?? defaultTenant,
+        subject: request.subject,
+        provider: request.provider
+      })
+      const hit = cache.lookup(
+        cacheKey(grantId, scopes, null),
+        clock.unsafeCurrentTimeMillis(),
+        Math.max(earlyRefreshMs, minTtlMs)
+      )
+      if (hit === undefined) return undefined
+      unsafeCount(Metrics.tokenRequests, { provider: request.provider, result: "hit" })
+      return {
+        accessToken: hit.accessToken,
+        tokenType: "Bearer",
+        expiresAt: hit.expiresAt,
+        scopes: hit.scopes,
+        source: "cache"
+      }
+    }
+
     const backgroundToken: TokenBrokerService["backgroundToken"] = (request) =>
-      Effect.gen(function* () {
-        const key = yield* keyOf(request)
-        const scopes = request.scopes === undefined ? null : yield* normalizeScopes(request.scopes, "scopes")
-        const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
-        const grantId = grantKeyString(key)
-        const tokenKey = cacheKey(grantId, scopes, null)
-        const now = yield* Clock.currentTimeMillis
-        // 1. The in-process cache: no lock, no I/O.
-        const hit = cache.lookup(tokenKey, now, Math.max(earlyRefreshMs, minTtlMs))
-        if (hit !== undefined) {
-          yield* count(Metrics.tokenRequests, { provider: key.provider, result: "hit" })
-          return { ...hit, tokenType: "Bearer" as const, source: "cache" as const }
-        }
-        // 2. In-process single flight: concurrent callers share one attempt.
-        return yield* flights.run(
-          `${tokenKey}\u0000${minTtlMs}`,
-          protocol.obtain(key, scopes, minTtlMs, false),
-          count(Metrics.tokenRequests, { provider: key.provider, result: "coalesced" })
-        )
+      Effect.suspend(() => {
+        const hit = cachedToken(request)
+        if (hit !== undefined) return Effect.succeed(hit)
+        return Effect.gen(function* () {
+          const key = yield* keyOf(request)
+          const scopes =
+            request.scopes === undefined ? null : yield* normalizeScopes(request.scopes, "scopes")
+          const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+          // Step 2, the in-process single flight: concurrent callers share one attempt.
+          return yield* flights.run(
+            `${cacheKey(grantKeyString(key), scopes, null)}\u0000${minTtlMs}`,
+            protocol.obtain(key, scopes, minTtlMs, false),
+            count(Metrics.tokenRequests, { provider: key.provider, result: "coalesced" })
+          )
+        })
       })
 
     const sessionToken: TokenBrokerService["sessionToken"] = (request) =>
@@ -697,7 +727,8 @@ export const make = (
       grantStatus,
       listGrants,
       revoke,
-      rotateRefreshToken
+      rotateRefreshToken,
+      cachedToken
     }
   })
 

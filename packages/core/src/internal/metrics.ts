@@ -1,37 +1,37 @@
-import { type Effect, Metric, MetricLabel } from "effect"
+import { Effect, type Metric, MetricLabel } from "effect"
 
 type Counter = Metric.Metric.Counter<number>
 type Histogram = Metric.Metric.Histogram<number>
 
-const memo = new WeakMap<object, Map<string, unknown>>()
+const labelSets = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
 
-/** The metric with these tags, built once per tag set (hot paths tag on every call). */
-const tagged = <M extends Counter | Histogram>(metric: M, tags: Readonly<Record<string, string>>): M => {
-  let byTags = memo.get(metric)
-  if (byTags === undefined) {
-    byTags = new Map()
-    memo.set(metric, byTags)
+/**
+ * The label array of a tag set, built once: Effect caches a metric's hook per label-array identity,
+ * so passing the same array keeps every update after the first a plain in-memory increment.
+ */
+const labelsOf = (tags: Readonly<Record<string, string>>): ReadonlyArray<MetricLabel.MetricLabel> => {
+  const entries = Object.entries(tags)
+  const id = entries.join("\u0000")
+  let labels = labelSets.get(id)
+  if (labels === undefined) {
+    labels = entries.map(([k, v]) => MetricLabel.make(k, v))
+    labelSets.set(id, labels)
   }
-  const id = Object.entries(tags).join("\u0000")
-  let found = byTags.get(id) as M | undefined
-  if (found === undefined) {
-    found = Metric.taggedWithLabels(
-      metric as Counter,
-      Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v))
-    ) as M
-    byTags.set(id, found)
-  }
-  return found
+  return labels
 }
+
+/** Synchronous increment, for hot paths that run outside an effect. */
+export const unsafeCount = (counter: Counter, tags: Readonly<Record<string, string>>, by = 1): void =>
+  counter.unsafeUpdate(by, labelsOf(tags))
 
 export const count = (
   counter: Counter,
   tags: Readonly<Record<string, string>>,
   by = 1
-): Effect.Effect<void> => Metric.incrementBy(tagged(counter, tags), by)
+): Effect.Effect<void> => Effect.sync(() => counter.unsafeUpdate(by, labelsOf(tags)))
 
 export const observe = (
   histogram: Histogram,
   tags: Readonly<Record<string, string>>,
   value: number
-): Effect.Effect<void> => Metric.update(tagged(histogram, tags), value)
+): Effect.Effect<void> => Effect.sync(() => histogram.unsafeUpdate(value, labelsOf(tags)))

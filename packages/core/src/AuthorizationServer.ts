@@ -1,0 +1,134 @@
+import { Context, type Effect, Layer, type Redacted } from "effect"
+import type { ConfigInvalid, ProviderNotFound, UpstreamRejected, UpstreamUnavailable } from "./Errors.js"
+import * as internal from "./internal/authorizationServer.js"
+import type { ProviderConfig } from "./Provider.js"
+
+/**
+ * The OAuth 2.0 / OpenID Connect client of one provider, on openid-client: cached discovery, refresh,
+ * RFC 8693 exchange, authorization code + PKCE, RFC 7009 revocation, RFC 7662 introspection.
+ * OAuth error responses are mapped faithfully: `invalid_grant` to `InvalidGrant` (core decides what it
+ * means), network failures, timeouts, 5xx and 429 to `UpstreamUnavailable`, every other OAuth error to
+ * `UpstreamRejected` (keeping `error`, `error_description` and the status).
+ */
+
+/** The provider answered `invalid_grant`: the refresh token (or code) is not (or no longer) valid. */
+export class InvalidGrant {
+  readonly _tag = "InvalidGrant"
+  constructor(
+    readonly provider: string,
+    readonly errorDescription: string | undefined
+  ) {}
+}
+
+/** A token endpoint response, validated; times are absolute (epoch ms) from when it arrived. */
+export interface TokenSet {
+  readonly accessToken: Redacted.Redacted<string>
+  readonly tokenType: string
+  /** Absolute expiry of the access token; null when the provider sent no `expires_in`. */
+  readonly expiresAt: number | null
+  readonly refreshToken: Redacted.Redacted<string> | null
+  /** From `refresh_expires_in`, when sent. */
+  readonly refreshExpiresAt: number | null
+  /** From the response's `scope`, sorted; null when the response names none. */
+  readonly scopes: ReadonlyArray<string> | null
+  /** RFC 8693 `issued_token_type`, when present. */
+  readonly issuedTokenType: string | null
+  /** The validated ID token's claims (code exchange only). */
+  readonly idTokenClaims: {
+    readonly iss: string
+    readonly sub: string
+    readonly [claim: string]: unknown
+  } | null
+}
+
+export interface IntrospectionResult {
+  readonly active: boolean
+  readonly subject: string | null
+  readonly clientId: string | null
+  readonly scopes: ReadonlyArray<string>
+  readonly audience: ReadonlyArray<string>
+  readonly issuer: string | null
+  readonly expiresAt: number | null
+  /** The `token_type` the server reported (e.g. "Bearer", "refresh_token"), when it named one. */
+  readonly tokenType?: string | undefined
+}
+
+export type UpstreamError = UpstreamUnavailable | UpstreamRejected
+
+export interface ProviderClient {
+  readonly config: ProviderConfig
+  /** Refresh grant; `scopes` downscopes the access token (the grant keeps its scope). */
+  readonly refresh: (request: {
+    readonly refreshToken: Redacted.Redacted<string>
+    readonly scopes?: ReadonlyArray<string> | undefined
+    readonly resource?: string | undefined
+  }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /** RFC 8693 token exchange of an access token the provider trusts. */
+  readonly exchange: (request: {
+    readonly subjectToken: Redacted.Redacted<string>
+    readonly scopes: ReadonlyArray<string>
+    readonly audience?: string | undefined
+    readonly resource?: string | undefined
+    readonly actorToken?: Redacted.Redacted<string> | undefined
+  }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /** client_credentials (e.g. for an actor token). */
+  readonly clientCredentials: (request: {
+    readonly scopes: ReadonlyArray<string>
+    readonly resource?: string | undefined
+  }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /** The authorization URL for Flow 2 (PKCE S256, state, nonce; `prompt=consent` where asked). */
+  readonly authorizationUrl: (request: {
+    readonly state: string
+    readonly nonce: string
+    readonly codeChallenge: string
+    readonly scopes: ReadonlyArray<string>
+    readonly redirectUri: string
+    readonly resource?: string | undefined
+    readonly prompt?: string | undefined
+  }) => Effect.Effect<URL, UpstreamError>
+  /** Exchanges the code of a callback; validates state, iss and the ID token's nonce. */
+  readonly exchangeCode: (request: {
+    readonly callbackUrl: URL
+    readonly expectedState: string
+    readonly codeVerifier: Redacted.Redacted<string>
+    readonly nonce: string
+    readonly redirectUri: string
+    readonly resource?: string | undefined
+  }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /** RFC 7009 revocation with client authentication. Fails when the provider has no endpoint. */
+  readonly revoke: (request: {
+    readonly token: Redacted.Redacted<string>
+    readonly tokenTypeHint: "refresh_token" | "access_token"
+  }) => Effect.Effect<void, UpstreamError>
+  readonly introspect: (token: Redacted.Redacted<string>) => Effect.Effect<IntrospectionResult, UpstreamError>
+}
+
+/** Every configured provider's client, by provider id. */
+export interface AuthorizationServersService {
+  readonly get: (provider: string) => Effect.Effect<ProviderClient, ProviderNotFound>
+  readonly providers: ReadonlyArray<ProviderConfig>
+}
+
+export class AuthorizationServers extends Context.Tag("@token-broker/core/AuthorizationServers")<
+  AuthorizationServers,
+  AuthorizationServersService
+>() {}
+
+export type MakeOptions = internal.MakeOptions
+
+/**
+ * Builds every provider's client on openid-client. Checks the configuration at once (an http:// issuer
+ * without `allowInsecureRequests`, a bad private JWK, a duplicate id: `ConfigInvalid` naming the field);
+ * discovery happens lazily on first use, is shared by concurrent callers and cached, and a failed discovery
+ * is retried after `discoveryCooldown` (default 5 s).
+ */
+export const make: (
+  providers: ReadonlyArray<ProviderConfig>,
+  options?: MakeOptions
+) => Effect.Effect<AuthorizationServersService, ConfigInvalid> = internal.make
+
+export const layer = (
+  providers: ReadonlyArray<ProviderConfig>,
+  options?: MakeOptions
+): Layer.Layer<AuthorizationServers, ConfigInvalid> =>
+  Layer.effect(AuthorizationServers, internal.make(providers, options))

@@ -1,0 +1,432 @@
+import { Clock, Duration, Effect, Redacted } from "effect"
+import { importJWK, type JWK } from "jose"
+import * as client from "openid-client"
+import type {
+  AuthorizationServersService,
+  IntrospectionResult,
+  ProviderClient,
+  TokenSet
+} from "../AuthorizationServer.js"
+import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavailable } from "../Errors.js"
+import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
+import { cachedWithCooldown } from "./cachedWithCooldown.js"
+import { type MappedError, mapUpstreamError } from "./upstreamError.js"
+
+export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+export const DEFAULT_REQUEST_TIMEOUT: Duration.DurationInput = "10 seconds"
+export const DEFAULT_DISCOVERY_COOLDOWN: Duration.DurationInput = "5 seconds"
+
+export interface MakeOptions {
+  /** How long a failed discovery is remembered before the next call tries again. Default 5 s. */
+  readonly discoveryCooldown?: Duration.DurationInput | undefined
+}
+
+/** A request's own rewriting fetch: public-to-internal rewrite, plus the caller's AbortSignal. */
+export const makeFetch =
+  (rewrite: ProviderConfig["internalBaseUrl"], interrupt: AbortSignal | undefined): client.CustomFetch =>
+  (url, options) => {
+    const signals = [options.signal, interrupt].filter((signal) => signal !== undefined)
+    const init: RequestInit & { duplex?: "half" } = {
+      method: options.method,
+      headers: options.headers,
+      redirect: options.redirect,
+      body: (options.body ?? null) as NonNullable<RequestInit["body"]> | null,
+      signal: signals.length === 0 ? null : AbortSignal.any(signals)
+    }
+    if (options.duplex !== undefined) init.duplex = options.duplex
+    return fetch(rewriteUrl(rewrite, url), init)
+  }
+
+/** `from` matches a whole origin or path prefix: `https://idp.example` never matches `https://idp.example.evil`. */
+export const rewriteUrl = (rewrite: ProviderConfig["internalBaseUrl"], url: string): string => {
+  if (rewrite === undefined || !url.startsWith(rewrite.from)) return url
+  const rest = url.slice(rewrite.from.length)
+  if (rewrite.from.endsWith("/") || rest === "" || /^[/?#]/.test(rest)) return rewrite.to + rest
+  return url
+}
+
+const timeoutSeconds = (provider: ProviderConfig) =>
+  Duration.toMillis(Duration.decode(provider.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT)) / 1000
+
+/** Checks a provider's configuration and prepares its client authentication (imports a private JWK). */
+const prepare = (provider: ProviderConfig, index: number) =>
+  Effect.gen(function* () {
+    const field = (name: string) => `providers[${index}].${name}`
+    const invalid = (name: string, message: string) =>
+      new ConfigInvalid({ field: field(name), message: `provider "${provider.id}": ${message}` })
+    if (provider.id.length === 0) return yield* invalid("id", "the id must not be empty")
+    if (provider.clientId.length === 0) return yield* invalid("clientId", "the client id must not be empty")
+    const insecure = provider.allowInsecureRequests === true
+    yield* checkUrl(provider.issuer, insecure, () => invalid("issuer", ""))
+    if (provider.internalBaseUrl !== undefined) {
+      yield* checkUrl(provider.internalBaseUrl.from, true, () => invalid("internalBaseUrl.from", ""))
+      yield* checkUrl(provider.internalBaseUrl.to, insecure, () => invalid("internalBaseUrl.to", ""))
+    }
+    const timeout = Effect.try(() => Duration.decode(provider.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT))
+    const decoded = yield* Effect.orElseFail(timeout, () => invalid("requestTimeout", "not a duration"))
+    if (Duration.toMillis(decoded) <= 0) return yield* invalid("requestTimeout", "must be positive")
+    const auth = yield* clientAuth(provider.clientAuthentication, () =>
+      invalid("clientAuthentication.privateJwk", "not a private JWK (JSON text with `d`) that can sign")
+    )
+    return { provider, auth, insecure }
+  })
+
+const checkUrl = (value: string, insecure: boolean, fail: () => ConfigInvalid) => {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    const error = fail()
+    return Effect.fail(new ConfigInvalid({ field: error.field, message: `${error.message}not a URL` }))
+  }
+  if (url.protocol === "https:" || (insecure && url.protocol === "http:")) return Effect.void
+  const error = fail()
+  return Effect.fail(
+    new ConfigInvalid({
+      field: error.field,
+      message:
+        url.protocol === "http:"
+          ? `${error.message}${value} is http://; use https://, or set allowInsecureRequests: true (local development and tests only)`
+          : `${error.message}${value} must be an https:// URL`
+    })
+  )
+}
+
+const clientAuth = (
+  authentication: ClientAuthentication,
+  invalid: () => ConfigInvalid
+): Effect.Effect<client.ClientAuth, ConfigInvalid> => {
+  switch (authentication.method) {
+    case "client_secret_basic":
+      return Effect.succeed(client.ClientSecretBasic(Redacted.value(authentication.clientSecret)))
+    case "client_secret_post":
+      return Effect.succeed(client.ClientSecretPost(Redacted.value(authentication.clientSecret)))
+    case "none":
+      return Effect.succeed(client.None())
+    case "private_key_jwt":
+      return Effect.tryPromise({
+        try: async () => {
+          const jwk = JSON.parse(Redacted.value(authentication.privateJwk)) as JWK
+          if (typeof jwk.d !== "string") throw new TypeError("not a private key")
+          const alg = jwk.alg ?? defaultAlg(jwk)
+          const key = await importJWK(jwk, alg)
+          if (key instanceof Uint8Array || key.type !== "private") throw new TypeError("not a private key")
+          return client.PrivateKeyJwt(jwk.kid === undefined ? key : { key, kid: jwk.kid })
+        },
+        catch: invalid
+      })
+  }
+}
+
+const defaultAlg = (jwk: JWK): string | undefined => {
+  if (jwk.kty === "RSA") return "RS256"
+  if (jwk.kty === "EC") return { "P-256": "ES256", "P-384": "ES384", "P-521": "ES512" }[jwk.crv ?? ""]
+  if (jwk.kty === "OKP") return "EdDSA"
+  return undefined
+}
+
+type Prepared = Effect.Effect.Success<ReturnType<typeof prepare>>
+
+/** Runs one openid-client call with the caller's interruption wired to the fetch, and maps its errors. */
+const call = <A>(
+  provider: string,
+  operation: string,
+  run: (signal: AbortSignal) => Promise<A>
+): Effect.Effect<A, MappedError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => cause }).pipe(
+    Effect.catchAll((cause) => mapUpstreamError(provider, operation, cause))
+  )
+
+const splitScopes = (scope: unknown): ReadonlyArray<string> | null =>
+  typeof scope === "string" ? [...new Set(scope.split(" ").filter((s) => s.length > 0))].sort() : null
+
+const audienceList = (aud: unknown): ReadonlyArray<string> =>
+  typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a) => typeof a === "string") : []
+
+const toTokenSet = (
+  response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers,
+  now: number,
+  withIdToken: boolean
+): TokenSet => {
+  const refreshExpiresIn = response.refresh_expires_in
+  const claims = withIdToken ? response.claims() : undefined
+  return {
+    accessToken: Redacted.make(response.access_token),
+    tokenType: response.token_type,
+    expiresAt: typeof response.expires_in === "number" ? now + response.expires_in * 1000 : null,
+    refreshToken: typeof response.refresh_token === "string" ? Redacted.make(response.refresh_token) : null,
+    refreshExpiresAt:
+      typeof refreshExpiresIn === "number" && refreshExpiresIn > 0 ? now + refreshExpiresIn * 1000 : null,
+    scopes: splitScopes(response.scope),
+    issuedTokenType: typeof response.issued_token_type === "string" ? response.issued_token_type : null,
+    idTokenClaims: claims === undefined ? null : { ...claims, iss: claims.iss, sub: claims.sub }
+  }
+}
+
+const toIntrospection = (response: client.IntrospectionResponse): IntrospectionResult => ({
+  active: response.active === true,
+  subject: typeof response.sub === "string" ? response.sub : null,
+  clientId: typeof response.client_id === "string" ? response.client_id : null,
+  scopes: splitScopes(response.scope) ?? [],
+  audience: audienceList(response.aud),
+  issuer: typeof response.iss === "string" ? response.iss : null,
+  expiresAt: typeof response.exp === "number" ? response.exp * 1000 : null,
+  ...(typeof response.token_type === "string" ? { tokenType: response.token_type } : {})
+})
+
+/** Parameters shared by token requests: `scope` when any, `resource` when asked or configured. */
+const tokenParameters = (
+  provider: ProviderConfig,
+  scopes: ReadonlyArray<string> | undefined,
+  resource: string | undefined
+): Record<string, string> => {
+  const parameters: Record<string, string> = {}
+  if (scopes !== undefined && scopes.length > 0) parameters.scope = scopes.join(" ")
+  const target = resource ?? provider.resource
+  if (target !== undefined) parameters.resource = target
+  return parameters
+}
+
+/** The discovery document, fetched lazily through the rewrite, shared and cached (failures for `cooldown`). */
+const discoverMetadata = (prepared: Prepared, cooldown: Duration.DurationInput) => {
+  const { provider, auth, insecure } = prepared
+  const discover = call(provider.id, "discovery", (signal) =>
+    client.discovery(new URL(provider.issuer), provider.clientId, undefined, auth, {
+      [client.customFetch]: makeFetch(provider.internalBaseUrl, signal),
+      timeout: timeoutSeconds(provider),
+      execute: insecure ? [client.allowInsecureRequests] : []
+    })
+  ).pipe(
+    Effect.map((configuration): client.ServerMetadata => ({ ...configuration.serverMetadata() })),
+    Effect.mapError((error) =>
+      // A discovery request carries no grant: an `invalid_grant` here can only be a broken server.
+      error._tag === "InvalidGrant" ? rejectedGrant(provider.id, error) : error
+    )
+  )
+  return cachedWithCooldown(discover, cooldown)
+}
+
+const makeProviderClient = (
+  prepared: Prepared,
+  metadata: Effect.Effect<client.ServerMetadata, UpstreamUnavailable | UpstreamRejected>
+): ProviderClient => {
+  const { provider, auth, insecure } = prepared
+  const timeout = timeoutSeconds(provider)
+
+  /** A Configuration per request: its fetch carries this request's interruption signal. */
+  const configuration = (server: client.ServerMetadata, signal: AbortSignal) => {
+    const config = new client.Configuration(server, provider.clientId, undefined, auth)
+    config.timeout = timeout
+    config[client.customFetch] = makeFetch(provider.internalBaseUrl, signal)
+    if (insecure) client.allowInsecureRequests(config)
+    return config
+  }
+
+  const tokenRequest = (
+    operation: string,
+    run: (
+      config: client.Configuration
+    ) => Promise<client.TokenEndpointResponse & client.TokenEndpointResponseHelpers>,
+    withIdToken = false
+  ): Effect.Effect<TokenSet, MappedError> =>
+    Effect.gen(function* () {
+      const server = yield* metadata
+      const response = yield* call(provider.id, operation, (signal) => run(configuration(server, signal)))
+      const now = yield* Clock.currentTimeMillis
+      return toTokenSet(response, now, withIdToken)
+    })
+
+  const unsupported = (operation: string, error: string) =>
+    new UpstreamRejected({
+      provider: provider.id,
+      error,
+      message: `provider "${provider.id}" has no ${operation} endpoint in its discovery document`
+    })
+
+  const providerClient: ProviderClient = {
+    config: provider,
+    refresh: (request) =>
+      tokenRequest("refresh", (config) =>
+        client.refreshTokenGrant(
+          config,
+          Redacted.value(request.refreshToken),
+          tokenParameters(provider, request.scopes, request.resource)
+        )
+      ),
+    exchange: (request) =>
+      tokenRequest("token exchange", (config) => {
+        const parameters: Record<string, string> = {
+          subject_token: Redacted.value(request.subjectToken),
+          subject_token_type: ACCESS_TOKEN_TYPE,
+          requested_token_type: ACCESS_TOKEN_TYPE,
+          ...tokenParameters(provider, request.scopes, request.resource)
+        }
+        if (request.audience !== undefined) parameters.audience = request.audience
+        if (request.actorToken !== undefined) {
+          parameters.actor_token = Redacted.value(request.actorToken)
+          parameters.actor_token_type = ACCESS_TOKEN_TYPE
+        }
+        return client.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, parameters)
+      }),
+    clientCredentials: (request) =>
+      tokenRequest("client_credentials", (config) =>
+        client.clientCredentialsGrant(config, tokenParameters(provider, request.scopes, request.resource))
+      ),
+    authorizationUrl: (request) =>
+      Effect.gen(function* () {
+        const server = yield* metadata
+        return yield* call(provider.id, "authorization URL", async (signal) => {
+          const parameters: Record<string, string> = {
+            response_type: "code",
+            redirect_uri: request.redirectUri,
+            scope: request.scopes.join(" "),
+            state: request.state,
+            nonce: request.nonce,
+            code_challenge: request.codeChallenge,
+            code_challenge_method: "S256"
+          }
+          const resource = request.resource ?? provider.resource
+          if (resource !== undefined) parameters.resource = resource
+          if (request.prompt !== undefined) parameters.prompt = request.prompt
+          return client.buildAuthorizationUrl(configuration(server, signal), parameters)
+        }).pipe(
+          Effect.catchIf(
+            (error): error is Extract<MappedError, { _tag: "InvalidGrant" }> => error._tag === "InvalidGrant",
+            () => Effect.die("buildAuthorizationUrl makes no request")
+          )
+        )
+      }),
+    exchangeCode: (request) =>
+      tokenRequest(
+        "code exchange",
+        (config) => {
+          // The redirect_uri sent is the registered one, whatever URL the callback arrived on.
+          const current = new URL(request.redirectUri)
+          current.search = request.callbackUrl.search
+          current.hash = ""
+          const resource = request.resource ?? provider.resource
+          return client.authorizationCodeGrant(
+            config,
+            current,
+            {
+              expectedState: request.expectedState,
+              expectedNonce: request.nonce,
+              pkceCodeVerifier: Redacted.value(request.codeVerifier),
+              idTokenExpected: true
+            },
+            resource === undefined ? undefined : { resource }
+          )
+        },
+        true
+      ),
+    revoke: (request) =>
+      Effect.gen(function* () {
+        const server = yield* metadata
+        if (server.revocation_endpoint === undefined) {
+          return yield* unsupported("revocation", "revocation_not_supported")
+        }
+        yield* call(provider.id, "revocation", (signal) =>
+          client.tokenRevocation(configuration(server, signal), Redacted.value(request.token), {
+            token_type_hint: request.tokenTypeHint
+          })
+        )
+      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error)))),
+    introspect: (token) =>
+      Effect.gen(function* () {
+        const server = yield* metadata
+        if (server.introspection_endpoint === undefined) {
+          return yield* unsupported("introspection", "introspection_not_supported")
+        }
+        const response = yield* call(provider.id, "introspection", (signal) =>
+          client.tokenIntrospection(configuration(server, signal), Redacted.value(token))
+        )
+        return toIntrospection(response)
+      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error))))
+  }
+  return providerClient
+}
+
+/** `invalid_grant` where no grant is involved (revocation, introspection) is a rejection like any other. */
+const rejectedGrant = (provider: string, error: { readonly errorDescription: string | undefined }) =>
+  new UpstreamRejected({
+    provider,
+    error: "invalid_grant",
+    errorDescription: error.errorDescription,
+    message: `provider "${provider}" answered invalid_grant`
+  })
+
+export const make = (
+  providers: ReadonlyArray<ProviderConfig>,
+  options: MakeOptions = {}
+): Effect.Effect<AuthorizationServersService, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const seen = new Set<string>()
+    for (const [index, provider] of providers.entries()) {
+      if (seen.has(provider.id)) {
+        return yield* new ConfigInvalid({
+          field: `providers[${index}].id`,
+          message: `provider id "${provider.id}" is configured twice`
+        })
+      }
+      seen.add(provider.id)
+    }
+    const prepared = yield* Effect.forEach(providers, prepare)
+    const cooldown = options.discoveryCooldown ?? DEFAULT_DISCOVERY_COOLDOWN
+    const clients = new Map<string, ProviderClient>()
+    for (const entry of prepared) {
+      clients.set(entry.provider.id, makeProviderClient(entry, yield* discoverMetadata(entry, cooldown)))
+    }
+    return {
+      providers,
+      get: (id: string) => {
+        const found = clients.get(id)
+        return found === undefined
+          ? Effect.fail(new ProviderNotFound({ provider: id, message: `no provider "${id}" is configured` }))
+          : Effect.succeed(found)
+      }
+    }
+  })
+
+/**
+ * An RFC 7662 client of one introspection endpoint known without discovery (the TokenVerifier's
+ * `introspection.endpoint` option).
+ */
+export const makeIntrospectionClient = (options: {
+  readonly issuer: string
+  readonly endpoint: string
+  readonly clientId: string
+  readonly clientAuthentication: ClientAuthentication
+  readonly allowInsecureRequests?: boolean | undefined
+  readonly requestTimeout?: Duration.DurationInput | undefined
+  readonly field: string
+}): Effect.Effect<Pick<ProviderClient, "introspect">, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const provider: ProviderConfig = {
+      id: `introspection ${options.issuer}`,
+      issuer: options.issuer,
+      clientId: options.clientId,
+      clientAuthentication: options.clientAuthentication,
+      redirectUri: options.endpoint,
+      defaultScopes: [],
+      allowInsecureRequests: options.allowInsecureRequests,
+      requestTimeout: options.requestTimeout
+    }
+    const prepared = yield* prepare(provider, 0).pipe(
+      Effect.mapError(
+        (error) =>
+          new ConfigInvalid({
+            field: `${options.field}.${error.field.replace(/^providers\[0\]\./, "")}`,
+            message: error.message
+          })
+      )
+    )
+    yield* checkUrl(
+      options.endpoint,
+      prepared.insecure,
+      () => new ConfigInvalid({ field: `${options.field}.endpoint`, message: "introspection endpoint: " })
+    )
+    const server: client.ServerMetadata = { issuer: options.issuer, introspection_endpoint: options.endpoint }
+    return makeProviderClient(prepared, Effect.succeed(server))
+  })

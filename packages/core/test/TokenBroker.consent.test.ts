@@ -1,0 +1,184 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option, Redacted, TestClock } from "effect"
+import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
+import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+
+const dev = withDevIdp()
+beforeAll(dev.start)
+afterAll(dev.stop)
+
+describe("consent (Flow 2): authorization code + PKCE, stored in the grant store", () => {
+  it.effect("the authorization URL carries PKCE S256, state, nonce and prompt=consent", () =>
+    Effect.gen(function* () {
+      const broker = yield* TokenBroker.TokenBroker
+      const started = yield* broker.startAuthorization({ subject: user(dev.idp).sub, provider: PROVIDER })
+      const params = started.authorizationUrl.searchParams
+      expect(started.authorizationUrl.origin).toBe(dev.idp.issuer)
+      expect(params.get("response_type")).toBe("code")
+      expect(params.get("code_challenge_method")).toBe("S256")
+      expect(params.get("code_challenge")).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(params.get("state")).toBe(Redacted.value(started.state))
+      expect(params.get("nonce")?.length).toBeGreaterThanOrEqual(32)
+      expect(params.get("prompt")).toBe("consent")
+      expect(params.get("scope")?.split(" ")).toEqual(
+        expect.arrayContaining(["openid", "offline_access", "notes:read", "notes:write"])
+      )
+      expect(params.get("resource")).toBe(dev.idp.notesAudience)
+      expect(params.get("client_id")).toBe("token-broker")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.live("completing it through dev-idp stores an encrypted grant that serves tokens", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const completed = yield* connect(dev.idp, alice)
+      expect(completed.grant.status).toBe("active")
+      expect(completed.grant.identity).toEqual({ issuer: dev.idp.issuer, subject: alice.sub })
+      expect(completed.grant.refreshTokenExpiresAt).toBeGreaterThan(Date.now())
+      const broker = yield* TokenBroker.TokenBroker
+      const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      expect(token.source).toBe("store")
+      // Nothing in plain text: the stored record holds envelopes only.
+      const store = yield* GrantStore.GrantStore
+      const record = Option.getOrThrow(
+        yield* store.get({ tenant: "default", subject: alice.sub, provider: PROVIDER })
+      )
+      const raw = JSON.stringify(record)
+      expect(raw).not.toContain(Redacted.value(token.accessToken))
+      expect(record.refreshToken.startsWith("tb1.")).toBe(true)
+      expect(record.accessToken?.envelope.startsWith("tb1.")).toBe(true)
+      // A record copied to another subject does not decrypt.
+      const keyRing = yield* KeyRing.KeyRing
+      const moved = yield* Effect.flip(
+        keyRing.decrypt(
+          record.refreshToken,
+          KeyRing.aadFor({ ...record, subject: "mallory" }, "refresh_token")
+        )
+      )
+      expect(moved._tag).toBe("DecryptionFailed")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.live("a reused state is refused", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const broker = yield* TokenBroker.TokenBroker
+      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      yield* broker.completeAuthorization(callback)
+      const replay = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(replay._tag).toBe("AuthorizationNotPending")
+      const missing = yield* Effect.flip(broker.completeAuthorization({ code: "x" }))
+      expect(missing._tag).toBe("AuthorizationNotPending")
+      const unknown = yield* Effect.flip(broker.completeAuthorization({ code: "x", state: "forged" }))
+      expect(unknown._tag).toBe("AuthorizationNotPending")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.effect("an expired state is refused", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const broker = yield* TokenBroker.TokenBroker
+      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      yield* TestClock.adjust("11 minutes")
+      const error = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(error._tag).toBe("AuthorizationNotPending")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.live("an identity that may not be bound to the subject is refused, and nothing is stored", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const bob = user(dev.idp, 1)
+      const broker = yield* TokenBroker.TokenBroker
+      // Bob starts consent for his subject, but Alice's account answers at the provider.
+      const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      const error = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(error._tag).toBe("IdentityMismatch")
+      expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.live("a denied consent is reported with the provider's error", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const broker = yield* TokenBroker.TokenBroker
+      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password,
+          consent: false
+        })
+      )
+      const error = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(error._tag === "UpstreamRejected" && error.error).toBe("access_denied")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+})
+
+describe("revocation (RFC 7009)", () => {
+  it.live(
+    "revokes at dev-idp with client authentication; the grant and every cached token of it are gone",
+    () =>
+      Effect.gen(function* () {
+        const alice = user(dev.idp)
+        yield* connect(dev.idp, alice)
+        const broker = yield* TokenBroker.TokenBroker
+        yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, scopes: ["notes:read"] })
+        const before = dev.idp.revocations.list().length
+        const result = yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })
+        expect(result).toEqual({ removed: true, upstream: "revoked" })
+        const recorded = dev.idp.revocations.list().slice(before)
+        expect(recorded).toHaveLength(1)
+        expect(recorded[0]).toMatchObject({ clientId: "token-broker", tokenTypeHint: "refresh_token" })
+        for (const scopes of [undefined, ["notes:read"]]) {
+          const error = yield* Effect.flip(
+            broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, scopes })
+          )
+          expect(error._tag === "ConsentRequired" && error.reason).toBe("no_grant")
+        }
+        expect(yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })).toEqual({
+          removed: false,
+          upstream: "not_attempted"
+        })
+      }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+})
+
+describe("revocation with the provider down", () => {
+  const down = withDevIdp()
+  beforeAll(down.start)
+
+  it.live("the grant is still removed locally and the failure is reported", () =>
+    Effect.gen(function* () {
+      const alice = user(down.idp)
+      yield* connect(down.idp, alice)
+      const broker = yield* TokenBroker.TokenBroker
+      yield* Effect.promise(() => down.idp.close())
+      const result = yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })
+      expect(result.removed).toBe(true)
+      expect(result.upstream).toBe("failed")
+      expect(result.upstreamError?.code).toBe("network")
+      expect(Option.isNone(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))).toBe(true)
+    }).pipe(Effect.provide(Layer.suspend(() => brokerLayer(down.idp))))
+  )
+})

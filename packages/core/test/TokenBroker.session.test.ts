@@ -1,0 +1,164 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Redacted, TestClock } from "effect"
+import { GrantStore, TokenBroker } from "../src/index.js"
+import { brokerLayer, claims, PROVIDER, user, withDevIdp } from "./support/harness.js"
+
+const MCP = "http://127.0.0.1/mcp"
+const dev = withDevIdp({ mcpAudience: MCP })
+beforeAll(dev.start)
+afterAll(dev.stop)
+
+/** The user's own (Flow 1) token: issued by dev-idp to the MCP client for the MCP server's audience. */
+const userToken = (resource = MCP) =>
+  Effect.promise(() =>
+    dev.idp.login({
+      clientId: "mcp-client",
+      username: user(dev.idp).username,
+      password: user(dev.idp).password,
+      scopes: ["openid", "notes:read", "notes:write"],
+      resource
+    })
+  )
+
+describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
+  it.live("yields a token for the upstream audience with the asked scopes, cached, never persisted", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      const subjectToken = Redacted.make(response.access_token)
+      const broker = yield* TokenBroker.TokenBroker
+      dev.idp.counters.reset()
+      const token = yield* broker.sessionToken({ subjectToken, provider: PROVIDER, scopes: ["notes:read"] })
+      const payload = claims(token.accessToken)
+      expect(payload.aud).toBe(dev.idp.notesAudience)
+      expect(payload.scope).toBe("notes:read")
+      expect(payload.sub).toBe(user(dev.idp).sub)
+      expect(token.source).toBe("exchange")
+      // No longer than either token lives.
+      expect(token.expiresAt).toBeLessThanOrEqual(Number(claims(response.access_token).exp) * 1000)
+      // The exchanged token works at the upstream API.
+      const notes = yield* Effect.promise(() =>
+        fetch(`${dev.idp.notesApiUrl}/notes`, {
+          headers: { authorization: `Bearer ${Redacted.value(token.accessToken)}` }
+        })
+      )
+      expect(notes.status).toBe(200)
+      // Cached: the same request does not exchange again.
+      const again = yield* broker.sessionToken({ subjectToken, provider: PROVIDER, scopes: ["notes:read"] })
+      expect(Redacted.value(again.accessToken)).toBe(Redacted.value(token.accessToken))
+      expect(dev.idp.counters.count({ grantType: "urn:ietf:params:oauth:grant-type:token-exchange" })).toBe(1)
+      // Never persisted.
+      const store = yield* GrantStore.GrantStore
+      expect(yield* store.list({}, null, 10)).toEqual([])
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
+  it.live("with an actor token, the issued token carries an act claim", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      const broker = yield* TokenBroker.TokenBroker
+      const token = yield* broker.sessionToken({
+        subjectToken: Redacted.make(response.access_token),
+        provider: PROVIDER,
+        scopes: ["notes:write"]
+      })
+      expect(claims(token.accessToken).act).toEqual({ sub: "token-broker" })
+      expect(claims(token.accessToken).scope).toBe("notes:write")
+    }).pipe(
+      Effect.provide(
+        brokerLayer(dev.idp, {
+          broker: { sessionAudience: MCP },
+          provider: { tokenExchange: { actorToken: true } }
+        })
+      )
+    )
+  )
+
+  it.live("an ID token is refused (token_type)", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      const broker = yield* TokenBroker.TokenBroker
+      const error = yield* Effect.flip(
+        broker.sessionToken({
+          subjectToken: Redacted.make(response.id_token ?? ""),
+          provider: PROVIDER,
+          scopes: []
+        })
+      )
+      expect(error._tag).toBe("InvalidSubjectToken")
+      if (error._tag === "InvalidSubjectToken") expect(error.reason).toBe("token_type")
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
+  it.live("a token for another audience is refused (AudienceMismatch)", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken(dev.idp.notesAudience)
+      const broker = yield* TokenBroker.TokenBroker
+      const error = yield* Effect.flip(
+        broker.sessionToken({
+          subjectToken: Redacted.make(response.access_token),
+          provider: PROVIDER,
+          scopes: []
+        })
+      )
+      expect(error._tag).toBe("AudienceMismatch")
+      expect(error.code).toBe("audience_mismatch")
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
+  it.live("a badly signed token is refused (signature)", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      const [header, payload, signature = ""] = response.access_token.split(".")
+      const forged = `${header}.${payload}.${signature.slice(0, -4)}${signature.slice(-4) === "AAAA" ? "BBBB" : "AAAA"}`
+      const broker = yield* TokenBroker.TokenBroker
+      const error = yield* Effect.flip(
+        broker.sessionToken({
+          subjectToken: Redacted.make(forged),
+          provider: PROVIDER,
+          scopes: ["notes:read"]
+        })
+      )
+      expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("signature")
+      const garbage = yield* Effect.flip(
+        broker.sessionToken({ subjectToken: Redacted.make("not a token"), provider: PROVIDER, scopes: [] })
+      )
+      expect(garbage._tag).toBe("InvalidSubjectToken")
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
+  it.effect("an expired token is refused (expired)", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      // TestClock starts at the epoch; move it past the token's expiry (plus leeway).
+      yield* TestClock.setTime(Number(claims(response.access_token).exp) * 1000 + 120_000)
+      const broker = yield* TokenBroker.TokenBroker
+      const error = yield* Effect.flip(
+        broker.sessionToken({
+          subjectToken: Redacted.make(response.access_token),
+          provider: PROVIDER,
+          scopes: []
+        })
+      )
+      expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("expired")
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
+  it.live("a provider without tokenExchange refuses session tokens with a clear error", () =>
+    Effect.gen(function* () {
+      const response = yield* userToken()
+      const broker = yield* TokenBroker.TokenBroker
+      const error = yield* Effect.flip(
+        broker.sessionToken({
+          subjectToken: Redacted.make(response.access_token),
+          provider: PROVIDER,
+          scopes: []
+        })
+      )
+      expect(error._tag === "InvalidRequest" && error.field).toBe("provider")
+    }).pipe(
+      Effect.provide(
+        brokerLayer(dev.idp, { broker: { sessionAudience: MCP }, provider: { tokenExchange: undefined } })
+      )
+    )
+  )
+})

@@ -1,0 +1,1 @@
+export * as PgGrantStore from "./PgGrantStore.js"

@@ -1,0 +1,53 @@
+import type { SqlMigrations } from "@token-broker/storage-sql"
+import { Effect } from "effect"
+
+/**
+ * The PostgreSQL schema, one forward step at a time. Never edit a released step: add a new one. Key
+ * columns use `COLLATE "C"` so that the primary key orders rows in code-unit order, the order of `list`.
+ */
+export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
+  {
+    version: 1,
+    name: "grants, pending authorizations, leases",
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE TABLE grants (
+            tenant text COLLATE "C" NOT NULL,
+            subject text COLLATE "C" NOT NULL,
+            provider text COLLATE "C" NOT NULL,
+            version integer NOT NULL,
+            status text NOT NULL,
+            updated_at bigint NOT NULL,
+            data text NOT NULL,
+            PRIMARY KEY (tenant, subject, provider)
+          )`,
+          sql`CREATE TABLE pending_authorizations (
+            state_hash text PRIMARY KEY,
+            expires_at bigint NOT NULL,
+            data text NOT NULL
+          )`,
+          sql`CREATE TABLE leases (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at bigint NOT NULL
+          )`
+        ],
+        { discard: true }
+      )
+  },
+  {
+    version: 2,
+    name: "indexes for list filters and pending expiry",
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE INDEX grants_by_subject ON grants (subject, tenant, provider)`,
+          sql`CREATE INDEX grants_by_provider ON grants (provider, tenant, subject)`,
+          sql`CREATE INDEX grants_by_status ON grants (status, tenant, subject, provider)`,
+          sql`CREATE INDEX pending_by_expiry ON pending_authorizations (expires_at)`
+        ],
+        { discard: true }
+      )
+  }
+]

@@ -1,0 +1,213 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Fragment } from "@effect/sql/Statement"
+import {
+  type GrantFilter,
+  type GrantKey,
+  type GrantRecord,
+  type GrantStatus,
+  type GrantStore,
+  type PendingAuthorization,
+  StorageUnavailable
+} from "@token-broker/core"
+import { Clock, Duration, Effect, Option } from "effect"
+import { storageUnavailable } from "./internal/errors.js"
+
+/**
+ * Maps a driver failure to `StorageUnavailable` naming the backend, the operation and the error code
+ * only: never a row value or a secret.
+ */
+export { storageUnavailable }
+
+/** Where the SQL dialects differ, for the GrantStore driver. */
+export interface SqlDialect {
+  /** Backend name for error messages ("sqlite", "postgres"). */
+  readonly backend: string
+  /**
+   * The lease clock's current time in epoch milliseconds, as SQL: the database server's clock
+   * (PostgreSQL: every replica agrees) or a parameter taken from the process clock (SQLite: one machine).
+   */
+  readonly leaseNow: (sql: SqlClient.SqlClient) => Effect.Effect<Fragment>
+}
+
+interface GrantRow {
+  readonly tenant: string
+  readonly subject: string
+  readonly provider: string
+  readonly version: number | string
+  readonly status: string
+  readonly data: string
+}
+
+/** The columns of a grant row; the rest of the record is `data` (JSON text, envelopes kept verbatim). */
+const toRow = (record: GrantRecord) => {
+  const { tenant: _t, subject: _s, provider: _p, version: _v, status: _st, ...rest } = record
+  return {
+    status: record.status,
+    version: record.version,
+    updatedAt: record.updatedAt,
+    data: JSON.stringify(rest)
+  }
+}
+
+const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailable> =>
+  Effect.try({
+    try: () => {
+      const data = JSON.parse(row.data) as Omit<GrantRecord, keyof GrantKey | "version" | "status">
+      return {
+        ...data,
+        tenant: row.tenant,
+        subject: row.subject,
+        provider: row.provider,
+        version: Number(row.version),
+        status: row.status as GrantStatus
+      }
+    },
+    catch: () =>
+      new StorageUnavailable({ operation: "decode", message: "A stored grant record is not valid JSON" })
+  })
+
+/**
+ * The GrantStore driver over an `@effect/sql` client. Tables (created by each backend's migrations):
+ * `grants` (tenant, subject, provider, version, status, updated_at, data), `pending_authorizations`
+ * (state_hash, expires_at, data), `leases` (name, owner, expires_at). Every statement is one atomic
+ * statement; no transaction spans two calls.
+ */
+export const makeDriver = (
+  dialect: SqlDialect
+): Effect.Effect<GrantStore.GrantStoreDriver, never, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const fail =
+      (operation: string) =>
+      <A, R>(effect: Effect.Effect<A, SqlError | StorageUnavailable, R>) =>
+        Effect.mapError(effect, storageUnavailable(dialect.backend, `GrantStore.${operation}`))
+    const keyIs = (key: GrantKey) =>
+      sql`tenant = ${key.tenant} AND subject = ${key.subject} AND provider = ${key.provider}`
+
+    const filterClauses = (filter: GrantFilter, after: GrantKey | null): Array<Fragment> => {
+      const clauses: Array<Fragment> = []
+      if (filter.tenant !== undefined) clauses.push(sql`tenant = ${filter.tenant}`)
+      if (filter.subject !== undefined) clauses.push(sql`subject = ${filter.subject}`)
+      if (filter.provider !== undefined) clauses.push(sql`provider = ${filter.provider}`)
+      if (filter.status !== undefined) clauses.push(sql`status = ${filter.status}`)
+      if (after !== null) {
+        clauses.push(
+          sql`(tenant, subject, provider) > (${after.tenant}, ${after.subject}, ${after.provider})`
+        )
+      }
+      return clauses
+    }
+
+    const driver: GrantStore.GrantStoreDriver = {
+      get: (key) =>
+        sql<GrantRow>`SELECT tenant, subject, provider, version, status, data FROM grants WHERE ${keyIs(key)}`.pipe(
+          Effect.flatMap((rows) =>
+            rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeGrant(rows[0]))
+          ),
+          fail("get")
+        ),
+
+      list: (filter, after, limit) =>
+        sql<GrantRow>`SELECT tenant, subject, provider, version, status, data FROM grants
+          WHERE ${sql.and(filterClauses(filter, after))}
+          ORDER BY tenant, subject, provider
+          LIMIT ${limit}`.pipe(Effect.flatMap(Effect.forEach(decodeGrant)), fail("list")),
+
+      insert: (record) => {
+        const row = toRow(record)
+        return sql`INSERT INTO grants (tenant, subject, provider, version, status, updated_at, data)
+          VALUES (${record.tenant}, ${record.subject}, ${record.provider}, ${row.version}, ${row.status}, ${row.updatedAt}, ${row.data})
+          ON CONFLICT (tenant, subject, provider) DO NOTHING
+          RETURNING version`.pipe(
+          Effect.map((rows) => (rows.length === 1 ? ("ok" as const) : ("exists" as const))),
+          fail("insert")
+        )
+      },
+
+      compareAndSet: (key, expectedVersion, next) => {
+        const row = toRow(next)
+        return sql`UPDATE grants
+          SET version = ${row.version}, status = ${row.status}, updated_at = ${row.updatedAt}, data = ${row.data}
+          WHERE ${keyIs(key)} AND version = ${expectedVersion}
+          RETURNING version`.pipe(
+          Effect.map((rows) => (rows.length === 1 ? ("ok" as const) : ("conflict" as const))),
+          fail("compareAndSet")
+        )
+      },
+
+      delete: (key) =>
+        sql`DELETE FROM grants WHERE ${keyIs(key)} RETURNING version`.pipe(
+          Effect.map((rows) => rows.length > 0),
+          fail("delete")
+        ),
+
+      acquireLease: (name, owner, ttl) =>
+        Effect.flatMap(
+          dialect.leaseNow(sql),
+          (now) =>
+            sql`INSERT INTO leases (name, owner, expires_at)
+            VALUES (${name}, ${owner}, ${now} + ${Duration.toMillis(ttl)})
+            ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+            WHERE leases.expires_at <= ${now} OR leases.owner = excluded.owner
+            RETURNING owner`
+        ).pipe(
+          Effect.map((rows) => rows.length === 1),
+          fail("acquireLease")
+        ),
+
+      renewLease: (name, owner, ttl) =>
+        Effect.flatMap(
+          dialect.leaseNow(sql),
+          (now) =>
+            sql`UPDATE leases SET expires_at = ${now} + ${Duration.toMillis(ttl)}
+            WHERE name = ${name} AND owner = ${owner} AND expires_at > ${now}
+            RETURNING owner`
+        ).pipe(
+          Effect.map((rows) => rows.length === 1),
+          fail("renewLease")
+        ),
+
+      releaseLease: (name, owner) =>
+        sql`DELETE FROM leases WHERE name = ${name} AND owner = ${owner}`.pipe(
+          Effect.asVoid,
+          fail("releaseLease")
+        ),
+
+      putPending: (stateHash, record) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.zipRight(
+            sql`DELETE FROM pending_authorizations WHERE expires_at <= ${now}`,
+            sql`INSERT INTO pending_authorizations (state_hash, expires_at, data)
+              VALUES (${stateHash}, ${record.expiresAt}, ${JSON.stringify(record)})
+              ON CONFLICT (state_hash) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data`
+          )
+        ).pipe(Effect.asVoid, fail("putPending")),
+
+      takePending: (stateHash) =>
+        sql<{
+          data: string
+        }>`DELETE FROM pending_authorizations WHERE state_hash = ${stateHash} RETURNING data`.pipe(
+          Effect.flatMap((rows) =>
+            rows[0] === undefined
+              ? Effect.succeedNone
+              : Effect.try({
+                  try: () => JSON.parse(rows[0]?.data ?? "") as PendingAuthorization,
+                  catch: () =>
+                    new StorageUnavailable({
+                      operation: "decode",
+                      message: "A stored pending authorization is not valid JSON"
+                    })
+                }).pipe(
+                  Effect.flatMap((record) =>
+                    Effect.map(Clock.currentTimeMillis, (now) =>
+                      record.expiresAt > now ? Option.some(record) : Option.none()
+                    )
+                  )
+                )
+          ),
+          fail("takePending")
+        )
+    }
+    return driver
+  })

@@ -1,0 +1,2 @@
+export * as SqlGrantStore from "./SqlGrantStore.js"
+export * as SqlMigrations from "./SqlMigrations.js"

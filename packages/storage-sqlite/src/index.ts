@@ -1,0 +1,1 @@
+export * as SqliteGrantStore from "./SqliteGrantStore.js"

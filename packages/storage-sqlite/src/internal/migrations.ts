@@ -1,0 +1,50 @@
+import type { SqlMigrations } from "@token-broker/storage-sql"
+import { Effect } from "effect"
+
+/** The SQLite schema, one forward step at a time. Never edit a released step: add a new one. */
+export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
+  {
+    version: 1,
+    name: "grants, pending authorizations, leases",
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE TABLE grants (
+            tenant TEXT NOT NULL COLLATE BINARY,
+            subject TEXT NOT NULL COLLATE BINARY,
+            provider TEXT NOT NULL COLLATE BINARY,
+            version INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (tenant, subject, provider)
+          ) WITHOUT ROWID`,
+          sql`CREATE TABLE pending_authorizations (
+            state_hash TEXT PRIMARY KEY,
+            expires_at INTEGER NOT NULL,
+            data TEXT NOT NULL
+          )`,
+          sql`CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+          )`
+        ],
+        { discard: true }
+      )
+  },
+  {
+    version: 2,
+    name: "indexes for list filters and pending expiry",
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE INDEX grants_by_subject ON grants (subject, tenant, provider)`,
+          sql`CREATE INDEX grants_by_provider ON grants (provider, tenant, subject)`,
+          sql`CREATE INDEX grants_by_status ON grants (status, tenant, subject, provider)`,
+          sql`CREATE INDEX pending_by_expiry ON pending_authorizations (expires_at)`
+        ],
+        { discard: true }
+      )
+  }
+]
