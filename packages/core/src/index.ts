@@ -16,6 +16,7 @@ export {
 export * from "./Grant.js"
 export * as GrantStore from "./GrantStore.js"
 export * as KeyRing from "./KeyRing.js"
+export * as KeyRotation from "./KeyRotation.js"
 export * as Metrics from "./Metrics.js"
 export type * from "./Provider.js"
 export * as TokenBroker from "./TokenBroker.js"

@@ -51,6 +51,7 @@ export interface BrokerSetup {
   readonly store?: Layer.Layer<GrantStore.GrantStore> | undefined
   readonly keyRing?: Layer.Layer<KeyRing.KeyRing, unknown> | undefined
   readonly provider?: Partial<ProviderConfig> | undefined
+  readonly authorizationServers?: Layer.Layer<AuthorizationServer.AuthorizationServers> | undefined
   readonly broker?: TokenBroker.TokenBrokerOptions | undefined
 }
 
@@ -61,7 +62,7 @@ export const brokerLayer = (idp: DevIdp, setup: BrokerSetup = {}) =>
       Layer.mergeAll(
         setup.store ?? GrantStore.layerMemory,
         setup.keyRing ?? newKeyRingLayer(),
-        AuthorizationServer.layer([providerConfig(idp, setup.provider)]),
+        setup.authorizationServers ?? AuthorizationServer.layer([providerConfig(idp, setup.provider)]),
         AccessTokenCache.layer(),
         TokenVerifier.layer({ issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true })
       )

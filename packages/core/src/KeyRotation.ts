@@ -1,0 +1,133 @@
+import { Effect, Option } from "effect"
+import type { DecryptionFailed, StorageUnavailable } from "./Errors.js"
+import type { GrantFilter, GrantKey, GrantRecord } from "./Grant.js"
+import { GrantStore } from "./GrantStore.js"
+import { aadFor, KeyRing } from "./KeyRing.js"
+
+/**
+ * Re-encrypts every grant's secrets under the key ring's current key. Resumable by construction: a
+ * grant already under the current key is skipped, so a run killed halfway and started again finishes
+ * the rest. Each grant is rewritten with compare-and-set, so a refresh that wrote meanwhile wins and
+ * the grant is retried on its new version; nothing is ever written that was not first decrypted.
+ */
+export interface ReencryptProgress {
+  /** Grants looked at so far. */
+  readonly scanned: number
+  /** Grants rewritten under the current key (or that would be, in a dry run). */
+  readonly reencrypted: number
+  /** Grants already under the current key. */
+  readonly current: number
+  /** Grants that could not be decrypted (left untouched; see `failures`). */
+  readonly failed: number
+}
+
+export interface ReencryptResult extends ReencryptProgress {
+  readonly failures: ReadonlyArray<{ readonly key: GrantKey; readonly error: DecryptionFailed }>
+  /** Key ids still found on grants after the run (the current key id alone when all are done). */
+  readonly kidsInUse: ReadonlyArray<string>
+}
+
+export interface ReencryptOptions {
+  readonly filter?: GrantFilter | undefined
+  /** Count what would change without writing. */
+  readonly dryRun?: boolean | undefined
+  /** Grants read per page. Default 200. */
+  readonly pageSize?: number | undefined
+  /** Called after every page. */
+  readonly onProgress?: ((progress: ReencryptProgress) => Effect.Effect<void>) | undefined
+}
+
+/** The key ids of a grant's envelopes ("unknown" for an envelope this ring cannot name). */
+const kidsOf = (ring: { kidOf: (envelope: string) => string | undefined }, record: GrantRecord) =>
+  [record.refreshToken, record.accessToken?.envelope]
+    .filter((e): e is string => e !== undefined)
+    .map((e) => ring.kidOf(e) ?? "unknown")
+
+export const reencryptAll = (
+  options: ReencryptOptions = {}
+): Effect.Effect<ReencryptResult, StorageUnavailable, GrantStore | KeyRing> =>
+  Effect.gen(function* () {
+    const store = yield* GrantStore
+    const ring = yield* KeyRing
+    const pageSize = options.pageSize ?? 200
+    const failures: Array<{ key: GrantKey; error: DecryptionFailed }> = []
+    const kidsInUse = new Set<string>()
+    let scanned = 0
+    let reencrypted = 0
+    let current = 0
+
+    const rewrap = (envelope: string, key: GrantKey, field: string) =>
+      Effect.flatMap(ring.decrypt(envelope, aadFor(key, field)), (plain) =>
+        ring.encrypt(plain, aadFor(key, field))
+      )
+
+    /** Rewrites one grant; on a concurrent write, re-reads and tries again on the new version. */
+    const reencryptOne = (
+      start: GrantRecord
+    ): Effect.Effect<"done" | "current", StorageUnavailable | DecryptionFailed> =>
+      Effect.gen(function* () {
+        let record = start
+        while (true) {
+          if (kidsOf(ring, record).every((kid) => kid === ring.currentKid)) return "current" as const
+          if (options.dryRun === true) {
+            // Prove the grant decrypts, without writing.
+            yield* ring.decrypt(record.refreshToken, aadFor(record, "refresh_token"))
+            return "done" as const
+          }
+          const next: GrantRecord = {
+            ...record,
+            version: record.version + 1,
+            refreshToken: yield* rewrap(record.refreshToken, record, "refresh_token"),
+            accessToken:
+              record.accessToken === null
+                ? null
+                : {
+                    ...record.accessToken,
+                    envelope: yield* rewrap(record.accessToken.envelope, record, "access_token")
+                  }
+          }
+          if ((yield* store.compareAndSet(record, record.version, next)) === "ok") return "done" as const
+          const fresh = yield* store.get(record)
+          if (Option.isNone(fresh)) return "current" as const
+          record = fresh.value
+        }
+      })
+
+    let after: GrantKey | null = null
+    while (true) {
+      const page: ReadonlyArray<GrantRecord> = yield* store.list(options.filter ?? {}, after, pageSize)
+      for (const record of page) {
+        scanned += 1
+        const outcome = yield* Effect.either(reencryptOne(record))
+        if (outcome._tag === "Left") {
+          if (outcome.left._tag === "StorageUnavailable") return yield* Effect.fail(outcome.left)
+          failures.push({
+            key: { tenant: record.tenant, subject: record.subject, provider: record.provider },
+            error: outcome.left
+          })
+          for (const kid of kidsOf(ring, record)) kidsInUse.add(kid)
+        } else if (outcome.right === "current") {
+          current += 1
+          kidsInUse.add(ring.currentKid)
+        } else {
+          reencrypted += 1
+          if (options.dryRun === true) for (const kid of kidsOf(ring, record)) kidsInUse.add(kid)
+          else kidsInUse.add(ring.currentKid)
+        }
+      }
+      if (options.onProgress !== undefined) {
+        yield* options.onProgress({ scanned, reencrypted, current, failed: failures.length })
+      }
+      const last = page[page.length - 1]
+      if (page.length < pageSize || last === undefined) break
+      after = last
+    }
+    return {
+      scanned,
+      reencrypted,
+      current,
+      failed: failures.length,
+      failures,
+      kidsInUse: [...kidsInUse].sort()
+    }
+  })

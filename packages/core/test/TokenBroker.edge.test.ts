@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option, Redacted, TestClock } from "effect"
+import * as client from "openid-client"
+import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
+import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
+
+const dev = withDevIdp()
+beforeAll(dev.start)
+afterAll(dev.stop)
+
+const keyOf = (subject: string) => ({ tenant: "default", subject, provider: PROVIDER })
+
+describe("refresh protocol edge cases", () => {
+  it.effect("a refresh response without a refresh token keeps the stored one (F7)", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      yield* connect(dev.idp, alice)
+      const store = yield* GrantStore.GrantStore
+      const before = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
+      const broker = yield* TokenBroker.TokenBroker
+      yield* TestClock.adjust("10 minutes")
+      const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      expect(token.source).toBe("refresh")
+      const after = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
+      expect(after.refreshToken).toBe(before.refreshToken)
+      expect(after.version).toBeGreaterThan(before.version)
+      expect(after.accessToken?.expiresAt).toBe(token.expiresAt)
+      expect(after.scopes).toEqual(before.scopes)
+      expect(after.identity).toEqual(before.identity)
+    }).pipe(
+      Effect.provide(
+        Layer.unwrapEffect(
+          Effect.gen(function* () {
+            // A provider that never returns a refresh token on refresh: the real client, response trimmed.
+            const real = yield* AuthorizationServer.make([providerConfig(dev.idp)])
+            const trimming = {
+              ...real,
+              get: (id: string) =>
+                Effect.map(real.get(id), (c) => ({
+                  ...c,
+                  refresh: (request: Parameters<typeof c.refresh>[0]) =>
+                    Effect.map(c.refresh(request), (set) => ({ ...set, refreshToken: null }))
+                }))
+            }
+            return brokerLayer(dev.idp, {
+              authorizationServers: Layer.succeed(AuthorizationServer.AuthorizationServers, trimming)
+            })
+          }).pipe(Effect.orDie)
+        )
+      )
+    )
+  )
+
+  it.effect(
+    "a rotation lost in a crash (marker set, token rotated elsewhere) is ConsentRequired rotation_lost",
+    () =>
+      Effect.gen(function* () {
+        const bob = user(dev.idp, 1)
+        yield* connect(dev.idp, bob)
+        const store = yield* GrantStore.GrantStore
+        const ring = yield* KeyRing.KeyRing
+        const record = Option.getOrThrow(yield* store.get(keyOf(bob.sub)))
+        // A process marked the attempt, reached the provider (which rotated the token), then died before
+        // writing the result.
+        const stored = yield* ring.decrypt(record.refreshToken, KeyRing.aadFor(record, "refresh_token"))
+        const cfg = providerConfig(dev.idp)
+        yield* Effect.promise(async () => {
+          const server = await client.discovery(
+            new URL(dev.idp.issuer),
+            cfg.clientId,
+            undefined,
+            client.ClientSecretBasic(dev.idp.client("token-broker").clientSecret ?? ""),
+            { execute: [client.allowInsecureRequests] }
+          )
+          await client.refreshTokenGrant(server, Redacted.value(stored))
+        })
+        expect(
+          yield* store.compareAndSet(record, record.version, {
+            ...record,
+            version: record.version + 1,
+            refreshStartedAt: 1
+          })
+        ).toBe("ok")
+        const broker = yield* TokenBroker.TokenBroker
+        yield* TestClock.adjust("10 minutes")
+        const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+        expect(error._tag === "ConsentRequired" && error.reason).toBe("rotation_lost")
+        const grant = Option.getOrThrow(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))
+        expect(grant.status).toBe("reconsent_required")
+        expect(grant.lastErrorCode).toBe("rotation_lost")
+        const again = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+        expect(again._tag === "ConsentRequired" && again.reason).toBe("rotation_lost")
+      }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+})
