@@ -3,8 +3,8 @@ import { Context, Effect, Layer, type Redacted } from "effect"
 /**
  * The in-process cache of upstream access tokens, keyed by (tenant, subject, provider, sorted scopes,
  * audience). Reads take no lock: a lookup is one Map read. Entries are fresh until the token's own
- * expiry minus the early-refresh margin; the size is bounded (least recently inserted goes first,
- * refreshed on hit); removing a grant removes every key of that grant.
+ * expiry minus the early-refresh margin; the size is bounded (the least recently used entry goes
+ * first); removing a grant removes every key of that grant.
  */
 export interface CachedToken {
   readonly accessToken: Redacted.Redacted<string>
@@ -61,6 +61,9 @@ export const makeSync = (options: AccessTokenCacheOptions = {}): AccessTokenCach
       const entry = entries.get(key)
       if (entry === undefined) return undefined
       if (entry.expiresAt - now < minRemainingMs) return undefined
+      // Least recently used goes first: a hit moves the entry to the young end.
+      entries.delete(key)
+      entries.set(key, entry)
       return entry
     },
     set: (grantId, key, entry) =>

@@ -616,7 +616,7 @@ export const make = (
       Effect.map(
         store.get({ tenant: ref.tenant ?? defaultTenant, subject: ref.subject, provider: ref.provider }),
         Option.map(toGrantInfo)
-      )
+      ).pipe(Effect.withSpan("TokenBroker.grantStatus", { attributes: { provider: ref.provider } }))
 
     const listGrants: TokenBrokerService["listGrants"] = (request) =>
       Effect.gen(function* () {
@@ -644,7 +644,7 @@ export const make = (
           items: items.map(toGrantInfo),
           nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null
         }
-      })
+      }).pipe(Effect.withSpan("TokenBroker.listGrants"))
 
     const revoke: TokenBrokerService["revoke"] = (ref) =>
       Effect.gen(function* () {

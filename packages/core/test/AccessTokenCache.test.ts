@@ -42,16 +42,22 @@ describe("AccessTokenCache", () => {
     })
   )
 
-  it.effect("is bounded: the oldest entries go first", () =>
+  it.effect("is bounded: the least recently used entries go first", () =>
     Effect.gen(function* () {
       const cache = AccessTokenCache.makeSync({ maxEntries: 3 })
-      for (let i = 0; i < 5; i++) yield* cache.set(`g${i}`, `k${i}`, entry(10_000))
+      for (let i = 0; i < 3; i++) yield* cache.set(`g${i}`, `k${i}`, entry(10_000))
+      // k0 is used, so k1 is now the least recently used.
+      expect(cache.lookup("k0", 0, 0)).toBeDefined()
+      for (let i = 3; i < 5; i++) yield* cache.set(`g${i}`, `k${i}`, entry(10_000))
       expect(cache.size()).toBe(3)
-      expect(cache.lookup("k0", 0, 0)).toBeUndefined()
       expect(cache.lookup("k1", 0, 0)).toBeUndefined()
+      expect(cache.lookup("k2", 0, 0)).toBeUndefined()
+      expect(cache.lookup("k0", 0, 0)).toBeDefined()
       expect(cache.lookup("k4", 0, 0)).toBeDefined()
-      yield* cache.invalidateGrant("g0")
+      yield* cache.invalidateGrant("g1")
       expect(cache.size()).toBe(3)
+      yield* cache.invalidateGrant("g0")
+      expect(cache.size()).toBe(2)
     })
   )
 })
