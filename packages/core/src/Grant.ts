@@ -1,3 +1,5 @@
+import { z } from "zod"
+
 /**
  * The stored grant: one subject's consent for one provider. Secrets inside it are envelopes produced by
  * the KeyRing (never plain text); everything else is plain metadata that storage adapters may index.
@@ -89,3 +91,71 @@ export const compareKeys = (a: GrantKey, b: GrantKey): number =>
   cmp(a.tenant, b.tenant) || cmp(a.subject, b.subject) || cmp(a.provider, b.provider)
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+const nullableTime = z.number().int().nonnegative().nullable()
+const scopeList = z.array(z.string().min(1))
+
+/** The canonical grant record (field note F8): stores validate every record they read with it. */
+export const GrantRecordSchema = z.object({
+  tenant: z.string().min(1),
+  subject: z.string().min(1),
+  provider: z.string().min(1),
+  version: z.number().int().positive(),
+  status: z.enum(["active", "reconsent_required"]),
+  refreshToken: z.string().min(1),
+  accessToken: z
+    .object({
+      envelope: z.string().min(1),
+      expiresAt: z.number().int(),
+      scopes: scopeList,
+      audience: z.string().nullable()
+    })
+    .nullable(),
+  scopes: scopeList,
+  refreshTokenExpiresAt: nullableTime,
+  identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
+  createdAt: z.number().int().nonnegative(),
+  updatedAt: z.number().int().nonnegative(),
+  lastRefreshedAt: nullableTime,
+  lastUsedAt: nullableTime,
+  failureCount: z.number().int().nonnegative(),
+  lastErrorCode: z.string().nullable(),
+  refreshStartedAt: nullableTime
+})
+
+export const PendingAuthorizationSchema = z.object({
+  tenant: z.string().min(1),
+  subject: z.string().min(1),
+  provider: z.string().min(1),
+  scopes: scopeList,
+  redirectUri: z.string().min(1),
+  returnTo: z.string().nullable(),
+  codeVerifier: z.string().min(1),
+  nonce: z.string().min(1),
+  createdAt: z.number().int().nonnegative(),
+  expiresAt: z.number().int().nonnegative()
+})
+
+/**
+ * Validates a record read from a store. The error names the first offending field (never its value),
+ * so a malformed row is diagnosable without exposing data.
+ */
+export const parseGrantRecord = (
+  input: unknown
+): { ok: true; record: GrantRecord } | { ok: false; problem: string } =>
+  parseWith(GrantRecordSchema, input, (record) => record as GrantRecord)
+
+export const parsePendingAuthorization = (
+  input: unknown
+): { ok: true; record: PendingAuthorization } | { ok: false; problem: string } =>
+  parseWith(PendingAuthorizationSchema, input, (record) => record as PendingAuthorization)
+
+const parseWith = <S extends z.ZodType, A>(schema: S, input: unknown, cast: (value: z.output<S>) => A) => {
+  const result = schema.safeParse(input)
+  if (result.success) return { ok: true as const, record: cast(result.data) }
+  const issue = result.error.issues[0]
+  return {
+    ok: false as const,
+    problem: `${issue?.path.join(".") || "record"}: ${issue?.message ?? "invalid"}`
+  }
+}

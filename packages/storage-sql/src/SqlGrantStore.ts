@@ -5,9 +5,9 @@ import {
   type GrantFilter,
   type GrantKey,
   type GrantRecord,
-  type GrantStatus,
   type GrantStore,
-  type PendingAuthorization,
+  parseGrantRecord,
+  parsePendingAuthorization,
   StorageUnavailable
 } from "@token-broker/core"
 import { Clock, Duration, Effect, Option } from "effect"
@@ -50,22 +50,32 @@ const toRow = (record: GrantRecord) => {
   }
 }
 
+/** Decodes and validates a row against core's canonical record (F8): a malformed row is named, not used. */
 const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailable> =>
   Effect.try({
-    try: () => {
-      const data = JSON.parse(row.data) as Omit<GrantRecord, keyof GrantKey | "version" | "status">
-      return {
+    try: () => JSON.parse(row.data) as Record<string, unknown>,
+    catch: () =>
+      new StorageUnavailable({ operation: "decode", message: "A stored grant record is not valid JSON" })
+  }).pipe(
+    Effect.flatMap((data) => {
+      const parsed = parseGrantRecord({
         ...data,
         tenant: row.tenant,
         subject: row.subject,
         provider: row.provider,
         version: Number(row.version),
-        status: row.status as GrantStatus
-      }
-    },
-    catch: () =>
-      new StorageUnavailable({ operation: "decode", message: "A stored grant record is not valid JSON" })
-  })
+        status: row.status
+      })
+      return parsed.ok
+        ? Effect.succeed(parsed.record)
+        : Effect.fail(
+            new StorageUnavailable({
+              operation: "decode",
+              message: `A stored grant record is malformed (${parsed.problem})`
+            })
+          )
+    })
+  )
 
 /**
  * The GrantStore driver over an `@effect/sql` client. Tables (created by each backend's migrations):
@@ -192,13 +202,24 @@ export const makeDriver = (
             rows[0] === undefined
               ? Effect.succeedNone
               : Effect.try({
-                  try: () => JSON.parse(rows[0]?.data ?? "") as PendingAuthorization,
+                  try: () => JSON.parse(rows[0]?.data ?? ""),
                   catch: () =>
                     new StorageUnavailable({
                       operation: "decode",
                       message: "A stored pending authorization is not valid JSON"
                     })
                 }).pipe(
+                  Effect.flatMap((data: unknown) => {
+                    const parsed = parsePendingAuthorization(data)
+                    return parsed.ok
+                      ? Effect.succeed(parsed.record)
+                      : Effect.fail(
+                          new StorageUnavailable({
+                            operation: "decode",
+                            message: `A stored pending authorization is malformed (${parsed.problem})`
+                          })
+                        )
+                  }),
                   Effect.flatMap((record) =>
                     Effect.map(Clock.currentTimeMillis, (now) =>
                       record.expiresAt > now ? Option.some(record) : Option.none()
