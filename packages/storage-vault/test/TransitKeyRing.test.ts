@@ -1,0 +1,155 @@
+import { describe, expect, it } from "@effect/vitest"
+import { type DecryptionFailed, KeyRing, type StorageUnavailable } from "@token-broker/core"
+import { Effect, Layer, Redacted } from "effect"
+import { afterAll } from "vitest"
+import { TransitKeyRing, type VaultError } from "../src/index.js"
+import { startVaultEmulator } from "../src/testing/index.js"
+import { transitPolicy } from "./support.js"
+
+const emulator = await startVaultEmulator()
+afterAll(() => emulator.close())
+
+let n = 0
+const freshKeyName = (derived = true) => {
+  const name = `tb-${n++}`
+  emulator.createTransitKey(name, { derived })
+  return name
+}
+const aad = (subject: string, field = "refreshToken") =>
+  KeyRing.aadFor({ tenant: "acme", subject, provider: "nextcloud" }, field)
+
+const ring = (key: string, token = emulator.createToken({ policy: transitPolicy("transit", key) })) =>
+  TransitKeyRing.layer({ address: emulator.address, auth: { token }, key, retries: 0 })
+
+const withRing = <A, E>(
+  layer: Layer.Layer<TransitKeyRing.TransitKeyRing | KeyRing.KeyRing, unknown>,
+  use: (r: TransitKeyRing.TransitKeyRingService) => Effect.Effect<A, E>
+) => Effect.flatMap(TransitKeyRing.TransitKeyRing, use).pipe(Effect.provide(layer))
+
+/** Rotates a Transit key the way an operator does (`vault write -f transit/keys/<key>/rotate`). */
+const vault = (path: string, body: unknown = {}) =>
+  Effect.promise(() =>
+    fetch(`${emulator.address}/v1/${path}`, {
+      method: "POST",
+      headers: { "X-Vault-Token": emulator.rootToken, "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then((r) => r.status)
+  )
+
+describe("TransitKeyRing", () => {
+  it.live(
+    "round trip through Vault, with the least-privilege policy; the plaintext is not in the envelope",
+    () => {
+      const key = freshKeyName()
+      return Effect.gen(function* () {
+        const keyRing = yield* KeyRing.KeyRing
+        const secret = "refresh-token-Zoë-🔑"
+        const envelope = yield* keyRing.encrypt(Redacted.make(secret), aad("alice"))
+        expect(envelope).toMatch(/^vault:v1:/)
+        expect(envelope).not.toContain(Buffer.from(secret).toString("base64"))
+        expect(keyRing.kidOf(envelope)).toBe("v1")
+        expect(keyRing.currentKid).toBe("v1")
+        expect(Redacted.value(yield* keyRing.decrypt(envelope, aad("alice")))).toBe(secret)
+      }).pipe(Effect.provide(ring(key)))
+    }
+  )
+
+  it.live("a ciphertext moved to another record or field fails with DecryptionFailed", () => {
+    const key = freshKeyName()
+    return withRing(ring(key), (keyRing) =>
+      Effect.gen(function* () {
+        const envelope = yield* keyRing.encrypt(Redacted.make("secret"), aad("alice"))
+        const moved = yield* Effect.flip(keyRing.decrypt(envelope, aad("bob")))
+        expect(moved._tag).toBe("DecryptionFailed")
+        expect(moved.reason).toBe("authentication_failed")
+        const otherField = yield* Effect.flip(keyRing.decrypt(envelope, aad("alice", "accessToken")))
+        expect(otherField.reason).toBe("authentication_failed")
+        const tampered = envelope.slice(0, -6) + (envelope.endsWith("AAAA==") ? "BBBB==" : "AAAA==")
+        expect((yield* Effect.flip(keyRing.decrypt(tampered, aad("alice")))).reason).toBe(
+          "authentication_failed"
+        )
+        expect((yield* Effect.flip(keyRing.decrypt("tb1.k.n.c", aad("alice")))).reason).toBe("malformed")
+        expect(keyRing.kidOf("tb1.k.n.c")).toBeUndefined()
+      })
+    )
+  })
+
+  it.live(
+    "after a key rotation old envelopes still decrypt, and rewrap moves them to the new version",
+    () => {
+      const key = freshKeyName()
+      return withRing(ring(key), (keyRing) =>
+        Effect.gen(function* () {
+          const old = yield* keyRing.encrypt(Redacted.make("old secret"), aad("alice"))
+          expect(yield* vault(`transit/keys/${key}/rotate`)).toBe(200)
+          expect(Redacted.value(yield* keyRing.decrypt(old, aad("alice")))).toBe("old secret")
+          expect(yield* keyRing.refresh).toBe("v2")
+          expect(keyRing.currentKid).toBe("v2")
+          const fresh = yield* keyRing.encrypt(Redacted.make("new secret"), aad("alice"))
+          expect(keyRing.kidOf(fresh)).toBe("v2")
+          const rewrapped = yield* keyRing.rewrap(old, aad("alice"))
+          expect(keyRing.kidOf(rewrapped)).toBe("v2")
+          expect(Redacted.value(yield* keyRing.decrypt(rewrapped, aad("alice")))).toBe("old secret")
+          // rewrap keeps the record binding
+          expect(((yield* Effect.flip(keyRing.rewrap(old, aad("bob")))) as DecryptionFailed).reason).toBe(
+            "authentication_failed"
+          )
+          // once old versions may no longer decrypt, only rewrapped envelopes still do
+          expect(yield* vault(`transit/keys/${key}/config`, { min_decryption_version: 2 })).toBe(200)
+          const retired = yield* Effect.flip(keyRing.decrypt(old, aad("alice")))
+          expect(retired.reason).toBe("unknown_key")
+          expect(retired.kid).toBe("v1")
+          expect(Redacted.value(yield* keyRing.decrypt(rewrapped, aad("alice")))).toBe("old secret")
+        })
+      )
+    }
+  )
+
+  it.live("a rotation made elsewhere is picked up from the next encryption", () => {
+    const key = freshKeyName()
+    return withRing(ring(key), (keyRing) =>
+      Effect.gen(function* () {
+        expect(keyRing.currentKid).toBe("v1")
+        yield* vault(`transit/keys/${key}/rotate`)
+        yield* keyRing.encrypt(Redacted.make("x"), aad("alice"))
+        expect(keyRing.currentKid).toBe("v2")
+      })
+    )
+  })
+
+  it.live("a missing key or a key that is not derived is a ConfigInvalid naming the fix", () =>
+    Effect.gen(function* () {
+      const missing = yield* Effect.flip(
+        Layer.build(ring("no-such-key", emulator.rootToken)).pipe(Effect.scoped)
+      )
+      expect(missing._tag).toBe("ConfigInvalid")
+      expect(missing.message).toContain("derived=true")
+      const plain = yield* Effect.flip(
+        Layer.build(ring(freshKeyName(false), emulator.rootToken)).pipe(Effect.scoped)
+      )
+      expect(plain._tag).toBe("ConfigInvalid")
+      expect(plain.message).toMatch(/not a derived key/)
+    })
+  )
+
+  it.live(
+    "sealed Vault: encrypt is StorageUnavailable (sealed), decrypt a DecryptionFailed of the backend",
+    () => {
+      const key = freshKeyName()
+      return withRing(ring(key), (keyRing) =>
+        Effect.gen(function* () {
+          const envelope = yield* keyRing.encrypt(Redacted.make("s"), aad("alice"))
+          emulator.seal()
+          const [encrypted, decrypted] = yield* Effect.all([
+            Effect.flip(keyRing.encrypt(Redacted.make("s"), aad("alice"))),
+            Effect.flip(keyRing.decrypt(envelope, aad("alice")))
+          ]).pipe(Effect.ensuring(Effect.sync(emulator.unseal)))
+          expect(((encrypted as StorageUnavailable).cause as VaultError).reason).toBe("sealed")
+          expect(decrypted.reason).toBe("backend")
+          expect(decrypted.message).toMatch(/sealed/)
+          expect(Redacted.value(yield* keyRing.decrypt(envelope, aad("alice")))).toBe("s")
+        })
+      )
+    }
+  )
+})
