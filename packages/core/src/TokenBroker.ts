@@ -20,7 +20,7 @@ import { GrantStore, type LeaseLost, type LeaseTimeout, withLease } from "./Gran
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import { count, unsafeCount } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
-import { makeRefreshProtocol, type RefreshSettings } from "./internal/refreshProtocol.js"
+import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
 import { normalizeScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
@@ -137,6 +137,12 @@ export interface TokenBrokerOptions {
   readonly sessionAudience?: string | ReadonlyArray<string> | undefined
   /** The lease owner id of this broker instance. Default: random. */
   readonly instanceId?: string | undefined
+  /**
+   * Called at each step of a refresh under the lease: before the upstream call (the attempt is
+   * recorded), after the provider answered (before the result is written), and after the write. For
+   * tracing, and for fault-injection suites that stop a process at a precise step.
+   */
+  readonly onRefreshStep?: ((step: RefreshStep, key: GrantKey) => Effect.Effect<void>) | undefined
 }
 
 export interface TokenBrokerService {
@@ -215,6 +221,8 @@ export class TokenBroker extends Context.Tag("@token-broker/core/TokenBroker")<
   TokenBrokerService
 >() {}
 
+export type { RefreshStep }
+
 export const toGrantInfo = (record: GrantRecord): GrantInfo => ({
   tenant: record.tenant,
   subject: record.subject,
@@ -270,7 +278,8 @@ export const make = (
       circuitFailureThreshold: options.circuit?.failureThreshold ?? 5,
       circuitOpenMs: Duration.toMillis(options.circuit?.openFor ?? "30 seconds"),
       maxConcurrentRefreshes: options.maxConcurrentRefreshes ?? 32,
-      instanceId: options.instanceId ?? randomToken(12)
+      instanceId: options.instanceId ?? randomToken(12),
+      onRefreshStep: options.onRefreshStep
     }
     const protocol = makeRefreshProtocol(settings, { store, keyRing, servers, cache })
     const flights = makeSingleFlight(scope)

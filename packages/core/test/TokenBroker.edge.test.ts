@@ -93,3 +93,25 @@ describe("refresh protocol edge cases", () => {
       }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 })
+
+describe("onRefreshStep", () => {
+  it.effect("reports before_upstream, after_upstream and after_write in order, once per refresh", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      yield* connect(dev.idp, alice)
+      const broker = yield* TokenBroker.TokenBroker
+      yield* TestClock.adjust("10 minutes")
+      yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      expect(steps).toEqual(["before_upstream", "after_upstream", "after_write"])
+    }).pipe(
+      Effect.provide(
+        brokerLayer(dev.idp, {
+          broker: { onRefreshStep: (step) => Effect.sync(() => steps.push(step)) }
+        })
+      )
+    )
+  )
+})
+
+const steps: Array<string> = []

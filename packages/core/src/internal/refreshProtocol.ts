@@ -37,7 +37,11 @@ export interface RefreshSettings {
   readonly circuitOpenMs: number
   readonly maxConcurrentRefreshes: number
   readonly instanceId: string
+  readonly onRefreshStep: ((step: RefreshStep, key: GrantKey) => Effect.Effect<void>) | undefined
 }
+
+/** The steps of one refresh under the lease, reported to `onRefreshStep` (tracing, fault injection). */
+export type RefreshStep = "before_upstream" | "after_upstream" | "after_write"
 
 export interface RefreshDeps {
   readonly store: GrantStoreDriver
@@ -167,6 +171,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     )
   }
 
+  const step = (name: RefreshStep, key: GrantKey) =>
+    settings.onRefreshStep === undefined ? Effect.void : settings.onRefreshStep(name, key)
+
   const decrypt = (envelope: string, aad: string) =>
     keyRing
       .decrypt(envelope, aad)
@@ -270,6 +277,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         return yield* retryRound(client, key, scopes, minRemainingMs, force, round)
       }
       const refreshToken = yield* decrypt(current.refreshToken, aadFor(key, "refresh_token"))
+      yield* step("before_upstream", key)
       const outcome = yield* Effect.either(refreshUpstream(client, refreshToken, scopes))
       const after = yield* Clock.currentTimeMillis
 
@@ -302,12 +310,14 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
           scopes: tokenScopes,
           source: "refresh"
         }
+        yield* step("after_upstream", key)
         if ((yield* writeFenced(key, marked.version, next)) === "conflict") {
           // The lease was lost while we refreshed: another writer got in. Our token is valid; count it.
           yield* count(Metrics.leaseLost, { provider: key.provider })
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
           return token
         }
+        yield* step("after_write", key)
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: "success" })
         yield* count(Metrics.tokenRequests, { provider: key.provider, result: "refresh" })
         if (expiresAt - after < minRemainingMs && minRemainingMs > settings.earlyRefreshMs) {
