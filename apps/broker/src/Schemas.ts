@@ -1,0 +1,150 @@
+import { z } from "zod"
+
+/** Every request body, query and path parameter of the HTTP API, validated with zod. */
+
+const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]{1,256}$/
+
+export const Scope = z
+  .string()
+  .regex(SCOPE, { message: "a scope is 1-256 printable ASCII characters without spaces or quotes" })
+
+export const Subject = z
+  .string()
+  .min(1, { message: "the subject must not be empty" })
+  .max(256, { message: "the subject is at most 256 characters" })
+  .refine((s) => ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f), {
+    message: "the subject must not contain control characters"
+  })
+
+export const ProviderId = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, { message: "a provider id is 1-64 characters of A-Z a-z 0-9 . _ -" })
+
+export const GrantPath = z.strictObject({ subject: Subject, provider: ProviderId })
+
+export const BackgroundTokenBody = z
+  .strictObject({
+    scopes: z.array(Scope).max(50, { message: "ask for at most 50 scopes" }).optional(),
+    minTtl: z
+      .number({ message: "minTtl is a number of seconds" })
+      .int({ message: "minTtl is a whole number of seconds" })
+      .min(0)
+      .max(86_400, { message: "minTtl is at most 86400 seconds" })
+      .optional()
+      .describe("Seconds the token must still be valid for")
+  })
+  .describe("Optional: the request may have no body")
+
+export const AuthorizeBody = z.strictObject({
+  scopes: z.array(Scope).max(50, { message: "ask for at most 50 scopes" }).optional(),
+  returnTo: z
+    .url({ message: "returnTo must be an absolute URL" })
+    .max(2048)
+    .optional()
+    .describe("Where the result page links back to; its origin must be in server.returnToOrigins")
+})
+
+export const ListGrantsQuery = z.strictObject({
+  subject: Subject.optional(),
+  provider: ProviderId.optional(),
+  status: z
+    .enum(["active", "reconsent_required"], { message: "status is active or reconsent_required" })
+    .optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, { message: "limit is a whole number from 1 to 1000" })
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= 1000, { message: "limit is a whole number from 1 to 1000" })
+    .optional(),
+  cursor: z.string().min(1).max(2048).optional()
+})
+
+export const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+/** RFC 8693 request parameters (after client authentication parameters are taken out). */
+export const TokenExchangeForm = z.object({
+  grant_type: z.literal(TOKEN_EXCHANGE),
+  subject_token: z.string().min(1).max(16_384),
+  subject_token_type: z.literal(ACCESS_TOKEN_TYPE),
+  requested_token_type: z.literal(ACCESS_TOKEN_TYPE).optional(),
+  audience: z.string().min(1).max(2048).optional(),
+  resource: z.string().min(1).max(2048).optional(),
+  scope: z.string().max(4096).optional()
+})
+
+/** The same, as an OpenAPI request body. */
+export const TokenExchangeFormDoc = TokenExchangeForm.extend({
+  client_id: z.string().optional().describe("client_secret_post"),
+  client_secret: z.string().optional().describe("client_secret_post")
+})
+
+export const IssuedTokenResponse = z.object({
+  accessToken: z.string(),
+  tokenType: z.literal("Bearer"),
+  expiresIn: z.number().int(),
+  expiresAt: z.string().describe("ISO 8601"),
+  scopes: z.array(z.string()),
+  source: z.enum(["cache", "store", "refresh", "exchange"])
+})
+
+export const GrantView = z.object({
+  tenant: z.string(),
+  subject: z.string(),
+  provider: z.string(),
+  version: z.number().int(),
+  status: z.enum(["active", "reconsent_required"]),
+  scopes: z.array(z.string()),
+  identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
+  refreshTokenExpiresAt: z.string().nullable(),
+  accessTokenExpiresAt: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  lastRefreshedAt: z.string().nullable(),
+  failureCount: z.number().int(),
+  lastErrorCode: z.string().nullable()
+})
+
+export const GrantListResponse = z.object({ items: z.array(GrantView), nextCursor: z.string().nullable() })
+
+export const RevokeResponse = z.object({
+  removed: z.boolean(),
+  upstream: z.enum(["revoked", "failed", "not_supported", "not_attempted"]),
+  upstreamError: z.object({ code: z.string(), message: z.string() }).optional()
+})
+
+export const AuthorizeResponse = z.object({ authorizationUrl: z.string(), expiresAt: z.string() })
+
+export const TokenExchangeResponse = z.object({
+  access_token: z.string(),
+  issued_token_type: z.literal(ACCESS_TOKEN_TYPE),
+  token_type: z.literal("Bearer"),
+  expires_in: z.number().int(),
+  scope: z.string().optional()
+})
+
+export const ProblemResponse = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.string(),
+  instance: z.string(),
+  requestId: z.string()
+})
+
+export const OAuthErrorResponse = z.object({ error: z.string(), error_description: z.string() })
+
+/** "first problem" message of a zod error, naming the field. */
+export const describeZodError = (error: z.ZodError, where: string): { field: string; message: string } => {
+  const issue = error.issues[0]
+  const field = issue === undefined || issue.path.length === 0 ? where : issue.path.map(String).join(".")
+  if (issue === undefined) return { field, message: `${where} is invalid` }
+  if (issue.code === "unrecognized_keys") {
+    return {
+      field,
+      message: `${where}: unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k.slice(0, 64)}"`).join(", ")}`
+    }
+  }
+  return { field, message: `${field}: ${issue.message}` }
+}

@@ -1,0 +1,58 @@
+import { parseArgs } from "node:util"
+import { hashSecret, loadConfig } from "@token-broker/config"
+import { Cause, Effect, Exit } from "effect"
+import { startBroker } from "./Broker.js"
+
+// `pnpm run start -- --config x` passes the "--" through
+const argv = process.argv.slice(2)
+const { values, positionals } = parseArgs({
+  args: argv[0] === "--" ? argv.slice(1) : argv,
+  allowPositionals: true,
+  options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } }
+})
+
+if (values.help === true) {
+  console.log(`Usage: broker [--config token-broker.yaml]     start the HTTP broker
+       broker hash-secret                          read a caller secret on stdin, print its scrypt hash
+
+The config path may also come from TOKEN_BROKER_CONFIG. Secrets come from the environment variables the file names.`)
+  process.exit(0)
+}
+
+if (positionals[0] === "hash-secret") {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  const secret = Buffer.concat(chunks).toString("utf8").trim()
+  if (secret.length < 16) {
+    console.error("broker: give a secret of at least 16 characters on stdin")
+    process.exit(2)
+  }
+  console.log(await Effect.runPromise(hashSecret(secret)))
+  process.exit(0)
+}
+
+const path = values.config ?? process.env.TOKEN_BROKER_CONFIG ?? "token-broker.yaml"
+const loaded = await Effect.runPromiseExit(loadConfig({ path, env: process.env }))
+if (Exit.isFailure(loaded)) {
+  const error = Cause.squash(loaded.cause) as { field?: string; message?: string }
+  console.error(`broker: invalid configuration (${error.field ?? "?"}): ${error.message ?? String(error)}`)
+  process.exit(2)
+}
+
+const broker = await startBroker(loaded.value).catch((error: unknown) => {
+  const e = error as { _tag?: string; field?: string; message?: string }
+  console.error(
+    `broker: cannot start${e._tag === undefined ? "" : ` (${e._tag}${e.field === undefined ? "" : ` ${e.field}`})`}: ${e.message ?? String(error)}`
+  )
+  process.exit(1)
+})
+
+const shutdown = (signal: string) => {
+  broker.logger.info({ signal }, "shutting down: finishing in-flight requests")
+  broker.close().then(
+    () => process.exit(0),
+    () => process.exit(1)
+  )
+}
+process.once("SIGINT", () => shutdown("SIGINT"))
+process.once("SIGTERM", () => shutdown("SIGTERM"))

@@ -1,0 +1,107 @@
+import { describe, expect, it } from "vitest"
+import { CALLERS, call, connectOverHttp, LogCapture, startStack, userToken } from "./support/stack.js"
+
+describe("operations", () => {
+  it("the whole flow at debug level logs no token, secret or key (F19)", async () => {
+    const logs = new LogCapture()
+    const stack = await startStack({ backend: "sqlite", logLevel: "debug", logStream: logs })
+    const secrets: Array<string> = [
+      CALLERS.agent.secret,
+      CALLERS.reader.secret,
+      CALLERS.narrow.secret,
+      stack.keyMaterial,
+      stack.idp.client("token-broker").clientSecret ?? "",
+      stack.idp.client("token-broker-post").clientSecret ?? "",
+      ...stack.idp.users.map((u) => u.password)
+    ]
+    try {
+      const consent = await connectOverHttp(stack, 0)
+      expect(consent.status).toBe(200)
+      for (const name of ["code", "state"]) secrets.push(consent.callback.searchParams.get(name) ?? "")
+      const alice = consent.user.sub
+      const background = await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
+        caller: CALLERS.agent,
+        json: {}
+      })
+      const downscoped = await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
+        caller: CALLERS.agent,
+        json: { scopes: ["notes:read"] }
+      })
+      secrets.push(String(background.body.accessToken), String(downscoped.body.accessToken))
+      const subjectToken = await userToken(stack.idp)
+      secrets.push(subjectToken)
+      const exchanged = await fetch(`${stack.url}/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+          subject_token: subjectToken,
+          subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+          audience: "notes",
+          client_id: CALLERS.agent.id,
+          client_secret: CALLERS.agent.secret
+        }).toString()
+      })
+      const body = (await exchanged.json()) as { access_token: string }
+      secrets.push(body.access_token)
+      // failures are logged too: a wrong secret, a bad token
+      await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
+        caller: { id: "agent", secret: "wrong-secret-123456" }
+      })
+      await call(stack, "GET", "/v1/grants", { caller: CALLERS.agent })
+      await call(stack, "DELETE", `/v1/grants/${alice}/notes`, { caller: CALLERS.agent })
+    } finally {
+      await stack.stop()
+    }
+    const text = logs.text()
+    expect(text.split("\n").length).toBeGreaterThan(20)
+    expect(text).toContain('"level":20') // debug lines were written
+    for (const secret of secrets.filter((s) => s.length >= 8)) {
+      expect(text.includes(secret), `a secret (${secret.slice(0, 4)}...) appears in the logs`).toBe(false)
+    }
+    expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/) // no JWT at all
+    expect(text).not.toMatch(/Basic [A-Za-z0-9+/=]{8,}/)
+  })
+
+  it("graceful shutdown lets an in-flight request finish", async () => {
+    const stack = await startStack({ backend: "memory" })
+    try {
+      const consent = await connectOverHttp(stack, 0)
+      const alice = consent.user.sub
+      // the next refresh at the provider takes 800 ms
+      stack.idp.faults.inject({ kind: "latency", ms: 800, grantType: "refresh_token" })
+      const inFlight = call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
+        caller: CALLERS.agent,
+        json: { scopes: ["notes:read"] }
+      })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const closing = stack.broker.close()
+      const answer = await inFlight
+      expect(answer.status).toBe(200)
+      expect(answer.body.source).toBe("refresh")
+      await closing
+      // closed: new connections are refused
+      await expect(fetch(`${stack.url}/healthz`)).rejects.toThrow()
+    } finally {
+      await stack.stop()
+    }
+  })
+
+  it("rate limiting is per caller: one caller's burst does not limit another", async () => {
+    const stack = await startStack({ backend: "memory", rateLimit: { max: 3, timeWindow: "1 minute" } })
+    try {
+      const statuses: Array<number> = []
+      for (let i = 0; i < 4; i++)
+        statuses.push((await call(stack, "GET", "/v1/grants", { caller: CALLERS.reader })).status)
+      expect(statuses).toEqual([200, 200, 200, 429])
+      const limited = await call(stack, "GET", "/v1/grants", { caller: CALLERS.reader })
+      expect(limited.body).toMatchObject({ code: "rate_limited", status: 429 })
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0)
+      expect((await call(stack, "GET", "/v1/grants", { caller: CALLERS.agent })).status).toBe(200)
+      // health checks are not limited
+      for (let i = 0; i < 5; i++) expect((await call(stack, "GET", "/healthz")).status).toBe(200)
+    } finally {
+      await stack.stop()
+    }
+  })
+})

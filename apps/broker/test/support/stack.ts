@@ -1,0 +1,266 @@
+import { randomBytes } from "node:crypto"
+import { mkdtemp, rm } from "node:fs/promises"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Writable } from "node:stream"
+import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
+import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
+import { Effect } from "effect"
+import Pg from "pg"
+import { type RunningBroker, startBroker } from "../../src/Broker.js"
+
+export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
+
+/** The PostgreSQL the tests use: `DATABASE_URL`, else the machine's server (trust auth, database `test`). */
+export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
+export type Backend = "sqlite" | "postgres" | "memory"
+
+export interface CallerSpec {
+  readonly id: string
+  readonly secret: string
+}
+
+/** The callers every stack registers, with their policies. */
+export const CALLERS = {
+  /** May do everything. */
+  agent: { id: "agent", secret: randomBytes(24).toString("base64url") },
+  /** May only read grants. */
+  reader: { id: "reader", secret: randomBytes(24).toString("base64url") },
+  /** Background tokens and exchange, but only provider notes, subject u-bob, scope notes:read. */
+  narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") }
+} as const
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+export const withPg = async <A>(use: (client: Pg.Client) => Promise<A>): Promise<A> => {
+  const client = new Pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 })
+  try {
+    await client.connect()
+  } catch (cause) {
+    throw new Error(
+      `PostgreSQL does not answer at ${databaseUrl.replace(/\/\/[^@]*@/, "//")} (set DATABASE_URL, or start the server): ${String(cause)}`
+    )
+  }
+  try {
+    return await use(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Log lines captured in memory, for the secrets-in-logs test. */
+export class LogCapture extends Writable {
+  readonly chunks: Array<string> = []
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void) {
+    this.chunks.push(chunk.toString())
+    callback()
+  }
+  text(): string {
+    return this.chunks.join("")
+  }
+}
+
+export interface Stack {
+  readonly idp: DevIdp
+  readonly broker: RunningBroker
+  readonly url: string
+  readonly keyMaterial: string
+  readonly callers: typeof CALLERS
+  readonly stop: () => Promise<void>
+}
+
+export interface StackOptions {
+  readonly backend: Backend
+  readonly logLevel?: "debug" | "info" | "silent" | undefined
+  readonly logStream?: NodeJS.WritableStream | undefined
+  readonly rateLimit?: { max: number; timeWindow: string } | undefined
+  readonly accessTokenTtlSeconds?: number | undefined
+}
+
+/** dev-idp + the broker on the chosen backend, over real HTTP. Each stack has its own database. */
+export const startStack = async (options: StackOptions): Promise<Stack> => {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const idp = await startDevIdp({
+    mcpAudience: MCP_AUDIENCE,
+    redirectUris: [`${url}/connect/callback`],
+    ...(options.accessTokenTtlSeconds === undefined
+      ? {}
+      : { accessTokenTtlSeconds: options.accessTokenTtlSeconds })
+  })
+  const dir = await mkdtemp(join(tmpdir(), "tb-broker-"))
+  const schema = `tb_app_${randomBytes(6).toString("hex")}`
+  const keyMaterial = randomBytes(32).toString("base64")
+  const env = {
+    NOTES_CLIENT_SECRET: idp.client("token-broker").clientSecret,
+    OTHER_CLIENT_SECRET: idp.client("token-broker-post").clientSecret,
+    TB_KEY: keyMaterial,
+    TB_DATABASE_URL: databaseUrl
+  }
+  const hash = (secret: string) => Effect.runPromise(hashSecret(secret))
+  const storage =
+    options.backend === "sqlite"
+      ? { kind: "sqlite" as const, filename: join(dir, "grants.db") }
+      : options.backend === "postgres"
+        ? { kind: "postgres" as const, url: { env: "TB_DATABASE_URL" }, schema }
+        : { kind: "memory" as const }
+  if (options.backend === "postgres") await withPg(async () => undefined)
+  const file: ConfigFileInput = {
+    server: {
+      host: "127.0.0.1",
+      port,
+      logLevel: options.logLevel ?? "silent",
+      shutdownTimeout: "5 seconds",
+      returnToOrigins: ["http://app.example.test"],
+      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit })
+    },
+    storage,
+    keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }] },
+    providers: [
+      {
+        id: "notes",
+        issuer: idp.issuer,
+        clientId: "token-broker",
+        clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
+        scopes: ["notes:read", "notes:write"],
+        resource: idp.notesAudience,
+        allowInsecureRequests: true,
+        requestTimeout: "5 seconds",
+        tokenExchange: {}
+      },
+      {
+        id: "other",
+        issuer: idp.issuer,
+        clientId: "token-broker-post",
+        clientAuthentication: { method: "client_secret_post", clientSecret: { env: "OTHER_CLIENT_SECRET" } },
+        scopes: ["notes:read"],
+        resource: idp.opaqueAudience,
+        allowInsecureRequests: true,
+        tokenExchange: {}
+      }
+    ],
+    sessionTokens: { audience: MCP_AUDIENCE, issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true },
+    callers: [
+      {
+        id: CALLERS.agent.id,
+        secretHash: await hash(CALLERS.agent.secret),
+        providers: ["*"],
+        subjects: ["*"],
+        scopes: ["*"],
+        backgroundTokens: true,
+        tokenExchange: true,
+        grants: "manage"
+      },
+      {
+        id: CALLERS.reader.id,
+        secretHash: await hash(CALLERS.reader.secret),
+        providers: ["*"],
+        subjects: ["*"],
+        scopes: ["*"],
+        grants: "read"
+      },
+      {
+        id: CALLERS.narrow.id,
+        secretHash: await hash(CALLERS.narrow.secret),
+        providers: ["notes"],
+        subjects: ["u-bob"],
+        scopes: ["notes:read"],
+        backgroundTokens: true,
+        tokenExchange: true,
+        grants: "read"
+      }
+    ]
+  }
+  const config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
+  let broker: RunningBroker
+  try {
+    broker = await startBroker(config, { logStream: options.logStream as never })
+  } catch (error) {
+    await idp.close()
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
+  return {
+    idp,
+    broker,
+    url,
+    keyMaterial,
+    callers: CALLERS,
+    stop: async () => {
+      await broker.close()
+      await idp.close()
+      await rm(dir, { recursive: true, force: true })
+      if (options.backend === "postgres") {
+        await withPg((client) => client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
+      }
+    }
+  }
+}
+
+export const basic = (caller: CallerSpec) =>
+  `Basic ${Buffer.from(`${encodeURIComponent(caller.id)}:${encodeURIComponent(caller.secret)}`).toString("base64")}`
+
+/** A JSON request to the broker as a caller. */
+export const call = async (
+  stack: Stack,
+  method: string,
+  path: string,
+  options: { caller?: CallerSpec | undefined; json?: unknown; headers?: Record<string, string> } = {}
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> => {
+  const headers: Record<string, string> = { ...options.headers }
+  if (options.caller !== undefined) headers.authorization = basic(options.caller)
+  if (options.json !== undefined) headers["content-type"] = "application/json"
+  const response = await fetch(`${stack.url}${path}`, {
+    method,
+    headers,
+    ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) })
+  })
+  const text = await response.text()
+  let body: Record<string, unknown> = {}
+  try {
+    body = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    body = { text }
+  }
+  return { status: response.status, headers: response.headers, body }
+}
+
+/** The user's own (Flow 1) token for the MCP audience, from dev-idp. */
+export const userToken = async (idp: DevIdp, index = 0) => {
+  const who = idp.users[index]
+  if (who === undefined) throw new Error("no such dev-idp user")
+  const tokens = await idp.login({
+    clientId: "mcp-client",
+    username: who.username,
+    password: who.password,
+    scopes: ["openid", "notes:read", "notes:write"],
+    resource: MCP_AUDIENCE
+  })
+  return tokens.access_token
+}
+
+/** Flow 2 through the HTTP API: authorize -> dev-idp's login/consent (headless) -> GET /connect/callback. */
+export const connectOverHttp = async (stack: Stack, index = 0, caller: CallerSpec = CALLERS.agent) => {
+  const who = stack.idp.users[index]
+  if (who === undefined) throw new Error("no such dev-idp user")
+  const started = await call(stack, "POST", `/v1/grants/${who.sub}/notes/authorize`, { caller, json: {} })
+  if (started.status !== 200)
+    throw new Error(`authorize answered ${started.status}: ${JSON.stringify(started.body)}`)
+  const callback = await stack.idp.driveAuthorization(String(started.body.authorizationUrl), {
+    username: who.username,
+    password: who.password
+  })
+  const page = await fetch(callback)
+  return { callback, status: page.status, html: await page.text(), user: who }
+}

@@ -1,0 +1,143 @@
+import {
+  AccessTokenCache,
+  AuthorizationServer,
+  type ConfigInvalid,
+  GrantStore,
+  InvalidSubjectToken,
+  KeyRing,
+  type StorageUnavailable,
+  TokenBroker,
+  TokenVerifier
+} from "@token-broker/core"
+import { PgGrantStore } from "@token-broker/storage-postgres"
+import { SqliteGrantStore } from "@token-broker/storage-sqlite"
+import { TransitKeyRing, type VaultConnectionOptions, VaultGrantStore } from "@token-broker/storage-vault"
+import { Effect, Layer } from "effect"
+import type { Config, KeyRingConfig, SessionTokensConfig, StorageConfig, VaultConnection } from "./Config.js"
+
+/** Every service the broker's use cases run on, as built from one config. */
+export type BrokerServices =
+  | TokenBroker.TokenBroker
+  | GrantStore.GrantStore
+  | KeyRing.KeyRing
+  | AuthorizationServer.AuthorizationServers
+  | TokenVerifier.TokenVerifier
+  | AccessTokenCache.AccessTokenCache
+
+export type BrokerLayerError = ConfigInvalid | StorageUnavailable
+
+const vaultOptions = (connection: VaultConnection): VaultConnectionOptions => ({
+  address: connection.address,
+  auth: connection.auth,
+  namespace: connection.namespace,
+  caCert: connection.caCert,
+  timeout: connection.timeout,
+  retries: connection.retries
+})
+
+/** The GrantStore chosen by `storage.kind`. */
+export const storeLayer = (storage: StorageConfig): Layer.Layer<GrantStore.GrantStore, BrokerLayerError> => {
+  switch (storage.kind) {
+    case "memory":
+      return GrantStore.layerMemory
+    case "sqlite":
+      return SqliteGrantStore.layer({
+        filename: storage.filename,
+        migrate: storage.migrate,
+        busyTimeout: storage.busyTimeout
+      })
+    case "postgres":
+      return PgGrantStore.layer({
+        url: storage.url,
+        schema: storage.schema,
+        poolSize: storage.poolSize,
+        statementTimeout: storage.statementTimeout,
+        connectTimeout: storage.connectTimeout,
+        migrate: storage.migrate,
+        applicationName: storage.applicationName
+      })
+    case "vault":
+      return VaultGrantStore.layer({
+        ...vaultOptions(storage),
+        mount: storage.mount,
+        prefix: storage.prefix,
+        leaseClockMargin: storage.leaseClockMargin
+      })
+  }
+}
+
+/** The KeyRing chosen by `keyRing.kind`. */
+export const keyRingLayer = (keyRing: KeyRingConfig): Layer.Layer<KeyRing.KeyRing, BrokerLayerError> =>
+  keyRing.kind === "local"
+    ? KeyRing.layerLocal({ keys: keyRing.keys, current: keyRing.current })
+    : Layer.project(
+        TransitKeyRing.layer({ ...vaultOptions(keyRing), mount: keyRing.mount, key: keyRing.key }),
+        KeyRing.KeyRing,
+        KeyRing.KeyRing,
+        (service) => service
+      )
+
+/** Without a sessionTokens section, users' tokens are refused with a message that says what to configure. */
+const refusingVerifier: Layer.Layer<TokenVerifier.TokenVerifier> = Layer.succeed(
+  TokenVerifier.TokenVerifier,
+  {
+    verify: () =>
+      Effect.fail(
+        new InvalidSubjectToken({
+          reason: "unverifiable",
+          message:
+            "This broker verifies no user tokens: configure sessionTokens (issuer and audience) to use token exchange"
+        })
+      )
+  }
+)
+
+/** The TokenVerifier of `sessionTokens`; introspection through a provider uses that provider's client. */
+export const verifierLayer = (
+  sessionTokens: SessionTokensConfig | undefined
+): Layer.Layer<TokenVerifier.TokenVerifier, ConfigInvalid, AuthorizationServer.AuthorizationServers> =>
+  sessionTokens === undefined
+    ? refusingVerifier
+    : Layer.effect(
+        TokenVerifier.TokenVerifier,
+        Effect.gen(function* () {
+          const servers = yield* AuthorizationServer.AuthorizationServers
+          const issuers: Array<TokenVerifier.IssuerOptions> = []
+          for (const issuer of sessionTokens.issuers) {
+            const introspection = issuer.introspection
+            issuers.push({
+              issuer: issuer.issuer,
+              jwksUri: issuer.jwksUri,
+              introspection:
+                introspection === undefined
+                  ? undefined
+                  : "provider" in introspection
+                    ? { client: yield* Effect.orDie(servers.get(introspection.provider)) }
+                    : introspection
+            })
+          }
+          return yield* TokenVerifier.make({
+            issuers,
+            allowInsecureRequests: sessionTokens.allowInsecureRequests,
+            clockTolerance: sessionTokens.clockTolerance,
+            introspectionCacheTtl: sessionTokens.introspectionCacheTtl
+          })
+        })
+      )
+
+/**
+ * The whole broker of a config: TokenBroker plus the GrantStore, KeyRing, AuthorizationServers,
+ * TokenVerifier and AccessTokenCache it runs on (all exposed, for health checks and admin tools).
+ * Fails to build with `ConfigInvalid` (naming the field) or `StorageUnavailable`.
+ */
+export const brokerLayer = (config: Config): Layer.Layer<BrokerServices, BrokerLayerError> => {
+  const servers = AuthorizationServer.layer(config.providers)
+  const base = Layer.mergeAll(
+    storeLayer(config.storage),
+    keyRingLayer(config.keyRing),
+    servers,
+    AccessTokenCache.layer(config.cache)
+  )
+  const withVerifier = verifierLayer(config.sessionTokens).pipe(Layer.provideMerge(base))
+  return TokenBroker.layer(config.broker).pipe(Layer.provideMerge(withVerifier))
+}

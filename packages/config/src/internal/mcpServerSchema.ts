@@ -1,0 +1,60 @@
+import { z } from "zod"
+
+/**
+ * The `mcpServer` section: settings of the MCP server app only (the broker ignores it). Plain data, as
+ * the rest of the file schema, so that the JSON Schema for editors describes it.
+ */
+
+const DURATION = /^\d+(\.\d+)? (nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
+const url = (what: string) => z.url({ message: `must be an absolute URL (${what})` })
+const scope = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, {
+  message: "a scope is one word of printable ASCII (no spaces or quotes)"
+})
+
+export const McpServerSchema = z
+  .strictObject({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.number().int().min(0).max(65_535).default(8090),
+    publicUrl: url("where MCP clients reach this server, without the /mcp path, e.g. https://mcp.example.com")
+      .optional()
+      .describe("Default: http://<host>:<port>. The MCP endpoint (and token audience) is <publicUrl>/mcp"),
+    authorizationServer: z
+      .strictObject({
+        issuer: url("the issuer of MCP clients' tokens, e.g. https://cloud.example.com"),
+        jwksUri: url("the issuer's JWKS").optional().describe("Default: discovered from the issuer"),
+        allowInsecureRequests: z
+          .boolean()
+          .default(false)
+          .describe("Allow an http:// issuer: local development and tests only"),
+        clockTolerance: z
+          .union([z.number().nonnegative(), z.string().regex(DURATION)])
+          .optional()
+          .describe('Leeway on exp/nbf: milliseconds or "<number> <unit>" (default 30 seconds)')
+      })
+      .describe(
+        "Where MCP clients sign in (advertised in the RFC 9728 metadata); tokens must name <publicUrl>/mcp as audience"
+      ),
+    notes: z
+      .strictObject({
+        provider: z.string().min(1).describe("The provider whose grant the notes tools use"),
+        apiUrl: url("the notes API v1 base, e.g. https://cloud.example.com/index.php/apps/notes/api/v1"),
+        readScopes: z.array(scope).default(["notes:read"]).describe("Upstream scopes of the reading tools"),
+        writeScopes: z.array(scope).default(["notes:write"]).describe("Upstream scopes of the writing tools"),
+        allowInsecureRequests: z
+          .boolean()
+          .default(false)
+          .describe("Allow an http:// apiUrl: local development only")
+      })
+      .optional()
+      .describe("The notes tools (Nextcloud Notes API v1); absent: no notes tools"),
+    exchangeProviders: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        "Providers whose tokens are RFC 8693 session tokens exchanged from the MCP client's token (each needs tokenExchange); the others use background tokens from stored grants"
+      ),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
+  })
+  .describe("The MCP server app: where it listens, where its users sign in, its upstream tools")
+
+export type McpServerFile = z.output<typeof McpServerSchema>

@@ -1,0 +1,350 @@
+import { randomBytes } from "node:crypto"
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { GrantStore, KeyRing, TokenBroker } from "@token-broker/core"
+import { Duration, Effect, Layer, Redacted } from "effect"
+import {
+  brokerLayer,
+  type ConfigFileInput,
+  hashSecret,
+  isSecretHash,
+  jsonSchemaText,
+  loadConfig,
+  parseConfig,
+  verifySecret
+} from "../src/index.js"
+
+const KEY = randomBytes(32).toString("base64")
+const env = { KEY, NOTES_SECRET: "notes-client-secret-0123456789" }
+
+const valid = (): ConfigFileInput => ({
+  storage: { kind: "memory" },
+  keyRing: { kind: "local", keys: [{ kid: "k1", env: "KEY" }] },
+  providers: [
+    {
+      id: "notes",
+      issuer: "https://idp.example.com",
+      clientId: "broker",
+      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
+      scopes: ["notes:read"]
+    }
+  ]
+})
+
+const failure = (input: unknown, environment: Record<string, string> = env) =>
+  Effect.flip(parseConfig(input, environment))
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tb-config-"))
+})
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe("parseConfig", () => {
+  it.effect("a minimal config gets its defaults; secrets become Redacted", () =>
+    Effect.gen(function* () {
+      const config = yield* parseConfig(valid(), env)
+      expect(config.server).toMatchObject({
+        host: "127.0.0.1",
+        port: 8080,
+        publicUrl: "http://127.0.0.1:8080"
+      })
+      expect(Duration.toMillis(config.server.shutdownTimeout)).toBe(10_000)
+      const provider = config.providers[0]
+      expect(provider?.redirectUri).toBe("http://127.0.0.1:8080/connect/callback")
+      expect(provider?.allowInsecureRequests).toBe(false)
+      expect(provider?.identityBinding).toBe("same-subject")
+      const auth = provider?.clientAuthentication
+      expect(auth?.method === "client_secret_basic" && Redacted.isRedacted(auth.clientSecret)).toBe(true)
+      // never printed
+      expect(JSON.stringify(config)).not.toContain(env.NOTES_SECRET)
+      expect(config.tokenSource).toEqual({ kind: "in-process" })
+      expect(config.tenant).toBe("default")
+    })
+  )
+
+  const cases: Array<[string, (c: Record<string, unknown>) => unknown, string, RegExp]> = [
+    ["a missing storage", (c) => ({ ...c, storage: undefined }), "storage", /storage.kind|required/],
+    [
+      "an unknown storage kind",
+      (c) => ({ ...c, storage: { kind: "redis" } }),
+      "storage.kind",
+      /sqlite, postgres, vault or memory/
+    ],
+    ["an unknown key (typo)", (c) => ({ ...c, provders: [] }), "(root)", /unknown key "provders".*spelling/],
+    [
+      "a bad issuer URL",
+      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], issuer: "not a url" }] }),
+      "providers[0].issuer",
+      /absolute URL/
+    ],
+    [
+      "an http issuer without allowInsecureRequests",
+      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], issuer: "http://idp.local" }] }),
+      "providers[0].issuer",
+      /allowInsecureRequests: true/
+    ],
+    [
+      "a bad duration",
+      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], requestTimeout: "10s" }] }),
+      "providers[0].requestTimeout",
+      /"30 seconds"/
+    ],
+    [
+      "a plain secret instead of a reference",
+      (c) => ({
+        ...c,
+        providers: [
+          {
+            ...(c.providers as Array<object>)[0],
+            clientAuthentication: { method: "client_secret_basic", clientSecret: "s3cret" }
+          }
+        ]
+      }),
+      "providers[0].clientAuthentication.clientSecret",
+      /./
+    ],
+    [
+      "a duplicate provider id",
+      (c) => ({ ...c, providers: [...(c.providers as Array<object>), ...(c.providers as Array<object>)] }),
+      "providers[1].id",
+      /listed twice/
+    ],
+    [
+      "a caller with a plain secret",
+      (c) => ({
+        ...c,
+        callers: [{ id: "app", secretHash: "plain", providers: ["*"], subjects: ["*"], scopes: ["*"] }]
+      }),
+      "callers[0].secretHash",
+      /scrypt/
+    ],
+    [
+      "a caller naming an unknown provider",
+      (c) => ({
+        ...c,
+        callers: [{ id: "app", secretHash: "scrypt$x", providers: ["nope"], subjects: ["*"], scopes: ["*"] }]
+      }),
+      "callers[0].providers[0]",
+      /not a configured provider/
+    ],
+    [
+      "token exchange without sessionTokens",
+      (c) => ({
+        ...c,
+        callers: [
+          {
+            id: "app",
+            secretHash: "scrypt$x",
+            providers: ["*"],
+            subjects: ["*"],
+            scopes: ["*"],
+            tokenExchange: true
+          }
+        ]
+      }),
+      "callers[0].tokenExchange",
+      /sessionTokens/
+    ],
+    [
+      "a current key that is not in the ring",
+      (c) => ({ ...c, keyRing: { kind: "local", keys: [{ kid: "k1", env: "KEY" }], current: "k2" } }),
+      "keyRing.current",
+      /not one of keyRing.keys/
+    ]
+  ]
+  for (const [name, mutate, field, message] of cases) {
+    it.effect(`${name} names ${field} and the fix`, () =>
+      Effect.gen(function* () {
+        const error = yield* failure(mutate(valid() as Record<string, unknown>))
+        expect(error._tag).toBe("ConfigInvalid")
+        expect(error.code).toBe("config_invalid")
+        expect(error.field).toBe(field)
+        expect(error.message).toContain(field)
+        expect(error.message).toMatch(message)
+      })
+    )
+  }
+
+  it.effect("a missing environment variable names it", () =>
+    Effect.gen(function* () {
+      const error = yield* failure(valid(), { KEY })
+      expect(error.field).toBe("providers[0].clientAuthentication.clientSecret")
+      expect(error.message).toContain("NOTES_SECRET is not set")
+    })
+  )
+
+  it.effect("a key of the wrong size says how to make one", () =>
+    Effect.gen(function* () {
+      const error = yield* failure(valid(), { ...env, KEY: "c2hvcnQ=" })
+      expect(error.field).toBe("keyRing.keys[0]")
+      expect(error.message).toMatch(/32 bytes.*randomBytes/)
+    })
+  )
+
+  it.effect("key files must be 0600; relative paths resolve against the config's folder", () =>
+    Effect.gen(function* () {
+      const keyFile = join(dir, "key")
+      yield* Effect.promise(() => writeFile(keyFile, `${KEY}\n`, { mode: 0o644 }))
+      yield* Effect.promise(() => chmod(keyFile, 0o644))
+      const input = { ...valid(), keyRing: { kind: "local", keys: [{ kid: "k1", file: "key" }] } }
+      const open = yield* Effect.flip(parseConfig(input, env, { baseDir: dir }))
+      expect(open.field).toBe("keyRing.keys[0]")
+      expect(open.message).toContain(`chmod 600 ${keyFile}`)
+      yield* Effect.promise(() => chmod(keyFile, 0o600))
+      const config = yield* parseConfig(input, env, { baseDir: dir })
+      expect(config.keyRing.kind === "local" && config.keyRing.keys[0]?.kid).toBe("k1")
+    })
+  )
+
+  it.effect("sqlite paths resolve against the config's folder; postgres reads its URL from env", () =>
+    Effect.gen(function* () {
+      const sqlite = yield* parseConfig(
+        { ...valid(), storage: { kind: "sqlite", filename: "grants.db" } },
+        env,
+        { baseDir: dir }
+      )
+      expect(sqlite.storage).toMatchObject({
+        kind: "sqlite",
+        filename: join(dir, "grants.db"),
+        migrate: true
+      })
+      const pg = yield* parseConfig(
+        { ...valid(), storage: { kind: "postgres", url: { env: "DB" } } },
+        { ...env, DB: "postgres://u:p@db/x" }
+      )
+      expect(pg.storage.kind === "postgres" && Redacted.value(pg.storage.url)).toBe("postgres://u:p@db/x")
+      expect(pg.storage).toMatchObject({ schema: "token_broker" })
+    })
+  )
+
+  it.effect("vault storage and transit key ring resolve their tokens; http needs the explicit flag", () =>
+    Effect.gen(function* () {
+      const vault = { address: "https://vault.example.com:8200", auth: { token: { env: "VAULT_TOKEN" } } }
+      const config = yield* parseConfig(
+        { ...valid(), storage: { kind: "vault", ...vault }, keyRing: { kind: "vault-transit", ...vault } },
+        { ...env, VAULT_TOKEN: "hvs.test" }
+      )
+      expect(config.storage).toMatchObject({ kind: "vault", mount: "secret", prefix: "token-broker" })
+      expect(config.keyRing).toMatchObject({ kind: "vault-transit", mount: "transit", key: "token-broker" })
+      const insecure = yield* failure(
+        { ...valid(), storage: { kind: "vault", ...vault, address: "http://127.0.0.1:8200" } },
+        { ...env, VAULT_TOKEN: "hvs.test" }
+      )
+      expect(insecure.field).toBe("storage.address")
+    })
+  )
+
+  it.effect("a remote token source reads its secret from env", () =>
+    Effect.gen(function* () {
+      const config = yield* parseConfig(
+        {
+          ...valid(),
+          tokenSource: {
+            kind: "remote",
+            url: "https://broker.example.com/",
+            clientId: "mcp",
+            clientSecret: { env: "TS" }
+          }
+        },
+        { ...env, TS: "remote-secret" }
+      )
+      expect(config.tokenSource.kind === "remote" && config.tokenSource.url).toBe(
+        "https://broker.example.com"
+      )
+    })
+  )
+})
+
+describe("loadConfig", () => {
+  it.effect("reads YAML and JSON files; a syntax error names the file", () =>
+    Effect.gen(function* () {
+      const yamlPath = join(dir, "tb.yaml")
+      yield* Effect.promise(() =>
+        writeFile(
+          yamlPath,
+          `storage: { kind: sqlite, filename: g.db }
+keyRing: { kind: local, keys: [{ kid: k1, env: KEY }] }
+providers:
+  - id: notes
+    issuer: https://idp.example.com
+    clientId: broker
+    clientAuthentication: { method: none }
+`
+        )
+      )
+      const config = yield* loadConfig({ path: yamlPath, env })
+      expect(config.path).toBe(yamlPath)
+      expect(config.storage).toMatchObject({ filename: join(dir, "g.db") })
+      const jsonPath = join(dir, "tb.json")
+      yield* Effect.promise(() => writeFile(jsonPath, JSON.stringify(valid())))
+      expect((yield* loadConfig({ path: jsonPath, env })).providers[0]?.id).toBe("notes")
+      yield* Effect.promise(() => writeFile(join(dir, "bad.yaml"), "storage: [unclosed\n"))
+      const bad = yield* Effect.flip(loadConfig({ path: join(dir, "bad.yaml"), env }))
+      expect(bad.message).toMatch(/bad.yaml: not valid YAML/)
+      const missing = yield* Effect.flip(loadConfig({ path: join(dir, "nope.yaml"), env }))
+      expect(missing.message).toMatch(/cannot read the config file .*ENOENT/)
+    })
+  )
+})
+
+describe("caller secrets", () => {
+  it.effect("hashSecret is self-describing, salted, and verifies in constant time", () =>
+    Effect.gen(function* () {
+      const hash = yield* hashSecret("correct horse battery staple")
+      expect(hash).toMatch(/^scrypt\$N=16384,r=8,p=1\$/)
+      expect(isSecretHash(hash)).toBe(true)
+      expect(yield* hashSecret("correct horse battery staple")).not.toBe(hash)
+      expect(yield* verifySecret("correct horse battery staple", hash)).toBe(true)
+      expect(yield* verifySecret(Redacted.make("correct horse battery staple"), hash)).toBe(true)
+      expect(yield* verifySecret("wrong", hash)).toBe(false)
+      expect(yield* verifySecret("x", "scrypt$garbage")).toBe(false)
+      // absurd parameters are refused, not computed
+      expect(yield* verifySecret("x", hash.replace("N=16384", "N=1073741824"))).toBe(false)
+    })
+  )
+})
+
+describe("brokerLayer", () => {
+  it.live("builds the whole broker on the chosen storage", () =>
+    Effect.gen(function* () {
+      const config = yield* parseConfig(
+        { ...valid(), storage: { kind: "sqlite", filename: "layer.db" } },
+        env,
+        { baseDir: dir }
+      )
+      const program = Effect.gen(function* () {
+        const broker = yield* TokenBroker.TokenBroker
+        const store = yield* GrantStore.GrantStore
+        const keyRing = yield* KeyRing.KeyRing
+        expect(store.capabilities.durable).toBe(true)
+        expect(keyRing.currentKid).toBe("k1")
+        const error = yield* Effect.flip(broker.backgroundToken({ subject: "u", provider: "notes" }))
+        expect(error._tag).toBe("ConsentRequired")
+      })
+      yield* Effect.scoped(Effect.provide(program, Layer.fresh(brokerLayer(config))))
+    })
+  )
+
+  it.live("an unreachable PostgreSQL fails the layer with StorageUnavailable", () =>
+    Effect.gen(function* () {
+      const config = yield* parseConfig(
+        { ...valid(), storage: { kind: "postgres", url: { env: "DB" }, connectTimeout: "1 second" } },
+        { ...env, DB: "postgres://postgres@127.0.0.1:1/none" }
+      )
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(brokerLayer(config))))
+      expect(error._tag).toBe("StorageUnavailable")
+    })
+  )
+})
+
+describe("the published JSON Schema", () => {
+  it("is up to date with the zod schema (run `pnpm --filter @token-broker/config schema`)", async () => {
+    const committed = await readFile(new URL("../schema/token-broker.schema.json", import.meta.url), "utf8")
+    expect(JSON.parse(committed)).toEqual(JSON.parse(jsonSchemaText()))
+  })
+})

@@ -1,0 +1,110 @@
+import { Context, Effect, Layer, type Option } from "effect"
+import type {
+  AudienceMismatch,
+  ConsentRequired,
+  DecryptionFailed,
+  InvalidRequest,
+  InvalidSubjectToken,
+  ProviderNotFound,
+  StorageUnavailable,
+  UpstreamRejected,
+  UpstreamUnavailable
+} from "./Errors.js"
+import {
+  type BackgroundTokenRequest,
+  type GrantInfo,
+  type GrantRef,
+  type IssuedToken,
+  type RevokeResult,
+  type SessionTokenRequest,
+  type StartAuthorizationRequest,
+  TokenBroker
+} from "./TokenBroker.js"
+
+/**
+ * Where an app gets upstream tokens from: the broker in this process, or a remote HTTP broker. Apps
+ * (the MCP server, workers) depend on this tag only, so which one they use is a matter of config.
+ *
+ * The error unions are the broker's own. A remote source adds two meanings that keep the same types:
+ * a broker that cannot be reached is `UpstreamUnavailable` (reason `network` or `timeout`, retryable),
+ * and a broker that refuses the app's own credentials or policy is `UpstreamRejected` (error
+ * `invalid_client`, `unauthorized_client`, `access_denied`: a configuration problem).
+ */
+export interface TokenSourceService {
+  readonly backgroundToken: (
+    request: BackgroundTokenRequest
+  ) => Effect.Effect<
+    IssuedToken,
+    | ConsentRequired
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | ProviderNotFound
+    | StorageUnavailable
+    | DecryptionFailed
+    | InvalidRequest
+  >
+  readonly sessionToken: (
+    request: SessionTokenRequest
+  ) => Effect.Effect<
+    IssuedToken,
+    | InvalidSubjectToken
+    | AudienceMismatch
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | ProviderNotFound
+    | InvalidRequest
+  >
+  readonly startAuthorization: (
+    request: StartAuthorizationRequest
+  ) => Effect.Effect<
+    StartedConsent,
+    ProviderNotFound | UpstreamUnavailable | UpstreamRejected | StorageUnavailable | InvalidRequest
+  >
+  readonly grantStatus: (
+    ref: GrantRef
+  ) => Effect.Effect<
+    Option.Option<GrantInfo>,
+    StorageUnavailable | UpstreamUnavailable | UpstreamRejected | InvalidRequest
+  >
+  readonly revoke: (
+    ref: GrantRef
+  ) => Effect.Effect<
+    RevokeResult,
+    | ProviderNotFound
+    | StorageUnavailable
+    | DecryptionFailed
+    | UpstreamUnavailable
+    | UpstreamRejected
+    | InvalidRequest
+  >
+}
+
+/** A consent that was started: send the user's browser to `authorizationUrl` before `expiresAt` (epoch ms). */
+export interface StartedConsent {
+  readonly authorizationUrl: URL
+  readonly expiresAt: number
+}
+
+export class TokenSource extends Context.Tag("@token-broker/core/TokenSource")<
+  TokenSource,
+  TokenSourceService
+>() {}
+
+/** A TokenSource over the TokenBroker of this process. */
+export const fromBroker = (broker: Context.Tag.Service<TokenBroker>): TokenSourceService => ({
+  backgroundToken: broker.backgroundToken,
+  sessionToken: broker.sessionToken,
+  startAuthorization: (request) =>
+    Effect.map(broker.startAuthorization(request), ({ authorizationUrl, expiresAt }) => ({
+      authorizationUrl,
+      expiresAt
+    })),
+  grantStatus: broker.grantStatus,
+  revoke: broker.revoke
+})
+
+/** The TokenSource of the in-process broker: needs the TokenBroker layer. */
+export const layerFromBroker: Layer.Layer<TokenSource, never, TokenBroker> = Layer.effect(
+  TokenSource,
+  Effect.map(TokenBroker, fromBroker)
+)
