@@ -1,6 +1,7 @@
 import { Clock, Duration, Effect, Redacted } from "effect"
 import { importJWK, type JWK } from "jose"
 import * as client from "openid-client"
+import { Agent } from "undici"
 import type {
   AuthorizationServersService,
   IntrospectionResult,
@@ -23,12 +24,23 @@ export interface MakeOptions {
   readonly discoveryCooldown?: Duration.DurationInput | undefined
 }
 
+/**
+ * Provider connections are kept alive for one second of idleness at most. A pooled connection that sat
+ * idle for about the server's own keep-alive timeout can be closed by the server just as a request is
+ * written on it; that request fails as a network error, and since a refresh is never retried after a
+ * network error (the provider may have rotated the token), every caller sharing it would fail. No common
+ * server closes idle connections sooner than a second, so the race cannot happen.
+ */
+const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 })
+
 /** A request's own rewriting fetch: public-to-internal rewrite, plus the caller's AbortSignal. */
 export const makeFetch =
   (rewrite: ProviderConfig["internalBaseUrl"], interrupt: AbortSignal | undefined): client.CustomFetch =>
   (url, options) => {
     const signals = [options.signal, interrupt].filter((signal) => signal !== undefined)
     const init: RequestInit & { duplex?: "half" } = {
+      // The same undici major as Node's own fetch; only the type packages differ.
+      dispatcher: dispatcher as unknown as NonNullable<RequestInit["dispatcher"]>,
       method: options.method,
       headers: options.headers,
       redirect: options.redirect,
