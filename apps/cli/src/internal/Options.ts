@@ -1,0 +1,44 @@
+import { Options } from "@effect/cli"
+
+/** Options shared by several commands (definitions only: nothing heavy is imported here). */
+
+export const config = Options.text("config").pipe(
+  Options.withAlias("c"),
+  Options.withDescription(
+    "The config file (YAML or JSON). Default: $TOKEN_BROKER_CONFIG, else ./token-broker.yaml"
+  ),
+  Options.optional
+)
+
+export const json = Options.boolean("json").pipe(
+  Options.withDescription("Print the result as JSON on stdout")
+)
+
+export const subject = Options.text("subject").pipe(
+  Options.withAlias("s"),
+  Options.withDescription("The user (the grant's subject), e.g. u-alice")
+)
+
+export const provider = Options.text("provider").pipe(
+  Options.withAlias("p"),
+  Options.withDescription("The provider id from the config, e.g. nextcloud")
+)
+
+export const tenant = Options.text("tenant").pipe(
+  Options.withDescription("The tenant (default: the config's tenant)"),
+  Options.optional
+)
+
+export const scopes = Options.text("scope").pipe(
+  Options.withDescription("A scope to ask for; repeat it, or give several separated by spaces"),
+  Options.repeated
+)
+
+export const yes = Options.boolean("yes").pipe(
+  Options.withAlias("y"),
+  Options.withDescription("Do not ask for confirmation")
+)
+
+/** `--scope "a b" --scope c` -> ["a", "b", "c"]. */
+export const splitScopes = (values: ReadonlyArray<string>): ReadonlyArray<string> =>
+  values.flatMap((v) => v.split(/\s+/)).filter((s) => s.length > 0)

@@ -1,0 +1,121 @@
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { runCli } from "./support/cli.js"
+
+const COMMANDS = [
+  [],
+  ["init"],
+  ["migrate"],
+  ["grants"],
+  ["grants", "list"],
+  ["grants", "show"],
+  ["grants", "revoke"],
+  ["keys"],
+  ["keys", "list"],
+  ["keys", "add"],
+  ["keys", "rotate"],
+  ["keys", "retire"],
+  ["token"],
+  ["connect"],
+  ["doctor"]
+]
+
+describe("usage", () => {
+  it.each(COMMANDS.map((c) => [c.join(" ") || "(root)", c]))(
+    "--help on %s: exit 0, no colour off a terminal",
+    async (_, command) => {
+      const result = await runCli([...command, "--help"])
+      expect(result.code).toBe(0)
+      expect(result.stdout).toMatch(/USAGE/)
+      expect(result.stdout).not.toContain("\u001b[")
+    }
+  )
+
+  it("the root help lists every command", async () => {
+    const { stdout } = await runCli(["--help"])
+    for (const name of [
+      "init",
+      "migrate",
+      "grants list",
+      "grants show",
+      "grants revoke",
+      "keys add",
+      "keys rotate",
+      "keys retire",
+      "token",
+      "connect",
+      "doctor"
+    ]) {
+      expect(stdout).toContain(`- ${name} `)
+    }
+  })
+
+  it("--version", async () => {
+    const result = await runCli(["--version"])
+    expect(result.code).toBe(0)
+    expect(result.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+  })
+
+  it("an unknown command or option, or a missing value, is exit 2", async () => {
+    expect((await runCli(["frobnicate"])).code).toBe(2)
+    expect((await runCli(["grants", "list", "--frob"])).code).toBe(2)
+    expect((await runCli(["grants", "list", "--limit", "many"])).code).toBe(2)
+    expect((await runCli(["keys", "retire"])).code).toBe(2)
+  })
+})
+
+describe("init", () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tb-cli-init-"))
+  })
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it("writes a starter config and a key, both 0600, that migrate and keys accept", async () => {
+    const result = await runCli(["init"], { cwd: dir })
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(`Wrote ${join(dir, "token-broker.yaml")}`)
+    expect((await stat(join(dir, "token-broker.yaml"))).mode & 0o777).toBe(0o600)
+    expect((await stat(join(dir, "keys", "k1.key"))).mode & 0o777).toBe(0o600)
+    const key = (await readFile(join(dir, "keys", "k1.key"), "utf8")).trim()
+    expect(Buffer.from(key, "base64")).toHaveLength(32)
+    expect(await readFile(join(dir, "token-broker.yaml"), "utf8")).not.toContain(key)
+    const env = { PROVIDER_CLIENT_SECRET: "x" }
+    const migrated = await runCli(["migrate"], { cwd: dir, env })
+    expect(migrated.code).toBe(0)
+    expect(migrated.stdout).toMatch(/^sqlite .*token-broker\.db: migrated schema version 0 ->/)
+    const keys = await runCli(["keys", "list", "--json"], { cwd: dir, env })
+    expect(JSON.parse(keys.stdout).keys).toEqual([{ kid: "k1", current: true, grants: 0 }])
+  })
+
+  it("refuses to overwrite (exit 1) and leaves the files as they were", async () => {
+    const before = await readFile(join(dir, "keys", "k1.key"), "utf8")
+    const again = await runCli(["init"], { cwd: dir })
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/already exists; init never overwrites/)
+    expect(await readFile(join(dir, "keys", "k1.key"), "utf8")).toBe(before)
+  })
+
+  it("--storage postgres writes a config reading DATABASE_URL", async () => {
+    const path = join(dir, "pg", "broker.yaml")
+    const result = await runCli([
+      "init",
+      "--storage",
+      "postgres",
+      "--issuer",
+      "https://login.example.com",
+      "--config",
+      path
+    ])
+    expect(result.code).toBe(0)
+    const text = await readFile(path, "utf8")
+    expect(text).toMatch(/kind: postgres/)
+    expect(text).toMatch(/url: \{ env: DATABASE_URL \}/)
+    expect(text).not.toMatch(/allowInsecureRequests/)
+    expect((await runCli(["init", "--storage", "mysql"])).code).toBe(2)
+  })
+})

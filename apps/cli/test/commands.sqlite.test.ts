@@ -1,0 +1,4 @@
+import { sqliteBackend } from "./support/backends.js"
+import { commandSuite } from "./support/commandSuite.js"
+
+commandSuite("SQLite", sqliteBackend)

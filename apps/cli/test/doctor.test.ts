@@ -1,0 +1,118 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { startDevIdp } from "@token-broker/dev-idp"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Backend, freePort, newKeyMaterial, sqliteBackend, writeConfig } from "./support/backends.js"
+import { runCli } from "./support/cli.js"
+import { decode, env, seed } from "./support/grants.js"
+
+/** doctor names each fault, says how to fix it, and exits 1. */
+describe("doctor names the fault", () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tb-cli-doctor-"))
+  })
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const setup = async (name: string, backend: Backend, issuer: string, material = newKeyMaterial()) => {
+    const folder = join(dir, name)
+    const config = await writeConfig(folder, backend, { issuer, clientSecret: "" }, [{ kid: "k1", material }])
+    return { folder, config }
+  }
+
+  it("when the provider is down", async () => {
+    const idp = await startDevIdp()
+    const issuer = idp.issuer
+    await idp.close()
+    const backend = sqliteBackend()
+    const { config } = await setup("provider-down", backend, issuer)
+    expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
+    const result = await runCli(["doctor", "--config", config], { env: env(backend) })
+    expect(result.code).toBe(1)
+    expect(result.stdout).toMatch(/✔ storage: /)
+    expect(result.stdout).toMatch(new RegExp(`✖ provider dev-idp: discovery at ${issuer} failed`))
+    expect(result.stdout).toMatch(/fix: check that .*\/\.well-known\/openid-configuration answers/)
+    expect(result.stderr).toMatch(/error: 1 check failed/)
+    const json = JSON.parse(
+      (await runCli(["doctor", "--json", "--config", config], { env: env(backend) })).stdout
+    )
+    expect(json.ok).toBe(false)
+    expect(
+      json.checks.filter((c: { status: string }) => c.status === "fail").map((c: { name: string }) => c.name)
+    ).toEqual(["provider dev-idp"])
+  })
+
+  it("when the database is down", async () => {
+    const idp = await startDevIdp()
+    try {
+      const closed = await freePort()
+      const backend: Backend = {
+        name: "postgres",
+        storageYaml: () =>
+          [
+            "storage:",
+            "  kind: postgres",
+            "  url: { env: TB_TEST_DATABASE_URL }",
+            "  connectTimeout: 2 seconds"
+          ].join("\n"),
+        env: { TB_TEST_DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${closed}/test` },
+        cleanup: async () => undefined
+      }
+      const { config } = await setup("database-down", backend, idp.issuer)
+      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
+      expect(result.code).toBe(1)
+      expect(result.stdout).toMatch(
+        new RegExp(`✖ storage: postgres postgres://postgres@127.0.0.1:${closed}/test .*ECONNREFUSED`)
+      )
+      expect(result.stdout).toMatch(/fix: check that PostgreSQL runs/)
+      expect(result.stdout).toMatch(/- migrations: storage unreachable/)
+      expect(result.stdout).toMatch(/✔ provider dev-idp/)
+      // the password in the URL is never printed
+      expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
+    } finally {
+      await idp.close()
+    }
+  })
+
+  it("when the key is wrong, and keys rotate leaves those grants untouched", async () => {
+    const idp = await startDevIdp()
+    try {
+      const backend = sqliteBackend()
+      const original = newKeyMaterial()
+      const { folder, config } = await setup("wrong-key", backend, idp.issuer, original)
+      expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
+      await seed(config, backend, decode("k1", original), 3)
+      expect((await runCli(["doctor", "--config", config], { env: env(backend) })).code).toBe(0)
+      // the configured key is replaced by another one
+      await writeFile(join(folder, "keys", "k1.key"), `${newKeyMaterial()}\n`, { mode: 0o600 })
+      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
+      expect(result.code).toBe(1)
+      expect(result.stdout).toMatch(/✖ keys: 3 of 3 stored grants do not decrypt under key "k1"/)
+      expect(result.stdout).toMatch(
+        /fix: the key material configured for "k1" is not the one these grants were written with/
+      )
+      expect(result.stdout).toMatch(/✔ storage: /)
+      const show = await runCli(["token", "-s", "user-00000", "-p", "dev-idp", "--config", config], {
+        env: env(backend)
+      })
+      expect(show.code).toBe(1)
+      expect(show.stderr).toMatch(/does not authenticate/)
+      expect((await runCli(["keys", "add", "--config", config], { env: env(backend) })).code).toBe(0)
+      const rotate = await runCli(["keys", "rotate", "--config", config], { env: env(backend) })
+      expect(rotate.code).toBe(1)
+      expect(rotate.stderr).toMatch(/3 grants could not be decrypted and were left as they are/)
+    } finally {
+      await idp.close()
+    }
+  })
+
+  it("when the config is missing or invalid", async () => {
+    const missing = await runCli(["doctor", "--config", join(dir, "none.yaml")])
+    expect(missing.code).toBe(1)
+    expect(missing.stdout).toMatch(/✖ config: cannot read the config file/)
+    expect(missing.stdout).toMatch(/fix: create one with token-broker init/)
+  })
+})

@@ -1,0 +1,112 @@
+import { randomBytes } from "node:crypto"
+import { mkdir, writeFile } from "node:fs/promises"
+import { join } from "node:path"
+import Pg from "pg"
+
+/** Where the tests' grants live: a SQLite file in the test's folder, or a fresh PostgreSQL schema. */
+export interface Backend {
+  readonly name: "sqlite" | "postgres"
+  /** The `storage:` section of a config in `dir`. */
+  readonly storageYaml: (dir: string) => string
+  /** Environment the config needs (the database URL). */
+  readonly env: Readonly<Record<string, string>>
+  readonly cleanup: () => Promise<void>
+}
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+
+export const sqliteBackend = (): Backend => ({
+  name: "sqlite",
+  storageYaml: () => ["storage:", "  kind: sqlite", "  filename: ./grants.db", "  migrate: false"].join("\n"),
+  env: {},
+  cleanup: async () => undefined
+})
+
+/** A schema of its own per run; fails (never skips) when PostgreSQL does not answer. */
+export const postgresBackend = async (): Promise<Backend> => {
+  const client = new Pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5000 })
+  try {
+    await client.connect()
+    await client.end()
+  } catch (error) {
+    throw new Error(
+      `PostgreSQL does not answer at ${DATABASE_URL.replace(/:[^:@/]*@/, ":***@")} (${(error as Error).message}); start it (see STACK.md) or set DATABASE_URL`
+    )
+  }
+  const schema = `tb_cli_${randomBytes(5).toString("hex")}`
+  return {
+    name: "postgres",
+    storageYaml: () =>
+      [
+        "storage:",
+        "  kind: postgres",
+        "  url: { env: TB_TEST_DATABASE_URL }",
+        `  schema: ${schema}`,
+        "  migrate: false"
+      ].join("\n"),
+    env: { TB_TEST_DATABASE_URL: DATABASE_URL },
+    cleanup: async () => {
+      const c = new Pg.Client({ connectionString: DATABASE_URL })
+      await c.connect()
+      await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await c.end()
+    }
+  }
+}
+
+export interface ProviderSetup {
+  readonly issuer: string
+  readonly clientSecret: string
+}
+
+/** Writes keys/<kid>.key (0600) and a config using them; answers the config's path. */
+export const writeConfig = async (
+  dir: string,
+  backend: Backend,
+  provider: ProviderSetup,
+  keys: ReadonlyArray<{ readonly kid: string; readonly material: string }>
+): Promise<string> => {
+  await mkdir(join(dir, "keys"), { recursive: true, mode: 0o700 })
+  for (const key of keys) {
+    await writeFile(join(dir, "keys", `${key.kid}.key`), `${key.material}\n`, { mode: 0o600 })
+  }
+  const path = join(dir, "token-broker.yaml")
+  await writeFile(
+    path,
+    [
+      "# written by the CLI tests",
+      backend.storageYaml(dir),
+      "keyRing:",
+      "  kind: local",
+      "  keys:",
+      ...keys.flatMap((k) => [`    - kid: ${k.kid}`, `      file: ./keys/${k.kid}.key`]),
+      "providers:",
+      "  - id: dev-idp",
+      `    issuer: ${provider.issuer}`,
+      "    clientId: token-broker",
+      "    clientAuthentication:",
+      "      method: client_secret_basic",
+      "      clientSecret: { env: TB_TEST_CLIENT_SECRET }",
+      "    scopes: [notes:read, notes:write]",
+      "    allowInsecureRequests: true",
+      ""
+    ].join("\n"),
+    { mode: 0o600 }
+  )
+  return path
+}
+
+export const newKeyMaterial = (): string => randomBytes(32).toString("base64")
+
+/** A free TCP port on 127.0.0.1 (for the loopback callback, known before dev-idp starts). */
+export const freePort = async (): Promise<number> => {
+  const { createServer } = await import("node:net")
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0))
+    })
+  })
+}

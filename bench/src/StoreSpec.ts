@@ -1,0 +1,52 @@
+import type { GrantStore } from "@token-broker/core"
+import { PgGrantStore } from "@token-broker/storage-postgres"
+import { SqliteGrantStore } from "@token-broker/storage-sqlite"
+import { Effect, type Layer } from "effect"
+
+/**
+ * Which store a benchmark or a worker process builds, as plain JSON: a parent process hands the same
+ * spec to every child, and each child builds its own instance with the store's own `layer(...)`.
+ * Adding a backend is one more case here (and in `storeSql.ts` where raw SQL is needed).
+ */
+export type StoreSpec =
+  | { readonly kind: "sqlite"; readonly options: SqliteGrantStore.SqliteGrantStoreOptions }
+  | {
+      readonly kind: "postgres"
+      /** `url` is a plain string here: the spec crosses process boundaries as JSON. */
+      readonly options: PgGrantStore.PgGrantStoreOptions & { readonly url: string; readonly schema: string }
+    }
+
+export type StoreKind = StoreSpec["kind"]
+
+/** The GrantStore layer of a spec. */
+export const storeLayer = (spec: StoreSpec): Layer.Layer<GrantStore.GrantStore, unknown> => {
+  switch (spec.kind) {
+    case "sqlite":
+      return SqliteGrantStore.layer(spec.options)
+    case "postgres":
+      return PgGrantStore.layer(spec.options)
+  }
+}
+
+/** Applies the store's migrations (creates the file or schema). */
+export const migrateStore = (spec: StoreSpec): Effect.Effect<void, unknown> => {
+  switch (spec.kind) {
+    case "sqlite":
+      return Effect.asVoid(SqliteGrantStore.migrate(spec.options))
+    case "postgres":
+      return Effect.asVoid(PgGrantStore.migrate(spec.options))
+  }
+}
+
+/** A URL without its user info, for messages. */
+export const withoutCredentials = (url: string): string => url.replace(/\/\/[^@/]*@/, "//")
+
+/** Where the store lives, for printing (never a password). */
+export const describeStore = (spec: StoreSpec): string => {
+  switch (spec.kind) {
+    case "sqlite":
+      return `sqlite ${spec.options.filename}`
+    case "postgres":
+      return `postgres ${withoutCredentials(spec.options.url)} schema ${spec.options.schema}`
+  }
+}

@@ -1,0 +1,21 @@
+import { createHash } from "node:crypto"
+import type { ProviderConfig } from "@token-broker/core"
+import { Duration, Redacted } from "effect"
+import type { PlainProvider } from "./workerProtocol.js"
+
+/** The provider config every broker of a test builds from the same plain data. */
+export const providerConfig = (plain: PlainProvider): ProviderConfig => ({
+  id: plain.id,
+  issuer: plain.issuer,
+  clientId: plain.clientId,
+  clientAuthentication: { method: "client_secret_basic", clientSecret: Redacted.make(plain.clientSecret) },
+  redirectUri: plain.redirectUri,
+  defaultScopes: ["notes:read", "notes:write"],
+  resource: plain.resource,
+  allowInsecureRequests: true,
+  requestTimeout: Duration.millis(plain.requestTimeoutMs)
+})
+
+/** A token's short fingerprint: enough to tell tokens apart, nothing to replay. */
+export const tokenHash = (token: string): string =>
+  createHash("sha256").update(token).digest("hex").slice(0, 16)
