@@ -1,6 +1,7 @@
 import type { GrantStore } from "@token-broker/core"
 import { PgGrantStore } from "@token-broker/storage-postgres"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
+import { VaultGrantStore } from "@token-broker/storage-vault"
 import { Effect, type Layer } from "effect"
 
 /**
@@ -15,6 +16,15 @@ export type StoreSpec =
       /** `url` is a plain string here: the spec crosses process boundaries as JSON. */
       readonly options: PgGrantStore.PgGrantStoreOptions & { readonly url: string; readonly schema: string }
     }
+  | {
+      readonly kind: "vault"
+      /** The token is a plain string here: the spec reaches workers over IPC, never on a command line. */
+      readonly options: VaultGrantStore.VaultGrantStoreOptions & {
+        readonly address: string
+        readonly auth: { readonly token: string }
+        readonly prefix: string
+      }
+    }
 
 export type StoreKind = StoreSpec["kind"]
 
@@ -25,6 +35,8 @@ export const storeLayer = (spec: StoreSpec): Layer.Layer<GrantStore.GrantStore, 
       return SqliteGrantStore.layer(spec.options)
     case "postgres":
       return PgGrantStore.layer(spec.options)
+    case "vault":
+      return VaultGrantStore.layer(spec.options)
   }
 }
 
@@ -35,6 +47,9 @@ export const migrateStore = (spec: StoreSpec): Effect.Effect<void, unknown> => {
       return Effect.asVoid(SqliteGrantStore.migrate(spec.options))
     case "postgres":
       return Effect.asVoid(PgGrantStore.migrate(spec.options))
+    case "vault":
+      // KV v2 needs no schema: secrets are created on first write.
+      return Effect.void
   }
 }
 
@@ -48,5 +63,7 @@ export const describeStore = (spec: StoreSpec): string => {
       return `sqlite ${spec.options.filename}`
     case "postgres":
       return `postgres ${withoutCredentials(spec.options.url)} schema ${spec.options.schema}`
+    case "vault":
+      return `vault ${spec.options.address} prefix ${spec.options.prefix}`
   }
 }

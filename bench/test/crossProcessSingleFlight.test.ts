@@ -17,7 +17,7 @@ import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { describeStore, type StoreKind } from "../src/StoreSpec.js"
-import { prepareBackend, SQL_BACKENDS } from "./support/backends.js"
+import { ALL_BACKENDS, prepareBackend } from "./support/backends.js"
 import { tokenHash } from "./support/provider.js"
 import { benchUsers, type Provisioner, startProvisioner } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
@@ -169,7 +169,7 @@ const expectOneRefreshStored = async (
   expect(accessToken === null ? null : [tokenHash(Redacted.value(accessToken))]).toEqual([...(served ?? [])])
 }
 
-describe.each(SQL_BACKENDS)("%s store shared by 4 broker processes", (kind) => {
+describe.each(ALL_BACKENDS)("%s store shared by 4 broker processes", (kind) => {
   const setup = cluster(kind, users.slice(0, 1 + GRANTS))
 
   it("one expired grant, 4 processes x 250 concurrent calls: one refresh reaches dev-idp, 1,000 calls get the same token", async () => {

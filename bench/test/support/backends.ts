@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { startVaultEmulator } from "@token-broker/storage-vault/testing"
 import { Effect } from "effect"
 import { migrateStore, type StoreKind, type StoreSpec, withoutCredentials } from "../../src/StoreSpec.js"
 import { dropSchema, withSql } from "../../src/StoreSql.js"
@@ -11,6 +12,9 @@ export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.
 
 /** The backends every reliability test runs on. */
 export const SQL_BACKENDS: ReadonlyArray<StoreKind> = ["sqlite", "postgres"]
+
+/** The backends of tests that use the store through its GrantStore interface only. */
+export const ALL_BACKENDS: ReadonlyArray<StoreKind> = [...SQL_BACKENDS, "vault"]
 
 export interface Backend {
   readonly spec: StoreSpec
@@ -49,6 +53,19 @@ export const prepareBackend = async (kind: StoreKind): Promise<Backend> => {
         )
       }
       return { spec, cleanup: () => withSql(spec, dropSchema(spec)) }
+    }
+    case "vault": {
+      // Vault cannot run on this machine: the repository's emulator of Vault's HTTP API, over real HTTP.
+      const vault = await startVaultEmulator()
+      const spec: StoreSpec = {
+        kind,
+        options: {
+          address: vault.address,
+          auth: { token: vault.rootToken },
+          prefix: `tb-bench-${randomBytes(6).toString("hex")}`
+        }
+      }
+      return { spec, cleanup: () => vault.close() }
     }
   }
 }
