@@ -2,6 +2,7 @@
  * The one-command demo (`pnpm start` at the repository root): dev-idp, its stand-in notes API and the
  * broker on SQLite, with a generated development key and config under `.data/`. Development only.
  */
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises"
 import { createServer } from "node:net"
@@ -53,7 +54,9 @@ const pickPort = async (preferred: number): Promise<number> => {
 const brokerPort = await pickPort(8080)
 const brokerUrl = `http://127.0.0.1:${brokerPort}`
 const idpPort = await pickPort(9090)
-const mcpAudience = `${brokerUrl}/mcp`
+const mcpPort = await pickPort(8090)
+const mcpUrl = `http://127.0.0.1:${mcpPort}/mcp`
+const mcpAudience = mcpUrl
 
 const idp = await startDevIdp({ port: idpPort, redirectUris: [`${brokerUrl}/connect/callback`], mcpAudience })
 
@@ -93,6 +96,16 @@ sessionTokens:
   issuers:
     - issuer: ${idp.issuer}
   allowInsecureRequests: true
+mcpServer: # the MCP server (apps/mcp-server): in-process broker on the same SQLite file
+  port: ${mcpPort}
+  authorizationServer:
+    issuer: ${idp.issuer}
+    allowInsecureRequests: true
+  notes:
+    provider: notes
+    apiUrl: ${idp.notesApiUrl}
+    allowInsecureRequests: true
+  logLevel: warn
 callers:
   - id: ${callerId}
     secretHash: "${callerHash}"
@@ -117,6 +130,33 @@ const broker = await startBroker(config.right).catch(async (error: unknown) => {
   await idp.close()
   process.exit(1)
 })
+
+// The MCP server in its own process (apps never import each other), on the same config and SQLite file.
+// Consent it starts lands on the broker's /connect/callback, which finishes it from the shared store.
+const mcpMain = resolve(root, "apps/mcp-server/src/main.ts")
+const mcp = spawn(process.execPath, [...process.execArgv, mcpMain, "--config", configPath], {
+  cwd: dirname(mcpMain),
+  env,
+  stdio: ["ignore", "inherit", "inherit"]
+})
+const mcpReady = async () => {
+  for (let i = 0; i < 300 && mcp.exitCode === null; i++) {
+    const ok = await fetch(`http://127.0.0.1:${mcpPort}/healthz`).then(
+      (r) => r.ok,
+      () => false
+    )
+    if (ok) return true
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return false
+}
+if (!(await mcpReady())) {
+  console.error("demo: the MCP server could not start (see its message above)")
+  mcp.kill()
+  await broker.close()
+  await idp.close()
+  process.exit(1)
+}
 
 const user = idp.users[0]
 if (user === undefined) throw new Error("dev-idp has no demo user")
@@ -144,6 +184,11 @@ const facts = {
     metrics: `${brokerUrl}/metrics`
   },
   devIdp: { issuer: idp.issuer, notesApi: idp.notesApiUrl, notesAudience: idp.notesAudience, mcpAudience },
+  mcpServer: {
+    url: mcpUrl,
+    resourceMetadata: `http://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`,
+    tokenSource: "in-process"
+  },
   caller: { id: callerId, secret: callerSecret },
   user: { username: user.username, password: user.password, subject: user.sub },
   provider: "notes",
@@ -171,11 +216,18 @@ Next steps:
      TOKEN=$(${commands.token} | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).accessToken')
      ${commands.notes}
 
+MCP server  ${mcpUrl}  (Streamable HTTP; MCP clients sign in at dev-idp as ${user.username})
+  Claude Code:      claude mcp add --transport http token-broker ${mcpUrl}
+  MCP Inspector:    npx @modelcontextprotocol/inspector  (transport "Streamable HTTP", URL ${mcpUrl})
+  then call notes_list: it answers with a consent link; open it, approve, and call it again.
+  More: apps/mcp-server/README.md
+
 Config, key and data: ${relative(root, data)}/ at the repository root (the same facts as JSON: ${relative(root, join(data, "demo-stack.json"))})
 Ctrl-C stops everything.
 `)
 
 const shutdown = () => {
+  mcp.kill("SIGTERM")
   broker
     .close()
     .then(() => idp.close())

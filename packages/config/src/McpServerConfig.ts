@@ -24,6 +24,12 @@ export interface McpServerConfig {
         readonly allowInsecureRequests: boolean
       }
     | undefined
+  /** Scopes MCP clients' tokens must carry: for every request, and for the reading and writing notes tools. */
+  readonly clientScopes: {
+    readonly tools: ReadonlyArray<string>
+    readonly notesRead: ReadonlyArray<string>
+    readonly notesWrite: ReadonlyArray<string>
+  }
   /** Providers whose tokens are RFC 8693 session tokens (exchanged from the MCP client's token). */
   readonly exchangeProviders: ReadonlyArray<string>
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent"
@@ -98,6 +104,7 @@ export const resolveMcpServer = (
         file.notes === undefined
           ? undefined
           : { ...file.notes, apiUrl: file.notes.apiUrl.replace(/\/+$/, "") },
+      clientScopes: file.clientScopes,
       exchangeProviders: file.exchangeProviders,
       logLevel: file.logLevel
     }

@@ -38,6 +38,7 @@ import { Revocations } from "./Revocations.js"
 /** The resource indicator of the opaque-token resource (its tokens can be introspected). */
 export const OPAQUE_RESOURCE = "urn:token-broker:opaque"
 const MCP_SCOPES = ["mcp:tools", NOTES_READ, NOTES_WRITE]
+const OIDC_SCOPES = ["openid", "profile", "email", "offline_access"]
 
 /** What `revokeGrantOf` looks a grant up by. */
 export type GrantSelector =
@@ -244,7 +245,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       profile: ["name", "preferred_username"],
       email: ["email", "email_verified"]
     },
-    scopes: ["openid", "profile", "email", "offline_access"],
+    scopes: [...OIDC_SCOPES],
     clockTolerance: 5,
     findAccount: (_ctx, sub) => {
       const user = userBySub.get(sub)
@@ -386,6 +387,31 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     providerCallback(replayRequest(req, body), res)
   }
 
+  /**
+   * Dynamic registration (RFC 7591). MCP clients register with the resource scopes they will ask for
+   * (`scope: "mcp:tools notes:read"`); oidc-provider only knows its OpenID scopes at registration (a
+   * client's `scope` gates only those) and would refuse the client. Resource scopes are dropped from
+   * the metadata: which of them a token gets is decided per resource at authorization.
+   */
+  const handleRegistration = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const body = await readBody(req)
+    let metadata: unknown
+    try {
+      metadata = JSON.parse(body.toString("utf8"))
+    } catch {
+      return providerCallback(replayRequest(req, body), res)
+    }
+    if (!isRecord(metadata) || typeof metadata.scope !== "string") {
+      return providerCallback(replayRequest(req, body), res)
+    }
+    const { scope, ...rest } = metadata
+    const kept = scope.split(" ").filter((value) => OIDC_SCOPES.includes(value))
+    const rewritten = Buffer.from(JSON.stringify(kept.length > 0 ? { ...rest, scope: kept.join(" ") } : rest))
+    const replay = replayRequest(req, rewritten)
+    replay.headers = { ...req.headers, "content-length": String(rewritten.length) }
+    providerCallback(replay, res)
+  }
+
   let idp: DevIdp
   const control = { get: () => idp }
 
@@ -398,6 +424,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     }
     if (path.startsWith(INTERACTION_PREFIX)) return handleInteraction({ provider, users }, req, res, path)
     if (req.method === "POST" && path === "/token") return handleToken(req, res)
+    if (req.method === "POST" && path === "/reg") return handleRegistration(req, res)
     providerCallback(req, res)
   }
 

@@ -47,6 +47,19 @@ export const McpServerSchema = z
       })
       .optional()
       .describe("The notes tools (Nextcloud Notes API v1); absent: no notes tools"),
+    clientScopes: z
+      .strictObject({
+        tools: z.array(scope).default(["mcp:tools"]).describe("Every request"),
+        notesRead: z.array(scope).default(["notes:read"]).describe("notes_list, notes_get"),
+        notesWrite: z
+          .array(scope)
+          .default(["notes:write"])
+          .describe("notes_create, notes_update, notes_delete")
+      })
+      .default({ tools: ["mcp:tools"], notesRead: ["notes:read"], notesWrite: ["notes:write"] })
+      .describe(
+        "Scopes MCP clients' tokens must carry (this server's scopes at its authorization server); [] where the authorization server has none"
+      ),
     exchangeProviders: z
       .array(z.string().min(1))
       .default([])

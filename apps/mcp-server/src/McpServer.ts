@@ -1,0 +1,160 @@
+import { layerRemote } from "@token-broker/client"
+import { type BrokerLayerError, brokerLayer, type Config, type McpServerConfig } from "@token-broker/config"
+import { ConfigInvalid, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import { Context, Effect, type Exit, Layer, ManagedRuntime, Option } from "effect"
+import type { FastifyInstance } from "fastify"
+import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
+import { buildServer, MCP_PATH } from "./Server.js"
+
+/**
+ * Log redaction: the request serializer logs only method and path (no query string: a consent
+ * callback's `code` and `state` live there); headers and bodies are never logged.
+ */
+const REDACT_PATHS = [
+  "req.headers.authorization",
+  "headers.authorization",
+  "*.authorization",
+  "*.token",
+  "*.accessToken",
+  "*.access_token",
+  "*.refresh_token",
+  "*.code",
+  "*.state"
+]
+
+export const makeLogger = (level: McpServerConfig["logLevel"], stream?: DestinationStream): PinoLogger =>
+  pino(
+    {
+      level,
+      base: { service: "token-broker-mcp" },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      serializers: {
+        req: (req: { method?: string; url?: string }) => ({
+          method: req.method,
+          path: (req.url ?? "").split("?")[0]
+        }),
+        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
+      }
+    },
+    stream ?? pino.destination(1)
+  )
+
+export interface RunningMcpServer {
+  readonly app: FastifyInstance
+  /** e.g. `http://127.0.0.1:8090` (where it listens). */
+  readonly url: string
+  /** The MCP endpoint clients connect to: `${mcpServer.publicUrl}/mcp` (also the token audience). */
+  readonly mcpUrl: string
+  readonly tokenSource: "in-process" | "remote"
+  readonly close: () => Promise<void>
+}
+
+export interface StartOptions {
+  readonly logStream?: DestinationStream | undefined
+  /** Overrides of `mcpServer.port` / `mcpServer.host`. */
+  readonly port?: number | undefined
+  readonly host?: string | undefined
+}
+
+/** The consent callback of the in-process broker; none with a remote token source (the broker has its own). */
+export class ConsentCallback extends Context.Tag("@token-broker/mcp-server/ConsentCallback")<
+  ConsentCallback,
+  Option.Option<TokenBroker.TokenBrokerService["completeAuthorization"]>
+>() {}
+
+/**
+ * The token source of a config: the broker in this process (same storage, keys and providers as the
+ * HTTP broker), or a remote HTTP broker (`tokenSource.kind: remote`) through `@token-broker/client`.
+ */
+export const layerTokenSource = (
+  config: Config
+): Layer.Layer<TokenSource.TokenSource | ConsentCallback, BrokerLayerError> => {
+  const source = config.tokenSource
+  if (source.kind === "remote") {
+    return Layer.merge(
+      layerRemote({
+        url: source.url,
+        clientId: source.clientId,
+        clientSecret: source.clientSecret,
+        timeout: source.timeout
+      }),
+      Layer.succeed(ConsentCallback, Option.none())
+    )
+  }
+  return Layer.merge(
+    TokenSource.layerFromBroker,
+    Layer.effect(
+      ConsentCallback,
+      Effect.map(TokenBroker.TokenBroker, (broker) => Option.some(broker.completeAuthorization))
+    )
+  ).pipe(Layer.provide(brokerLayer(config)))
+}
+
+/** Builds the one runtime from the config, the server on it, and listens. */
+export const startMcpServer = async (
+  config: Config,
+  options: StartOptions = {}
+): Promise<RunningMcpServer> => {
+  const mcp = config.mcpServer
+  if (mcp === undefined) {
+    throw new ConfigInvalid({
+      field: "mcpServer",
+      message:
+        "mcpServer: the config has no mcpServer section (publicUrl, authorizationServer, notes); add one"
+    })
+  }
+  const logger = makeLogger(mcp.logLevel, options.logStream)
+  const runtime = ManagedRuntime.make(layerTokenSource(config))
+  let app: FastifyInstance
+  let closeSessions: () => Promise<void>
+  try {
+    // builds every layer now: a bad key, an unreachable database or a bad provider fails the start
+    const tokenSource = await runtime.runPromise(TokenSource.TokenSource)
+    const callback = await runtime.runPromise(ConsentCallback)
+    const verifier = await runtime.runPromise(
+      TokenVerifier.make({
+        issuers: [{ issuer: mcp.authorizationServer.issuer, jwksUri: mcp.authorizationServer.jwksUri }],
+        allowInsecureRequests: mcp.authorizationServer.allowInsecureRequests,
+        clockTolerance: mcp.authorizationServer.clockTolerance
+      })
+    )
+    const built = await buildServer({
+      config: mcp,
+      providers: config.providers,
+      tokenSource,
+      verifier,
+      completeAuthorization: Option.getOrUndefined(callback),
+      // the layers were built above: a failure here can only be the effect's own
+      run: <A, E>(effect: Effect.Effect<A, E>) => runtime.runPromiseExit(effect) as Promise<Exit.Exit<A, E>>,
+      logger: logger as unknown as FastifyInstance["log"]
+    })
+    app = built.app
+    closeSessions = built.closeSessions
+    await app.listen({ port: options.port ?? mcp.port, host: options.host ?? mcp.host })
+  } catch (error) {
+    await runtime.dispose()
+    throw error
+  }
+  const address = app.server.address()
+  const port = typeof address === "object" && address !== null ? address.port : mcp.port
+  const host = options.host ?? mcp.host
+  let closing: Promise<void> | undefined
+  const close = () => {
+    closing ??= (async () => {
+      try {
+        await closeSessions()
+        await app.close()
+      } finally {
+        await runtime.dispose()
+      }
+    })()
+    return closing
+  }
+  return {
+    app,
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    mcpUrl: `${mcp.publicUrl}${MCP_PATH}`,
+    tokenSource: config.tokenSource.kind,
+    close
+  }
+}

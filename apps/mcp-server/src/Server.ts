@@ -1,0 +1,310 @@
+import { randomUUID } from "node:crypto"
+import type { IncomingMessage } from "node:http"
+import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
+import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
+import type { McpServerConfig } from "@token-broker/config"
+import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
+import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
+import { makeNotesApi } from "./internal/notesApi.js"
+import { resultPage } from "./internal/resultPage.js"
+import { makeSessions, type Session } from "./internal/sessions.js"
+import { makeScopePolicy } from "./Scopes.js"
+import type { Run, ToolContext } from "./ToolContext.js"
+import { registerConnectionTools } from "./tools/connection.js"
+import { registerNotesTools } from "./tools/notes.js"
+
+/** The path of the MCP endpoint; `${publicUrl}${MCP_PATH}` is this server's resource identifier (token audience). */
+export const MCP_PATH = "/mcp"
+/** RFC 9728: the metadata of the resource `${publicUrl}/mcp` lives at this path (path-suffixed well-known URI). */
+export const RESOURCE_METADATA_PATH = `/.well-known/oauth-protected-resource${MCP_PATH}`
+
+export interface McpServerServices {
+  readonly config: McpServerConfig
+  readonly providers: ReadonlyArray<ProviderConfig>
+  readonly tokenSource: TokenSource.TokenSourceService
+  /** Verifies MCP clients' tokens (issuer: `config.authorizationServer`). */
+  readonly verifier: TokenVerifier.TokenVerifierService
+  /** With the in-process token source: finishes consent on this server's `/connect/callback`. */
+  readonly completeAuthorization?: TokenBroker.TokenBrokerService["completeAuthorization"] | undefined
+  /** Runs an effect in the server's one runtime. */
+  readonly run: Run
+  readonly logger: FastifyInstance["log"] | undefined
+  /** Idle MCP sessions are closed after this long (default 30 minutes); at most `maxSessions` (default 1000). */
+  readonly sessionIdleMs?: number | undefined
+  readonly maxSessions?: number | undefined
+}
+
+export interface BuiltServer {
+  readonly app: FastifyInstance
+  /** Closes every MCP session (call before `app.close()`). */
+  readonly closeSessions: () => Promise<void>
+}
+
+const SERVER_INFO = { name: "token-broker", title: "token-broker MCP server", version: "0.0.0" }
+
+const INSTRUCTIONS = `This server acts for you at upstream services (providers) with tokens from a token broker.
+Call connection_status to see which providers are connected. A tool that needs a provider you have not
+connected answers "Consent required" with a link: show the link to the user, who opens it in a browser,
+signs in at the provider and allows access; then retry. connect_provider starts that consent directly;
+disconnect_provider revokes it.`
+
+const jsonRpcError = (reply: FastifyReply, status: number, code: number, message: string) =>
+  reply.code(status).type("application/json").send({ jsonrpc: "2.0", error: { code, message }, id: null })
+
+/**
+ * Builds the MCP server on fastify (not listening yet: tests listen on port 0): a protected resource
+ * (RFC 9728 metadata, bearer tokens whose audience is this server, 401/403 challenges), stateful
+ * Streamable HTTP sessions bound to the subject that opened them, the tools, and - with the in-process
+ * token source - the consent callback.
+ */
+export const buildServer = async (services: McpServerServices): Promise<BuiltServer> => {
+  const { config, verifier, run } = services
+  const resource = `${config.publicUrl}${MCP_PATH}`
+  const resourceMetadata = `${config.publicUrl}${RESOURCE_METADATA_PATH}`
+  const scopes = makeScopePolicy(config.clientScopes)
+  const sessions = makeSessions({
+    idleMs: services.sessionIdleMs ?? 30 * 60_000,
+    max: services.maxSessions ?? 1000
+  })
+  const notes =
+    config.notes === undefined
+      ? undefined
+      : {
+          provider: config.notes.provider,
+          api: makeNotesApi({ baseUrl: config.notes.apiUrl }),
+          readScopes: config.notes.readScopes,
+          writeScopes: config.notes.writeScopes
+        }
+
+  const app = Fastify({
+    ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
+    bodyLimit: 4 * 1024 * 1024,
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    requestIdHeader: false,
+    genReqId: () => randomUUID()
+  }) as unknown as FastifyInstance
+
+  // --- RFC 9728 protected resource metadata ---------------------------------------------------------
+  const metadataDocument = {
+    resource,
+    authorization_servers: [config.authorizationServer.issuer],
+    ...(scopes.supported.length === 0 ? {} : { scopes_supported: scopes.supported }),
+    bearer_methods_supported: ["header"],
+    resource_name: "token-broker MCP server"
+  }
+  for (const path of [RESOURCE_METADATA_PATH, "/.well-known/oauth-protected-resource"]) {
+    app.get(path, async (_request, reply) =>
+      reply
+        .header("cache-control", "public, max-age=300")
+        .header("access-control-allow-origin", "*")
+        .send(metadataDocument)
+    )
+  }
+
+  // --- the bearer check ------------------------------------------------------------------------------
+  const unauthorized = (
+    reply: FastifyReply,
+    error?: "invalid_token" | "invalid_request",
+    description?: string
+  ) =>
+    reply
+      .code(error === "invalid_request" ? 400 : 401)
+      .header(
+        "www-authenticate",
+        challenge({ resourceMetadata, scopes: scopes.supported, error, description })
+      )
+      .header("cache-control", "no-store")
+      .send({
+        error: error ?? "unauthorized",
+        error_description:
+          description ?? "This MCP server needs a bearer token: sign in at its authorization server"
+      })
+
+  const authenticate = async (
+    request: FastifyRequest,
+    reply: FastifyReply
+  ): Promise<AuthInfo | undefined> => {
+    const header = request.headers.authorization
+    const token = bearerToken(header)
+    if (token === undefined) {
+      if (header !== undefined && /^Bearer\b/i.test(header)) {
+        await unauthorized(reply, "invalid_token", "The bearer token is malformed")
+      } else {
+        await unauthorized(reply)
+      }
+      return undefined
+    }
+    const exit = await run(verifier.verify(Redacted.make(token), { audience: resource }))
+    if (Exit.isFailure(exit)) {
+      const failure = Cause.failureOption(exit.cause)
+      const description = Option.isSome(failure)
+        ? failure.value._tag === "AudienceMismatch"
+          ? `The token is not for this resource (${resource})`
+          : failure.value.message
+        : "The token could not be verified"
+      request.log.info(
+        { reason: Option.isSome(failure) ? failure.value._tag : "defect" },
+        "bearer token refused"
+      )
+      await unauthorized(reply, "invalid_token", description)
+      return undefined
+    }
+    const verified = exit.value
+    const needed = scopesNeeded(scopes, request.method === "POST" ? request.body : undefined)
+    const missing = needed.filter((scope) => !verified.scopes.includes(scope))
+    if (missing.length > 0) {
+      await reply
+        .code(403)
+        .header(
+          "www-authenticate",
+          challenge({
+            resourceMetadata,
+            scopes: stepUpScopes(scopes, verified.scopes, needed),
+            error: "insufficient_scope",
+            description: `This request needs the scope ${missing.join(" ")}`
+          })
+        )
+        .send({
+          error: "insufficient_scope",
+          error_description: `This request needs the scope ${missing.join(" ")}`
+        })
+      return undefined
+    }
+    return {
+      token,
+      clientId: verified.clientId ?? "",
+      scopes: [...verified.scopes],
+      expiresAt: Math.floor(verified.expiresAt / 1000),
+      resource: new URL(resource),
+      extra: { subject: verified.subject, issuer: verified.issuer }
+    }
+  }
+
+  // --- MCP sessions ----------------------------------------------------------------------------------
+  const openSession = async (subject: string): Promise<StreamableHTTPServerTransport> => {
+    const server = new McpServer(SERVER_INFO, { capabilities: { tools: {} }, instructions: INSTRUCTIONS })
+    const scope = await Effect.runPromise(Scope.make())
+    const context: ToolContext = {
+      server,
+      providers: services.providers,
+      exchangeProviders: new Set(config.exchangeProviders),
+      tokenSource: services.tokenSource,
+      run,
+      background: (effect) => {
+        void run(Effect.forkIn(effect, scope))
+      },
+      notes
+    }
+    registerConnectionTools(context)
+    registerNotesTools(context)
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        const session: Session = {
+          transport,
+          server,
+          subject,
+          lastSeen: Date.now(),
+          release: () => run(Scope.close(scope, Exit.void)).then(() => undefined)
+        }
+        sessions.add(id, session)
+      },
+      onsessionclosed: (id) => {
+        void sessions.close(id)
+      }
+    })
+    transport.onclose = () => {
+      const id = transport.sessionId
+      if (id !== undefined) sessions.forget(id)
+      void run(Scope.close(scope, Exit.void))
+    }
+    await server.connect(transport)
+    return transport
+  }
+
+  const handleMcp = async (request: FastifyRequest, reply: FastifyReply) => {
+    const auth = await authenticate(request, reply)
+    if (auth === undefined) return reply
+    const subject = auth.extra?.subject as string
+    const sessionHeader = request.headers["mcp-session-id"]
+    const sessionId = typeof sessionHeader === "string" ? sessionHeader : undefined
+    let transport: StreamableHTTPServerTransport
+    if (sessionId !== undefined) {
+      const session = sessions.get(sessionId)
+      // Another subject's session is as unknown as a closed one: nothing tells that it exists.
+      if (session === undefined || session.subject !== subject) {
+        return jsonRpcError(reply, 404, -32001, "Session not found: start a new session (initialize)")
+      }
+      session.lastSeen = Date.now()
+      transport = session.transport
+    } else if (request.method === "POST" && isInitializeRequest(request.body)) {
+      transport = await openSession(subject)
+    } else {
+      return jsonRpcError(
+        reply,
+        400,
+        -32000,
+        "Bad Request: send initialize first, then the Mcp-Session-Id it returned"
+      )
+    }
+    reply.hijack()
+    const raw = request.raw as IncomingMessage & { auth?: AuthInfo }
+    raw.auth = auth
+    await transport.handleRequest(raw, reply.raw, request.body)
+    return reply
+  }
+  app.post(MCP_PATH, handleMcp)
+  app.get(MCP_PATH, handleMcp)
+  app.delete(MCP_PATH, handleMcp)
+
+  // --- the consent callback (in-process token source) ------------------------------------------------
+  const completeAuthorization = services.completeAuthorization
+  if (completeAuthorization !== undefined) {
+    app.get("/connect/callback", async (request, reply) => {
+      const params = new URL(request.url, "http://callback.invalid").searchParams
+      const exit = await run(completeAuthorization(params))
+      void reply
+        .type("text/html; charset=utf-8")
+        .header("cache-control", "no-store")
+        .header("referrer-policy", "no-referrer")
+      if (Exit.isSuccess(exit)) {
+        const grant = exit.value.grant
+        request.log.info({ provider: grant.provider }, "consent completed")
+        return reply.send(
+          resultPage({
+            ok: true,
+            title: `Connected to ${grant.provider}`,
+            detail: "You can close this window and return to your MCP client."
+          })
+        )
+      }
+      const failure = Cause.failureOption(exit.cause)
+      const error = Option.isSome(failure) ? failure.value : undefined
+      request.log.info({ reason: error?._tag ?? "defect" }, "consent failed")
+      const detail =
+        error === undefined
+          ? "Something went wrong on the server; start again from your MCP client."
+          : error._tag === "AuthorizationNotPending"
+            ? "This consent link was already used or has expired. Ask your MCP client to connect again."
+            : error._tag === "IdentityMismatch"
+              ? "You signed in at the provider as a different user than the one signed in to your MCP client. Sign in as the same user and try again."
+              : error._tag === "UpstreamRejected" && error.error === "access_denied"
+                ? "You did not allow access. Nothing was connected."
+                : error._tag === "UpstreamUnavailable"
+                  ? "The provider could not be reached; try again shortly."
+                  : `The provider refused: ${error.message}`
+      return reply
+        .code(error?._tag === "AuthorizationNotPending" ? 400 : error === undefined ? 500 : 400)
+        .send(resultPage({ ok: false, title: "Not connected", detail }))
+    })
+  }
+
+  app.get("/healthz", async () => ({ status: "ok", sessions: sessions.size() }))
+
+  return { app, closeSessions: () => sessions.closeAll() }
+}

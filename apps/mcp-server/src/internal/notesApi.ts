@@ -1,0 +1,185 @@
+import { Data, Effect, Redacted } from "effect"
+import { z } from "zod"
+
+/** A note as the Nextcloud Notes API v1 (and dev-idp's stand-in) returns it. */
+export const NoteSchema = z.object({
+  id: z.number().int(),
+  etag: z.string(),
+  readonly: z.boolean(),
+  title: z.string(),
+  content: z.string(),
+  category: z.string(),
+  favorite: z.boolean(),
+  modified: z.number()
+})
+export type Note = z.output<typeof NoteSchema>
+
+/** The notes API answered with an error, or could not be reached. The message says why, in plain words. */
+export class NotesApiError extends Data.TaggedError("NotesApiError")<{
+  /** HTTP status; 0 when no answer arrived. */
+  readonly status: number
+  /** `unauthorized`, `forbidden`, `not_found`, `conflict`, `unavailable`, `invalid_response`, `rejected`. */
+  readonly reason:
+    | "unauthorized"
+    | "forbidden"
+    | "not_found"
+    | "conflict"
+    | "unavailable"
+    | "invalid_response"
+    | "rejected"
+  /** The OAuth error of a `WWW-Authenticate` answer (`invalid_token`, `insufficient_scope`), when given. */
+  readonly oauthError?: string | undefined
+  /** For 412: the note as it is now. */
+  readonly current?: Note | undefined
+  readonly message: string
+}> {
+  readonly code = "notes_api_error" as const
+}
+
+export interface NotesApiOptions {
+  /** e.g. `https://cloud.example.com/index.php/apps/notes/api/v1` (no trailing slash). */
+  readonly baseUrl: string
+  /** Timeout of one request. */
+  readonly timeoutMs?: number | undefined
+}
+
+const authParam = (header: string | null, name: string): string | undefined => {
+  if (header === null) return undefined
+  const match = new RegExp(`${name}="([^"]*)"`).exec(header)
+  return match?.[1]
+}
+
+/**
+ * A small client of the notes API v1 (Nextcloud Notes): every answer is validated; the upstream token
+ * is an argument of each call (a brokered token with only the scopes of that call).
+ */
+export const makeNotesApi = (options: NotesApiOptions) => {
+  const timeoutMs = options.timeoutMs ?? 10_000
+
+  const request = <S extends z.ZodType>(
+    token: Redacted.Redacted<string>,
+    method: "GET" | "POST" | "PUT" | "DELETE",
+    path: string,
+    schema: S,
+    body?: unknown,
+    headers: Record<string, string> = {}
+  ): Effect.Effect<z.output<S>, NotesApiError> =>
+    Effect.gen(function* () {
+      const response = yield* Effect.tryPromise({
+        try: (signal) =>
+          fetch(`${options.baseUrl}${path}`, {
+            method,
+            headers: {
+              accept: "application/json",
+              authorization: `Bearer ${Redacted.value(token)}`,
+              ...(body === undefined ? {} : { "content-type": "application/json" }),
+              ...headers
+            },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+            signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+          }),
+        catch: (cause) =>
+          new NotesApiError({
+            status: 0,
+            reason: "unavailable",
+            message:
+              cause instanceof Error && cause.name === "TimeoutError"
+                ? `The notes API did not answer within ${timeoutMs / 1000} s`
+                : "The notes API could not be reached"
+          })
+      })
+      const text = yield* Effect.promise(() => response.text().catch(() => ""))
+      let json: unknown
+      try {
+        json = text.length === 0 ? undefined : JSON.parse(text)
+      } catch {
+        json = undefined
+      }
+      if (!response.ok) return yield* Effect.fail(errorOf(response, json))
+      const parsed = schema.safeParse(json)
+      if (!parsed.success) {
+        return yield* new NotesApiError({
+          status: response.status,
+          reason: "invalid_response",
+          message: `The notes API answered ${method} ${path} with a body this server does not understand`
+        })
+      }
+      return parsed.data
+    })
+
+  const errorOf = (response: Response, json: unknown): NotesApiError => {
+    const wwwAuthenticate = response.headers.get("www-authenticate")
+    const oauthError = authParam(wwwAuthenticate, "error")
+    const description = authParam(wwwAuthenticate, "error_description")
+    const detail = description === undefined ? "" : ` (${description})`
+    switch (response.status) {
+      case 401:
+        return new NotesApiError({
+          status: 401,
+          reason: "unauthorized",
+          oauthError,
+          message: `The notes API refused the access token: ${oauthError ?? "unauthorized"}${detail}`
+        })
+      case 403: {
+        const scope = authParam(wwwAuthenticate, "scope")
+        return new NotesApiError({
+          status: 403,
+          reason: "forbidden",
+          oauthError,
+          message:
+            oauthError === "insufficient_scope"
+              ? `The notes API needs the scope "${scope ?? "?"}", which the grant does not carry`
+              : `The notes API forbids this${detail}`
+        })
+      }
+      case 404:
+        return new NotesApiError({ status: 404, reason: "not_found", message: "No such note" })
+      case 412: {
+        const current = NoteSchema.safeParse(json)
+        return new NotesApiError({
+          status: 412,
+          reason: "conflict",
+          current: current.success ? current.data : undefined,
+          message: "The note was changed since the given etag; read it again and retry with its current etag"
+        })
+      }
+      default:
+        return new NotesApiError({
+          status: response.status,
+          reason: response.status >= 500 || response.status === 429 ? "unavailable" : "rejected",
+          message: `The notes API answered ${response.status}${response.status >= 500 ? ": try again later" : ""}`
+        })
+    }
+  }
+
+  const noteQuery = (category: string | undefined) =>
+    category === undefined ? "" : `?${new URLSearchParams({ category }).toString()}`
+
+  return {
+    list: (token: Redacted.Redacted<string>, filter: { readonly category?: string | undefined }) =>
+      request(token, "GET", `/notes${noteQuery(filter.category)}`, z.array(NoteSchema)),
+    get: (token: Redacted.Redacted<string>, id: number) => request(token, "GET", `/notes/${id}`, NoteSchema),
+    create: (token: Redacted.Redacted<string>, note: NoteInput) =>
+      request(token, "POST", "/notes", NoteSchema, note),
+    update: (token: Redacted.Redacted<string>, id: number, note: NoteInput, etag: string | undefined) =>
+      request(
+        token,
+        "PUT",
+        `/notes/${id}`,
+        NoteSchema,
+        note,
+        etag === undefined ? {} : { "if-match": `"${etag}"` }
+      ),
+    remove: (token: Redacted.Redacted<string>, id: number) =>
+      request(token, "DELETE", `/notes/${id}`, z.unknown())
+  }
+}
+
+export interface NoteInput {
+  readonly title?: string | undefined
+  readonly content?: string | undefined
+  readonly category?: string | undefined
+  readonly favorite?: boolean | undefined
+}
+
+export type NotesApi = ReturnType<typeof makeNotesApi>

@@ -1,0 +1,44 @@
+import { parseArgs } from "node:util"
+import { loadConfig } from "@token-broker/config"
+import { Cause, Effect, Exit } from "effect"
+import { startMcpServer } from "./McpServer.js"
+
+const { values } = parseArgs({
+  options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } }
+})
+
+if (values.help === true) {
+  console.log(`Usage: mcp-server [--config token-broker.yaml]   start the MCP server (Streamable HTTP)
+
+The config path may also come from TOKEN_BROKER_CONFIG. It is the broker's config file with an
+mcpServer section; secrets come from the environment variables the file names.`)
+  process.exit(0)
+}
+
+const path = values.config ?? process.env.TOKEN_BROKER_CONFIG ?? "token-broker.yaml"
+const loaded = await Effect.runPromiseExit(loadConfig({ path, env: process.env }))
+if (Exit.isFailure(loaded)) {
+  const error = Cause.squash(loaded.cause) as { field?: string; message?: string }
+  console.error(
+    `mcp-server: invalid configuration (${error.field ?? "?"}): ${error.message ?? String(error)}`
+  )
+  process.exit(2)
+}
+
+const server = await startMcpServer(loaded.value).catch((error: unknown) => {
+  const e = error as { _tag?: string; field?: string; message?: string }
+  console.error(
+    `mcp-server: cannot start${e._tag === undefined ? "" : ` (${e._tag}${e.field === undefined ? "" : ` ${e.field}`})`}: ${e.message ?? String(error)}`
+  )
+  process.exit(1)
+})
+console.error(`mcp-server: MCP endpoint ${server.mcpUrl} (token source: ${server.tokenSource})`)
+
+const shutdown = () => {
+  server.close().then(
+    () => process.exit(0),
+    () => process.exit(1)
+  )
+}
+process.once("SIGINT", shutdown)
+process.once("SIGTERM", shutdown)

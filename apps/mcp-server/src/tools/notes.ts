@@ -1,0 +1,182 @@
+import { Effect, Exit, type Redacted } from "effect"
+import { z } from "zod"
+import { withUpstreamToken } from "../internal/brokered.js"
+import type { Note, NotesApiError } from "../internal/notesApi.js"
+import { callerOf, errorResult, type ToolContext, type ToolResult, textResult } from "../ToolContext.js"
+
+const noteId = z
+  .number({ error: "id must be a number (a note's id from notes_list)" })
+  .int({ message: "id must be a whole number" })
+  .positive({ message: "id must be positive" })
+  .describe("The note's id (from notes_list)")
+const title = z.string().max(1_000, { message: "title must be at most 1000 characters" })
+const content = z.string().max(1_000_000, { message: "content must be at most 1,000,000 characters" })
+const category = z.string().max(1_000, { message: "category must be at most 1000 characters" })
+
+const summary = (note: Note) => ({
+  id: note.id,
+  title: note.title,
+  category: note.category,
+  favorite: note.favorite,
+  modified: new Date(note.modified * 1000).toISOString(),
+  etag: note.etag
+})
+
+const upstreamError = (provider: string, error: NotesApiError): ToolResult =>
+  errorResult(
+    error.reason === "unauthorized"
+      ? `${error.message}. If this persists, call connect_provider with provider "${provider}" to renew the connection.`
+      : error.message,
+    {
+      status: "upstream_error",
+      provider,
+      httpStatus: error.status,
+      reason: error.reason,
+      ...(error.oauthError === undefined ? {} : { error: error.oauthError }),
+      ...(error.current === undefined ? {} : { current: error.current })
+    }
+  )
+
+/** The notes tools against the notes API v1 (Nextcloud Notes, or dev-idp's stand-in). */
+export const registerNotesTools = (ctx: ToolContext): void => {
+  const notes = ctx.notes
+  if (notes === undefined) return
+  const { api, provider } = notes
+
+  /** Brokered token with only `scopes`, then the API call; every failure answered in words. */
+  const call = <A>(
+    extra: Parameters<typeof callerOf>[0],
+    scopes: ReadonlyArray<string>,
+    request: (token: Redacted.Redacted<string>) => Effect.Effect<A, NotesApiError>,
+    answer: (value: A) => ToolResult
+  ): Promise<ToolResult> =>
+    withUpstreamToken(ctx, callerOf(extra), provider, scopes, async (token) => {
+      const exit = await ctx.run(request(token))
+      if (Exit.isSuccess(exit)) return answer(exit.value)
+      const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      return failure === undefined
+        ? errorResult("The notes API call failed (internal error).")
+        : upstreamError(provider, failure)
+    })
+
+  ctx.server.registerTool(
+    "notes_list",
+    {
+      title: "List notes",
+      description:
+        "Lists your notes (id, title, category, favorite, last modified), optionally of one category.",
+      inputSchema: { category: category.optional().describe("Only notes of this category") },
+      annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
+    },
+    ({ category }, extra) =>
+      call(
+        extra,
+        notes.readScopes,
+        (token) => api.list(token, { category }),
+        (list) =>
+          textResult(
+            list.length === 0
+              ? "No notes."
+              : list
+                  .map(
+                    (n) =>
+                      `#${n.id} ${n.title}${n.category ? ` [${n.category}]` : ""}${n.favorite ? " *" : ""}`
+                  )
+                  .join("\n"),
+            { notes: list.map(summary) }
+          )
+      )
+  )
+
+  ctx.server.registerTool(
+    "notes_get",
+    {
+      title: "Read a note",
+      description:
+        "Reads one note with its content and etag (pass the etag to notes_update to avoid overwriting changes).",
+      inputSchema: { id: noteId },
+      annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
+    },
+    ({ id }, extra) =>
+      call(
+        extra,
+        notes.readScopes,
+        (token) => api.get(token, id),
+        (note) => textResult(`# ${note.title}\n\n${note.content}`, { note })
+      )
+  )
+
+  ctx.server.registerTool(
+    "notes_create",
+    {
+      title: "Create a note",
+      description: "Creates a note. Without a title, the first line of the content becomes the title.",
+      inputSchema: {
+        title: title.optional().describe("The title (default: the content's first line)"),
+        content: content.describe("The note's text (Markdown)"),
+        category: category.optional().describe("A category (folder), e.g. Work"),
+        favorite: z.boolean({ error: "favorite must be true or false" }).optional()
+      },
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
+    },
+    (input, extra) =>
+      call(
+        extra,
+        notes.writeScopes,
+        (token) => api.create(token, input),
+        (note) => textResult(`Created note #${note.id} "${note.title}".`, { note: summary(note) })
+      )
+  )
+
+  ctx.server.registerTool(
+    "notes_update",
+    {
+      title: "Update a note",
+      description:
+        "Changes a note's title, content, category or favorite flag; fields not given stay as they are. With etag, the update fails instead of overwriting a newer version.",
+      inputSchema: {
+        id: noteId,
+        title: title.optional(),
+        content: content.optional(),
+        category: category.optional(),
+        favorite: z.boolean({ error: "favorite must be true or false" }).optional(),
+        etag: z
+          .string()
+          .regex(/^[A-Za-z0-9._:-]{1,128}$/, { message: "etag must be the etag notes_get returned" })
+          .optional()
+          .describe("The etag from notes_get: refuse the update if the note changed since")
+      },
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true }
+    },
+    ({ id, etag, ...fields }, extra) => {
+      if (Object.values(fields).every((value) => value === undefined)) {
+        return Promise.resolve(
+          errorResult("Nothing to update: give at least one of title, content, category, favorite.")
+        )
+      }
+      return call(
+        extra,
+        notes.writeScopes,
+        (token) => api.update(token, id, fields, etag),
+        (note) => textResult(`Updated note #${note.id} "${note.title}".`, { note: summary(note) })
+      )
+    }
+  )
+
+  ctx.server.registerTool(
+    "notes_delete",
+    {
+      title: "Delete a note",
+      description: "Deletes a note for good.",
+      inputSchema: { id: noteId },
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true }
+    },
+    ({ id }, extra) =>
+      call(
+        extra,
+        notes.writeScopes,
+        (token) => Effect.as(api.remove(token, id), id),
+        () => textResult(`Deleted note #${id}.`, { deleted: id })
+      )
+  )
+}

@@ -1,0 +1,3 @@
+import { mcpServerSuite } from "./support/suite.js"
+
+mcpServerSuite("in-process")

@@ -1,0 +1,273 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { Writable } from "node:stream"
+import { fileURLToPath } from "node:url"
+import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
+import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
+import { Effect } from "effect"
+import { type RunningMcpServer, startMcpServer } from "../../src/McpServer.js"
+
+export type TokenSourceKind = "in-process" | "remote"
+
+/** The MCP scopes of a full sign-in. */
+export const ALL_SCOPES = ["mcp:tools", "notes:read", "notes:write"]
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolvePort(port))
+    })
+  })
+
+/** Log lines captured in memory, for the secrets-in-logs check. */
+export class LogCapture extends Writable {
+  readonly chunks: Array<string> = []
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void) {
+    this.chunks.push(chunk.toString())
+    callback()
+  }
+  text(): string {
+    return this.chunks.join("")
+  }
+}
+
+export interface Stack {
+  readonly kind: TokenSourceKind
+  readonly idp: DevIdp
+  readonly mcp: RunningMcpServer
+  /** `${publicUrl}/mcp`: the MCP endpoint and the audience of its tokens. */
+  readonly mcpUrl: string
+  /** A second MCP server on the same token source whose notes tools use the exchange provider (session tokens). */
+  readonly exchangeMcpUrl: string
+  /** Where consent lands: the MCP server's own callback (in-process) or the broker's (remote). */
+  readonly callbackUrl: string
+  readonly logs: LogCapture
+  /** A token of dev-idp for the MCP server, as an MCP client would get it. */
+  readonly tokenFor: (username: string, scopes?: ReadonlyArray<string>, audience?: string) => Promise<string>
+  readonly user: (username: string) => {
+    readonly sub: string
+    readonly username: string
+    readonly password: string
+  }
+  readonly stop: () => Promise<void>
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const brokerMain = resolve(here, "../../../broker/src/main.ts")
+const tsx = resolve(here, "../../node_modules/.bin/tsx")
+
+/** The HTTP broker in its own process, started as an operator would (`broker --config file`). */
+const spawnBroker = async (
+  configPath: string,
+  env: Record<string, string>,
+  url: string
+): Promise<{ readonly process: ChildProcess; readonly output: () => string }> => {
+  const child = spawn(tsx, [brokerMain, "--config", configPath], {
+    cwd: dirname(brokerMain),
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the broker exited (${child.exitCode}):\n${output}`)
+    const ready = await fetch(`${url}/healthz`).then(
+      (r) => r.ok,
+      () => false
+    )
+    if (ready) return { process: child, output: () => output }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  child.kill("SIGKILL")
+  throw new Error(`the broker did not start within 30 s:\n${output}`)
+}
+
+/**
+ * dev-idp (with the MCP server as a resource), the MCP server in this process, and - for the remote
+ * token source - the HTTP broker in its own process; SQLite in a temp folder.
+ */
+export const startStack = async (kind: TokenSourceKind): Promise<Stack> => {
+  const mcpPort = await freePort()
+  const exchangePort = await freePort()
+  const brokerPort = await freePort()
+  const exchangeMcpUrl = `http://127.0.0.1:${exchangePort}/mcp`
+  const publicUrl = `http://127.0.0.1:${mcpPort}`
+  const mcpUrl = `${publicUrl}/mcp`
+  const brokerUrl = `http://127.0.0.1:${brokerPort}`
+  const callbackUrl =
+    kind === "in-process" ? `${publicUrl}/connect/callback` : `${brokerUrl}/connect/callback`
+  const idp = await startDevIdp({
+    mcpAudience: mcpUrl,
+    redirectUris: [`${publicUrl}/connect/callback`, `${brokerUrl}/connect/callback`]
+  })
+  const dir = await mkdtemp(join(tmpdir(), "tb-mcp-"))
+  const callerSecret = randomBytes(24).toString("base64url")
+  const env: Record<string, string> = {
+    NOTES_CLIENT_SECRET: idp.client("token-broker").clientSecret ?? "",
+    TB_KEY: randomBytes(32).toString("base64"),
+    MCP_CALLER_SECRET: callerSecret
+  }
+  const providers: ConfigFileInput["providers"] = [
+    {
+      id: "notes",
+      issuer: idp.issuer,
+      clientId: "token-broker",
+      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
+      redirectUri: callbackUrl,
+      scopes: ["notes:read", "notes:write"],
+      resource: idp.notesAudience,
+      allowInsecureRequests: true,
+      requestTimeout: "5 seconds",
+      // able to exchange, yet the MCP server uses background tokens for it: it is not in exchangeProviders
+      tokenExchange: {}
+    },
+    {
+      id: "notes-exchange",
+      issuer: idp.issuer,
+      clientId: "token-broker",
+      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
+      redirectUri: callbackUrl,
+      scopes: ["notes:read", "notes:write"],
+      resource: idp.notesAudience,
+      allowInsecureRequests: true,
+      requestTimeout: "5 seconds",
+      tokenExchange: {}
+    }
+  ]
+  const shared = {
+    storage: { kind: "sqlite" as const, filename: join(dir, "grants.db") },
+    keyRing: { kind: "local" as const, keys: [{ kid: "k1", env: "TB_KEY" }] },
+    providers,
+    sessionTokens: {
+      audience: [mcpUrl, exchangeMcpUrl],
+      issuers: [{ issuer: idp.issuer }],
+      allowInsecureRequests: true
+    }
+  }
+  const mcpServer: NonNullable<ConfigFileInput["mcpServer"]> = {
+    host: "127.0.0.1",
+    port: mcpPort,
+    publicUrl,
+    authorizationServer: { issuer: idp.issuer, allowInsecureRequests: true, clockTolerance: 0 },
+    notes: { provider: "notes", apiUrl: idp.notesApiUrl, allowInsecureRequests: true },
+    exchangeProviders: ["notes-exchange"],
+    logLevel: "info"
+  }
+  let broker: { readonly process: ChildProcess; readonly output: () => string } | undefined
+  const file: ConfigFileInput =
+    kind === "in-process"
+      ? { ...shared, mcpServer }
+      : {
+          ...shared,
+          tokenSource: {
+            kind: "remote",
+            url: brokerUrl,
+            clientId: "mcp-server",
+            clientSecret: { env: "MCP_CALLER_SECRET" },
+            allowInsecureRequests: true
+          },
+          mcpServer
+        }
+  idp.addResource({ audience: exchangeMcpUrl, scopes: ALL_SCOPES })
+  const logs = new LogCapture()
+  let mcp: RunningMcpServer
+  let exchangeMcp: RunningMcpServer
+  try {
+    if (kind === "remote") {
+      const brokerFile: ConfigFileInput = {
+        ...shared,
+        server: { host: "127.0.0.1", port: brokerPort, logLevel: "warn" },
+        callers: [
+          {
+            id: "mcp-server",
+            secretHash: await Effect.runPromise(hashSecret(callerSecret)),
+            providers: ["*"],
+            subjects: ["*"],
+            scopes: ["*"],
+            backgroundTokens: true,
+            tokenExchange: true,
+            grants: "manage"
+          }
+        ]
+      }
+      const brokerConfigPath = join(dir, "broker.json")
+      await writeFile(brokerConfigPath, JSON.stringify(brokerFile), { mode: 0o600 })
+      broker = await spawnBroker(brokerConfigPath, env, brokerUrl)
+    }
+    const config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
+    mcp = await startMcpServer(config, { logStream: logs })
+    const exchangeConfig = await Effect.runPromise(
+      parseConfig(
+        {
+          ...file,
+          mcpServer: {
+            ...mcpServer,
+            port: exchangePort,
+            publicUrl: `http://127.0.0.1:${exchangePort}`,
+            notes: { provider: "notes-exchange", apiUrl: idp.notesApiUrl, allowInsecureRequests: true }
+          }
+        },
+        env,
+        { baseDir: dir }
+      )
+    )
+    exchangeMcp = await startMcpServer(exchangeConfig, { logStream: logs })
+  } catch (error) {
+    broker?.process.kill("SIGKILL")
+    await idp.close()
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
+  const user = (username: string) => {
+    const found = idp.users.find((u) => u.username === username)
+    if (found === undefined) throw new Error(`no dev-idp user ${username}`)
+    return found
+  }
+  return {
+    kind,
+    idp,
+    mcp,
+    mcpUrl,
+    exchangeMcpUrl,
+    callbackUrl,
+    logs,
+    user,
+    tokenFor: async (username, scopes = ALL_SCOPES, audience = mcpUrl) => {
+      const { password } = user(username)
+      // the login driver sends a nonce, so it asks for openid too: the access token carries only resource scopes
+      const tokens = await idp.login({
+        clientId: "mcp-client",
+        username,
+        password,
+        scopes: ["openid", ...scopes],
+        resource: audience
+      })
+      return tokens.access_token
+    },
+    stop: async () => {
+      await Promise.all([mcp.close(), exchangeMcp.close()])
+      if (broker !== undefined) {
+        const exited = new Promise((r) => broker?.process.once("exit", r))
+        broker.process.kill("SIGTERM")
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))])
+        if (broker.process.exitCode === null) broker.process.kill("SIGKILL")
+      }
+      await idp.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+}
