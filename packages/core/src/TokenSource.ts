@@ -1,24 +1,19 @@
 import { Context, Effect, Layer, type Option } from "effect"
 import type {
-  AudienceMismatch,
-  ConsentRequired,
   DecryptionFailed,
   InvalidRequest,
-  InvalidSubjectToken,
   ProviderNotFound,
   StorageUnavailable,
   UpstreamRejected,
   UpstreamUnavailable
 } from "./Errors.js"
 import {
-  type BackgroundTokenRequest,
   type GrantInfo,
   type GrantRef,
-  type IssuedToken,
   type RevokeResult,
-  type SessionTokenRequest,
   type StartAuthorizationRequest,
-  TokenBroker
+  TokenBroker,
+  type TokenBrokerService
 } from "./TokenBroker.js"
 
 /**
@@ -31,29 +26,9 @@ import {
  * `invalid_client`, `unauthorized_client`, `access_denied`: a configuration problem).
  */
 export interface TokenSourceService {
-  readonly backgroundToken: (
-    request: BackgroundTokenRequest
-  ) => Effect.Effect<
-    IssuedToken,
-    | ConsentRequired
-    | UpstreamUnavailable
-    | UpstreamRejected
-    | ProviderNotFound
-    | StorageUnavailable
-    | DecryptionFailed
-    | InvalidRequest
-  >
-  readonly sessionToken: (
-    request: SessionTokenRequest
-  ) => Effect.Effect<
-    IssuedToken,
-    | InvalidSubjectToken
-    | AudienceMismatch
-    | UpstreamUnavailable
-    | UpstreamRejected
-    | ProviderNotFound
-    | InvalidRequest
-  >
+  /** The broker's own contract: a remote source maps the HTTP answers back onto these errors. */
+  readonly backgroundToken: TokenBrokerService["backgroundToken"]
+  readonly sessionToken: TokenBrokerService["sessionToken"]
   readonly startAuthorization: (
     request: StartAuthorizationRequest
   ) => Effect.Effect<
