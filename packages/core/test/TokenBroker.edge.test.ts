@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
 import * as client from "openid-client"
-import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
+import { AuthorizationServer, GrantStore, KeyRing, StorageUnavailable, TokenBroker } from "../src/index.js"
 import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
 
 const dev = withDevIdp()
@@ -115,3 +115,45 @@ describe("onRefreshStep", () => {
 })
 
 const steps: Array<string> = []
+
+describe("fail closed when the store is down (F5)", () => {
+  it.effect("a still-valid cached token is served while the store fails; otherwise StorageUnavailable", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const memory = yield* GrantStore.makeMemory
+      let down = false
+      const failing = <A>(effect: Effect.Effect<A, StorageUnavailable>) =>
+        Effect.suspend(() =>
+          down ? Effect.fail(new StorageUnavailable({ operation: "get", message: "store is down" })) : effect
+        )
+      const flaky = Layer.succeed(GrantStore.GrantStore, {
+        ...memory,
+        get: (key) => failing(memory.get(key)),
+        acquireLease: (name, owner, ttl) => failing(memory.acquireLease(name, owner, ttl))
+      })
+      const layer = brokerLayer(dev.idp, { store: flaky, broker: { earlyRefresh: "60 seconds" } })
+      yield* Effect.gen(function* () {
+        yield* connect(dev.idp, alice)
+        const broker = yield* TokenBroker.TokenBroker
+        const first = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        // Inside the early-refresh window (but still valid): the broker wants to refresh.
+        yield* TestClock.setTime(first.expiresAt - 30_000)
+        down = true
+        const served = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        expect(Redacted.value(served.accessToken)).toBe(Redacted.value(first.accessToken))
+        // A caller that needs more life than the token has gets the retryable error.
+        const error = yield* Effect.flip(
+          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "45 seconds" })
+        )
+        expect(error._tag).toBe("StorageUnavailable")
+        down = false
+        const healed = yield* broker.backgroundToken({
+          subject: alice.sub,
+          provider: PROVIDER,
+          minTtl: "45 seconds"
+        })
+        expect(healed.source).toBe("refresh")
+      }).pipe(Effect.provide(layer))
+    })
+  )
+})

@@ -195,7 +195,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       )
     )
 
-  /** One upstream refresh with transient-failure retries, the circuit and the per-provider cap. */
+  /** One upstream refresh with transient-failure retries and the circuit (the caller holds a cap slot). */
   const refreshUpstream = (
     client: ProviderClient,
     refreshToken: Redacted.Redacted<string>,
@@ -224,13 +224,12 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       }
       return yield* result
     })
-    const capped = capacityOf(provider).withPermits(1)(attempt)
     return Effect.gen(function* () {
       const deadline = (yield* Clock.currentTimeMillis) + settings.retryDeadlineMs
       let tries = 0
       while (true) {
         tries += 1
-        const result = yield* Effect.either(capped)
+        const result = yield* Effect.either(attempt)
         if (Either.isRight(result)) return result.right
         const error = result.left
         // Only a refusal the provider answered is safe to retry: after a timeout or a dropped
@@ -421,51 +420,64 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     Effect.gen(function* () {
       const client = yield* servers.get(key.provider)
       const minRemainingMs = Math.max(settings.earlyRefreshMs, minTtlMs)
-      const now = yield* Clock.currentTimeMillis
-      const record = yield* readUsable(key, scopes, now)
-      if (!force) {
-        const shared = yield* sharedToken(key, record, scopes, now, minRemainingMs)
-        if (Option.isSome(shared)) {
-          yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
-          yield* remember(key, scopes, shared.value)
-          return shared.value
+      const fresh = Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const record = yield* readUsable(key, scopes, now)
+        if (!force) {
+          const shared = yield* sharedToken(key, record, scopes, now, minRemainingMs)
+          if (Option.isSome(shared)) {
+            yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
+            return shared.value
+          }
         }
-      }
-      const waitStarted = yield* Clock.currentTimeMillis
-      const underLease = Effect.gen(function* () {
-        const acquired = yield* Clock.currentTimeMillis
-        yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
-        return yield* refreshUnderLease(client, key, scopes, minRemainingMs, force, 0)
-      })
-      const token = yield* withGrantLock(
-        grantKeyString(key),
-        withLease(
-          store,
-          `grant:${grantKeyString(key)}`,
-          settings.instanceId,
-          { ttl: settings.leaseTtl, wait: settings.leaseWait },
-          underLease
-        )
-      ).pipe(
-        Effect.catchIf(
-          (e): e is LeaseTimeout | LeaseLost => e instanceof LeaseTimeout || e._tag === "LeaseLost",
-          (e) =>
-            Effect.gen(function* () {
-              if (e._tag === "LeaseLost") yield* count(Metrics.leaseLost, { provider: key.provider })
-              return yield* new UpstreamUnavailable({
-                provider: key.provider,
-                reason: "lease_timeout",
-                message:
-                  e._tag === "LeaseLost"
-                    ? `Lost the refresh lease of this grant while refreshing; try again`
-                    : `Another process is refreshing this grant and did not finish in time; try again`
-              })
-            })
-        ),
-        Effect.catchTag("UpstreamUnavailable", (error) =>
-          Effect.flatMap(fallback(key, scopes, minTtlMs), (found) =>
-            Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(error)
+        const waitStarted = yield* Clock.currentTimeMillis
+        const underLease = Effect.gen(function* () {
+          const acquired = yield* Clock.currentTimeMillis
+          yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
+          return yield* refreshUnderLease(client, key, scopes, minRemainingMs, force, 0)
+        })
+        // One refresh per grant at a time in this process; then a slot of the provider's cap on
+        // concurrent refreshes; only then the grant's lease. Grants queued behind the cap hold no lease
+        // and cost the store nothing while they wait (a storm of expiring grants stays cheap).
+        return yield* withGrantLock(
+          grantKeyString(key),
+          capacityOf(key.provider).withPermits(1)(
+            withLease(
+              store,
+              `grant:${grantKeyString(key)}`,
+              settings.instanceId,
+              { ttl: settings.leaseTtl, wait: settings.leaseWait },
+              underLease
+            )
           )
+        ).pipe(
+          Effect.catchIf(
+            (e): e is LeaseTimeout | LeaseLost => e instanceof LeaseTimeout || e._tag === "LeaseLost",
+            (e) =>
+              Effect.gen(function* () {
+                if (e._tag === "LeaseLost") yield* count(Metrics.leaseLost, { provider: key.provider })
+                return yield* new UpstreamUnavailable({
+                  provider: key.provider,
+                  reason: "lease_timeout",
+                  message:
+                    e._tag === "LeaseLost"
+                      ? "Lost the refresh lease of this grant while refreshing; try again"
+                      : "Another process is refreshing this grant and did not finish in time; try again"
+                })
+              })
+          )
+        )
+      })
+      // Fail closed (F5): when the provider or the store is unavailable, a still-valid token is served;
+      // otherwise the retryable error.
+      const token = yield* fresh.pipe(
+        Effect.catchIf(
+          (e): e is UpstreamUnavailable | StorageUnavailable =>
+            e._tag === "UpstreamUnavailable" || e._tag === "StorageUnavailable",
+          (error) =>
+            Effect.flatMap(fallback(key, scopes, minTtlMs), (found) =>
+              Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(error)
+            )
         )
       )
       const served = yield* Clock.currentTimeMillis
