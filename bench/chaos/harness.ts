@@ -1,0 +1,215 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import type { DevIdp } from "@token-broker/dev-idp"
+import type { ChaosInit, ChaosOp, FromChaosWorker, RefreshStep, ToChaosWorker } from "./protocol.js"
+
+const here = dirname(fileURLToPath(import.meta.url))
+const WORKER_ENTRY = join(here, "worker.ts")
+const PACKAGE_DIR = join(here, "..")
+const STARTUP_TIMEOUT_MS = 60_000
+
+export interface ChaosWorker {
+  readonly pid: number
+  readonly request: <A>(op: ChaosOp) => Promise<A>
+  /** Lets a worker stopped at its `stopAt` step go on. */
+  readonly resume: () => void
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** SIGKILL (also of a stopped process), then waits until it is gone. */
+  readonly kill: () => Promise<void>
+  /** All it printed (stdout and stderr): the suite scans it for secrets. */
+  readonly output: () => string
+}
+
+export interface WorkerEvents {
+  readonly onStep?: (step: RefreshStep, subject: string) => void
+  readonly onToken?: (token: {
+    subject: string
+    accessToken: string
+    servedAt: number
+    expiresAt: number
+  }) => void
+}
+
+const live = new Set<ChildProcess>()
+const outputs: Array<() => string> = []
+
+/** Every worker's output so far (for the secrets scan at the end of a run). */
+export const allWorkerOutput = (): string => outputs.map((read) => read()).join("\n")
+
+/** Spawns `node --import tsx worker.ts`, sends `init` over IPC and waits for `ready`. */
+export const startChaosWorker = (init: ChaosInit, events: WorkerEvents = {}): Promise<ChaosWorker> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", WORKER_ENTRY], {
+      cwd: PACKAGE_DIR,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      serialization: "json"
+    })
+    live.add(child)
+    let output = ""
+    outputs.push(() => output)
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+    })
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+    })
+    const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
+    let nextId = 0
+    let ready = false
+    const exited = new Promise<void>((done) => {
+      child.on("exit", (code, signal) => {
+        live.delete(child)
+        const why = `chaos worker ${child.pid} (${init.base.broker.instanceId}) exited (code ${code}, signal ${signal})`
+        if (!ready) reject(new Error(`${why} before it was ready\n${output.slice(-4000)}`))
+        for (const waiter of pending.values())
+          waiter.reject(new Error(signal === "SIGKILL" ? why : `${why}\n${output.slice(-3000)}`))
+        pending.clear()
+        done()
+      })
+    })
+    child.on("error", (error) => reject(new Error(`chaos worker failed to start: ${error.message}`)))
+    const timer = setTimeout(() => {
+      if (!ready) {
+        child.kill("SIGKILL")
+        reject(new Error(`chaos worker did not get ready in ${STARTUP_TIMEOUT_MS / 1000} s\n${output}`))
+      }
+    }, STARTUP_TIMEOUT_MS)
+    const post = (message: ToChaosWorker) => {
+      if (child.connected) child.send(message)
+    }
+    child.on("message", (message: FromChaosWorker) => {
+      switch (message.type) {
+        case "ready":
+          ready = true
+          clearTimeout(timer)
+          resolve(worker)
+          return
+        case "fatal":
+          output += `${message.message}\n`
+          return
+        case "response":
+          pending.get(message.id)?.resolve(message.value)
+          pending.delete(message.id)
+          return
+        case "step":
+          events.onStep?.(message.step, message.subject)
+          return
+        case "token":
+          events.onToken?.(message)
+          return
+      }
+    })
+    const worker: ChaosWorker = {
+      pid: child.pid ?? -1,
+      request: <A>(op: ChaosOp) =>
+        new Promise<A>((resolveRequest, rejectRequest) => {
+          const id = nextId++
+          pending.set(id, { resolve: (value) => resolveRequest(value as A), reject: rejectRequest })
+          post({ type: "request", id, op })
+        }),
+      resume: () => post({ type: "continue" }),
+      signal: (signal) => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      },
+      kill: async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        await exited
+      },
+      output: () => output
+    }
+    post({ type: "init", init })
+  })
+
+/** SIGKILLs every chaos worker still running (stopped ones too) and waits for them. */
+export const killAllChaosWorkers = async (): Promise<void> => {
+  await Promise.all(
+    [...live].map(
+      (child) =>
+        new Promise<void>((done) => {
+          if (child.exitCode !== null || child.signalCode !== null) return done()
+          child.once("exit", () => done())
+          child.kill("SIGKILL")
+        })
+    )
+  )
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+export const waitUntil = async (condition: () => boolean, timeoutMs: number, what: string) => {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
+    await sleep(10)
+  }
+}
+
+/** The claims of a JWT, decoded without verification (the notes API verifies). */
+const claimsOf = (token: string): Record<string, unknown> | undefined => {
+  const payload = token.split(".")[1]
+  if (payload === undefined) return undefined
+  try {
+    return JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Why a served token is wrong, or undefined when it is right: it must be a JWT from dev-idp for this
+ * subject (`sub`), the notes API (`aud`), with the grant's scopes, unexpired when it was served, and the
+ * notes API must accept it (checked when it still has half a second to live; JWT access tokens are
+ * self-contained, so "accepted" means genuine, unexpired and for the right audience).
+ */
+export const wrongTokenReason = async (
+  idp: DevIdp,
+  subject: string,
+  token: string,
+  servedAt: number
+): Promise<string | undefined> => {
+  const claims = claimsOf(token)
+  if (claims === undefined) return "not a JWT"
+  if (claims.iss !== idp.issuer) return `iss ${String(claims.iss)}`
+  if (claims.sub !== subject) return `sub ${String(claims.sub)} for subject ${subject}`
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+  if (!aud.includes(idp.notesAudience)) return `aud ${JSON.stringify(claims.aud)}`
+  const scopes = typeof claims.scope === "string" ? claims.scope.split(" ") : []
+  for (const scope of ["notes:read", "notes:write"])
+    if (!scopes.includes(scope)) return `scope ${claims.scope}`
+  const exp = typeof claims.exp === "number" ? claims.exp * 1000 : 0
+  if (exp <= servedAt) return `expired ${servedAt - exp} ms before it was served`
+  if (exp - Date.now() > 500) {
+    const response = await fetch(`${idp.notesApiUrl}/notes`, {
+      headers: { authorization: `Bearer ${token}` }
+    })
+    await response.arrayBuffer()
+    if (response.status !== 200) return `the notes API answered ${response.status}`
+  }
+  return undefined
+}
+
+/**
+ * Checks tokens as they arrive (a load run streams them) and counts the wrong ones. Checks run one at
+ * a time in the background; `settle` waits for those still queued.
+ */
+export const tokenChecker = (idp: DevIdp) => {
+  let checked = 0
+  const wrong: Array<string> = []
+  let chain: Promise<void> = Promise.resolve()
+  return {
+    check: (subject: string, token: string, servedAt: number) => {
+      chain = chain.then(async () => {
+        const reason = await wrongTokenReason(idp, subject, token, servedAt).catch(
+          (error: unknown) => `check failed: ${String(error)}`
+        )
+        checked++
+        if (reason !== undefined) wrong.push(`${subject}: ${reason}`)
+      })
+    },
+    settle: async () => {
+      await chain
+      return { checked, wrong: [...wrong] }
+    }
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * `BENCHMARKS.md` from one `pnpm bench` run (`bench/results/latest.json`): the machine, the command,
+ * one table with every figure, its baseline measured in the same run and the ratio, then the details,
+ * the security checks and where they live, and the last chaos run when there is one.
+ */
+
+type Json = Record<string, unknown>
+
+interface Latest {
+  readonly date: string
+  readonly command: string
+  readonly machine: Json
+  readonly totalSeconds: number
+  readonly steps: ReadonlyArray<{
+    readonly id: string
+    readonly command: string
+    readonly exitCode: number | null
+    readonly seconds: number
+    readonly json: ReadonlyArray<Json>
+  }>
+  readonly storage: unknown
+  readonly chaos: unknown
+}
+
+interface Row {
+  readonly bench: string
+  readonly figure: string
+  readonly value: string
+  readonly baseline: string
+  readonly ratio: string
+  /** What the ratio means ("lower is better", ...). */
+  readonly note: string
+}
+
+const num = (value: unknown): number => (typeof value === "number" ? value : Number.NaN)
+const obj = (value: unknown): Json => (typeof value === "object" && value !== null ? (value as Json) : {})
+const arr = (value: unknown): ReadonlyArray<Json> => (Array.isArray(value) ? (value as Array<Json>) : [])
+const fmt = (value: number, digits = 0) =>
+  Number.isFinite(value) ? value.toLocaleString("en-US", { maximumFractionDigits: digits }) : "n/a"
+const ratio = (value: number) => (Number.isFinite(value) ? `${fmt(value, 2)}x` : "n/a")
+
+const coreRows = (json: Json): Array<Row> => {
+  const results = arr(json.results)
+  const baseline = results[0]
+  if (baseline === undefined) return []
+  return results.slice(1).map((r) => ({
+    bench: "core cache hit",
+    figure: `${String(r.name)}`,
+    value: `${fmt(num(r.opsPerSecond))} ops/s (${fmt(num(r.microsPerOp), 2)} us/op)`,
+    baseline: `${String(baseline.name).replace("baseline: ", "")}: ${fmt(num(baseline.opsPerSecond))} ops/s`,
+    ratio: ratio(num(baseline.opsPerSecond) / num(r.opsPerSecond)),
+    note: "time per call / baseline's"
+  }))
+}
+
+const brokerRows = (json: Json): Array<Row> => {
+  const broker = obj(json.broker)
+  const bare = obj(json.bare)
+  return [
+    {
+      bench: "HTTP broker",
+      figure: "background token, cache hit: requests/s",
+      value: `${fmt(num(broker.rps))} req/s`,
+      baseline: `bare fastify, same body size: ${fmt(num(bare.rps))} req/s`,
+      ratio: ratio(num(broker.rps) / num(bare.rps)),
+      note: `throughput / baseline's (${String(json.connections)} connections, ${String(json.seconds)} s)`
+    },
+    {
+      bench: "HTTP broker",
+      figure: "background token, cache hit: p99 latency",
+      value: `${fmt(num(broker.p99ms))} ms`,
+      baseline: `bare fastify: ${fmt(num(bare.p99ms))} ms`,
+      ratio: ratio(num(broker.p99ms) / num(bare.p99ms)),
+      note: "latency / baseline's"
+    }
+  ]
+}
+
+const storageRows = (storage: Json): Array<Row> => {
+  const grants = obj(storage.grants)
+  return arr(storage.results).flatMap((result) => {
+    const phases = arr(result.phases)
+    const base = phases[0]
+    const full = phases[phases.length - 1]
+    if (base === undefined || full === undefined || base === full) return []
+    return (["get", "compareAndSet"] as const).flatMap((op) =>
+      (["p50Us", "p99Us"] as const).map((stat) => ({
+        bench: `storage (${String(result.backend)})`,
+        figure: `${op} ${stat.slice(0, 3)} at ${fmt(num(grants.full))} grants`,
+        value: `${fmt(num(obj(full[op])[stat]), 1)} us`,
+        baseline: `at ${fmt(num(grants.baseline))} grants: ${fmt(num(obj(base[op])[stat]), 1)} us`,
+        ratio: ratio(num(obj(full[op])[stat]) / num(obj(base[op])[stat])),
+        note: "latency / baseline's"
+      }))
+    )
+  })
+}
+
+const stormRows = (json: Json): Array<Row> => {
+  const baseline = obj(json.baseline)
+  const single = num(baseline.singleRefreshMedianMs)
+  const base = `one refresh alone: ${fmt(single)} ms`
+  const subjects = fmt(num(json.subjects))
+  return [
+    {
+      bench: "refresh storm",
+      figure: `${subjects} subjects expiring at once: served`,
+      value: `${fmt(num(json.served))} / ${subjects}, ${fmt(num(json.refreshRequests))} refresh requests at dev-idp`,
+      baseline: "one refresh per grant",
+      ratio: ratio(num(json.refreshRequests) / num(json.subjects)),
+      note: "refreshes per grant (must be 1)"
+    },
+    {
+      bench: "refresh storm",
+      figure: "peak refreshes in flight at dev-idp",
+      value: fmt(num(json.peakInFlightAtDevIdp)),
+      baseline: `the cap (maxConcurrentRefreshes): ${fmt(num(json.cap))}`,
+      ratio: ratio(num(json.peakInFlightAtDevIdp) / num(json.cap)),
+      note: "peak / cap (must be <= 1)"
+    },
+    {
+      bench: "refresh storm",
+      figure: "call latency p50",
+      value: `${fmt(num(json.p50Ms))} ms`,
+      baseline: base,
+      ratio: ratio(num(json.p50Ms) / single),
+      note: "queueing behind the cap"
+    },
+    {
+      bench: "refresh storm",
+      figure: "call latency p99",
+      value: `${fmt(num(json.p99Ms))} ms`,
+      baseline: base,
+      ratio: ratio(num(json.p99Ms) / single),
+      note: "queueing behind the cap"
+    },
+    {
+      bench: "refresh storm",
+      figure: "refreshes per second",
+      value: `${fmt(num(json.refreshesPerSecond))} /s (wall ${fmt(num(json.wallMs) / 1000, 1)} s)`,
+      baseline: `one at a time: ${fmt(1000 / single, 1)} /s`,
+      ratio: ratio(num(obj(json.ratios).throughput)),
+      note: "throughput / baseline's"
+    }
+  ]
+}
+
+const memoryRows = (json: Json): Array<Row> => [
+  {
+    bench: "memory",
+    figure: `per cached token at ${fmt(num(json.subjects))} subjects (${fmt(num(json.tokenChars))}-char tokens)`,
+    value: `${fmt(num(json.cacheBytesPerToken))} B (${fmt(num(json.cacheOverheadBytes))} B on top of key + token)`,
+    baseline: `plain Map of the same strings: ${fmt(num(json.baselineBytesPerToken))} B`,
+    ratio: ratio(num(json.ratio)),
+    note: "heap / baseline's"
+  }
+]
+
+const cliRows = (json: Json): Array<Row> => [
+  {
+    bench: "CLI start-up",
+    figure: "`token-broker --help`, mean",
+    value: `${fmt(num(json.cliHelpMeanMs))} ms (median ${fmt(num(json.cliHelpMedianMs))} ms, ${fmt(num(json.runs))} runs)`,
+    baseline: `node -e 0: ${fmt(num(json.nodeBareMeanMs))} ms`,
+    ratio: ratio(num(json.ratio)),
+    note: "time / baseline's"
+  }
+]
+
+const rowsOf = (latest: Latest): Array<Row> =>
+  latest.steps.flatMap((step) =>
+    step.json.flatMap((json): Array<Row> => {
+      const name = String(json.benchmark ?? json.name ?? "")
+      if (name === "core-cache-hit") return coreRows(json)
+      if (name.startsWith("broker-http")) return brokerRows(json)
+      if (name === "refresh-storm") return stormRows(json)
+      if (name === "memory-per-cached-token") return memoryRows(json)
+      if (name === "cli-startup") return cliRows(json)
+      return []
+    })
+  )
+
+const SECURITY = `## Security checks (all in \`pnpm test\`)
+
+| check | where |
+| --- | --- |
+| no token, secret or key in the logs: the HTTP broker's whole flow at debug level (consent, callback, background and downscoped tokens, RFC 8693 exchange, a wrong caller secret, listing, revoke) scanned for every caller secret, client secret, key, password, code, state and token, any JWT and any Basic credential | \`apps/broker/test/operations.test.ts\` ("the whole flow at debug level logs no token, secret or key") |
+| no token in anything the chaos suite's broker processes printed | \`bench/chaos/run.ts\` (the last row of its table; \`pnpm chaos\`, and its short version in \`.ci/run\`) |
+| caller secrets compared in constant time: verification derives a digest of the stored digest's length for any candidate (a zero digest of that length if derivation fails) and compares with \`crypto.timingSafeEqual\`; wrong secrets of every length (empty, one character, the last character changed, 10,000 characters) are refused without throwing; an unknown caller id costs a verification too | \`bench/test/security.test.ts\`; hashing and verification: \`packages/config/test\` |
+| providers must use https unless \`allowInsecureRequests\` is set (issuer, internal base URL, session-token issuers, config file) | \`packages/core/test/AuthorizationServer.test.ts\`, \`packages/core/test/TokenVerifier.test.ts\`, \`packages/config/test/Config.test.ts\` |
+| property-based test (fast-check) of the token-exchange and grants routes and every other route: no 5xx, a clear message on every refusal | \`apps/broker/test/fuzz.test.ts\` (400 runs) |
+| a record copied between subjects in the store does not decrypt (DecryptionFailed, never the other subject's token) | \`packages/core/test/TokenBroker.consent.test.ts\` (memory store); \`bench/test/security.test.ts\` (a row copied with SQL in SQLite and PostgreSQL, then asked for through a broker process) |
+`
+
+const chaosSection = (chaos: unknown): string => {
+  const json = obj(chaos)
+  const rows = arr(json.rows)
+  if (rows.length === 0)
+    return "## Chaos suite\n\n`pnpm chaos` (no run recorded in `bench/results/chaos.json` yet).\n"
+  const lines = rows.map(
+    (row) =>
+      `| ${String(row.scenario)} | ${String(row.backend)} | ${String(row.runs)} | ${num(row.lost) === 0 ? "0" : `${String(row.lost)} (${String(row.unavoidable)} unavoidable, reported as rotation_lost)`} | ${String(row.wrongTokens)} | ${row.ok === true ? "PASS" : "FAIL"} ${String(row.outcome).replaceAll("|", "/")} |`
+  )
+  return `## Chaos suite (last run: \`${String(json.command)}\`, ${String(json.date)}, ${String(json.seconds)} s)
+
+Real processes: broker workers (SIGKILL, SIGSTOP), dev-idp with rotation and reuse detection, SQLite files,
+PostgreSQL (a fresh schema on the shared server; a private cluster for the restart). What each scenario does: the comment at the top of its file in \`bench/chaos/\`.
+
+| scenario | backend | runs | grants lost | wrong tokens | outcome |
+| --- | --- | --- | --- | --- | --- |
+${lines.join("\n")}
+`
+}
+
+const stormSubjects = (latest: Latest): string => {
+  const storm = latest.steps.flatMap((step) => step.json).find((json) => json.name === "refresh-storm")
+  return storm === undefined ? "not run" : fmt(num(storm.subjects))
+}
+
+export const renderBenchmarks = (latest: Latest): string => {
+  const machine = latest.machine
+  const rows = [...rowsOf(latest), ...storageRows(obj(latest.storage))]
+  const failed = latest.steps.filter((step) => step.exitCode !== 0)
+  const missing = [
+    "core-cache-hit",
+    "broker-http",
+    "refresh-storm",
+    "memory-per-cached-token",
+    "cli-startup"
+  ].filter(
+    (name) =>
+      !latest.steps.some((step) =>
+        step.json.some((json) => String(json.benchmark ?? json.name ?? "").startsWith(name))
+      )
+  )
+  const table = rows
+    .map((r) => `| ${r.bench} | ${r.figure} | ${r.value} | ${r.baseline} | **${r.ratio}** | ${r.note} |`)
+    .join("\n")
+  const steps = latest.steps
+    .map(
+      (step) =>
+        `| ${step.id} | \`${step.command}\` | ${step.seconds} s | ${step.exitCode === 0 ? "ok" : `exit ${String(step.exitCode)}`} |`
+    )
+    .join("\n")
+  const storage = obj(latest.storage)
+  return `# Benchmarks
+
+Written by \`${latest.command}\` from one run (${latest.date}, ${latest.totalSeconds} s); the raw figures are in
+\`bench/results/latest.json\`. Every figure is set against a baseline measured in the same run on the same
+machine, and the ratio is what to compare between machines - absolute numbers are this machine's.
+
+Machine: ${String(machine.cpus)} x ${String(machine.cpu)}, ${String(machine.memoryGiB)} GiB memory,
+Node.js ${String(machine.node)}, ${String(machine.platform)}. Command: \`${latest.command}\` from the repository root.
+${failed.length === 0 ? "" : `\n**Failed in this run:** ${failed.map((s) => `${s.id} (exit ${String(s.exitCode)})`).join(", ")}.\n`}${missing.length === 0 ? "" : `\n**No figures in this run from:** ${missing.join(", ")}.\n`}
+| benchmark | figure | value | baseline (same run) | ratio | ratio means |
+| --- | --- | --- | --- | --- | --- |
+${table}
+
+## What each benchmark does
+
+- **core cache hit** (\`packages/core/bench/cache-hit.ts\`): \`backgroundToken\` on a cached token, through the
+  Effect API (inside one program, and one \`runPromise\` per call) and the Promise facade, against an async
+  function around a \`Map\` lookup.
+- **HTTP broker** (\`apps/broker/bench/http.ts\`): \`POST /v1/grants/{subject}/{provider}/token\` on a cache hit
+  (caller authentication, policy, validation, cache, JSON) under autocannon, against a bare fastify route
+  answering a JSON body of the same size.
+- **storage** (\`bench/src/storage.ts\`): \`get\` and \`compareAndSet\` through each store's driver at
+  ${fmt(num(obj(storage.grants).full))} grants against the same at ${fmt(num(obj(storage.grants).baseline))} grants (one sequential caller,
+  random keys, median of alternating rounds).
+- **refresh storm** (\`bench/src/refreshStorm.ts\`): \`BENCH_STORM_SUBJECTS\` grants (default 10,000; this run: ${stormSubjects(latest)}) whose access tokens all expired, one
+  \`backgroundToken\` call each, all at once, through one broker process with \`maxConcurrentRefreshes\`;
+  a proxy in front of dev-idp counts refresh requests in flight. Baseline: one refresh alone (median of 20
+  sequential calls on expired grants, same process and store) - the storm's latency as a multiple of it is
+  the cost of queueing behind the cap, its throughput as a multiple is what the cap's parallelism gains.
+  Grants are provisioned by 100 real logins whose refresh tokens are branched within dev-idp's reuse grace
+  period (a login per grant would take minutes); each branch is used exactly once, and the bench checks
+  that dev-idp saw exactly one refresh per grant.
+- **memory** (\`bench/src/memory.ts\`, \`node --expose-gc\`): heap of core's \`AccessTokenCache\` with 100,000
+  entries against a plain \`Map\` of the same 100,000 key strings to the same token strings.
+- **CLI start-up** (\`apps/cli/bench/startup.ts\`): \`token-broker --help\` against \`node -e 0\`.
+
+## Steps of this run
+
+| step | command | time | result |
+| --- | --- | --- | --- |
+${steps}
+
+${SECURITY}
+${chaosSection(latest.chaos)}`
+}
