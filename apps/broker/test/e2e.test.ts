@@ -9,6 +9,7 @@ import {
   type CallerSpec,
   call,
   connectOverHttp,
+  LogCapture,
   type Stack,
   startStack,
   userToken
@@ -67,8 +68,10 @@ const series = (text: string, name: string, labels: Record<string, string>) => {
 
 describe.each(["sqlite", "postgres"] as const)("the HTTP broker end to end on %s", (backend) => {
   let stack: Stack
+  // The whole suite runs at debug level; its last test scans every line for secrets (F19).
+  const logs = new LogCapture()
   beforeAll(async () => {
-    stack = await startStack({ backend })
+    stack = await startStack({ backend, logLevel: "debug", logStream: logs })
   })
   afterAll(async () => {
     await stack?.stop()
@@ -373,5 +376,21 @@ describe.each(["sqlite", "postgres"] as const)("the HTTP broker end to end on %s
     ).headers.get("x-request-id")
     expect(id).toBe("trace-123")
     expect(basic(CALLERS.agent)).toMatch(/^Basic /)
+  })
+  it("the whole suite's debug logs hold no token, secret, key or password (F19)", () => {
+    const text = logs.text()
+    expect(text).toContain('"level":20') // debug lines were written
+    const secrets = [
+      ...Object.values(CALLERS).map((caller) => caller.secret),
+      stack.keyMaterial,
+      stack.idp.client("token-broker").clientSecret ?? "",
+      stack.idp.client("token-broker-post").clientSecret ?? "",
+      ...stack.idp.users.map((u) => u.password)
+    ].filter((secret) => secret.length >= 8)
+    for (const secret of secrets) {
+      expect(text.includes(secret), `a secret (${secret.slice(0, 4)}...) appears in the logs`).toBe(false)
+    }
+    expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/) // no JWT (access, ID or subject token)
+    expect(text).not.toMatch(/Basic [A-Za-z0-9+/=]{8,}/)
   })
 })
