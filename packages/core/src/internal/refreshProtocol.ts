@@ -24,6 +24,7 @@ import * as Metrics from "../Metrics.js"
 import type { IssuedToken } from "../TokenBroker.js"
 import { type CircuitBreaker, makeCircuitBreaker } from "./circuitBreaker.js"
 import { count, observe } from "./metrics.js"
+import { makePermits, type Permits } from "./permits.js"
 import { isSubset, sameScopes } from "./scopes.js"
 
 export interface RefreshSettings {
@@ -71,8 +72,8 @@ const MAX_ROUNDS = 3
 export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps) => {
   const { store, keyRing, servers, cache } = deps
   const circuits = new Map<string, CircuitBreaker>()
-  const capacity = new Map<string, Effect.Semaphore>()
-  const grantLocks = new Map<string, { semaphore: Effect.Semaphore; users: number }>()
+  const capacity = new Map<string, Permits>()
+  const grantLocks = new Map<string, { permits: Permits; users: number }>()
 
   const circuitOf = (provider: string) => {
     let circuit = circuits.get(provider)
@@ -83,12 +84,12 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     return circuit
   }
   const capacityOf = (provider: string) => {
-    let semaphore = capacity.get(provider)
-    if (semaphore === undefined) {
-      semaphore = Effect.unsafeMakeSemaphore(settings.maxConcurrentRefreshes)
-      capacity.set(provider, semaphore)
+    let permits = capacity.get(provider)
+    if (permits === undefined) {
+      permits = makePermits(settings.maxConcurrentRefreshes)
+      capacity.set(provider, permits)
     }
-    return semaphore
+    return permits
   }
   /** One refresh per grant at a time in this process, before the cluster-wide lease is asked. */
   const withGrantLock = <A, E>(grantId: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -96,13 +97,13 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       Effect.sync(() => {
         let lock = grantLocks.get(grantId)
         if (lock === undefined) {
-          lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+          lock = { permits: makePermits(1), users: 0 }
           grantLocks.set(grantId, lock)
         }
         lock.users += 1
         return lock
       }),
-      (lock) => lock.semaphore.withPermits(1)(effect),
+      (lock) => lock.permits.withPermit(effect),
       (lock) =>
         Effect.sync(() => {
           lock.users -= 1
@@ -441,7 +442,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         // and cost the store nothing while they wait (a storm of expiring grants stays cheap).
         return yield* withGrantLock(
           grantKeyString(key),
-          capacityOf(key.provider).withPermits(1)(
+          capacityOf(key.provider).withPermit(
             withLease(
               store,
               `grant:${grantKeyString(key)}`,
