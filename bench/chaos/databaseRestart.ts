@@ -10,11 +10,11 @@
  */
 import { randomBytes } from "node:crypto"
 import { startDevIdp } from "@token-broker/dev-idp"
+import { startPrivateCluster } from "@token-broker/storage-postgres/testing"
 import { Effect } from "effect"
 import { migrateStore, type StoreSpec } from "../src/StoreSpec.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
 import { type ChaosWorker, killAllChaosWorkers, sleep, startChaosWorker, tokenChecker } from "./harness.js"
-import { startPrivateCluster } from "./privateCluster.js"
 import type { ChaosInit, LoadResult, TokenResult } from "./protocol.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
 

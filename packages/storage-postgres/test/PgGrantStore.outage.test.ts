@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { GrantStore } from "@token-broker/core"
 import { fullRecord } from "@token-broker/core/testing"
+import { type PrivateCluster, startPrivateCluster } from "@token-broker/storage-postgres/testing"
 import { Duration, Effect, Layer, Option } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { PgGrantStore } from "../src/index.js"
-import { type PrivateCluster, startPrivateCluster } from "./privateCluster.js"
 
 // A private throwaway cluster: the machine's shared server is never stopped.
 let cluster: PrivateCluster
