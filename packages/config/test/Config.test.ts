@@ -303,6 +303,14 @@ describe("caller secrets", () => {
       expect(yield* verifySecret(Redacted.make("correct horse battery staple"), hash)).toBe(true)
       expect(yield* verifySecret("wrong", hash)).toBe(false)
       expect(yield* verifySecret("x", "scrypt$garbage")).toBe(false)
+      // A truncated digest (24 of 32 bytes) is refused even for the right secret.
+      const [head, digest = ""] = [
+        hash.slice(0, hash.lastIndexOf("$") + 1),
+        hash.slice(hash.lastIndexOf("$") + 1)
+      ]
+      const truncated = head + Buffer.from(digest, "base64url").subarray(0, 24).toString("base64url")
+      expect(isSecretHash(truncated)).toBe(true)
+      expect(yield* verifySecret("correct horse battery staple", truncated)).toBe(false)
       // absurd parameters are refused, not computed
       expect(yield* verifySecret("x", hash.replace("N=16384", "N=1073741824"))).toBe(false)
     })

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 
 /** `bytes` random bytes as base64url text (state, nonce, PKCE verifier, lease owner). */
 export const randomToken = (bytes = 32): string => randomBytes(bytes).toString("base64url")
@@ -9,10 +9,3 @@ export const sha256 = (text: string): string => createHash("sha256").update(text
 /** The PKCE S256 challenge of a verifier (RFC 7636). */
 export const s256 = (verifier: string): string =>
   createHash("sha256").update(verifier, "ascii").digest("base64url")
-
-/** Compares two secrets in constant time (relative to their content). */
-export const constantTimeEqual = (a: string, b: string): boolean => {
-  const left = createHash("sha256").update(a, "utf8").digest()
-  const right = createHash("sha256").update(b, "utf8").digest()
-  return timingSafeEqual(left, right)
-}
