@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import { CALLERS, call, connectOverHttp, LogCapture, startStack, userToken } from "./support/stack.js"
 
 describe("operations", () => {
@@ -70,11 +70,16 @@ describe("operations", () => {
       const alice = consent.user.sub
       // the next refresh at the provider takes 800 ms
       stack.idp.faults.inject({ kind: "latency", ms: 800, grantType: "refresh_token" })
+      // close only once the broker is inside the request: its refresh has reached dev-idp
+      const refreshes = stack.idp.counters.count({ grantType: "refresh_token" })
       const inFlight = call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
         caller: CALLERS.agent,
         json: { scopes: ["notes:read"] }
       })
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await vi.waitFor(
+        () => expect(stack.idp.counters.count({ grantType: "refresh_token" })).toBe(refreshes + 1),
+        { timeout: 20_000, interval: 10 }
+      )
       const closing = stack.broker.close()
       const answer = await inFlight
       expect(answer.status).toBe(200)
