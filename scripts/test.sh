@@ -111,7 +111,8 @@ if [ -n "$filter" ]; then
   run_step tests pnpm exec turbo run test --continue --force --filter="$filter"
 else
   run_step typecheck pnpm exec turbo run typecheck
-  run_step tests pnpm exec turbo run test --continue --force
+  # three packages at a time: on 2 cores more only adds contention (and timeouts), not speed
+  run_step tests pnpm exec turbo run test --continue --force --concurrency="${TEST_CONCURRENCY:-3}"
   [ "$chaos" -eq 1 ] && run_step chaos pnpm chaos --short
 fi
 

@@ -187,7 +187,7 @@ describe.each(ALL_BACKENDS)("%s store shared by 4 broker processes", (kind) => {
     expect(entry?.tokens.size).toBe(1)
     expect(entry?.sources.refresh).toBeGreaterThanOrEqual(1)
     await expectOneRefreshStored(provisioner, user.sub, versions.get(user.sub), entry?.tokens)
-  }, 60_000)
+  }, 180_000)
 
   it("20 expired grants at once, 4 processes x 250 calls each: 20 refreshes, 20,000 calls succeed", async () => {
     const { provisioner, workers } = await setup()
@@ -233,5 +233,5 @@ describe("control: 4 broker processes whose lease excludes nothing", () => {
     const report = await fire(workers, [user.sub])
     print("control (sqlite, lease excludes nothing), 1 grant", report, WORKERS * CALLS_PER_WORKER)
     expect(report.refreshes).toBeGreaterThan(1)
-  }, 60_000)
+  }, 180_000)
 })

@@ -74,7 +74,7 @@ type Ending = "active" | "rotation_lost"
 
 describe.each(SQL_BACKENDS)("%s store: a lease holder killed mid-refresh", (kind) => {
   const lease = { ttlMs: LEASE_TTL_MS, waitMs: LEASE_WAIT_MS }
-  const setup = suiteSetup(60_000, async (defer) => {
+  const setup = suiteSetup(180_000, async (defer) => {
     const backend = await prepareBackend(kind)
     defer(backend.cleanup)
     const spec = backend.spec
@@ -165,11 +165,11 @@ describe.each(SQL_BACKENDS)("%s store: a lease holder killed mid-refresh", (kind
 
   it("killed while dev-idp holds its request: the taker waits for the lease to expire, refreshes, the grant stays active", async () => {
     expect(await scenario(0, false)).toBe("active")
-  }, 60_000)
+  }, 180_000)
 
   it("killed after dev-idp rotated the token: the taker waits for the lease, then ConsentRequired rotation_lost; the grant is marked, not corrupted", async () => {
     expect(await scenario(1, true)).toBe("rotation_lost")
-  }, 60_000)
+  }, 180_000)
 })
 
 const readLeaseAndNow = (spec: Parameters<typeof readLease>[0], name: string) =>

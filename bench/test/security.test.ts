@@ -82,7 +82,7 @@ afterAll(async () => {
 })
 
 describe.each(SQL_BACKENDS)("%s store: a record copied between subjects", (kind) => {
-  const setup = suiteSetup(60_000, async (defer) => {
+  const setup = suiteSetup(180_000, async (defer) => {
     const backend = await prepareBackend(kind)
     defer(backend.cleanup)
     const spec = backend.spec
@@ -125,5 +125,5 @@ describe.each(SQL_BACKENDS)("%s store: a record copied between subjects", (kind)
     const again = await worker.request<CallOutcome>({ kind: "token", subject: bob.sub })
     expect(again.ok && bobsToken.ok && again.tokenHash === bobsToken.tokenHash).toBe(true)
     await worker.kill()
-  }, 60_000)
+  }, 180_000)
 })

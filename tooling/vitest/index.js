@@ -14,8 +14,11 @@ export const definePackageConfig = (overrides = {}) =>
       test: {
         include: ["test/**/*.test.ts"],
         reporters: ["default", ["json", { outputFile: "test-results/vitest.json" }]],
-        testTimeout: 30_000,
-        hookTimeout: 60_000,
+        // Safety nets, not measurements: wide enough for a test that spawns processes (each child compiles
+        // its TypeScript through tsx) on a 2-core machine running two copies of the suite. A test never
+        // asserts how fast something was.
+        testTimeout: 120_000,
+        hookTimeout: 180_000,
         pool: "forks"
       }
     }),

@@ -19,7 +19,7 @@ const quote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`
 
 const screen = () => tmux("capture-pane", "-p", "-t", "cli")
 
-const waitForScreen = async (pattern: RegExp, timeoutMs = 30_000): Promise<string> => {
+const waitForScreen = async (pattern: RegExp, timeoutMs = 120_000): Promise<string> => {
   const deadline = Date.now() + timeoutMs
   while (true) {
     const text = screen()

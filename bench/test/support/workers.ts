@@ -21,7 +21,7 @@ export interface Worker {
 /** Every worker not yet known to be gone: `killAllWorkers` ends them, whatever the tests did. */
 const live = new Set<ChildProcess>()
 
-const STARTUP_TIMEOUT_MS = 60_000
+const STARTUP_TIMEOUT_MS = 180_000
 
 /** Spawns `node --import tsx brokerWorker.ts`, sends `init` over IPC and waits for `ready`. */
 export const startWorker = (init: WorkerInit): Promise<Worker> =>

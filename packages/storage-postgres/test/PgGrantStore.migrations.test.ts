@@ -96,6 +96,6 @@ describe("PgGrantStore migrations", () => {
         )
         expect(rows.rows.map((r: { version: number }) => r.version)).toEqual([1, 2])
       }),
-    60_000
+    180_000
   )
 })

@@ -10,7 +10,7 @@ import { PgGrantStore } from "../src/index.js"
 let cluster: PrivateCluster
 beforeAll(async () => {
   cluster = await startPrivateCluster()
-}, 60_000)
+}, 180_000)
 afterAll(() => cluster?.destroy())
 
 describe("PgGrantStore when the server goes away", () => {
@@ -53,7 +53,7 @@ describe("PgGrantStore when the server goes away", () => {
         expect(Option.isNone(yield* store.get({ tenant: "acme", subject: "late", provider: "x" }))).toBe(true)
         expect(yield* store.acquireLease("lease", "owner", Duration.seconds(10))).toBe(true)
       }).pipe(Effect.scoped),
-    60_000
+    180_000
   )
 
   it.live("a store that cannot reach the server at start fails with a clear StorageUnavailable", () =>

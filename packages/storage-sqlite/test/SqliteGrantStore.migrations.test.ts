@@ -93,6 +93,6 @@ describe("SqliteGrantStore migrations", () => {
         )
         expect(rows.map((r) => r.version)).toEqual([1, 2])
       }),
-    60_000
+    180_000
   )
 })

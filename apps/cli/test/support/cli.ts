@@ -52,7 +52,7 @@ export const waitForLine = (
   child: ChildProcess,
   stream: "stdout" | "stderr",
   pattern: RegExp,
-  timeoutMs = 60_000
+  timeoutMs = 180_000
 ): Promise<RegExpExecArray> =>
   new Promise((resolve, reject) => {
     let seen = ""

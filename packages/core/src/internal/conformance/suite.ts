@@ -91,7 +91,7 @@ export const grantStoreConformance = (
   const notCrossProcess = !capabilities.crossProcessLeases
   const notDurable = !capabilities.durable
 
-  layer(makeLayer(), { excludeTestServices: true, timeout: Duration.seconds(60) })(
+  layer(makeLayer(), { excludeTestServices: true, timeout: Duration.seconds(180) })(
     `GrantStore conformance: ${name}`,
     (it) => {
       it.effect("the store declares the capabilities the suite was given", () =>
