@@ -167,6 +167,18 @@ const cliRows = (json: Json): Array<Row> => [
   }
 ]
 
+const callerSecretRows = (json: Json): Array<Row> =>
+  arr(json.results)
+    .filter((r) => r.name !== "right secret")
+    .map((r) => ({
+      bench: "caller secret verification",
+      figure: `\`verifySecret\`: ${String(r.name)}, median of ${fmt(num(json.rounds))} rounds`,
+      value: `${fmt(num(r.medianMs), 2)} ms`,
+      baseline: `the right secret: ${fmt(num(json.baselineMs), 2)} ms`,
+      ratio: ratio(num(r.ratio)),
+      note: "time / the right secret's (1.00x: no dependence on the candidate)"
+    }))
+
 const rowsOf = (latest: Latest): Array<Row> =>
   latest.steps.flatMap((step) =>
     step.json.flatMap((json): Array<Row> => {
@@ -176,6 +188,7 @@ const rowsOf = (latest: Latest): Array<Row> =>
       if (name === "refresh-storm") return stormRows(json)
       if (name === "memory-per-cached-token") return memoryRows(json)
       if (name === "cli-startup") return cliRows(json)
+      if (name === "caller-secret-verify") return callerSecretRows(json)
       return []
     })
   )
@@ -186,7 +199,7 @@ const SECURITY = `## Security checks (all in \`pnpm test\`)
 | --- | --- |
 | no token, secret or key in the logs: the HTTP broker's full end-to-end suite on SQLite and PostgreSQL runs at debug level and its captured log lines are scanned for every caller secret, client secret, key and password, any JWT and any Basic credential; a focused whole-flow test adds the consent code and state, and the chaos suite checks the broker processes' output | \`apps/broker/test/e2e.test.ts\` ("the whole suite's debug logs hold no token, secret, key or password"), \`apps/broker/test/operations.test.ts\`, \`bench/chaos\` |
 | no JWT in anything the chaos suite's broker processes printed: the scan looks for JWT-shaped strings only (the access tokens dev-idp issues are JWTs); refresh tokens, client secrets and keys are covered by the broker's log scan in the first row, not by this one | \`bench/chaos/run.ts\` (the last row of its table; \`pnpm chaos\`, and its short version in \`pnpm test\`) |
-| caller secrets compared in constant time: verification derives a digest of the stored digest's length for any candidate (a zero digest of that length if derivation fails) and compares with \`crypto.timingSafeEqual\`; wrong secrets of every length (empty, one character, the last character changed, 10,000 characters) are refused without throwing; an unknown caller id costs a verification too | \`bench/test/security.test.ts\`; hashing and verification: \`packages/config/test\` |
+| caller-secret verification refuses, without throwing, a wrong secret of every length from 0 to twice the secret's and of 10,000 characters, a secret differing in one byte at any position (the last one too), a stored digest truncated to 1-31 bytes, extended by a byte, or changed in its first or last byte, a malformed hash and absurd scrypt parameters; a genuine 48-byte digest verifies and is refused when only its last byte changes (the candidate is derived to the stored digest's length and compared over all of it). Whether its cost depends on the candidate is measured, never asserted: \`pnpm --filter @token-broker/config bench\` prints each kind of candidate's median time as a ratio of the right secret's (\`pnpm bench\` adds them to the table as "caller secret verification") | \`packages/config/test/CallerSecret.test.ts\`; the ratios: \`packages/config/bench/callerSecret.ts\` |
 | providers must use https unless \`allowInsecureRequests\` is set (issuer, internal base URL, session-token issuers, config file) | \`packages/core/test/AuthorizationServer.test.ts\`, \`packages/core/test/TokenVerifier.test.ts\`, \`packages/config/test/Config.test.ts\` |
 | property-based test (fast-check) of the token-exchange and grants routes and every other route: no 5xx, a clear message on every refusal | \`apps/broker/test/fuzz.test.ts\` (400 runs) |
 | a record copied between subjects in the store does not decrypt (DecryptionFailed, never the other subject's token): one row's encrypted data copied with SQL onto another subject's row in SQLite and PostgreSQL, then asked for through a broker process; separately, a KeyRing-only check that an envelope does not decrypt under another subject's AAD (no store involved) | \`bench/test/security.test.ts\` (the store copy); \`packages/core/test/TokenBroker.consent.test.ts\` (the KeyRing check) |
@@ -226,7 +239,8 @@ export const renderBenchmarks = (latest: Latest): string => {
     "broker-http",
     "refresh-storm",
     "memory-per-cached-token",
-    "cli-startup"
+    "cli-startup",
+    "caller-secret-verify"
   ].filter(
     (name) =>
       !latest.steps.some((step) =>
@@ -278,6 +292,10 @@ ${table}
 - **memory** (\`bench/src/memory.ts\`, \`node --expose-gc\`): heap of core's \`AccessTokenCache\` with 100,000
   entries against a plain \`Map\` of the same 100,000 key strings to the same token strings.
 - **CLI start-up** (\`apps/cli/bench/startup.ts\`): \`token-broker --help\` against \`node -e 0\`.
+- **caller secret verification** (\`packages/config/bench/callerSecret.ts\`): \`verifySecret\` for wrong
+  secrets differing at the first or the last character, of other lengths (empty, one, 10,000 characters),
+  and for the right secret against a stored digest changed in its first or last byte, against the right
+  secret verifying, in interleaved rounds; the ratios show whether the cost depends on the candidate.
 
 ## Steps of this run
 

@@ -8,7 +8,7 @@ import {
   type StorageUnavailable,
   type TokenBroker,
   type TokenBrokerError,
-  type UpstreamRejected,
+  UpstreamRejected,
   UpstreamUnavailable
 } from "@token-broker/core"
 import { Cause, Data, Duration, Effect, Exit, Option, Redacted } from "effect"
@@ -373,6 +373,11 @@ export const exchangeErrorOf = (error: ClientError, provider: string): ClientErr
   }
   if (error.code === "invalid_target" && error.status === 400)
     return new ProviderNotFound({ provider, message: error.message })
+  if (error.code === "server_error" && error.status === 502) {
+    // the broker answers 502 at its token endpoint only when the provider refused the exchange: a
+    // configuration problem, not worth a retry (its description names the provider's error)
+    return new UpstreamRejected({ provider, error: "upstream_rejected", message: error.message })
+  }
   if (error.code === "temporarily_unavailable") {
     return new UpstreamUnavailable({
       provider,

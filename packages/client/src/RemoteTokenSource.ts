@@ -54,7 +54,8 @@ export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSource
         .pipe(
           Effect.mapError((error) => BrokerClient.exchangeErrorOf(error, request.provider)),
           Effect.mapError((error) =>
-            error._tag === "BrokerRequestError" && error.code === "invalid_scope"
+            // 400: the scopes themselves; a 403 invalid_scope is this caller's policy (access_denied below)
+            error._tag === "BrokerRequestError" && error.code === "invalid_scope" && error.status === 400
               ? new InvalidRequest({ field: "scopes", message: error.message })
               : error
           ),

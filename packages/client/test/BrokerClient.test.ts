@@ -1,166 +1,119 @@
-import { createServer, type Server } from "node:http"
+import { createServer, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { TokenSource } from "@token-broker/core"
-import { Effect, Redacted } from "effect"
+import { type Duration, Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BrokerClient, layerRemote } from "../src/index.js"
 
 /**
- * The client's mapping of the broker's answers, against a stand-in server that answers what the real
- * broker answers (apps/broker's end-to-end tests run this client against the real one).
+ * Transport faults only: what no real broker answers, but a network, a proxy or a dying process does
+ * (connection refused or reset, a body that is not the broker's JSON, no answer at all). This stand-in
+ * server exists for those alone. Every answer the broker itself gives - each problem code, the 403
+ * reasons, Retry-After, the token endpoint's RFC 6749 errors - is tested against the real broker in
+ * apps/broker/test/client.test.ts.
  */
+type Fault = (res: ServerResponse) => void
+
 let server: Server
 let url: string
-const seen: Array<{ method: string; url: string; authorization: string; body: string }> = []
-const answers = new Map<string, { status: number; body: unknown; headers?: Record<string, string> }>()
+const faults = new Map<string, Fault>()
 
 beforeAll(async () => {
   server = createServer((req, res) => {
-    let body = ""
-    req.on("data", (chunk) => {
-      body += chunk
-    })
+    req.resume()
     req.on("end", () => {
-      seen.push({
-        method: req.method ?? "",
-        url: req.url ?? "",
-        authorization: req.headers.authorization ?? "",
-        body
-      })
-      const answer = answers.get(`${req.method} ${(req.url ?? "").split("?")[0]}`) ?? {
-        status: 404,
-        body: { code: "not_found", detail: "no route" }
+      const fault = faults.get((req.url ?? "").split("?")[0] ?? "")
+      if (fault === undefined) {
+        res.writeHead(500).end()
+        return
       }
-      res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
-      res.end(JSON.stringify(answer.body))
+      fault(res)
     })
   })
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done))
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
-afterAll(() => new Promise<void>((done) => server.close(() => done())))
-
-const problem = (status: number, code: string, extra: Record<string, unknown> = {}) => ({
-  status,
-  body: {
-    type: `urn:token-broker:problem:${code}`,
-    title: code,
-    status,
-    detail: `detail of ${code}`,
-    code,
-    ...extra
-  }
+afterAll(async () => {
+  server.closeAllConnections()
+  await new Promise<void>((done) => server.close(() => done()))
 })
 
-describe("BrokerClient", () => {
-  it("sends Basic credentials (form-urlencoded first) and parses a token", async () => {
-    answers.set("POST /v1/grants/u%2Fone/notes/token", {
-      status: 200,
-      body: {
-        accessToken: "at",
-        tokenType: "Bearer",
-        expiresIn: 60,
-        expiresAt: "2030-01-01T00:00:00.000Z",
-        scopes: ["a"],
-        source: "cache"
-      }
-    })
-    const client = BrokerClient.make({
-      url: `${url}/`,
-      clientId: "my app",
-      clientSecret: Redacted.make("p:w")
-    })
-    const token = await client.backgroundToken({
-      subject: "u/one",
-      provider: "notes",
-      scopes: ["a"],
-      minTtl: "90 seconds"
-    })
-    expect(Redacted.value(token.accessToken)).toBe("at")
-    expect(token.expiresAt).toBe(Date.parse("2030-01-01T00:00:00.000Z"))
-    const request = seen.at(-1)
-    expect(request?.authorization).toBe(`Basic ${Buffer.from("my+app:p%3Aw").toString("base64")}`)
-    expect(JSON.parse(request?.body ?? "")).toEqual({ scopes: ["a"], minTtl: 90 })
-  })
+const SECRET = "s3cret-never-in-an-error"
+const client = (base = url, timeout: Duration.DurationInput = "10 seconds") =>
+  BrokerClient.make({ url: base, clientId: "app", clientSecret: SECRET, timeout })
 
-  it("maps problem+json back to core's typed errors by code, and its own refusals to BrokerRequestError", async () => {
-    const client = BrokerClient.make({ url, clientId: "app", clientSecret: "s" })
-    const cases: Array<
-      [{ status: number; body: unknown; headers?: Record<string, string> }, Record<string, unknown>]
-    > = [
-      [
-        problem(409, "consent_required", { subject: "u", provider: "notes", reason: "invalid_grant" }),
-        { _tag: "ConsentRequired", reason: "invalid_grant" }
-      ],
-      [
-        {
-          ...problem(503, "upstream_unavailable", {
-            provider: "notes",
-            reason: "rate_limited",
-            retryAfter: 7
-          })
-        },
-        { _tag: "UpstreamUnavailable", reason: "rate_limited" }
-      ],
-      [
-        problem(404, "provider_not_found", { provider: "nope" }),
-        { _tag: "ProviderNotFound", provider: "nope" }
-      ],
-      [problem(400, "invalid_request", { field: "scopes" }), { _tag: "InvalidRequest", field: "scopes" }],
-      [problem(503, "storage_unavailable"), { _tag: "StorageUnavailable" }],
-      [
-        problem(403, "forbidden", { reason: "scope_not_allowed" }),
-        { _tag: "BrokerRequestError", status: 403, code: "forbidden", reason: "scope_not_allowed" }
-      ],
-      [
-        { status: 502, body: "not json" },
-        { _tag: "BrokerRequestError", status: 502 }
-      ]
-    ]
-    for (const [answer, expected] of cases) {
-      answers.set("POST /v1/grants/u/notes/token", answer)
-      const error = await client.backgroundToken({ subject: "u", provider: "notes" }).catch((e: unknown) => e)
-      expect(error).toMatchObject(expected)
-    }
-    answers.set("POST /v1/grants/u/notes/token", { status: 200, body: { accessToken: 1 } })
-    expect(
-      await client.backgroundToken({ subject: "u", provider: "notes" }).catch((e: unknown) => e)
-    ).toMatchObject({
-      code: "invalid_response"
-    })
-  })
+const failureOf = (promise: Promise<unknown>) =>
+  promise.then(
+    (value) => {
+      throw new Error(`expected a failure, got ${JSON.stringify(value)}`)
+    },
+    (error: unknown) => error
+  )
 
-  it("an unreachable broker is UpstreamUnavailable, through the remote TokenSource too", async () => {
-    const source = layerRemote({
-      url: "http://127.0.0.1:1",
-      clientId: "app",
-      clientSecret: "s",
-      timeout: "2 seconds"
-    })
-    const error = await Effect.runPromise(
-      Effect.flip(
-        Effect.provide(
-          Effect.flatMap(TokenSource.TokenSource, (s) =>
-            s.backgroundToken({ subject: "u", provider: "notes" })
-          ),
-          source
-        )
+const remoteFailure = (base: string, timeout: Duration.DurationInput = "10 seconds") =>
+  Effect.runPromise(
+    Effect.flip(
+      Effect.provide(
+        Effect.flatMap(TokenSource.TokenSource, (s) =>
+          s.backgroundToken({ subject: "u", provider: "notes" })
+        ),
+        layerRemote({ url: base, clientId: "app", clientSecret: SECRET, timeout })
       )
     )
+  )
+
+const path = "/v1/grants/u/notes/token"
+
+describe("BrokerClient under transport faults", () => {
+  it("connection refused: UpstreamUnavailable network, through the remote TokenSource too", async () => {
+    // port 1: nothing listens there (a privileged port this test never binds)
+    const refused = "http://127.0.0.1:1"
+    const error = await failureOf(client(refused).backgroundToken({ subject: "u", provider: "notes" }))
+    expect(error).toMatchObject({ _tag: "UpstreamUnavailable", reason: "network", provider: "notes" })
+    expect(JSON.stringify(error)).not.toContain(SECRET)
+    expect(await remoteFailure(refused)).toMatchObject({ _tag: "UpstreamUnavailable", reason: "network" })
+  })
+
+  it("connection reset before an answer: UpstreamUnavailable network", async () => {
+    faults.set(path, (res) => res.socket?.destroy())
+    const error = await failureOf(client().backgroundToken({ subject: "u", provider: "notes" }))
     expect(error).toMatchObject({ _tag: "UpstreamUnavailable", reason: "network", provider: "notes" })
   })
 
-  it("the remote TokenSource turns the broker's policy refusals into UpstreamRejected", async () => {
-    answers.set("GET /v1/grants/u/notes", problem(401, "unauthorized"))
-    const source = layerRemote({ url, clientId: "app", clientSecret: "wrong" })
-    const error = await Effect.runPromise(
-      Effect.flip(
-        Effect.provide(
-          Effect.flatMap(TokenSource.TokenSource, (s) => s.grantStatus({ subject: "u", provider: "notes" })),
-          source
-        )
-      )
+  it("no answer at all: UpstreamUnavailable timeout after the client's own time budget", async () => {
+    // never answers: only the client's timeout can end the request
+    faults.set(path, () => undefined)
+    const error = await failureOf(
+      client(url, "200 millis").backgroundToken({ subject: "u", provider: "notes" })
     )
-    expect(error).toMatchObject({ _tag: "UpstreamRejected", error: "invalid_client" })
+    expect(error).toMatchObject({ _tag: "UpstreamUnavailable", reason: "timeout", provider: "notes" })
+    expect(await remoteFailure(url, "200 millis")).toMatchObject({
+      _tag: "UpstreamUnavailable",
+      reason: "timeout"
+    })
+  })
+
+  it("a proxy's non-JSON error page: BrokerRequestError with the status, UpstreamUnavailable over the TokenSource", async () => {
+    faults.set(path, (res) => res.writeHead(502, { "content-type": "text/html" }).end("<h1>Bad gateway</h1>"))
+    const error = await failureOf(client().backgroundToken({ subject: "u", provider: "notes" }))
+    expect(error).toMatchObject({ _tag: "BrokerRequestError", status: 502, code: "http_502" })
+    expect(await remoteFailure(url)).toMatchObject({
+      _tag: "UpstreamUnavailable",
+      reason: "server_error",
+      status: 502
+    })
+  })
+
+  it("a 2xx body that is not the broker's view: BrokerRequestError invalid_response", async () => {
+    for (const fault of [
+      (res: ServerResponse) =>
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ accessToken: 1 })),
+      (res: ServerResponse) => res.writeHead(200, { "content-type": "text/plain" }).end("ok"),
+      (res: ServerResponse) => res.writeHead(200).end()
+    ]) {
+      faults.set(path, fault)
+      const error = await failureOf(client().backgroundToken({ subject: "u", provider: "notes" }))
+      expect(error).toMatchObject({ _tag: "BrokerRequestError", status: 200, code: "invalid_response" })
+    }
   })
 })

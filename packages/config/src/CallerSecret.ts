@@ -3,8 +3,10 @@ import { Effect, Redacted } from "effect"
 
 /**
  * Caller secrets are stored as scrypt hashes in a self-describing string:
- * `scrypt$N=16384,r=8,p=1$<salt>$<hash>` (salt and hash base64url). Verification recomputes the hash
- * with the parameters the string names and compares in constant time.
+ * `scrypt$N=16384,r=8,p=1$<salt>$<hash>` (salt and hash base64url). Verification derives the candidate
+ * with the parameters the string names, to the stored digest's length, and compares the two digests
+ * with `crypto.timingSafeEqual` (test/CallerSecret.test.ts checks what that refuses; bench/callerSecret.ts
+ * measures whether the cost depends on the candidate).
  */
 
 const DEFAULT = { N: 16_384, r: 8, p: 1 } as const

@@ -5,16 +5,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { GrantStore, KeyRing, TokenBroker } from "@token-broker/core"
 import { Duration, Effect, Layer, Redacted } from "effect"
-import {
-  brokerLayer,
-  type ConfigFileInput,
-  hashSecret,
-  isSecretHash,
-  jsonSchemaText,
-  loadConfig,
-  parseConfig,
-  verifySecret
-} from "../src/index.js"
+import { brokerLayer, type ConfigFileInput, jsonSchemaText, loadConfig, parseConfig } from "../src/index.js"
 
 const KEY = randomBytes(32).toString("base64")
 const env = { KEY, NOTES_SECRET: "notes-client-secret-0123456789" }
@@ -288,31 +279,6 @@ providers:
       expect(bad.message).toMatch(/bad.yaml: not valid YAML/)
       const missing = yield* Effect.flip(loadConfig({ path: join(dir, "nope.yaml"), env }))
       expect(missing.message).toMatch(/cannot read the config file .*ENOENT/)
-    })
-  )
-})
-
-describe("caller secrets", () => {
-  it.effect("hashSecret is self-describing, salted, and verifies in constant time", () =>
-    Effect.gen(function* () {
-      const hash = yield* hashSecret("correct horse battery staple")
-      expect(hash).toMatch(/^scrypt\$N=16384,r=8,p=1\$/)
-      expect(isSecretHash(hash)).toBe(true)
-      expect(yield* hashSecret("correct horse battery staple")).not.toBe(hash)
-      expect(yield* verifySecret("correct horse battery staple", hash)).toBe(true)
-      expect(yield* verifySecret(Redacted.make("correct horse battery staple"), hash)).toBe(true)
-      expect(yield* verifySecret("wrong", hash)).toBe(false)
-      expect(yield* verifySecret("x", "scrypt$garbage")).toBe(false)
-      // A truncated digest (24 of 32 bytes) is refused even for the right secret.
-      const [head, digest = ""] = [
-        hash.slice(0, hash.lastIndexOf("$") + 1),
-        hash.slice(hash.lastIndexOf("$") + 1)
-      ]
-      const truncated = head + Buffer.from(digest, "base64url").subarray(0, 24).toString("base64url")
-      expect(isSecretHash(truncated)).toBe(true)
-      expect(yield* verifySecret("correct horse battery staple", truncated)).toBe(false)
-      // absurd parameters are refused, not computed
-      expect(yield* verifySecret("x", hash.replace("N=16384", "N=1073741824"))).toBe(false)
     })
   )
 })
