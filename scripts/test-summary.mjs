@@ -58,10 +58,6 @@ export const summarize = ({ root, steps, expectedSkips, filter, env = {} }) => {
   const failures = []
   const skips = []
 
-  for (const step of steps) {
-    if (step.code !== 0) failures.push(`step ${step.name} failed (exit ${step.code})`)
-  }
-
   const packages = workspacePackages(root).filter(
     (pkg) => filter === undefined || pkg.name === filter || pkg.dir === filter
   )
@@ -111,6 +107,14 @@ export const summarize = ({ root, steps, expectedSkips, filter, env = {} }) => {
       failures.push(`${skip.file} > ${skip.test}: skipped, and scripts/expected-skips.json does not list it`)
     }
   }
+
+  // A failed step counts once, named. The tests step is the exception when the reports already name
+  // what failed in it (each failed test or file counts instead): it would count the same failure twice.
+  const explainedByReports = failures.length > 0
+  const stepFailures = steps
+    .filter((step) => step.code !== 0 && !(step.name === "tests" && explainedByReports))
+    .map((step) => `step ${step.name} failed (exit ${step.code})`)
+  failures.unshift(...stepFailures)
 
   const failed = failures.length
   const line = `${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`

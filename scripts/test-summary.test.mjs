@@ -175,4 +175,22 @@ describe("the closing line never says 0 failed when something failed", () => {
     assert.equal(result.line, "1 passed, 1 failed")
     assert.deepEqual(result.failures, ["packages/p/test/a.test.ts > bad: failed"])
   })
+
+  test("a failed tests step counts once: by the failures its reports name, or by itself when they name none", () => {
+    const { root, pkg } = workspace({})
+    const tests = { name: "tests", code: 1, seconds: 9 }
+    report(pkg, { success: true, numPassedTests: 1, numPendingTests: 0, numTodoTests: 0, testResults: [] })
+    assert.deepEqual(summarize({ root, steps: [tests], expectedSkips: [] }).failures, [
+      "step tests failed (exit 1)"
+    ])
+    report(pkg, {
+      success: false,
+      numPassedTests: 0,
+      numPendingTests: 0,
+      numTodoTests: 0,
+      testResults: [fileResult(root, "a.test.ts", "failed", [{ fullName: "bad", status: "failed" }])]
+    })
+    const named = summarize({ root, steps: [tests], expectedSkips: [] })
+    assert.equal(named.line, "0 passed, 1 failed")
+  })
 })
