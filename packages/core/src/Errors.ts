@@ -31,6 +31,8 @@ export type ConsentRequiredReason =
    * (the broker crashed or lost its lease mid-refresh); the provider then refused the stored token.
    */
   | "rotation_lost"
+  /** Callers reported the newest access token refused upstream (401) after several refreshes in a row. */
+  | "access_token_rejected"
 
 /**
  * The provider could not be reached, timed out, answered 5xx or 429, or answered a refresh with a body

@@ -69,3 +69,9 @@ export const circuitOpen = Metric.counter("circuit_open_total", {
   description: "Times a provider's circuit opened after repeated transient failures",
   incremental: true
 })
+
+/** `outcome`: dropped | reconsent_required. Access tokens callers reported as refused upstream (401). */
+export const accessRejections = Metric.counter("access_token_rejected_total", {
+  description: "Access tokens that callers reported as refused by the upstream API",
+  incremental: true
+})

@@ -21,6 +21,7 @@ import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import { count, unsafeCount } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
+import { makeReportRejected } from "./internal/reportRejected.js"
 import { normalizeScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
@@ -67,6 +68,11 @@ export interface BackgroundTokenRequest extends GrantRef {
   readonly scopes?: ReadonlyArray<string> | undefined
   /** Never serve a token that lives less than this. */
   readonly minTtl?: Duration.DurationInput | undefined
+}
+
+export interface RejectedTokenReport extends GrantRef {
+  /** The access token the upstream API refused. */
+  readonly accessToken: Redacted.Redacted<string>
 }
 
 export interface SessionTokenRequest {
@@ -139,6 +145,11 @@ export interface TokenBrokerOptions {
     | undefined
   /** Most refreshes in flight at once per provider from this process. Default 32. */
   readonly maxConcurrentRefreshes?: number | undefined
+  /**
+   * How many refreshes in a row whose newest access token callers report refused upstream (401) mark the
+   * grant for consent again. Default 3.
+   */
+  readonly rejectionsBeforeReconsent?: number | undefined
   /** Lifetime of a pending consent. Default 10 minutes. */
   readonly pendingTtl?: Duration.DurationInput | undefined
   /** The audiences a session (Flow 1) token must carry to be exchanged: this broker / MCP server. */
@@ -209,6 +220,15 @@ export interface TokenBrokerService {
    * lives long enough; undefined otherwise (then call `backgroundToken`). For hot paths outside Effect.
    */
   readonly cachedToken: (request: BackgroundTokenRequest) => IssuedToken | undefined
+  /**
+   * The upstream API refused (401) an access token the broker handed out. The token is dropped from the
+   * cache and the store, so the next call refreshes; the newest token of a grant refused after
+   * `rejectionsBeforeReconsent` refreshes in a row marks the grant `reconsent_required`. Answers the grant
+   * after the report (none when no grant is stored).
+   */
+  readonly reportRejected: (
+    request: RejectedTokenReport
+  ) => Effect.Effect<Option.Option<GrantInfo>, StorageUnavailable | InvalidRequest>
   /** Refreshes now, whatever the cache says: rotates the refresh token where the provider rotates. */
   readonly rotateRefreshToken: (
     ref: GrantRef
@@ -292,6 +312,10 @@ export const make = (
     }
     const protocol = makeRefreshProtocol(settings, { store, keyRing, servers, cache })
     const flights = makeSingleFlight(scope)
+    const reportRejection = makeReportRejected(
+      { store, keyRing, cache },
+      Math.max(1, options.rejectionsBeforeReconsent ?? 3)
+    )
 
     const keyOf = (ref: GrantRef): Effect.Effect<GrantKey, InvalidRequest> => {
       const tenant = ref.tenant ?? defaultTenant
@@ -729,6 +753,13 @@ export const make = (
         )
       }).pipe(Effect.withSpan("TokenBroker.revoke", { attributes: { provider: ref.provider } }))
 
+    const reportRejected: TokenBrokerService["reportRejected"] = (request) =>
+      Effect.gen(function* () {
+        const key = yield* keyOf(request)
+        const outcome = yield* reportRejection(key, request.accessToken)
+        return Option.map(outcome.grant, toGrantInfo)
+      }).pipe(Effect.withSpan("TokenBroker.reportRejected", { attributes: { provider: request.provider } }))
+
     const rotateRefreshToken: TokenBrokerService["rotateRefreshToken"] = (ref) =>
       Effect.gen(function* () {
         const key = yield* keyOf(ref)
@@ -760,6 +791,7 @@ export const make = (
       grantStatus,
       listGrants,
       revoke,
+      reportRejected,
       rotateRefreshToken,
       cachedToken
     }

@@ -242,3 +242,58 @@ describe("revoke what cannot be read (case 12)", () => {
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 })
+
+describe("a caller reports a token refused upstream (case 14)", () => {
+  it.effect(
+    "the token is dropped, the next call refreshes; refusals after three refreshes need consent",
+    () =>
+      Effect.gen(function* () {
+        const alice = user(dev.idp)
+        yield* connect(dev.idp, alice)
+        const broker = yield* TokenBroker.TokenBroker
+        const ref = { subject: alice.sub, provider: PROVIDER }
+        const first = yield* broker.backgroundToken(ref)
+        expect(first.source).toBe("store")
+        dev.idp.counters.reset()
+        let token = first
+        for (let strike = 1; strike <= 3; strike++) {
+          const after = Option.getOrThrow(
+            yield* broker.reportRejected({ ...ref, accessToken: token.accessToken })
+          )
+          expect(after.failureCount).toBe(strike)
+          expect(after.lastErrorCode).toBe("access_token_rejected")
+          expect(after.status).toBe(strike < 3 ? "active" : "reconsent_required")
+          expect(broker.cachedToken(ref)).toBeUndefined()
+          if (strike < 3) {
+            token = yield* broker.backgroundToken(ref)
+            expect(token.source).toBe("refresh")
+            // A report of a token already replaced is not a strike.
+            const stale = Option.getOrThrow(
+              yield* broker.reportRejected({ ...ref, accessToken: first.accessToken })
+            )
+            expect(stale.failureCount).toBe(strike)
+          }
+        }
+        expect(dev.idp.counters.count({ grantType: "refresh_token" })).toBe(2)
+        const error = yield* Effect.flip(broker.backgroundToken(ref))
+        expect(error._tag === "ConsentRequired" && error.reason).toBe("access_token_rejected")
+      }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.effect("a refresh without a report in between clears the strikes", () =>
+    Effect.gen(function* () {
+      const bob = user(dev.idp, 1)
+      yield* connect(dev.idp, bob)
+      const broker = yield* TokenBroker.TokenBroker
+      const ref = { subject: bob.sub, provider: PROVIDER }
+      const first = yield* broker.backgroundToken(ref)
+      yield* broker.reportRejected({ ...ref, accessToken: first.accessToken })
+      yield* broker.backgroundToken(ref)
+      yield* broker.rotateRefreshToken(ref)
+      const grant = Option.getOrThrow(yield* broker.grantStatus(ref))
+      expect(grant.failureCount).toBe(0)
+      expect(grant.lastErrorCode).toBeNull()
+      expect(grant.status).toBe("active")
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+})

@@ -36,6 +36,26 @@ export interface Rotation {
  */
 export type CommitOutcome = "written" | "superseded" | "removed" | "unwritten"
 
+/**
+ * `lastErrorCode` of a grant whose newest access token a caller reported as refused upstream, and of one
+ * refreshed since such a report. A refresh alone does not clear the strikes (the provider may keep
+ * refusing the tokens it issues): they carry over once, and clear when a refresh follows without a new
+ * report in between.
+ */
+export const ACCESS_REJECTED = "access_token_rejected"
+export const ACCESS_REJECTED_BEFORE = "access_token_rejected_before"
+
+const afterRefresh = (
+  expected: GrantRecord,
+  errorCode: string | null
+): Pick<GrantRecord, "failureCount" | "lastErrorCode"> => {
+  if (errorCode !== null) return { failureCount: expected.failureCount + 1, lastErrorCode: errorCode }
+  if (expected.lastErrorCode === ACCESS_REJECTED) {
+    return { failureCount: expected.failureCount, lastErrorCode: ACCESS_REJECTED_BEFORE }
+  }
+  return { failureCount: 0, lastErrorCode: null }
+}
+
 /** How often a write re-reads a grant that changed under it before backing off. */
 const MAX_REAPPLY = 8
 
@@ -94,8 +114,7 @@ export const commitRotation = (
         lastRefreshedAt: access === null ? expected.lastRefreshedAt : rotation.arrivedAt,
         lastUsedAt: rotation.arrivedAt,
         updatedAt: Math.max(rotation.arrivedAt, expected.updatedAt),
-        failureCount: rotation.errorCode === null ? 0 : expected.failureCount + 1,
-        lastErrorCode: rotation.errorCode,
+        ...afterRefresh(expected, rotation.errorCode),
         refreshStartedAt: null
       }
       if ((yield* store.compareAndSet(key, expected.version, next)) === "ok") return "written" as const

@@ -133,7 +133,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         return Effect.fail(
           consent(
             key,
-            record.lastErrorCode === "rotation_lost" ? "rotation_lost" : "reconsent_required",
+            record.lastErrorCode === "rotation_lost" || record.lastErrorCode === "access_token_rejected"
+              ? record.lastErrorCode
+              : "reconsent_required",
             `the grant was marked after "${record.lastErrorCode ?? "an earlier failure"}"`
           )
         )
