@@ -11,6 +11,11 @@ export interface CachedToken {
   /** Epoch ms. */
   readonly expiresAt: number
   readonly scopes: ReadonlyArray<string>
+  /**
+   * Epoch ms from which a lookup misses although the token is still valid: the token is then due for
+   * its early refresh (the broker sets it from the token's issued lifetime, with jitter). Default: never.
+   */
+  readonly refreshAt?: number | undefined
 }
 
 export interface AccessTokenCacheService {
@@ -19,6 +24,11 @@ export interface AccessTokenCacheService {
    * pay no scheduling cost.
    */
   readonly lookup: (key: string, now: number, minRemainingMs: number) => CachedToken | undefined
+  /**
+   * The cached token when it lives at least `minRemainingMs` more, even past its `refreshAt`: the
+   * still-valid token served while the provider or the store is unavailable.
+   */
+  readonly peek: (key: string, now: number, minRemainingMs: number) => CachedToken | undefined
   readonly set: (grantId: string, key: string, entry: CachedToken) => Effect.Effect<void>
   /** Removes every entry of a grant (every scope set and audience). */
   readonly invalidateGrant: (grantId: string) => Effect.Effect<void>
@@ -44,7 +54,7 @@ export const cacheKey = (
 
 export const makeSync = (options: AccessTokenCacheOptions = {}): AccessTokenCacheService => {
   const maxEntries = options.maxEntries ?? 100_000
-  const entries = new Map<string, CachedToken & { readonly grantId: string }>()
+  const entries = new Map<string, CachedToken & { readonly grantId: string; readonly refreshAt: number }>()
   const byGrant = new Map<string, Set<string>>()
 
   const remove = (key: string) => {
@@ -60,16 +70,20 @@ export const makeSync = (options: AccessTokenCacheOptions = {}): AccessTokenCach
     lookup: (key, now, minRemainingMs) => {
       const entry = entries.get(key)
       if (entry === undefined) return undefined
-      if (entry.expiresAt - now < minRemainingMs) return undefined
+      if (entry.expiresAt - now < minRemainingMs || now >= entry.refreshAt) return undefined
       // Least recently used goes first: a hit moves the entry to the young end.
       entries.delete(key)
       entries.set(key, entry)
       return entry
     },
+    peek: (key, now, minRemainingMs) => {
+      const entry = entries.get(key)
+      return entry === undefined || entry.expiresAt - now < minRemainingMs ? undefined : entry
+    },
     set: (grantId, key, entry) =>
       Effect.sync(() => {
         remove(key)
-        entries.set(key, { ...entry, grantId })
+        entries.set(key, { ...entry, grantId, refreshAt: entry.refreshAt ?? Number.POSITIVE_INFINITY })
         let keys = byGrant.get(grantId)
         if (keys === undefined) {
           keys = new Set()

@@ -20,6 +20,23 @@ export class InvalidGrant {
   ) {}
 }
 
+/**
+ * The provider answered a refresh with a 2xx that failed validation (an unknown `token_type`, a missing
+ * field, a body that is not JSON). The provider processed the request: the refresh token sent is
+ * consumed. `refreshToken` is the successor recovered from a JSON body, when it carried one; the
+ * outcome is unknown otherwise. Never logged: it holds a secret (redacted).
+ */
+export class UnreadableAnswer {
+  readonly _tag = "UnreadableAnswer"
+  constructor(
+    readonly provider: string,
+    readonly status: number,
+    readonly refreshToken: Redacted.Redacted<string> | null,
+    /** What failed validation (a stable code from the client library, never a body). */
+    readonly problem: string
+  ) {}
+}
+
 /** A token endpoint response, validated; times are absolute (epoch ms) from when it arrived. */
 export interface TokenSet {
   readonly accessToken: Redacted.Redacted<string>
@@ -62,7 +79,7 @@ export interface ProviderClient {
     readonly refreshToken: Redacted.Redacted<string>
     readonly scopes?: ReadonlyArray<string> | undefined
     readonly resource?: string | undefined
-  }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  }) => Effect.Effect<TokenSet, InvalidGrant | UnreadableAnswer | UpstreamError>
   /** RFC 8693 token exchange of an access token the provider trusts. */
   readonly exchange: (request: {
     readonly subjectToken: Redacted.Redacted<string>

@@ -31,11 +31,25 @@ export type ConsentRequiredReason =
    * (the broker crashed or lost its lease mid-refresh); the provider then refused the stored token.
    */
   | "rotation_lost"
+  /** Callers reported the newest access token refused upstream (401) after several refreshes in a row. */
+  | "access_token_rejected"
 
-/** The provider could not be reached, timed out, answered 5xx or 429. Retryable. */
+/**
+ * The provider could not be reached, timed out, answered 5xx or 429, or answered a refresh with a body
+ * that could not be read (`invalid_response`). Retryable. Where the provider may have processed the
+ * request (every reason but `rate_limited`, `circuit_open` and `lease_timeout`), the broker did not retry
+ * it with the same refresh token.
+ */
 export class UpstreamUnavailable extends Data.TaggedError("UpstreamUnavailable")<{
   readonly provider: string
-  readonly reason: "network" | "timeout" | "server_error" | "rate_limited" | "circuit_open" | "lease_timeout"
+  readonly reason:
+    | "network"
+    | "timeout"
+    | "server_error"
+    | "rate_limited"
+    | "circuit_open"
+    | "lease_timeout"
+    | "invalid_response"
   readonly status?: number | undefined
   readonly retryAfter?: Duration.Duration | undefined
   readonly message: string

@@ -41,6 +41,10 @@ export interface TokenBrokerClient {
     readonly limit?: number
   }) => Promise<TokenBroker.GrantList>
   readonly revoke: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.RevokeResult>
+  /** The upstream API refused (401) this access token: drop it; the next call refreshes. */
+  readonly reportRejected: (
+    request: TokenBroker.GrantRef & { readonly accessToken: string }
+  ) => Promise<TokenBroker.GrantInfo | undefined>
   readonly rotateRefreshToken: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.GrantInfo>
   /** Stops the runtime: in-flight refreshes are interrupted, pools and files closed. */
   readonly close: () => Promise<void>
@@ -118,6 +122,14 @@ export const createTokenBroker = async (options: CreateTokenBrokerOptions): Prom
     grantStatus: (ref) => run(runtime, Effect.map(broker.grantStatus(ref), Option.getOrUndefined)),
     listGrants: (request = {}) => run(runtime, broker.listGrants(request)),
     revoke: (ref) => run(runtime, broker.revoke(ref)),
+    reportRejected: (request) =>
+      run(
+        runtime,
+        Effect.map(
+          broker.reportRejected({ ...request, accessToken: Redacted.make(request.accessToken) }),
+          Option.getOrUndefined
+        )
+      ),
     rotateRefreshToken: (ref) => run(runtime, broker.rotateRefreshToken(ref)),
     close: () => runtime.dispose()
   }

@@ -1,6 +1,12 @@
-import { Context, Duration, Effect, Layer, type Option, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, type Option } from "effect"
 import type { StorageUnavailable } from "./Errors.js"
-import type { GrantFilter, GrantKey, GrantRecord, PendingAuthorization } from "./Grant.js"
+import {
+  type GrantFilter,
+  type GrantKey,
+  type GrantRecord,
+  grantKeyString,
+  type PendingAuthorization
+} from "./Grant.js"
 import { makeMemoryDriver } from "./internal/memoryStore.js"
 
 /**
@@ -80,50 +86,134 @@ export class LeaseLost {
 
 export interface LeaseOptions {
   /** How long the lease lives without renewal; renewed every third of it while held. */
-  readonly ttl: Duration.Duration
+  readonly ttl: Duration.DurationInput
   /** How long to wait for a busy lease before giving up with `LeaseTimeout`. */
-  readonly wait: Duration.Duration
+  readonly wait: Duration.DurationInput
 }
+
+/** A lease held by `withLease`, as its holder sees it on the local clock. */
+export interface Lease {
+  readonly name: string
+  /**
+   * Epoch ms (local clock) until which the lease is certainly held: the start of the last acquire or
+   * renewal the store confirmed, plus the ttl. Past it another owner may hold it.
+   */
+  readonly heldUntil: Effect.Effect<number>
+  /**
+   * Fails with `LeaseLost` when the lease may end within `marginMs` (or the store said another owner
+   * holds it). A holder checks before each step another owner must not overlap (an upstream call).
+   */
+  readonly ensureHeld: (marginMs?: number) => Effect.Effect<void, LeaseLost>
+}
+
+/** The name of a grant's lease: refreshes, revocation and re-encryption of the grant all take it. */
+export const grantLeaseName = (key: GrantKey): string => `grant:${grantKeyString(key)}`
 
 /**
  * Runs `use` while this process holds the exclusive lease `name` across every process sharing the
- * store. The lease is renewed every `ttl / 3` while `use` runs; when a renewal fails `use` is
- * interrupted and the result is `LeaseLost`, so a holder that lost its lease never writes. The lease is
- * released afterwards (only if still ours). Waiting polls with jittered backoff.
+ * store. `owner` must be unique to this acquisition (two acquisitions with one owner are one lease).
+ *
+ * The lease is renewed every `ttl / 3`; each store call is bounded well under the ttl, and a failed or
+ * hung renewal is retried until the lease's known expiry. Renewal never interrupts a `use` that takes the
+ * `Lease`: it checks `ensureHeld` where it matters and decides (the refresh protocol never abandons a
+ * request already sent upstream, and fences its write with compare-and-set). A plain effect, which cannot
+ * check, is interrupted with `LeaseLost` once the lease may have expired.
+ *
+ * Acquiring waits for a busy lease up to `wait`. An acquisition that fails or times out is released all
+ * the same: the store may have committed it before its answer was lost. The lease is released after
+ * `use` (only if still ours).
  */
 export const withLease = <A, E, R>(
   driver: GrantStoreDriver,
   name: string,
   owner: string,
   options: LeaseOptions,
-  use: Effect.Effect<A, E, R>
+  use: Effect.Effect<A, E, R> | ((lease: Lease) => Effect.Effect<A, E, R>)
 ): Effect.Effect<A, E | StorageUnavailable | LeaseTimeout | LeaseLost, R> => {
-  const acquire = driver.acquireLease(name, owner, options.ttl).pipe(
-    Effect.flatMap((ok) => (ok ? Effect.void : Effect.fail("busy" as const))),
-    Effect.retry({
-      while: (e) => e === "busy",
-      schedule: Schedule.exponential("5 millis", 1.5).pipe(
-        Schedule.union(Schedule.spaced("100 millis")),
-        Schedule.jittered
+  const ttl = Duration.decode(options.ttl)
+  const ttlMs = Duration.toMillis(ttl)
+  const callTimeout = Duration.millis(Math.max(1, Math.floor(ttlMs / 4)))
+  const renewEvery = Duration.millis(Math.max(1, Math.floor(ttlMs / 3)))
+  // Bounded, and safe to run while this fiber is being interrupted: a hung release is left behind
+  // (the lease then ends at its ttl).
+  const release = driver
+    .releaseLease(name, owner)
+    .pipe(Effect.interruptible, Effect.disconnect, Effect.timeout(callTimeout), Effect.ignore)
+
+  /** Acquires; answers the local time the successful attempt started. */
+  const acquire = Effect.gen(function* () {
+    for (let attempt = 0; ; attempt++) {
+      const started = yield* Clock.currentTimeMillis
+      const ok = yield* driver.acquireLease(name, owner, ttl)
+      if (ok) return started
+      // Exponential from 5 ms (x1.5), at most 100 ms, jittered: waiters poll a busy lease cheaply.
+      yield* Effect.sleep(Duration.millis(Math.min(100, 5 * 1.5 ** attempt) * (0.8 + 0.4 * Math.random())))
+    }
+  }).pipe(Effect.timeoutFail({ duration: options.wait, onTimeout: () => new LeaseTimeout(name) }))
+
+  const holding = (acquiredAt: number) =>
+    Effect.gen(function* () {
+      let heldUntil = acquiredAt + ttlMs
+      let lost = false
+      const lostSignal = yield* Deferred.make<void>()
+      const markLost = Effect.suspend(() => {
+        lost = true
+        return Deferred.succeed(lostSignal, undefined)
+      })
+      const renewOnce = Effect.gen(function* () {
+        const started = yield* Clock.currentTimeMillis
+        const answer = yield* driver
+          .renewLease(name, owner, ttl)
+          .pipe(Effect.timeout(callTimeout), Effect.either)
+        if (Either.isRight(answer)) {
+          if (!answer.right) return yield* markLost
+          heldUntil = Math.max(heldUntil, started + ttlMs)
+          return
+        }
+        // A store error or a hung call: retry soon, until the known expiry passes.
+        const now = yield* Clock.currentTimeMillis
+        if (now >= heldUntil) return yield* markLost
+        yield* Effect.sleep(Duration.millis(Math.max(1, Math.min(ttlMs / 10, heldUntil - now))))
+        return yield* Effect.fail("retry" as const)
+      }).pipe(Effect.retry({ while: (e) => e === "retry" }))
+      const keepAlive = Effect.sleep(renewEvery).pipe(
+        Effect.zipRight(renewOnce),
+        Effect.repeat({ until: () => lost })
       )
-    }),
-    Effect.timeoutFail({ duration: options.wait, onTimeout: () => new LeaseTimeout(name) }),
-    Effect.catchIf(
-      (e): e is "busy" => e === "busy",
-      () => Effect.fail(new LeaseTimeout(name))
-    )
-  )
-  const renewEvery = Duration.millis(Math.max(1, Math.floor(Duration.toMillis(options.ttl) / 3)))
-  const keepAlive = driver.renewLease(name, owner, options.ttl).pipe(
-    Effect.flatMap((held) => (held ? Effect.void : Effect.fail(new LeaseLost(name)))),
-    Effect.catchTag("StorageUnavailable", () => Effect.fail(new LeaseLost(name))),
-    Effect.delay(renewEvery),
-    Effect.forever
-  )
-  return Effect.acquireUseRelease(
-    acquire,
-    () => Effect.raceFirst(use, keepAlive),
-    () => driver.releaseLease(name, owner).pipe(Effect.ignore)
+      // Expiry on the local clock, whatever the renewals are doing (a hung call included).
+      const expiryWatch = Effect.gen(function* () {
+        while (!lost) {
+          const now = yield* Clock.currentTimeMillis
+          if (now >= heldUntil) return yield* markLost
+          yield* Effect.sleep(Duration.millis(heldUntil - now))
+        }
+      })
+      const lease: Lease = {
+        name,
+        heldUntil: Effect.sync(() => heldUntil),
+        ensureHeld: (marginMs = 0) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            lost || now + marginMs >= heldUntil ? Effect.fail(new LeaseLost(name)) : Effect.void
+          )
+      }
+      const renewing = yield* Effect.forkScoped(keepAlive)
+      const watching = yield* Effect.forkScoped(expiryWatch)
+      const body = Effect.isEffect(use)
+        ? Effect.raceFirst(
+            use as Effect.Effect<A, E, R>,
+            Effect.zipRight(Deferred.await(lostSignal), Effect.fail(new LeaseLost(name)))
+          )
+        : use(lease)
+      return yield* body.pipe(
+        Effect.ensuring(Effect.zipRight(Fiber.interrupt(renewing), Fiber.interrupt(watching)))
+      )
+    }).pipe(Effect.scoped)
+
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const acquiredAt = yield* restore(acquire).pipe(Effect.onError(() => release))
+      return yield* restore(holding(acquiredAt)).pipe(Effect.ensuring(release))
+    })
   )
 }
 

@@ -1,14 +1,17 @@
-import { Effect, Option } from "effect"
+import { type Duration, Effect, Option } from "effect"
 import type { DecryptionFailed, StorageUnavailable } from "./Errors.js"
 import type { GrantFilter, GrantKey, GrantRecord } from "./Grant.js"
-import { GrantStore } from "./GrantStore.js"
+import { GrantStore, grantLeaseName, withLease } from "./GrantStore.js"
+import { randomToken } from "./internal/random.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 
 /**
  * Re-encrypts every grant's secrets under the key ring's current key. Resumable by construction: a
  * grant already under the current key is skipped, so a run killed halfway and started again finishes
- * the rest. Each grant is rewritten with compare-and-set, so a refresh that wrote meanwhile wins and
- * the grant is retried on its new version; nothing is ever written that was not first decrypted.
+ * the rest. Each grant is rewritten under its lease (the one refreshes take), so a re-encryption never
+ * lands between a refresh's answer from the provider and its write; the write is a compare-and-set all
+ * the same, and nothing is ever written that was not first decrypted. A grant whose lease stays busy
+ * (a refresh that does not finish) is counted in `busy` and left for the next run.
  */
 export interface ReencryptProgress {
   /** Grants looked at so far. */
@@ -22,6 +25,8 @@ export interface ReencryptProgress {
 }
 
 export interface ReencryptResult extends ReencryptProgress {
+  /** Grants skipped because their lease stayed busy for the whole wait (run again to finish them). */
+  readonly busy: number
   readonly failures: ReadonlyArray<{ readonly key: GrantKey; readonly error: DecryptionFailed }>
   /** Key ids still found on grants after the run (the current key id alone when all are done). */
   readonly kidsInUse: ReadonlyArray<string>
@@ -33,6 +38,10 @@ export interface ReencryptOptions {
   readonly dryRun?: boolean | undefined
   /** Grants read per page. Default 200. */
   readonly pageSize?: number | undefined
+  /** The grant lease taken for each rewrite. Default: 30 s ttl, 20 s wait. */
+  readonly lease?:
+    | { readonly ttl?: Duration.DurationInput; readonly wait?: Duration.DurationInput }
+    | undefined
   /** Called after every page. */
   readonly onProgress?: ((progress: ReencryptProgress) => Effect.Effect<void>) | undefined
 }
@@ -61,8 +70,31 @@ export const reencryptAll = (
         ring.encrypt(plain, aadFor(key, field))
       )
 
-    /** Rewrites one grant; on a concurrent write, re-reads and tries again on the new version. */
+    const leaseOptions = {
+      ttl: options.lease?.ttl ?? "30 seconds",
+      wait: options.lease?.wait ?? "20 seconds"
+    }
+    const owner = `key-rotation/${randomToken(9)}`
+    let busy = 0
+
+    /** Rewrites one grant under its lease; on a concurrent write, re-reads and tries again on the new version. */
     const reencryptOne = (
+      start: GrantRecord
+    ): Effect.Effect<"done" | "current" | "busy", StorageUnavailable | DecryptionFailed> =>
+      options.dryRun === true || kidsOf(ring, start).every((kid) => kid === ring.currentKid)
+        ? rewriteOne(start)
+        : withLease(store, grantLeaseName(start), owner, leaseOptions, () =>
+            Effect.flatMap(store.get(start), (fresh) =>
+              Option.isNone(fresh) ? Effect.succeed("current" as const) : rewriteOne(fresh.value)
+            )
+          ).pipe(
+            Effect.catchIf(
+              (e) => e._tag === "LeaseTimeout" || e._tag === "LeaseLost",
+              () => Effect.succeed("busy" as const)
+            )
+          )
+
+    const rewriteOne = (
       start: GrantRecord
     ): Effect.Effect<"done" | "current", StorageUnavailable | DecryptionFailed> =>
       Effect.gen(function* () {
@@ -106,6 +138,9 @@ export const reencryptAll = (
             error: outcome.left
           })
           for (const kid of kidsOf(ring, record)) kidsInUse.add(kid)
+        } else if (outcome.right === "busy") {
+          busy += 1
+          for (const kid of kidsOf(ring, record)) kidsInUse.add(kid)
         } else if (outcome.right === "current") {
           current += 1
           kidsInUse.add(ring.currentKid)
@@ -127,6 +162,7 @@ export const reencryptAll = (
       reencrypted,
       current,
       failed: failures.length,
+      busy,
       failures,
       kidsInUse: [...kidsInUse].sort()
     }

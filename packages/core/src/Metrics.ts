@@ -11,7 +11,16 @@ export const tokenRequests = Metric.counter("token_requests_total", {
   incremental: true
 })
 
-/** `outcome`: success | invalid_grant | transient | race_recovered | rotation_lost */
+/**
+ * `outcome`: success | invalid_grant | transient | race_recovered | rotation_lost, and where the
+ * provider may have rotated without the broker storing a clean result:
+ * - outcome_unknown: a 5xx, timeout, dropped connection or unreadable 2xx without a refresh token; the
+ *   attempt marker stays, nothing is retried with the consumed token;
+ * - salvaged: a 2xx that failed validation; its refresh token was recovered and stored;
+ * - rotation_unwritten: the rotated refresh token could not be stored while the lease was held (kept in
+ *   memory; the next refresh of the grant in this process stores it first);
+ * - grant_removed: the grant was revoked while it was refreshed; nothing served, the successor revoked.
+ */
 export const refreshes = Metric.counter("refresh_total", {
   description: "Refresh attempts at providers by outcome",
   incremental: true
@@ -58,5 +67,11 @@ export const servedTokenLifetime = Metric.histogram(
 
 export const circuitOpen = Metric.counter("circuit_open_total", {
   description: "Times a provider's circuit opened after repeated transient failures",
+  incremental: true
+})
+
+/** `outcome`: dropped | reconsent_required. Access tokens callers reported as refused upstream (401). */
+export const accessRejections = Metric.counter("access_token_rejected_total", {
+  description: "Access tokens that callers reported as refused by the upstream API",
   incremental: true
 })

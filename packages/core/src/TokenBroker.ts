@@ -16,11 +16,12 @@ import {
 } from "./Errors.js"
 import type { GrantFilter, GrantKey, GrantRecord, GrantStatus } from "./Grant.js"
 import { grantKeyString } from "./Grant.js"
-import { GrantStore, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
+import { GrantStore, grantLeaseName, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import { count, unsafeCount } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
+import { makeReportRejected } from "./internal/reportRejected.js"
 import { normalizeScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
@@ -69,6 +70,11 @@ export interface BackgroundTokenRequest extends GrantRef {
   readonly minTtl?: Duration.DurationInput | undefined
 }
 
+export interface RejectedTokenReport extends GrantRef {
+  /** The access token the upstream API refused. */
+  readonly accessToken: Redacted.Redacted<string>
+}
+
 export interface SessionTokenRequest {
   /** The user's own token (Flow 1), verified before it is exchanged. */
   readonly subjectToken: Redacted.Redacted<string>
@@ -111,8 +117,16 @@ export interface GrantList {
 export interface TokenBrokerOptions {
   /** The tenant of requests that name none. Default "default". */
   readonly tenant?: string | undefined
-  /** Cached and stored tokens are refreshed this long before they expire. Default 60 s. */
+  /**
+   * Cached and stored tokens are refreshed this long before they expire (with up to 25 % jitter), but
+   * never earlier than `earlyRefreshShare` of their issued lifetime before expiry. Default 60 s.
+   */
   readonly earlyRefresh?: Duration.DurationInput | undefined
+  /**
+   * The largest share (0-1] of an access token's issued lifetime that the early refresh may take:
+   * with the default 0.25, a 60 s token is refreshed 15 s before it expires, not on every call.
+   */
+  readonly earlyRefreshShare?: number | undefined
   /** The grant lease: its lifetime (renewed while held) and how long to wait for it. Default 30 s / 20 s. */
   readonly lease?:
     | { readonly ttl?: Duration.DurationInput; readonly wait?: Duration.DurationInput }
@@ -131,6 +145,11 @@ export interface TokenBrokerOptions {
     | undefined
   /** Most refreshes in flight at once per provider from this process. Default 32. */
   readonly maxConcurrentRefreshes?: number | undefined
+  /**
+   * How many refreshes in a row whose newest access token callers report refused upstream (401) mark the
+   * grant for consent again. Default 3.
+   */
+  readonly rejectionsBeforeReconsent?: number | undefined
   /** Lifetime of a pending consent. Default 10 minutes. */
   readonly pendingTtl?: Duration.DurationInput | undefined
   /** The audiences a session (Flow 1) token must carry to be exchanged: this broker / MCP server. */
@@ -201,6 +220,15 @@ export interface TokenBrokerService {
    * lives long enough; undefined otherwise (then call `backgroundToken`). For hot paths outside Effect.
    */
   readonly cachedToken: (request: BackgroundTokenRequest) => IssuedToken | undefined
+  /**
+   * The upstream API refused (401) an access token the broker handed out. The token is dropped from the
+   * cache and the store, so the next call refreshes; the newest token of a grant refused after
+   * `rejectionsBeforeReconsent` refreshes in a row marks the grant `reconsent_required`. Answers the grant
+   * after the report (none when no grant is stored).
+   */
+  readonly reportRejected: (
+    request: RejectedTokenReport
+  ) => Effect.Effect<Option.Option<GrantInfo>, StorageUnavailable | InvalidRequest>
   /** Refreshes now, whatever the cache says: rotates the refresh token where the provider rotates. */
   readonly rotateRefreshToken: (
     ref: GrantRef
@@ -270,6 +298,7 @@ export const make = (
 
     const settings: RefreshSettings = {
       earlyRefreshMs,
+      earlyRefreshShare: Math.min(1, Math.max(0.01, options.earlyRefreshShare ?? 0.25)),
       leaseTtl: Duration.decode(options.lease?.ttl ?? "30 seconds"),
       leaseWait: Duration.decode(options.lease?.wait ?? "20 seconds"),
       retryAttempts: options.retry?.attempts ?? 3,
@@ -283,6 +312,10 @@ export const make = (
     }
     const protocol = makeRefreshProtocol(settings, { store, keyRing, servers, cache })
     const flights = makeSingleFlight(scope)
+    const reportRejection = makeReportRejected(
+      { store, keyRing, cache },
+      Math.max(1, options.rejectionsBeforeReconsent ?? 3)
+    )
 
     const keyOf = (ref: GrantRef): Effect.Effect<GrantKey, InvalidRequest> => {
       const tenant = ref.tenant ?? defaultTenant
@@ -319,11 +352,8 @@ export const make = (
         subject: request.subject,
         provider: request.provider
       })
-      const hit = cache.lookup(
-        cacheKey(grantId, scopes, null),
-        clock.unsafeCurrentTimeMillis(),
-        Math.max(earlyRefreshMs, minTtlMs)
-      )
+      // The entry's own `refreshAt` carries the early-refresh margin; the caller's minimum is checked here.
+      const hit = cache.lookup(cacheKey(grantId, scopes, null), clock.unsafeCurrentTimeMillis(), minTtlMs)
       if (hit === undefined) return undefined
       unsafeCount(Metrics.tokenRequests, { provider: request.provider, result: "hit" })
       return {
@@ -662,15 +692,13 @@ export const make = (
           subject: ref.subject,
           provider: ref.provider
         }
-        const revokeUnderLease = Effect.gen(function* () {
-          const found = yield* store.get(key)
-          if (Option.isNone(found)) {
-            yield* cache.invalidateGrant(grantKeyString(key))
-            return { removed: false, upstream: "not_attempted" as const }
-          }
-          const client = yield* servers.get(key.provider)
-          const refreshToken = yield* keyRing.decrypt(found.value.refreshToken, aadFor(key, "refresh_token"))
-          const upstream = yield* client.revoke({ token: refreshToken, tokenTypeHint: "refresh_token" }).pipe(
+        const grantId = grantKeyString(key)
+        const revokeUpstream = (record: GrantRecord) =>
+          Effect.gen(function* () {
+            const client = yield* servers.get(key.provider)
+            const refreshToken = yield* keyRing.decrypt(record.refreshToken, aadFor(key, "refresh_token"))
+            return yield* client.revoke({ token: refreshToken, tokenTypeHint: "refresh_token" })
+          }).pipe(
             Effect.as({ upstream: "revoked" as const }),
             Effect.catchAll((error) =>
               Effect.succeed({
@@ -679,31 +707,58 @@ export const make = (
                     ? ("not_supported" as const)
                     : ("failed" as const),
                 upstreamError: {
-                  code: error._tag === "UpstreamRejected" ? error.error : error.reason,
+                  code:
+                    error._tag === "UpstreamRejected"
+                      ? error.error
+                      : error._tag === "UpstreamUnavailable"
+                        ? error.reason
+                        : error.code,
                   message: error.message
                 }
               })
             )
           )
+        const revokeUnderLease = Effect.gen(function* () {
+          const found = yield* store.get(key)
+          if (Option.isNone(found)) {
+            yield* cache.invalidateGrant(grantId)
+            return { removed: false, upstream: "not_attempted" as const }
+          }
+          // A grant that does not decrypt, or whose provider is gone, is still deleted: the upstream part
+          // is reported failed.
+          const upstream = yield* revokeUpstream(found.value)
           // The grant goes locally whatever the provider said; a failure upstream is reported.
           const removed = yield* store.delete(key)
-          yield* cache.invalidateGrant(grantKeyString(key))
+          yield* cache.invalidateGrant(grantId)
           return { removed, ...upstream }
         })
-        return yield* withLease(
-          store,
-          `grant:${grantKeyString(key)}`,
-          settings.instanceId,
-          { ttl: settings.leaseTtl, wait: settings.leaseWait },
-          revokeUnderLease
-        ).pipe(
-          // Revocation is never blocked by a stuck refresh: a later write of that refresh finds no record.
-          Effect.catchIf(
-            (e): e is LeaseTimeout | LeaseLost => e._tag === "LeaseTimeout" || e._tag === "LeaseLost",
+        // The grant lock first: a refresh of this grant in this process finishes (and stores its
+        // successor) before the grant is revoked, so the newest refresh token is the one revoked.
+        return yield* protocol.withGrantLock(
+          grantId,
+          withLease(
+            store,
+            grantLeaseName(key),
+            protocol.leaseOwner(),
+            { ttl: settings.leaseTtl, wait: settings.leaseWait },
             () => revokeUnderLease
+          ).pipe(
+            // Never blocked by a stuck refresh elsewhere: its later write finds no grant, serves nothing and
+            // revokes the token it received.
+            Effect.catchIf(
+              (e): e is LeaseTimeout | LeaseLost => e._tag === "LeaseTimeout" || e._tag === "LeaseLost",
+              () => revokeUnderLease
+            )
           )
         )
       }).pipe(Effect.withSpan("TokenBroker.revoke", { attributes: { provider: ref.provider } }))
+
+    const reportRejected: TokenBrokerService["reportRejected"] = (request) =>
+      Effect.gen(function* () {
+        const key = yield* keyOf(request)
+        const outcome = yield* reportRejection(key, request.accessToken)
+        return Option.map(outcome.grant, toGrantInfo)
+      }).pipe(Effect.withSpan("TokenBroker.reportRejected", { attributes: { provider: request.provider } }))
 
     const rotateRefreshToken: TokenBrokerService["rotateRefreshToken"] = (ref) =>
       Effect.gen(function* () {
@@ -736,6 +791,7 @@ export const make = (
       grantStatus,
       listGrants,
       revoke,
+      reportRejected,
       rotateRefreshToken,
       cachedToken
     }

@@ -4,8 +4,9 @@ import { TokenBroker } from "../src/index.js"
 import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
 
 // Real time: faults involve retries, Retry-After and timeouts. dev-idp issues 30-second access
-// tokens and the broker refreshes 60 seconds early, so every token is due for refresh at once while
-// it is still valid: exactly the window in which a still-valid token may be served during an outage.
+// tokens and the broker may spend their whole lifetime on the early refresh (earlyRefreshShare 1), so
+// every token is due for refresh at once while it is still valid: exactly the window in which a
+// still-valid token may be served during an outage.
 const dev = withDevIdp({ accessTokenTtlSeconds: 30 })
 beforeAll(dev.start)
 afterAll(dev.stop)
@@ -16,19 +17,25 @@ const layer = () =>
     provider: { requestTimeout: "1 second" },
     broker: {
       earlyRefresh: "60 seconds",
+      earlyRefreshShare: 1,
       retry: { attempts: 3, baseDelay: "20 millis", deadline: "5 seconds" },
-      circuit: { failureThreshold: 6, openFor: "1 second" }
+      circuit: { failureThreshold: 3, openFor: "1 second" }
     }
   })
 
 describe("backgroundToken under provider faults", () => {
-  it.live("two HTTP 500s then success: the refresh succeeds after retries", () =>
+  it.live("two 429s then success: the refresh succeeds after retries (nothing was processed)", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
       dev.idp.counters.reset()
-      dev.idp.faults.inject({ kind: "status", status: 500, count: 2 })
+      dev.idp.faults.inject({
+        kind: "rate_limit",
+        retryAfterSeconds: 0,
+        count: 2,
+        grantType: "refresh_token"
+      })
       const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
       expect(token.source).toBe("refresh")
       expect(refreshRequests()).toBe(3)
@@ -46,15 +53,16 @@ describe("backgroundToken under provider faults", () => {
         yield* connect(dev.idp, alice)
         const broker = yield* TokenBroker.TokenBroker
         const stored = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-        dev.idp.faults.inject({ kind: "status", status: 500, count: 1000 })
+        dev.idp.faults.inject({ kind: "status", status: 500, count: 1000, grantType: "refresh_token" })
         dev.idp.counters.reset()
         // The stored token is due for early refresh but valid for ~30 s: served during the outage.
         const served = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
         expect(Redacted.value(served.accessToken)).toBe(Redacted.value(stored.accessToken))
-        expect(refreshRequests()).toBe(3)
+        // A 500 is not retried: the provider may have rotated the token before failing.
+        expect(refreshRequests()).toBe(1)
         // A caller that needs more life than any valid token has gets the typed, retryable error.
         const error = yield* Effect.flip(
-          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "45 seconds" })
+          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "30 seconds" })
         )
         expect(error._tag).toBe("UpstreamUnavailable")
         if (error._tag === "UpstreamUnavailable") {
@@ -62,10 +70,14 @@ describe("backgroundToken under provider faults", () => {
           expect(error.status).toBe(500)
           expect(error.retryable).toBe(true)
         }
-        // Six consecutive failures opened the circuit: the next call does not reach dev-idp.
+        yield* Effect.flip(
+          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "30 seconds" })
+        )
+        // Three consecutive failures opened the circuit: the next call does not reach dev-idp.
+        expect(refreshRequests()).toBe(3)
         const before = refreshRequests()
         const open = yield* Effect.flip(
-          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "45 seconds" })
+          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "30 seconds" })
         )
         expect(open._tag === "UpstreamUnavailable" && open.reason).toBe("circuit_open")
         expect(refreshRequests()).toBe(before)
@@ -105,7 +117,7 @@ describe("backgroundToken under provider faults", () => {
       dev.idp.counters.reset()
       dev.idp.faults.inject({ kind: "hang", count: 1 })
       const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: bob.sub, provider: PROVIDER, minTtl: "45 seconds" })
+        broker.backgroundToken({ subject: bob.sub, provider: PROVIDER, minTtl: "30 seconds" })
       )
       expect(error._tag === "UpstreamUnavailable" && error.reason).toBe("timeout")
       // Not retried: the provider may have rotated the token before the connection hung.
@@ -129,7 +141,7 @@ describe("backgroundToken under provider faults", () => {
       const broker = yield* TokenBroker.TokenBroker
       dev.idp.faults.inject({ kind: "invalid_grant", count: 1 })
       const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "45 seconds" })
+        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "30 seconds" })
       )
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("invalid_grant")

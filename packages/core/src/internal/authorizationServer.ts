@@ -1,12 +1,13 @@
-import { Clock, Duration, Effect, Redacted } from "effect"
+import { Clock, Duration, Effect, Either, Redacted } from "effect"
 import { importJWK, type JWK } from "jose"
 import * as client from "openid-client"
 import { Agent } from "undici"
-import type {
-  AuthorizationServersService,
-  IntrospectionResult,
-  ProviderClient,
-  TokenSet
+import {
+  type AuthorizationServersService,
+  type IntrospectionResult,
+  type ProviderClient,
+  type TokenSet,
+  UnreadableAnswer
 } from "../AuthorizationServer.js"
 import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavailable } from "../Errors.js"
 import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
@@ -35,8 +36,12 @@ const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_0
 
 /** A request's own rewriting fetch: public-to-internal rewrite, plus the caller's AbortSignal. */
 export const makeFetch =
-  (rewrite: ProviderConfig["internalBaseUrl"], interrupt: AbortSignal | undefined): client.CustomFetch =>
-  (url, options) => {
+  (
+    rewrite: ProviderConfig["internalBaseUrl"],
+    interrupt: AbortSignal | undefined,
+    onResponse?: (response: Response) => void
+  ): client.CustomFetch =>
+  async (url, options) => {
     const signals = [options.signal, interrupt].filter((signal) => signal !== undefined)
     const init: RequestInit & { duplex?: "half" } = {
       // The same undici major as Node's own fetch; only the type packages differ.
@@ -48,7 +53,9 @@ export const makeFetch =
       signal: signals.length === 0 ? null : AbortSignal.any(signals)
     }
     if (options.duplex !== undefined) init.duplex = options.duplex
-    return fetch(rewriteUrl(rewrite, url), init)
+    const response = await fetch(rewriteUrl(rewrite, url), init)
+    onResponse?.(response)
+    return response
   }
 
 /** `from` matches a whole origin or path prefix: `https://idp.example` never matches `https://idp.example.evil`. */
@@ -177,6 +184,18 @@ const toTokenSet = (
   }
 }
 
+/** The `refresh_token` of a JSON body that failed validation, when it has one. */
+const successorIn = (text: string): Redacted.Redacted<string> | null => {
+  try {
+    const body: unknown = JSON.parse(text)
+    if (typeof body !== "object" || body === null) return null
+    const token = (body as { refresh_token?: unknown }).refresh_token
+    return typeof token === "string" && token.length > 0 ? Redacted.make(token) : null
+  } catch {
+    return null
+  }
+}
+
 const toIntrospection = (response: client.IntrospectionResponse): IntrospectionResult => ({
   active: response.active === true,
   subject: typeof response.sub === "string" ? response.sub : null,
@@ -228,10 +247,14 @@ const makeProviderClient = (
   const timeout = timeoutSeconds(provider)
 
   /** A Configuration per request: its fetch carries this request's interruption signal. */
-  const configuration = (server: client.ServerMetadata, signal: AbortSignal) => {
+  const configuration = (
+    server: client.ServerMetadata,
+    signal: AbortSignal,
+    onResponse?: (response: Response) => void
+  ) => {
     const config = new client.Configuration(server, provider.clientId, undefined, auth)
     config.timeout = timeout
-    config[client.customFetch] = makeFetch(provider.internalBaseUrl, signal)
+    config[client.customFetch] = makeFetch(provider.internalBaseUrl, signal, onResponse)
     if (insecure) client.allowInsecureRequests(config)
     return config
   }
@@ -260,13 +283,27 @@ const makeProviderClient = (
   const providerClient: ProviderClient = {
     config: provider,
     refresh: (request) =>
-      tokenRequest("refresh", (config) =>
-        client.refreshTokenGrant(
-          config,
-          Redacted.value(request.refreshToken),
-          tokenParameters(provider, request.scopes, request.resource)
-        )
-      ),
+      Effect.gen(function* () {
+        const server = yield* metadata
+        // A copy of the answer, read only when a 2xx fails validation: the provider has then rotated
+        // the refresh token, and the successor must not be dropped with the rest of the body.
+        let answer: Response | undefined
+        const result = yield* call(provider.id, "refresh", (signal) =>
+          client.refreshTokenGrant(
+            configuration(server, signal, (response) => {
+              answer = response.ok ? response.clone() : undefined
+            }),
+            Redacted.value(request.refreshToken),
+            tokenParameters(provider, request.scopes, request.resource)
+          )
+        ).pipe(Effect.either)
+        if (Either.isRight(result)) return toTokenSet(result.right, yield* Clock.currentTimeMillis, false)
+        const kept = answer
+        if (kept === undefined || result.left._tag === "InvalidGrant") return yield* Effect.fail(result.left)
+        const problem = result.left._tag === "UpstreamRejected" ? result.left.error : result.left.reason
+        const successor = yield* Effect.promise(() => kept.text().then(successorIn, () => null))
+        return yield* Effect.fail(new UnreadableAnswer(provider.id, kept.status, successor, problem))
+      }),
     exchange: (request) =>
       tokenRequest("token exchange", (config) => {
         const parameters: Record<string, string> = {

@@ -1,12 +1,6 @@
-import { Clock, Duration, Effect, Either, Option, type Redacted, Schedule } from "effect"
+import { Clock, Duration, Effect, Either, Option, Schedule } from "effect"
 import { type AccessTokenCacheService, cacheKey } from "../AccessTokenCache.js"
-import type {
-  AuthorizationServersService,
-  InvalidGrant,
-  ProviderClient,
-  TokenSet,
-  UpstreamError
-} from "../AuthorizationServer.js"
+import type { AuthorizationServersService, ProviderClient, TokenSet } from "../AuthorizationServer.js"
 import {
   ConsentRequired,
   type ConsentRequiredReason,
@@ -14,21 +8,31 @@ import {
   InvalidRequest,
   type ProviderNotFound,
   type StorageUnavailable,
-  type UpstreamRejected,
+  UpstreamRejected,
   UpstreamUnavailable
 } from "../Errors.js"
 import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
-import { type GrantStoreDriver, type LeaseLost, LeaseTimeout, withLease } from "../GrantStore.js"
+import {
+  type GrantStoreDriver,
+  grantLeaseName,
+  type Lease,
+  type LeaseLost,
+  LeaseTimeout,
+  withLease
+} from "../GrantStore.js"
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
 import type { IssuedToken } from "../TokenBroker.js"
-import { type CircuitBreaker, makeCircuitBreaker } from "./circuitBreaker.js"
+import { type CommitOutcome, commitRotation, type Rotation } from "./commitRotation.js"
 import { count, observe } from "./metrics.js"
 import { makePermits, type Permits } from "./permits.js"
+import { isNotProcessed, makeRefreshUpstream } from "./refreshUpstream.js"
 import { isSubset, sameScopes } from "./scopes.js"
 
 export interface RefreshSettings {
   readonly earlyRefreshMs: number
+  /** The early-refresh margin is at most this share of a token's issued lifetime. */
+  readonly earlyRefreshShare: number
   readonly leaseTtl: Duration.Duration
   readonly leaseWait: Duration.Duration
   readonly retryAttempts: number
@@ -71,18 +75,19 @@ const MAX_ROUNDS = 3
  */
 export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps) => {
   const { store, keyRing, servers, cache } = deps
-  const circuits = new Map<string, CircuitBreaker>()
   const capacity = new Map<string, Permits>()
   const grantLocks = new Map<string, { permits: Permits; users: number }>()
-
-  const circuitOf = (provider: string) => {
-    let circuit = circuits.get(provider)
-    if (circuit === undefined) {
-      circuit = makeCircuitBreaker(settings.circuitFailureThreshold, settings.circuitOpenMs)
-      circuits.set(provider, circuit)
-    }
-    return circuit
+  /** Rotations this process received but could not store yet, by grant: written first by the next refresh. */
+  const unwritten = new Map<string, { readonly rotation: Rotation }>()
+  const refreshUpstream = makeRefreshUpstream(settings)
+  const leaseTtlMs = Duration.toMillis(settings.leaseTtl)
+  let acquisitions = 0
+  /** Lease owners are per acquisition: two acquisitions in one process exclude each other too. */
+  const leaseOwner = () => {
+    acquisitions += 1
+    return `${settings.instanceId}/${acquisitions}`
   }
+
   const capacityOf = (provider: string) => {
     let permits = capacity.get(provider)
     if (permits === undefined) {
@@ -91,7 +96,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     }
     return permits
   }
-  /** One refresh per grant at a time in this process, before the cluster-wide lease is asked. */
+  /** One refresh (or revocation) per grant at a time in this process, before the cluster-wide lease is asked. */
   const withGrantLock = <A, E>(grantId: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.acquireUseRelease(
       Effect.sync(() => {
@@ -128,7 +133,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         return Effect.fail(
           consent(
             key,
-            record.lastErrorCode === "rotation_lost" ? "rotation_lost" : "reconsent_required",
+            record.lastErrorCode === "rotation_lost" || record.lastErrorCode === "access_token_rejected"
+              ? record.lastErrorCode
+              : "reconsent_required",
             `the grant was marked after "${record.lastErrorCode ?? "an earlier failure"}"`
           )
         )
@@ -148,7 +155,23 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       return Effect.succeed(record)
     })
 
-  /** The access token stored with the grant, when it matches the scopes and lives long enough. */
+  /**
+   * The early-refresh margin of a token that lived `lifetimeMs` when issued: the configured margin, but
+   * never more than a share of the lifetime (a 60 s token is not due the moment it arrives). `jitter`
+   * (0..1) spreads the refreshes of many grants.
+   */
+  const marginFor = (lifetimeMs: number | null, jitter = 0) => {
+    const base = settings.earlyRefreshMs * (1 + 0.25 * jitter)
+    return lifetimeMs === null ? base : Math.min(base, lifetimeMs * settings.earlyRefreshShare)
+  }
+
+  /** The issued lifetime of the grant's last access token, remembered in the record. */
+  const lifetimeOf = (record: GrantRecord): number | null =>
+    record.accessToken === null || record.lastRefreshedAt === null
+      ? null
+      : Math.max(0, record.accessToken.expiresAt - record.lastRefreshedAt)
+
+  /** The access token stored with the grant, when it matches the scopes, is not due and lives long enough. */
   const sharedToken = (
     key: GrantKey,
     record: GrantRecord,
@@ -171,6 +194,8 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       )
     )
   }
+  const dueMargin = (record: GrantRecord, minTtlMs: number) =>
+    Math.max(marginFor(lifetimeOf(record)), minTtlMs)
 
   const step = (name: RefreshStep, key: GrantKey) =>
     settings.onRefreshStep === undefined ? Effect.void : settings.onRefreshStep(name, key)
@@ -180,14 +205,21 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       .decrypt(envelope, aad)
       .pipe(Effect.tapError((error) => count(Metrics.decryptFailures, { kid: error.kid ?? "unknown" })))
 
-  const remember = (key: GrantKey, scopes: ReadonlyArray<string> | null, token: IssuedToken) =>
+  /** Caches a token until its early refresh is due (jittered from its issued lifetime). */
+  const remember = (
+    key: GrantKey,
+    scopes: ReadonlyArray<string> | null,
+    token: IssuedToken,
+    lifetimeMs: number | null
+  ) =>
     cache.set(grantKeyString(key), cacheKey(grantKeyString(key), scopes, null), {
       accessToken: token.accessToken,
       expiresAt: token.expiresAt,
-      scopes: token.scopes
+      scopes: token.scopes,
+      refreshAt: token.expiresAt - marginFor(lifetimeMs, Math.random())
     })
 
-  /** compare-and-set, retried on storage failures while the lease lasts (a rotated token must land). */
+  /** compare-and-set of bookkeeping (the marker, a failure), retried on storage failures a few times. */
   const writeFenced = (key: GrantKey, expectedVersion: number, next: GrantRecord) =>
     store.compareAndSet(key, expectedVersion, next).pipe(
       Effect.retry({ times: 4, schedule: exponentialJittered(50) }),
@@ -196,76 +228,103 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       )
     )
 
-  /** One upstream refresh with transient-failure retries and the circuit (the caller holds a cap slot). */
-  const refreshUpstream = (
+  const logOutcome = (key: GrantKey, outcome: string, message: string) =>
+    Effect.logWarning(message).pipe(
+      Effect.annotateLogs({ grant: grantKeyString(key), provider: key.provider, outcome })
+    )
+
+  /**
+   * Acts on where a rotation's write ended. Every path out of an answered refresh goes through here:
+   * the successor is stored, or handed to the winner, or revoked with its deleted grant, or kept in
+   * memory and reported.
+   */
+  const settle = (
     client: ProviderClient,
-    refreshToken: Redacted.Redacted<string>,
-    scopes: ReadonlyArray<string> | null
-  ): Effect.Effect<TokenSet, InvalidGrant | UpstreamError> => {
-    const provider = client.config.id
-    const circuit = circuitOf(provider)
-    const attempt = Effect.gen(function* () {
-      if (!(yield* circuit.tryPass)) {
-        return yield* new UpstreamUnavailable({
-          provider,
-          reason: "circuit_open",
-          message: `Provider "${provider}" failed repeatedly; calls pause until its circuit closes`
-        })
-      }
-      const started = yield* Clock.currentTimeMillis
-      const result = yield* client
-        .refresh({ refreshToken, scopes: scopes ?? undefined, resource: client.config.resource })
-        .pipe(Effect.either)
-      const ended = yield* Clock.currentTimeMillis
-      yield* observe(Metrics.refreshDuration, { provider }, (ended - started) / 1000)
-      if (Either.isRight(result) || result.left._tag !== "UpstreamUnavailable") {
-        yield* circuit.onSuccess
-      } else if (yield* circuit.onFailure) {
-        yield* count(Metrics.circuitOpen, { provider })
-      }
-      return yield* result
-    })
-    return Effect.gen(function* () {
-      const deadline = (yield* Clock.currentTimeMillis) + settings.retryDeadlineMs
-      let tries = 0
-      while (true) {
-        tries += 1
-        const result = yield* Effect.either(attempt)
-        if (Either.isRight(result)) return result.right
-        const error = result.left
-        // Only a refusal the provider answered is safe to retry: after a timeout or a dropped
-        // connection the provider may have rotated the token already, and a retry would be reuse.
-        if (!isSafeToRetry(error) || tries >= settings.retryAttempts) return yield* Effect.fail(error)
-        const backoff = settings.retryBaseDelayMs * 2 ** (tries - 1) * (0.5 + Math.random())
-        const wait = Math.max(
-          backoff,
-          error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)
-        )
-        if ((yield* Clock.currentTimeMillis) + wait > deadline) return yield* Effect.fail(error)
-        yield* Effect.sleep(Duration.millis(wait))
+    key: GrantKey,
+    rotation: Rotation,
+    outcome: CommitOutcome
+  ): Effect.Effect<"written" | "superseded" | "unwritten", ConsentRequired> =>
+    Effect.gen(function* () {
+      const grantId = grantKeyString(key)
+      switch (outcome) {
+        case "written":
+          unwritten.delete(grantId)
+          return "written" as const
+        case "superseded":
+          unwritten.delete(grantId)
+          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
+          return "superseded" as const
+        case "removed": {
+          unwritten.delete(grantId)
+          // Revoked while this refresh ran: nothing is cached or served, and the successor is revoked too.
+          yield* cache.invalidateGrant(grantId)
+          if (rotation.successor !== null) {
+            yield* client
+              .revoke({ token: rotation.successor, tokenTypeHint: "refresh_token" })
+              .pipe(Effect.ignore)
+          }
+          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "grant_removed" })
+          yield* logOutcome(
+            key,
+            "grant_removed",
+            "grant removed during its refresh; the new refresh token was revoked"
+          )
+          return yield* consent(key, "no_grant", "the grant was removed while it was being refreshed")
+        }
+        case "unwritten":
+          unwritten.set(grantId, { rotation })
+          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "rotation_unwritten" })
+          yield* Effect.logError(
+            "rotated refresh token could not be stored while the lease was held; kept in memory for the next refresh"
+          ).pipe(
+            Effect.annotateLogs({ grant: grantId, provider: key.provider, outcome: "rotation_unwritten" })
+          )
+          return "unwritten" as const
       }
     })
-  }
 
   /** The refresh under the lease. `round` counts re-runs after a lost race. */
   const refreshUnderLease = (
     client: ProviderClient,
     key: GrantKey,
     scopes: ReadonlyArray<string> | null,
-    minRemainingMs: number,
+    minTtlMs: number,
     force: boolean,
-    round: number
-  ): Effect.Effect<IssuedToken, ObtainError> =>
+    round: number,
+    lease: Lease
+  ): Effect.Effect<Obtained, ObtainError> =>
     Effect.gen(function* () {
+      const grantId = grantKeyString(key)
       const now = yield* Clock.currentTimeMillis
       const current = yield* readUsable(key, scopes, now)
+      const again = (nextForce: boolean) => retryRound(client, key, scopes, minTtlMs, nextForce, round, lease)
+
+      // A rotation this process received but could not store: store it before anything else.
+      const pending = unwritten.get(grantId)
+      if (pending !== undefined) {
+        const outcome = yield* commitRotation({ store, keyRing }, key, current, pending.rotation, lease)
+        if (outcome === "unwritten") {
+          return yield* Effect.fail(
+            new UpstreamUnavailable({
+              provider: key.provider,
+              reason: "lease_timeout",
+              message: "A rotated refresh token of this grant is not stored yet (storage failing); try again"
+            })
+          )
+        }
+        yield* settle(client, key, pending.rotation, outcome)
+        return yield* again(false)
+      }
+
       if (!force) {
-        const shared = yield* sharedToken(key, current, scopes, now, minRemainingMs)
+        const shared = yield* sharedToken(key, current, scopes, now, dueMargin(current, minTtlMs))
         if (Option.isSome(shared)) {
           yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
-          return shared.value
+          return { token: shared.value, lifetimeMs: lifetimeOf(current) }
         }
       }
+      // Decrypted before the attempt is marked: a key problem leaves no marker behind.
+      const refreshToken = yield* decrypt(current.refreshToken, aadFor(key, "refresh_token"))
       const interrupted = current.refreshStartedAt !== null
       const marked: GrantRecord = {
         ...current,
@@ -273,11 +332,39 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         refreshStartedAt: now,
         updatedAt: now
       }
-      if ((yield* writeFenced(key, current.version, marked)) === "conflict") {
-        return yield* retryRound(client, key, scopes, minRemainingMs, force, round)
-      }
-      const refreshToken = yield* decrypt(current.refreshToken, aadFor(key, "refresh_token"))
+      if ((yield* writeFenced(key, current.version, marked)) === "conflict") return yield* again(force)
+      const failWith = (
+        error: UpstreamUnavailable | UpstreamRejected,
+        keepMarker: boolean,
+        errorCode: string
+      ) =>
+        Effect.gen(function* () {
+          const at = yield* Clock.currentTimeMillis
+          yield* writeFenced(key, marked.version, {
+            ...marked,
+            version: marked.version + 1,
+            updatedAt: at,
+            failureCount: marked.failureCount + 1,
+            lastErrorCode: errorCode,
+            refreshStartedAt: keepMarker ? marked.refreshStartedAt : current.refreshStartedAt
+          }).pipe(Effect.ignore)
+          return yield* Effect.fail(error)
+        })
+
       yield* step("before_upstream", key)
+      // Nothing goes upstream once the lease may have expired: another owner could be refreshing.
+      if (Either.isLeft(yield* Effect.either(lease.ensureHeld(leaseTtlMs / 3)))) {
+        yield* count(Metrics.leaseLost, { provider: key.provider })
+        return yield* failWith(
+          new UpstreamUnavailable({
+            provider: key.provider,
+            reason: "lease_timeout",
+            message: "The refresh lease of this grant could not be renewed; nothing was sent; try again"
+          }),
+          false,
+          "lease_timeout"
+        )
+      }
       const outcome = yield* Effect.either(refreshUpstream(client, refreshToken, scopes))
       const after = yield* Clock.currentTimeMillis
 
@@ -285,60 +372,100 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         const set = outcome.right
         const expiresAt = set.expiresAt ?? after + 5 * 60_000
         const tokenScopes = set.scopes ?? scopes ?? current.scopes
-        const envelope = yield* keyRing.encrypt(set.accessToken, aadFor(key, "access_token"))
-        const rotated = set.refreshToken !== null
-        const next: GrantRecord = {
-          ...marked,
-          version: marked.version + 1,
-          // A response without a refresh token keeps the stored one (field note F7).
-          refreshToken: rotated
-            ? yield* keyRing.encrypt(set.refreshToken, aadFor(key, "refresh_token"))
-            : current.refreshToken,
-          refreshTokenExpiresAt: refreshExpiry(client, set, after, rotated, current.refreshTokenExpiresAt),
-          accessToken: { envelope, expiresAt, scopes: tokenScopes, audience: client.config.resource ?? null },
-          lastRefreshedAt: after,
-          lastUsedAt: after,
-          updatedAt: after,
-          failureCount: 0,
-          lastErrorCode: null,
-          refreshStartedAt: null
-        }
-        const token: IssuedToken = {
-          accessToken: set.accessToken,
-          tokenType: "Bearer",
-          expiresAt,
-          scopes: tokenScopes,
-          source: "refresh"
+        const rotation: Rotation = {
+          consumed: refreshToken,
+          successor: set.refreshToken,
+          accessToken: {
+            token: set.accessToken,
+            expiresAt,
+            scopes: tokenScopes,
+            audience: client.config.resource ?? null
+          },
+          refreshTokenExpiresAt: (previous) => refreshExpiry(client, set, after, previous),
+          arrivedAt: after,
+          errorCode: null
         }
         yield* step("after_upstream", key)
-        if ((yield* writeFenced(key, marked.version, next)) === "conflict") {
-          // The lease was lost while we refreshed: another writer got in. Our token is valid; count it.
-          yield* count(Metrics.leaseLost, { provider: key.provider })
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
-          return token
-        }
-        yield* step("after_write", key)
+        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
+        const settled = yield* settle(client, key, rotation, written)
+        if (settled === "superseded") return yield* again(false)
+        if (settled === "written") yield* step("after_write", key)
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: "success" })
         yield* count(Metrics.tokenRequests, { provider: key.provider, result: "refresh" })
-        if (expiresAt - after < minRemainingMs && minRemainingMs > settings.earlyRefreshMs) {
-          return yield* new InvalidRequest({
-            field: "minTtl",
-            message: `Provider "${key.provider}" issues access tokens living ${Math.round((expiresAt - after) / 1000)} s, less than the minimum asked`
-          })
+        return {
+          token: {
+            accessToken: set.accessToken,
+            tokenType: "Bearer",
+            expiresAt,
+            scopes: tokenScopes,
+            source: "refresh"
+          },
+          lifetimeMs: expiresAt - after
         }
-        return token
       }
 
       const error = outcome.left
+      if (error._tag === "UnreadableAnswer") {
+        // A 2xx that failed validation: the provider processed the refresh.
+        const rejected = new UpstreamRejected({
+          provider: key.provider,
+          error: "invalid_response",
+          errorDescription: error.problem,
+          status: error.status,
+          message: `refresh at provider "${key.provider}" answered HTTP ${error.status} with a response that failed validation (${error.problem})`
+        })
+        if (error.refreshToken === null) {
+          // No successor to recover: the outcome is unknown. The marker stays, so a later invalid_grant
+          // reads as a lost rotation, and nothing is retried with the consumed token.
+          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "outcome_unknown" })
+          yield* logOutcome(key, "outcome_unknown", "refresh answer unreadable and carried no refresh token")
+          return yield* failWith(
+            new UpstreamUnavailable({
+              provider: key.provider,
+              reason: "invalid_response",
+              status: error.status,
+              message: rejected.message
+            }),
+            true,
+            "invalid_response"
+          )
+        }
+        const rotation: Rotation = {
+          consumed: refreshToken,
+          successor: error.refreshToken,
+          accessToken: null,
+          refreshTokenExpiresAt: (previous) =>
+            client.config.refreshTokenLifetime === undefined
+              ? previous
+              : after + Duration.toMillis(client.config.refreshTokenLifetime),
+          arrivedAt: after,
+          errorCode: "invalid_response"
+        }
+        yield* step("after_upstream", key)
+        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
+        yield* settle(client, key, rotation, written)
+        yield* count(Metrics.refreshes, { provider: key.provider, outcome: "salvaged" })
+        yield* logOutcome(key, "salvaged", "refresh answer failed validation; its refresh token was kept")
+        yield* cache.invalidateGrant(grantId)
+        return yield* Effect.fail(rejected)
+      }
+
       if (error._tag === "InvalidGrant") {
         const latest = yield* store.get(key)
         if (Option.isSome(latest) && latest.value.version !== marked.version) {
           // Another writer rotated the grant meanwhile: a lost race, not a dead grant (F6).
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
-          return yield* retryRound(client, key, scopes, minRemainingMs, false, round)
+          return yield* again(false)
         }
         const reason: ConsentRequiredReason = interrupted ? "rotation_lost" : "invalid_grant"
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: reason })
+        if (reason === "rotation_lost") {
+          yield* logOutcome(
+            key,
+            reason,
+            "the provider refused a refresh token whose successor was never stored"
+          )
+        }
         yield* writeFenced(key, marked.version, {
           ...marked,
           version: marked.version + 1,
@@ -349,41 +476,35 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
           lastErrorCode: reason,
           refreshStartedAt: null
         })
-        yield* cache.invalidateGrant(grantKeyString(key))
+        yield* cache.invalidateGrant(grantId)
         return yield* consent(
           key,
           reason,
           interrupted
-            ? "an earlier refresh was interrupted before its result was stored, and the provider refused the stored token"
+            ? "an earlier refresh may have rotated the token without its result being stored, and the provider refused the stored token"
             : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
         )
       }
 
-      yield* count(Metrics.refreshes, { provider: key.provider, outcome: "transient" })
-      // A refusal with a status means the provider did not rotate: clear the marker. Without an answer
-      // (timeout, dropped connection) the outcome upstream is unknown: keep it, so a later
-      // invalid_grant is reported as a lost rotation.
-      const answered =
-        error._tag === "UpstreamRejected" || error.status !== undefined || error.reason === "circuit_open"
-      yield* writeFenced(key, marked.version, {
-        ...marked,
-        version: marked.version + 1,
-        updatedAt: after,
-        failureCount: marked.failureCount + 1,
-        lastErrorCode: error._tag === "UpstreamRejected" ? error.error : error.reason,
-        refreshStartedAt: answered ? null : marked.refreshStartedAt
-      }).pipe(Effect.ignore)
-      return yield* Effect.fail(error)
+      // A refusal the provider answered (or a 429) did not rotate: the marker is cleared. A 5xx, a
+      // timeout or a dropped connection may have followed a committed rotation: the marker stays.
+      const processed = !isNotProcessed(error)
+      yield* count(Metrics.refreshes, {
+        provider: key.provider,
+        outcome: processed ? "outcome_unknown" : "transient"
+      })
+      return yield* failWith(error, processed, error._tag === "UpstreamRejected" ? error.error : error.reason)
     })
 
   const retryRound = (
     client: ProviderClient,
     key: GrantKey,
     scopes: ReadonlyArray<string> | null,
-    minRemainingMs: number,
+    minTtlMs: number,
     force: boolean,
-    round: number
-  ): Effect.Effect<IssuedToken, ObtainError> =>
+    round: number,
+    lease: Lease
+  ): Effect.Effect<Obtained, ObtainError> =>
     round + 1 >= MAX_ROUNDS
       ? Effect.fail(
           new UpstreamUnavailable({
@@ -392,21 +513,31 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
             message: `The grant of provider "${key.provider}" kept changing under concurrent writers; try again`
           })
         )
-      : refreshUnderLease(client, key, scopes, minRemainingMs, force, round + 1)
+      : refreshUnderLease(client, key, scopes, minTtlMs, force, round + 1, lease)
 
   /** A still-valid token (cache or store) to serve while the provider is unavailable. */
   const fallback = (key: GrantKey, scopes: ReadonlyArray<string> | null, minTtlMs: number) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       const floor = Math.max(minTtlMs, 1)
-      const cached = cache.lookup(cacheKey(grantKeyString(key), scopes, null), now, floor)
+      const cached = cache.peek(cacheKey(grantKeyString(key), scopes, null), now, floor)
       if (cached !== undefined) {
-        return Option.some<IssuedToken>({ ...cached, tokenType: "Bearer", source: "cache" })
+        return Option.some<Obtained>({
+          token: {
+            accessToken: cached.accessToken,
+            expiresAt: cached.expiresAt,
+            scopes: cached.scopes,
+            tokenType: "Bearer",
+            source: "cache"
+          },
+          lifetimeMs: null
+        })
       }
       const record = yield* store.get(key)
-      if (Option.isNone(record)) return Option.none<IssuedToken>()
-      return yield* sharedToken(key, record.value, scopes, now, floor)
-    }).pipe(Effect.orElseSucceed(() => Option.none<IssuedToken>()))
+      if (Option.isNone(record)) return Option.none<Obtained>()
+      const shared = yield* sharedToken(key, record.value, scopes, now, floor)
+      return Option.map(shared, (token) => ({ token, lifetimeMs: lifetimeOf(record.value) }))
+    }).pipe(Effect.orElseSucceed(() => Option.none<Obtained>()))
 
   /**
    * A token for the grant: from the store when another replica refreshed, else refreshed under the
@@ -420,23 +551,28 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   ): Effect.Effect<IssuedToken, ObtainError> =>
     Effect.gen(function* () {
       const client = yield* servers.get(key.provider)
-      const minRemainingMs = Math.max(settings.earlyRefreshMs, minTtlMs)
       const fresh = Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         const record = yield* readUsable(key, scopes, now)
+        const lifetime = lifetimeOf(record)
+        if (!force && lifetime !== null && minTtlMs > lifetime + LIFETIME_SLACK_MS) {
+          // The provider's tokens never live that long: refused before any upstream call.
+          return yield* impossibleMinTtl(key, lifetime)
+        }
         if (!force) {
-          const shared = yield* sharedToken(key, record, scopes, now, minRemainingMs)
+          const shared = yield* sharedToken(key, record, scopes, now, dueMargin(record, minTtlMs))
           if (Option.isSome(shared)) {
             yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
-            return shared.value
+            return { token: shared.value, lifetimeMs: lifetime }
           }
         }
         const waitStarted = yield* Clock.currentTimeMillis
-        const underLease = Effect.gen(function* () {
-          const acquired = yield* Clock.currentTimeMillis
-          yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
-          return yield* refreshUnderLease(client, key, scopes, minRemainingMs, force, 0)
-        })
+        const underLease = (lease: Lease) =>
+          Effect.gen(function* () {
+            const acquired = yield* Clock.currentTimeMillis
+            yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
+            return yield* refreshUnderLease(client, key, scopes, minTtlMs, force, 0, lease)
+          })
         // One refresh per grant at a time in this process; then a slot of the provider's cap on
         // concurrent refreshes; only then the grant's lease. Grants queued behind the cap hold no lease
         // and cost the store nothing while they wait (a storm of expiring grants stays cheap).
@@ -445,8 +581,8 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
           capacityOf(key.provider).withPermit(
             withLease(
               store,
-              `grant:${grantKeyString(key)}`,
-              settings.instanceId,
+              grantLeaseName(key),
+              leaseOwner(),
               { ttl: settings.leaseTtl, wait: settings.leaseWait },
               underLease
             )
@@ -471,7 +607,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       })
       // Fail closed (F5): when the provider or the store is unavailable, a still-valid token is served;
       // otherwise the retryable error.
-      const token = yield* fresh.pipe(
+      const obtained = yield* fresh.pipe(
         Effect.catchIf(
           (e): e is UpstreamUnavailable | StorageUnavailable =>
             e._tag === "UpstreamUnavailable" || e._tag === "StorageUnavailable",
@@ -481,13 +617,18 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
             )
         )
       )
+      const { token } = obtained
       const served = yield* Clock.currentTimeMillis
+      yield* remember(key, scopes, token, obtained.lifetimeMs)
+      if (token.expiresAt - served < minTtlMs) {
+        // A refreshed token that lives less than asked is never served (it stays cached for others).
+        return yield* impossibleMinTtl(key, obtained.lifetimeMs ?? token.expiresAt - served)
+      }
       yield* observe(
         Metrics.servedTokenLifetime,
         { provider: key.provider },
         (token.expiresAt - served) / 1000
       )
-      yield* remember(key, scopes, token)
       return token
     }).pipe(
       Effect.tapError((error) =>
@@ -499,20 +640,37 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       Effect.withSpan("TokenBroker.refresh", { attributes: { provider: key.provider, force } })
     )
 
-  return { obtain, readUsable, decrypt, remember }
+  return { obtain, readUsable, decrypt, remember, withGrantLock, leaseOwner, lifetimeOf }
 }
 
-const isSafeToRetry = (error: InvalidGrant | UpstreamError): error is UpstreamUnavailable =>
-  error._tag === "UpstreamUnavailable" && (error.reason === "server_error" || error.reason === "rate_limited")
+/**
+ * A remembered lifetime is measured from when the answer was recorded, a little after it arrived, and
+ * `expires_in` counts whole seconds: a minTtl within a second of it may still be met.
+ */
+const LIFETIME_SLACK_MS = 1_000
+
+/** A token and the lifetime it was issued with (null when unknown). */
+interface Obtained {
+  readonly token: IssuedToken
+  readonly lifetimeMs: number | null
+}
+
+const impossibleMinTtl = (key: GrantKey, lifetimeMs: number) =>
+  Effect.fail(
+    new InvalidRequest({
+      field: "minTtl",
+      message: `Provider "${key.provider}" issues access tokens living ${Math.round(lifetimeMs / 1000)} s, less than the minimum asked`
+    })
+  )
 
 const refreshExpiry = (
   client: ProviderClient,
   set: TokenSet,
   now: number,
-  rotated: boolean,
   previous: number | null
 ): number | null => {
   if (set.refreshExpiresAt !== null) return set.refreshExpiresAt
+  const rotated = set.refreshToken !== null
   const lifetime = client.config.refreshTokenLifetime
   if (lifetime !== undefined) return rotated ? now + Duration.toMillis(lifetime) : previous
   return rotated ? null : previous

@@ -37,10 +37,13 @@ const classify = (
 ): MappedError | undefined => {
   const response = responseOf(cause)
   if (response !== undefined && response.status >= 500) {
+    // A 503 with Retry-After says "not processed, come back later"; other 5xx prove nothing.
+    const retryAfter = parseRetryAfter(response.headers.get("retry-after"), now)
     return new UpstreamUnavailable({
       provider,
       reason: "server_error",
       status: response.status,
+      retryAfter,
       message: `${operation} at provider "${provider}" failed: HTTP ${response.status}`
     })
   }
