@@ -12,8 +12,8 @@ import type { AddressInfo, Socket } from "node:net"
  * An in-memory stand-in for HashiCorp Vault's HTTP API, for tests: a real HTTP(S) server that answers
  * the documented requests the storage-vault adapter makes, with Vault's status codes and error bodies.
  *
- * - KV version 2 (`<mount>/data|metadata|delete|config/...`): versions, check-and-set (`options.cas`),
- *   `cas_required`, `max_versions`, soft delete, metadata delete, listing by `GET ...?list=true` (a Node
+ * - KV version 2 (`<mount>/data|metadata|delete|destroy|config/...`): versions, check-and-set
+ *   (`options.cas`), `cas_required`, `max_versions`, soft delete, destroy of versions, metadata delete, listing by `GET ...?list=true` (a Node
  *   HTTP server cannot receive the `LIST` verb).
  * - Transit (`<mount>/keys|encrypt|decrypt|rewrap/...`): AES-256-GCM keys with versions, rotation,
  *   `min_decryption_version`, derived keys bound to a `context`.
@@ -99,7 +99,7 @@ export interface VaultEmulator {
 }
 
 interface KvVersion {
-  readonly data: Record<string, unknown>
+  data: Record<string, unknown>
   readonly createdTime: string
   deletionTime: string
   destroyed: boolean
@@ -538,6 +538,21 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
       }
       return noContent()
     }
+    if (area === "destroy" && (method === "POST" || method === "PUT")) {
+      const denied = check("update")
+      if (denied !== undefined) return denied
+      const secret = mount.secrets.get(path)
+      const versions = Array.isArray(body.versions) ? body.versions : []
+      if (versions.length === 0) return errors(400, "no version number provided")
+      for (const n of versions) {
+        const v = secret?.versions.get(Number(n))
+        if (v !== undefined) {
+          v.destroyed = true
+          v.data = {}
+        }
+      }
+      return noContent()
+    }
     if (area === "metadata") {
       if (method === "GET" && list) {
         const denied = check("list")
@@ -558,7 +573,7 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
         return noContent()
       }
     }
-    return ["config", "data", "delete", "metadata"].includes(area)
+    return ["config", "data", "delete", "destroy", "metadata"].includes(area)
       ? errors(405, "unsupported operation")
       : errors(404, `no handler for route "${mountName}/${rest}". route entry not found.`)
   }
