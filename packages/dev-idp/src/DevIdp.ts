@@ -372,7 +372,48 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       case "hang":
         // Never answer: the connection stays open until the client gives up or dev-idp closes.
         return "handled"
+      case "after_commit":
+        return "continue"
     }
+  }
+
+  /**
+   * Lets the provider answer `res` for real (the rotation commits), then replaces what it would send
+   * with the fault's answer. The provider's answer is held at `res.end`, before any byte is sent.
+   */
+  const answerAfterCommit = (fault: Extract<Fault, { kind: "after_commit" }>, res: ServerResponse) => {
+    const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse
+    res.end = ((chunk?: unknown) => {
+      const text = chunk === undefined || chunk === null ? "" : Buffer.from(chunk as Buffer).toString("utf8")
+      const replace = (status: number, body: string) => {
+        res.statusCode = status
+        res.setHeader("content-type", "application/json; charset=utf-8")
+        res.setHeader("content-length", String(Buffer.byteLength(body)))
+        return end(body)
+      }
+      switch (fault.answer) {
+        case "status":
+          return replace(fault.status, JSON.stringify(faultBody(fault.status)))
+        case "json_invalid": {
+          let parsed: unknown
+          try {
+            parsed = JSON.parse(text)
+          } catch {
+            return end(chunk)
+          }
+          return isRecord(parsed) && res.statusCode === 200
+            ? replace(200, JSON.stringify({ ...parsed, token_type: "x-unknown" }))
+            : end(chunk)
+        }
+        case "non_json":
+          return res.statusCode === 200
+            ? replace(200, text.slice(0, Math.max(1, text.length >> 1)))
+            : end(chunk)
+        case "drop":
+          res.destroy()
+          return res
+      }
+    }) as typeof res.end
   }
 
   const handleToken = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -384,6 +425,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     const fault = faults.take({ grantType, clientId })
     if (fault !== undefined && (await applyFault(fault, res)) === "handled") return
     if (res.destroyed) return
+    if (fault?.kind === "after_commit") answerAfterCommit(fault, res)
     providerCallback(replayRequest(req, body), res)
   }
 

@@ -49,6 +49,69 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     )
   })
 
+  describe("after_commit faults: the rotation commits, then the answer is lost or spoiled", () => {
+    /** A raw refresh request of the token-broker client (openid-client would reject spoiled answers). */
+    const rawRefresh = async (refreshToken: string) => {
+      const client = idp.client("token-broker")
+      const basic = Buffer.from(`${client.clientId}:${client.clientSecret}`).toString("base64")
+      const response = await fetch(`${idp.issuer}/token`, {
+        method: "POST",
+        headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken })
+      })
+      return { status: response.status, text: await response.text() }
+    }
+
+    it.each(["status", "non_json", "drop"] as const)(
+      "%s: the client gets no usable answer, yet the presented token was consumed",
+      async (answer) => {
+        const first = await loginAlice(idp)
+        idp.faults.inject({ kind: "after_commit", answer, grantType: "refresh_token" })
+        if (answer === "drop") {
+          await expect(rawRefresh(first.refresh_token!)).rejects.toThrow()
+        } else {
+          const spoiled = await rawRefresh(first.refresh_token!)
+          if (answer === "status") {
+            expect(spoiled.status).toBe(502)
+            expect(JSON.parse(spoiled.text)).toMatchObject({ error: "server_error" })
+          } else {
+            expect(spoiled.status).toBe(200)
+            expect(() => JSON.parse(spoiled.text)).toThrow()
+          }
+        }
+        expect(idp.faults.active()).toEqual([])
+        // presenting it again is reuse: refused, and the grant (with the lost successor) revoked
+        expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
+          error: "invalid_grant",
+          status: 400
+        })
+      }
+    )
+
+    it("json_invalid: a 2xx a client library rejects, still carrying the working successor", async () => {
+      const first = await loginAlice(idp)
+      idp.faults.inject({ kind: "after_commit", answer: "json_invalid", grantType: "refresh_token" })
+      const spoiled = await rawRefresh(first.refresh_token!)
+      expect(spoiled.status).toBe(200)
+      const body = JSON.parse(spoiled.text) as { token_type?: string; refresh_token?: string }
+      expect(body.token_type).toBe("x-unknown")
+      expect(body.refresh_token).toEqual(expect.any(String))
+      expect(body.refresh_token).not.toBe(first.refresh_token)
+      // the successor in the spoiled body is the live one
+      const next = await oauth.refreshTokenGrant(config, body.refresh_token!)
+      expect(next.refresh_token).toEqual(expect.any(String))
+    })
+
+    it("an openid-client refresh of a json_invalid answer fails, though the token rotated", async () => {
+      const first = await loginAlice(idp)
+      idp.faults.inject({ kind: "after_commit", answer: "json_invalid", grantType: "refresh_token" })
+      await expect(oauth.refreshTokenGrant(config, first.refresh_token!)).rejects.toThrow()
+      expect((await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).error).toBe(
+        "invalid_grant"
+      )
+    })
+  })
+
   it("narrows the access token's scope on a refresh with scope, while the grant keeps its full scope", async () => {
     const first = await loginAlice(idp)
     expect(claims(first.access_token).scope).toBe("notes:read notes:write")
