@@ -33,6 +33,7 @@ import {
   type TokenResponse
 } from "./LoginDriver.js"
 import { NOTES_READ, NOTES_WRITE, NotesApi } from "./NotesApi.js"
+import { Reuses } from "./Reuses.js"
 import { Revocations } from "./Revocations.js"
 
 /** The resource indicator of the opaque-token resource (its tokens can be introspected). */
@@ -65,6 +66,8 @@ export interface DevIdp {
   readonly counters: TokenCounters
   readonly faults: Faults
   readonly revocations: Revocations
+  /** Every presentation of a rotated-away refresh token (outside the grace period), by subject. */
+  readonly reuses: Reuses
   readonly notes: NotesApi
   /** Looks up one client by id; throws when unknown. */
   client(clientId: string): DevIdpClient
@@ -216,7 +219,14 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
 
   const { clients, metadata } = await buildClients(issuer, options)
-  const store = new Store(options.refreshTokenReuseGraceSeconds)
+  const reuses = new Reuses()
+  const store = new Store(options.refreshTokenReuseGraceSeconds, (payload) =>
+    reuses.record({
+      subject: String(payload.accountId ?? ""),
+      clientId: String(payload.clientId ?? ""),
+      at: Date.now()
+    })
+  )
   const extraClaims = new WeakMap<object, Record<string, unknown>>()
   const userBySub = new Map(users.map((user) => [user.sub, user]))
   const counters = new TokenCounters()
@@ -513,6 +523,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     counters,
     faults,
     revocations,
+    reuses,
     notes,
     client: (clientId) => {
       const client = clients.find((candidate) => candidate.clientId === clientId)

@@ -1,7 +1,7 @@
 import * as oauth from "openid-client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DevIdp, startDevIdp } from "../src/index.js"
-import { claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
+import { alice, claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
 
 describe("refresh tokens (rotation, reuse detection, expiry)", () => {
   let idp: DevIdp
@@ -18,6 +18,14 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     expect(tokens.refresh_token).toEqual(expect.any(String))
     expect(tokens.refresh_expires_in).toBeGreaterThan(30 * 24 * 60 * 60 - 5)
     expect(tokens.refresh_expires_in).toBeLessThanOrEqual(30 * 24 * 60 * 60)
+  })
+
+  it("a rotation in order is no reuse: nothing is recorded", async () => {
+    const first = await loginAlice(idp)
+    idp.reuses.clear()
+    const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    await oauth.refreshTokenGrant(config, second.refresh_token!)
+    expect(idp.reuses.list()).toEqual([])
   })
 
   it("rotates the refresh token on every use, also for a confidential client", async () => {
@@ -39,10 +47,15 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
     const third = await oauth.refreshTokenGrant(config, second.refresh_token!)
 
+    idp.reuses.clear()
     expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
       error: "invalid_grant",
       status: 400
     })
+    // the reuse is on record, by subject and client, without the token
+    expect(idp.reuses.list()).toEqual([
+      { subject: alice(idp).sub, clientId: "token-broker", at: expect.any(Number) }
+    ])
     // the newest token belonged to the same grant: it is gone too
     expect((await oauthError(oauth.refreshTokenGrant(config, third.refresh_token!))).error).toBe(
       "invalid_grant"
@@ -163,8 +176,11 @@ describe("refresh-token reuse grace period", () => {
 
   it("within the grace period a reused token gets a new pair; after it, reuse revokes the grant", async () => {
     const first = await loginAlice(idp)
+    idp.reuses.clear()
     const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
     const replay = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    // a replay within the grace period is not recorded as a reuse
+    expect(idp.reuses.list()).toEqual([])
     expect(replay.refresh_token).not.toBe(second.refresh_token)
     expect(replay.refresh_token).not.toBe(first.refresh_token)
     // the grant is intact: the token from the first rotation still works
