@@ -35,6 +35,7 @@ import {
 import { NOTES_READ, NOTES_WRITE, NotesApi } from "./NotesApi.js"
 import { Reuses } from "./Reuses.js"
 import { Revocations } from "./Revocations.js"
+import { Rotations } from "./Rotations.js"
 
 /** The resource indicator of the opaque-token resource (its tokens can be introspected). */
 export const OPAQUE_RESOURCE = "urn:token-broker:opaque"
@@ -68,6 +69,8 @@ export interface DevIdp {
   readonly revocations: Revocations
   /** Every presentation of a rotated-away refresh token (outside the grace period), by subject. */
   readonly reuses: Reuses
+  /** Every refresh that rotated a refresh token (also one whose answer a fault then spoiled), by subject. */
+  readonly rotations: Rotations
   readonly notes: NotesApi
   /** Looks up one client by id; throws when unknown. */
   client(clientId: string): DevIdpClient
@@ -220,6 +223,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
 
   const { clients, metadata } = await buildClients(issuer, options)
   const reuses = new Reuses()
+  const rotations = new Rotations()
   const store = new Store(options.refreshTokenReuseGraceSeconds, (payload) =>
     reuses.record({
       subject: String(payload.accountId ?? ""),
@@ -346,6 +350,13 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     if (oidc === undefined || ctx.status !== 200) return
     if (oidc.route === "token" && isRecord(ctx.body) && typeof ctx.body.refresh_token === "string") {
       const refreshToken = await provider.RefreshToken.find(ctx.body.refresh_token)
+      if (refreshToken !== undefined && oidc.params?.grant_type === "refresh_token") {
+        rotations.record({
+          subject: String(refreshToken.accountId ?? ""),
+          clientId: String(refreshToken.clientId ?? ""),
+          at: Date.now()
+        })
+      }
       if (refreshToken?.exp !== undefined) {
         ctx.body = {
           ...ctx.body,
@@ -524,6 +535,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     faults,
     revocations,
     reuses,
+    rotations,
     notes,
     client: (clientId) => {
       const client = clients.find((candidate) => candidate.clientId === clientId)

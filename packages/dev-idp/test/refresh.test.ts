@@ -23,9 +23,12 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
   it("a rotation in order is no reuse: nothing is recorded", async () => {
     const first = await loginAlice(idp)
     idp.reuses.clear()
+    idp.rotations.clear()
     const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
     await oauth.refreshTokenGrant(config, second.refresh_token!)
     expect(idp.reuses.list()).toEqual([])
+    // both refreshes rotated, each on record by subject
+    expect(idp.rotations.list().map((r) => r.subject)).toEqual([alice(idp).sub, alice(idp).sub])
   })
 
   it("rotates the refresh token on every use, also for a confidential client", async () => {
@@ -79,6 +82,7 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
       "%s: the client gets no usable answer, yet the presented token was consumed",
       async (answer) => {
         const first = await loginAlice(idp)
+        idp.rotations.clear()
         idp.faults.inject({ kind: "after_commit", answer, grantType: "refresh_token" })
         if (answer === "drop") {
           await expect(rawRefresh(first.refresh_token!)).rejects.toThrow()
@@ -93,6 +97,8 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
           }
         }
         expect(idp.faults.active()).toEqual([])
+        // the rotation happened, though its answer was lost
+        expect(idp.rotations.list()).toHaveLength(1)
         // presenting it again is reuse: refused, and the grant (with the lost successor) revoked
         expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
           error: "invalid_grant",
