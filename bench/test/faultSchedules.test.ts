@@ -21,7 +21,8 @@ describe("fault-schedule explorer", () => {
       brokers: 3,
       minSteps: 3,
       maxSteps: 9,
-      numRuns: replay.numRuns ?? 150,
+      numRuns: replay.numRuns ?? 200,
+      downscoped: replay.downscoped,
       seed: replay.seed,
       path: replay.path,
       log: (line) => console.log(line)

@@ -57,6 +57,8 @@ export interface ExplorerShape {
   readonly brokers: number
   readonly minSteps: number
   readonly maxSteps: number
+  /** Callers also ask downscoped tokens (default true); false explores one scope set only. */
+  readonly downscoped?: boolean | undefined
 }
 
 const providerFaults: ReadonlyArray<ProviderFault> = [
@@ -71,22 +73,22 @@ const providerFaults: ReadonlyArray<ProviderFault> = [
   "commit_then_drop"
 ]
 
-export const callArb = (brokers: number): fc.Arbitrary<CallSpec> =>
+export const callArb = (brokers: number, downscoped = true): fc.Arbitrary<CallSpec> =>
   fc.record({
     broker: fc.integer({ min: 0, max: brokers - 1 }),
-    scopes: fc.constantFrom<"all" | "read">("all", "all", "read"),
+    scopes: downscoped ? fc.constantFrom<"all" | "read">("all", "all", "read") : fc.constant("all" as const),
     minTtlSeconds: fc.constantFrom<0 | 30 | 90>(0, 0, 30, 90)
   })
 
-export const stepArb = (brokers: number): fc.Arbitrary<Step> => {
+export const stepArb = (brokers: number, downscoped = true): fc.Arbitrary<Step> => {
   const broker = fc.integer({ min: 0, max: brokers - 1 })
   return fc.oneof(
-    { weight: 5, arbitrary: callArb(brokers).map((call): Step => ({ kind: "call", call })) },
+    { weight: 5, arbitrary: callArb(brokers, downscoped).map((call): Step => ({ kind: "call", call })) },
     {
       weight: 4,
       arbitrary: fc
         .record({
-          calls: fc.array(callArb(brokers), { minLength: 2, maxLength: 4 }),
+          calls: fc.array(callArb(brokers, downscoped), { minLength: 2, maxLength: 4 }),
           keyRotation: fc.boolean()
         })
         .map((r): Step => ({ kind: "race", ...r }))
@@ -130,7 +132,10 @@ export const stepArb = (brokers: number): fc.Arbitrary<Step> => {
 }
 
 export const scheduleArb = (shape: ExplorerShape): fc.Arbitrary<ReadonlyArray<Step>> =>
-  fc.array(stepArb(shape.brokers), { minLength: shape.minSteps, maxLength: shape.maxSteps })
+  fc.array(stepArb(shape.brokers, shape.downscoped ?? true), {
+    minLength: shape.minSteps,
+    maxLength: shape.maxSteps
+  })
 
 const callText = (c: CallSpec) =>
   `b${c.broker}.token(${c.scopes}${c.minTtlSeconds > 0 ? `, minTtl ${c.minTtlSeconds}s` : ""})`

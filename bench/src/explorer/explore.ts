@@ -56,8 +56,10 @@ export const startExplorerEnv = async (): Promise<ExplorerEnv & { readonly close
   }
 }
 
-/** Environment variables of a replay: `EXPLORER_SEED`, `EXPLORER_PATH`, `EXPLORER_RUNS`. */
+/** Environment variables of a replay: `EXPLORER_SEED`, `EXPLORER_PATH`, `EXPLORER_RUNS`, `EXPLORER_DOWNSCOPED`. */
 export const replayFromEnv = (env: NodeJS.ProcessEnv) => ({
+  /** `EXPLORER_DOWNSCOPED=0` explores the grant's full scope set only. */
+  downscoped: env.EXPLORER_DOWNSCOPED !== "0",
   seed: env.EXPLORER_SEED === undefined ? undefined : Number(env.EXPLORER_SEED),
   path: env.EXPLORER_PATH,
   numRuns: env.EXPLORER_RUNS === undefined ? undefined : Number(env.EXPLORER_RUNS)
@@ -79,7 +81,12 @@ export const explore = async (env: ExplorerEnv, options: ExploreOptions): Promis
     | { schedule: ReadonlyArray<Step>; violations: ReadonlyArray<string>; trace: ReadonlyArray<string> }
     | undefined
   const property = fc.asyncProperty(
-    scheduleArb({ brokers: options.brokers, minSteps: options.minSteps, maxSteps: options.maxSteps }),
+    scheduleArb({
+      brokers: options.brokers,
+      minSteps: options.minSteps,
+      maxSteps: options.maxSteps,
+      downscoped: options.downscoped
+    }),
     async (schedule) => {
       runs++
       const outcome = await runSchedule(env, schedule, options)
