@@ -5,13 +5,14 @@
  *
  *   pnpm chaos                      every scenario, SQLite and PostgreSQL (about 10 minutes)
  *   pnpm chaos -- --short           the CI version (a few minutes)
- *   pnpm chaos -- --only=kill,pause scenarios by name: kill, pause, upstream, database
+ *   pnpm chaos -- --only=kill,pause scenarios by name: kill, pause, upstream, database, explorer
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { databaseUrl } from "../test/support/backends.js"
 import { databaseRestart } from "./databaseRestart.js"
+import { explorer } from "./explorer.js"
 import { allWorkerOutput, killAllChaosWorkers } from "./harness.js"
 import { killAtStep } from "./killAtStep.js"
 import { leasePaused } from "./leasePaused.js"
@@ -31,7 +32,8 @@ const scenarios: ReadonlyArray<readonly [string, (ctx: ChaosContext) => Promise<
   ["kill", killAtStep],
   ["pause", leasePaused],
   ["upstream", upstreamFaults],
-  ["database", databaseRestart]
+  ["database", databaseRestart],
+  ["explorer", explorer]
 ]
 
 const stopEverything = async () => {

@@ -14,7 +14,11 @@ import { makeMemoryDriver } from "./internal/memoryStore.js"
  * every domain rule (encryption, versions, the refresh protocol) and derives the lease from it.
  *
  * Contract (stated as tests by `@token-broker/core/testing`):
- * - `insert` writes a new grant (version 1) and answers "exists" when the key is taken.
+ * - `insert` writes a new grant and answers "exists" when the key is taken. Versions of a key never
+ *   repeat: a key that held a grant before (deleted since) is stored above the highest version it ever
+ *   had, whatever `record.version` says (`record.version` for a key never used; core passes 1). So a
+ *   writer that read a deleted grant can never compare-and-set onto its successor; read the record back
+ *   to learn the version written.
  * - `compareAndSet` writes `next` only when the stored version equals `expectedVersion`, atomically;
  *   `next.version` is `expectedVersion + 1`. A missing record is a "conflict".
  * - `list` pages by key in `compareKeys` order (code-unit order: `COLLATE "C"` / `BINARY`).

@@ -16,10 +16,15 @@ export interface KeyRingService {
     plaintext: Redacted.Redacted<string>,
     aad: string
   ) => Effect.Effect<string, StorageUnavailable>
+  /**
+   * `DecryptionFailed` when the envelope does not decrypt (wrong or missing key, tampering, a value moved
+   * to another record); `StorageUnavailable` when a remote key service (Vault Transit) could not be
+   * asked - a retryable outage that says nothing about the data.
+   */
   readonly decrypt: (
     envelope: string,
     aad: string
-  ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed>
+  ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed | StorageUnavailable>
   /** The key id new envelopes are written under. */
   readonly currentKid: string
   /** The key id an envelope was written under, when the envelope names one this ring can read. */
@@ -69,7 +74,15 @@ export const decodeKey = (
 export const generateKeyMaterial = (): Redacted.Redacted<string> =>
   Redacted.make(randomBytes(32).toString("base64"))
 
-export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<KeyRingService, ConfigInvalid> =>
+/** The local key ring asks no remote service: its decrypt fails only with `DecryptionFailed`. */
+export interface LocalKeyRingService extends KeyRingService {
+  readonly decrypt: (
+    envelope: string,
+    aad: string
+  ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed>
+}
+
+export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyRingService, ConfigInvalid> =>
   Effect.gen(function* () {
     if (options.keys.length === 0) {
       return yield* new ConfigInvalid({ field: "keys", message: "At least one encryption key is required" })
@@ -98,7 +111,7 @@ export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<KeyRingSe
     const fail = (reason: DecryptionFailed["reason"], message: string, kid?: string) =>
       Effect.fail(new DecryptionFailed({ kid, reason, message }))
 
-    const service: KeyRingService = {
+    const service: LocalKeyRingService = {
       currentKid,
       kidOf: (envelope) => {
         const [version, kid] = envelope.split(".")

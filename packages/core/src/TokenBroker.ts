@@ -639,8 +639,10 @@ export const make = (
           const existing = yield* store.get(key)
           if (Option.isNone(existing)) {
             const record: GrantRecord = { ...fresh, version: 1, createdAt: now }
-            if ((yield* store.insert(record)) === "ok") return record
-            continue
+            if ((yield* store.insert(record)) !== "ok") continue
+            // a key that held a grant before is stored above its old versions: learn the one written
+            // (none: revoked meanwhile; the record is what was written, not resurrected)
+            return Option.getOrElse(yield* store.get(key), () => record)
           }
           const record: GrantRecord = {
             ...fresh,

@@ -164,6 +164,25 @@ describe("revocation (RFC 7009)", () => {
   )
 })
 
+describe("re-consent after revocation (case 10)", () => {
+  it.live("the new grant's versions start above the revoked one's: a stale version never comes back", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp, 1)
+      yield* connect(dev.idp, alice)
+      const broker = yield* TokenBroker.TokenBroker
+      yield* broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER })
+      const before = yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER })
+      const old = Option.getOrThrow(before).version
+      expect(old).toBeGreaterThan(1)
+      expect((yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })).removed).toBe(true)
+      const again = yield* connect(dev.idp, alice)
+      expect(again.grant.version).toBeGreaterThan(old)
+      const stored = yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER })
+      expect(Option.map(stored, (g) => g.version)).toEqual(Option.some(again.grant.version))
+    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+})
+
 describe("revocation with the provider down", () => {
   const down = withDevIdp()
   beforeAll(down.start)

@@ -33,7 +33,9 @@ import {
   type TokenResponse
 } from "./LoginDriver.js"
 import { NOTES_READ, NOTES_WRITE, NotesApi } from "./NotesApi.js"
+import { Reuses } from "./Reuses.js"
 import { Revocations } from "./Revocations.js"
+import { Rotations } from "./Rotations.js"
 
 /** The resource indicator of the opaque-token resource (its tokens can be introspected). */
 export const OPAQUE_RESOURCE = "urn:token-broker:opaque"
@@ -65,6 +67,10 @@ export interface DevIdp {
   readonly counters: TokenCounters
   readonly faults: Faults
   readonly revocations: Revocations
+  /** Every presentation of a rotated-away refresh token (outside the grace period), by subject. */
+  readonly reuses: Reuses
+  /** Every refresh that rotated a refresh token (also one whose answer a fault then spoiled), by subject. */
+  readonly rotations: Rotations
   readonly notes: NotesApi
   /** Looks up one client by id; throws when unknown. */
   client(clientId: string): DevIdpClient
@@ -216,7 +222,15 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
 
   const { clients, metadata } = await buildClients(issuer, options)
-  const store = new Store(options.refreshTokenReuseGraceSeconds)
+  const reuses = new Reuses()
+  const rotations = new Rotations()
+  const store = new Store(options.refreshTokenReuseGraceSeconds, (payload) =>
+    reuses.record({
+      subject: String(payload.accountId ?? ""),
+      clientId: String(payload.clientId ?? ""),
+      at: Date.now()
+    })
+  )
   const extraClaims = new WeakMap<object, Record<string, unknown>>()
   const userBySub = new Map(users.map((user) => [user.sub, user]))
   const counters = new TokenCounters()
@@ -336,6 +350,13 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     if (oidc === undefined || ctx.status !== 200) return
     if (oidc.route === "token" && isRecord(ctx.body) && typeof ctx.body.refresh_token === "string") {
       const refreshToken = await provider.RefreshToken.find(ctx.body.refresh_token)
+      if (refreshToken !== undefined && oidc.params?.grant_type === "refresh_token") {
+        rotations.record({
+          subject: String(refreshToken.accountId ?? ""),
+          clientId: String(refreshToken.clientId ?? ""),
+          at: Date.now()
+        })
+      }
       if (refreshToken?.exp !== undefined) {
         ctx.body = {
           ...ctx.body,
@@ -372,7 +393,48 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       case "hang":
         // Never answer: the connection stays open until the client gives up or dev-idp closes.
         return "handled"
+      case "after_commit":
+        return "continue"
     }
+  }
+
+  /**
+   * Lets the provider answer `res` for real (the rotation commits), then replaces what it would send
+   * with the fault's answer. The provider's answer is held at `res.end`, before any byte is sent.
+   */
+  const answerAfterCommit = (fault: Extract<Fault, { kind: "after_commit" }>, res: ServerResponse) => {
+    const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse
+    res.end = ((chunk?: unknown) => {
+      const text = chunk === undefined || chunk === null ? "" : Buffer.from(chunk as Buffer).toString("utf8")
+      const replace = (status: number, body: string) => {
+        res.statusCode = status
+        res.setHeader("content-type", "application/json; charset=utf-8")
+        res.setHeader("content-length", String(Buffer.byteLength(body)))
+        return end(body)
+      }
+      switch (fault.answer) {
+        case "status":
+          return replace(fault.status, JSON.stringify(faultBody(fault.status)))
+        case "json_invalid": {
+          let parsed: unknown
+          try {
+            parsed = JSON.parse(text)
+          } catch {
+            return end(chunk)
+          }
+          return isRecord(parsed) && res.statusCode === 200
+            ? replace(200, JSON.stringify({ ...parsed, token_type: "x-unknown" }))
+            : end(chunk)
+        }
+        case "non_json":
+          return res.statusCode === 200
+            ? replace(200, text.slice(0, Math.max(1, text.length >> 1)))
+            : end(chunk)
+        case "drop":
+          res.destroy()
+          return res
+      }
+    }) as typeof res.end
   }
 
   const handleToken = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -384,6 +446,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     const fault = faults.take({ grantType, clientId })
     if (fault !== undefined && (await applyFault(fault, res)) === "handled") return
     if (res.destroyed) return
+    if (fault?.kind === "after_commit") answerAfterCommit(fault, res)
     providerCallback(replayRequest(req, body), res)
   }
 
@@ -471,6 +534,8 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     counters,
     faults,
     revocations,
+    reuses,
+    rotations,
     notes,
     client: (clientId) => {
       const client = clients.find((candidate) => candidate.clientId === clientId)

@@ -19,7 +19,20 @@ export const FaultSpecSchema = z.discriminatedUnion("kind", [
   }),
   z.object({ kind: z.literal("invalid_grant"), count, ...filters }),
   z.object({ kind: z.literal("latency"), ms: z.number().int().min(0).max(600_000), count, ...filters }),
-  z.object({ kind: z.literal("hang"), count, ...filters })
+  z.object({ kind: z.literal("hang"), count, ...filters }),
+  /**
+   * The request is processed for real (a refresh token is rotated, the old one consumed), then the answer
+   * is replaced: `status` (default 502, an OAuth-style error body), `json_invalid` (the real JSON with an
+   * unknown `token_type`: JSON a client library rejects, still carrying the new `refresh_token`),
+   * `non_json` (the real body cut short: not JSON) or `drop` (the connection is destroyed, no answer).
+   */
+  z.object({
+    kind: z.literal("after_commit"),
+    answer: z.enum(["status", "json_invalid", "non_json", "drop"]),
+    status: z.number().int().min(500).max(599).default(502),
+    count,
+    ...filters
+  })
 ])
 
 export type FaultSpec = z.input<typeof FaultSpecSchema>

@@ -23,4 +23,6 @@ export {
   type TokenResponse
 } from "./LoginDriver.js"
 export { NOTES_READ, NOTES_WRITE, type Note, NotesApi, type NotesApiOptions } from "./NotesApi.js"
+export { type ReuseRecord, Reuses } from "./Reuses.js"
 export { type RevocationRecord, Revocations } from "./Revocations.js"
+export { type RotationRecord, Rotations } from "./Rotations.js"

@@ -1,7 +1,7 @@
 import * as oauth from "openid-client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DevIdp, startDevIdp } from "../src/index.js"
-import { claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
+import { alice, claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
 
 describe("refresh tokens (rotation, reuse detection, expiry)", () => {
   let idp: DevIdp
@@ -18,6 +18,17 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     expect(tokens.refresh_token).toEqual(expect.any(String))
     expect(tokens.refresh_expires_in).toBeGreaterThan(30 * 24 * 60 * 60 - 5)
     expect(tokens.refresh_expires_in).toBeLessThanOrEqual(30 * 24 * 60 * 60)
+  })
+
+  it("a rotation in order is no reuse: nothing is recorded", async () => {
+    const first = await loginAlice(idp)
+    idp.reuses.clear()
+    idp.rotations.clear()
+    const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    await oauth.refreshTokenGrant(config, second.refresh_token!)
+    expect(idp.reuses.list()).toEqual([])
+    // both refreshes rotated, each on record by subject
+    expect(idp.rotations.list().map((r) => r.subject)).toEqual([alice(idp).sub, alice(idp).sub])
   })
 
   it("rotates the refresh token on every use, also for a confidential client", async () => {
@@ -39,14 +50,85 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
     const third = await oauth.refreshTokenGrant(config, second.refresh_token!)
 
+    idp.reuses.clear()
     expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
       error: "invalid_grant",
       status: 400
     })
+    // the reuse is on record, by subject and client, without the token
+    expect(idp.reuses.list()).toEqual([
+      { subject: alice(idp).sub, clientId: "token-broker", at: expect.any(Number) }
+    ])
     // the newest token belonged to the same grant: it is gone too
     expect((await oauthError(oauth.refreshTokenGrant(config, third.refresh_token!))).error).toBe(
       "invalid_grant"
     )
+  })
+
+  describe("after_commit faults: the rotation commits, then the answer is lost or spoiled", () => {
+    /** A raw refresh request of the token-broker client (openid-client would reject spoiled answers). */
+    const rawRefresh = async (refreshToken: string) => {
+      const client = idp.client("token-broker")
+      const basic = Buffer.from(`${client.clientId}:${client.clientSecret}`).toString("base64")
+      const response = await fetch(`${idp.issuer}/token`, {
+        method: "POST",
+        headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken })
+      })
+      return { status: response.status, text: await response.text() }
+    }
+
+    it.each(["status", "non_json", "drop"] as const)(
+      "%s: the client gets no usable answer, yet the presented token was consumed",
+      async (answer) => {
+        const first = await loginAlice(idp)
+        idp.rotations.clear()
+        idp.faults.inject({ kind: "after_commit", answer, grantType: "refresh_token" })
+        if (answer === "drop") {
+          await expect(rawRefresh(first.refresh_token!)).rejects.toThrow()
+        } else {
+          const spoiled = await rawRefresh(first.refresh_token!)
+          if (answer === "status") {
+            expect(spoiled.status).toBe(502)
+            expect(JSON.parse(spoiled.text)).toMatchObject({ error: "server_error" })
+          } else {
+            expect(spoiled.status).toBe(200)
+            expect(() => JSON.parse(spoiled.text)).toThrow()
+          }
+        }
+        expect(idp.faults.active()).toEqual([])
+        // the rotation happened, though its answer was lost
+        expect(idp.rotations.list()).toHaveLength(1)
+        // presenting it again is reuse: refused, and the grant (with the lost successor) revoked
+        expect(await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).toEqual({
+          error: "invalid_grant",
+          status: 400
+        })
+      }
+    )
+
+    it("json_invalid: a 2xx a client library rejects, still carrying the working successor", async () => {
+      const first = await loginAlice(idp)
+      idp.faults.inject({ kind: "after_commit", answer: "json_invalid", grantType: "refresh_token" })
+      const spoiled = await rawRefresh(first.refresh_token!)
+      expect(spoiled.status).toBe(200)
+      const body = JSON.parse(spoiled.text) as { token_type?: string; refresh_token?: string }
+      expect(body.token_type).toBe("x-unknown")
+      expect(body.refresh_token).toEqual(expect.any(String))
+      expect(body.refresh_token).not.toBe(first.refresh_token)
+      // the successor in the spoiled body is the live one
+      const next = await oauth.refreshTokenGrant(config, body.refresh_token!)
+      expect(next.refresh_token).toEqual(expect.any(String))
+    })
+
+    it("an openid-client refresh of a json_invalid answer fails, though the token rotated", async () => {
+      const first = await loginAlice(idp)
+      idp.faults.inject({ kind: "after_commit", answer: "json_invalid", grantType: "refresh_token" })
+      await expect(oauth.refreshTokenGrant(config, first.refresh_token!)).rejects.toThrow()
+      expect((await oauthError(oauth.refreshTokenGrant(config, first.refresh_token!))).error).toBe(
+        "invalid_grant"
+      )
+    })
   })
 
   it("narrows the access token's scope on a refresh with scope, while the grant keeps its full scope", async () => {
@@ -100,8 +182,11 @@ describe("refresh-token reuse grace period", () => {
 
   it("within the grace period a reused token gets a new pair; after it, reuse revokes the grant", async () => {
     const first = await loginAlice(idp)
+    idp.reuses.clear()
     const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
     const replay = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    // a replay within the grace period is not recorded as a reuse
+    expect(idp.reuses.list()).toEqual([])
     expect(replay.refresh_token).not.toBe(second.refresh_token)
     expect(replay.refresh_token).not.toBe(first.refresh_token)
     // the grant is intact: the token from the first rotation still works

@@ -45,8 +45,8 @@ describe("PgGrantStore migrations", () => {
           }
         })
       )
-      expect(yield* PgGrantStore.migrate(options)).toEqual({ from: 1, to: 2, applied: [2] })
-      expect(yield* PgGrantStore.migrate(options)).toEqual({ from: 2, to: 2, applied: [] })
+      expect(yield* PgGrantStore.migrate(options)).toEqual({ from: 1, to: 3, applied: [2, 3] })
+      expect(yield* PgGrantStore.migrate(options)).toEqual({ from: 3, to: 3, applied: [] })
       const listed = yield* Effect.flatMap(GrantStore.GrantStore, (store) =>
         store.list({ tenant: "acme" }, null, 100)
       ).pipe(Effect.provide(PgGrantStore.layer(options)))
@@ -88,13 +88,13 @@ describe("PgGrantStore migrations", () => {
           )
         )
         const applied = results.flatMap((r) => (JSON.parse(r.stdout) as { applied: Array<number> }).applied)
-        expect(applied.sort()).toEqual([1, 2])
+        expect(applied.sort()).toEqual([1, 2, 3])
         const rows = yield* Effect.promise(() =>
           withClient(databaseUrl, (client) =>
             client.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)
           )
         )
-        expect(rows.rows.map((r: { version: number }) => r.version)).toEqual([1, 2])
+        expect(rows.rows.map((r: { version: number }) => r.version)).toEqual([1, 2, 3])
       }),
     180_000
   )

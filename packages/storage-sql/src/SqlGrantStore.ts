@@ -80,7 +80,9 @@ const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailab
 /**
  * The GrantStore driver over an `@effect/sql` client. Tables (created by each backend's migrations):
  * `grants` (tenant, subject, provider, version, status, updated_at, data), `pending_authorizations`
- * (state_hash, expires_at, data), `leases` (name, owner, expires_at). Every statement is one atomic
+ * (state_hash, expires_at, data), `leases` (name, owner, expires_at), `grant_tombstones` (the last
+ * version of each deleted grant, written by a delete trigger; an insert starts above it, so versions of
+ * a key never repeat). Every statement is one atomic
  * statement; no transaction spans two calls.
  */
 export const makeDriver = (
@@ -127,7 +129,10 @@ export const makeDriver = (
       insert: (record) => {
         const row = toRow(record)
         return sql`INSERT INTO grants (tenant, subject, provider, version, status, updated_at, data)
-          VALUES (${record.tenant}, ${record.subject}, ${record.provider}, ${row.version}, ${row.status}, ${row.updatedAt}, ${row.data})
+          VALUES (${record.tenant}, ${record.subject}, ${record.provider},
+            COALESCE((SELECT CASE WHEN version >= ${row.version} THEN version + 1 ELSE ${row.version} END
+              FROM grant_tombstones WHERE ${keyIs(record)}), ${row.version}),
+            ${row.status}, ${row.updatedAt}, ${row.data})
           ON CONFLICT (tenant, subject, provider) DO NOTHING
           RETURNING version`.pipe(
           Effect.map((rows) => (rows.length === 1 ? ("ok" as const) : ("exists" as const))),

@@ -44,8 +44,8 @@ describe("SqliteGrantStore migrations", () => {
             VALUES (${tenant}, ${subject}, ${provider}, ${version}, ${status}, ${r.updatedAt}, ${JSON.stringify(data)})`
         })
       )
-      expect(yield* SqliteGrantStore.migrate({ filename })).toEqual({ from: 1, to: 2, applied: [2] })
-      expect(yield* SqliteGrantStore.migrate({ filename })).toEqual({ from: 2, to: 2, applied: [] })
+      expect(yield* SqliteGrantStore.migrate({ filename })).toEqual({ from: 1, to: 3, applied: [2, 3] })
+      expect(yield* SqliteGrantStore.migrate({ filename })).toEqual({ from: 3, to: 3, applied: [] })
       const listed = yield* Effect.flatMap(GrantStore.GrantStore, (store) =>
         store.list({ tenant: "acme" }, null, 100)
       ).pipe(Effect.provide(SqliteGrantStore.layer({ filename })))
@@ -63,7 +63,7 @@ describe("SqliteGrantStore migrations", () => {
       expect(error.message).toMatch(/schema version 0.*run the migrations/)
       yield* SqliteGrantStore.migrate({ filename, toVersion: 1 })
       const older = yield* Effect.flip(Layer.build(SqliteGrantStore.layer({ filename })).pipe(Effect.scoped))
-      expect(older.message).toMatch(/schema version 1, this release needs 2/)
+      expect(older.message).toMatch(/schema version 1, this release needs 3/)
     })
   )
 
@@ -86,12 +86,12 @@ describe("SqliteGrantStore migrations", () => {
           )
         )
         const applied = results.flatMap((r) => (JSON.parse(r.stdout) as { applied: Array<number> }).applied)
-        expect(applied.sort()).toEqual([1, 2])
+        expect(applied.sort()).toEqual([1, 2, 3])
         const rows = yield* withRawSql(
           filename,
           (sql) => sql<{ version: number }>`SELECT version FROM schema_migrations ORDER BY version`
         )
-        expect(rows.map((r) => r.version)).toEqual([1, 2])
+        expect(rows.map((r) => r.version)).toEqual([1, 2, 3])
       }),
     180_000
   )

@@ -105,13 +105,6 @@ export const make = (
       })
     }
 
-    const backendFailure = (kid: string | undefined) => (error: VaultError) =>
-      new DecryptionFailed({
-        kid,
-        reason: "backend",
-        message: `Vault Transit could not be used: ${error.message}`
-      })
-
     const kidOf = (envelope: string): string | undefined => ENVELOPE.exec(envelope)?.[1]
 
     const malformed = () =>
@@ -159,15 +152,15 @@ export const make = (
         Effect.gen(function* () {
           const kid = kidOf(envelope)
           if (kid === undefined) return yield* malformed()
+          // Vault not answering (refused, reset, timeout, 5xx, sealed) is an outage, not bad data
           const response = yield* post("decrypt", { ciphertext: envelope, context: base64(aad) }).pipe(
-            Effect.mapError(backendFailure(kid))
+            Effect.mapError(unavailable("decrypt"))
           )
           if (response.status !== 200) return yield* decryptFailure(kid, response.status, response.body)
           const plaintext = (response.body as { data?: { plaintext?: unknown } } | null)?.data?.plaintext
           if (typeof plaintext !== "string") {
-            return yield* new DecryptionFailed({
-              kid,
-              reason: "backend",
+            return yield* new StorageUnavailable({
+              operation: "decrypt",
               message: `Vault's answer to ${mount}/decrypt/${name} has no "data.plaintext"`
             })
           }

@@ -79,6 +79,12 @@ export const make = (
         message: `The secret at ${path} is not a token-broker record (written by another tool?)`
       })
 
+    /**
+     * A deleted grant is a tombstone version, never a metadata delete: KV versions restart at 1 after
+     * one, and a writer that read the deleted grant could compare-and-set onto a re-consented one.
+     */
+    const isTombstone = (entry: KvEntry) => entry.data.tombstone === true
+
     /** The record of an entry; its version is the KV version (the fence). */
     const recordOf = (operation: string, path: string, key: GrantKey, entry: KvEntry) => {
       const record = parseGrant(entry.data)
@@ -100,7 +106,10 @@ export const make = (
         Effect.flatMap(
           Option.match({
             onNone: () => Effect.succeed(Option.none<GrantRecord>()),
-            onSome: (entry) => Effect.map(recordOf(operation, path, key, entry), Option.some)
+            onSome: (entry) =>
+              isTombstone(entry)
+                ? Effect.succeed(Option.none<GrantRecord>())
+                : Effect.map(recordOf(operation, path, key, entry), Option.some)
           })
         )
       )
@@ -123,12 +132,29 @@ export const make = (
 
     const insert: GrantStore.GrantStoreDriver["insert"] = (record) =>
       Effect.gen(function* () {
-        const stored: GrantRecord = { ...record, version: 1 }
-        const result = yield* kv
-          .write(grantPath(record), { ...stored }, 0)
-          .pipe(Effect.mapError(unavailable("insert")))
-        if (result._tag === "Written") return "ok" as const
-        return (yield* landed("insert", record, stored, 1)) ? ("ok" as const) : ("exists" as const)
+        const path = grantPath(record)
+        // cas 0 for a key never used; above a tombstone (or a deleted latest version) for one used before
+        let cas = 0
+        for (let round = 0; round < 5; round++) {
+          const stored: GrantRecord = { ...record, version: cas + 1 }
+          const result = yield* kv
+            .write(path, { ...stored }, cas)
+            .pipe(Effect.mapError(unavailable("insert")))
+          if (result._tag === "Written") return "ok" as const
+          if (yield* landed("insert", record, stored, cas + 1)) return "ok" as const
+          const meta = yield* kv.readMetadata(path).pipe(Effect.mapError(unavailable("insert")))
+          if (Option.isNone(meta)) {
+            cas = 0
+            continue
+          }
+          const latest = yield* kv.read(path).pipe(Effect.mapError(unavailable("insert")))
+          if (Option.isSome(latest) && !isTombstone(latest.value)) return "exists" as const
+          cas = meta.value.currentVersion
+        }
+        return yield* new StorageUnavailable({
+          operation: "insert",
+          message: `The grant at ${path} kept changing while it was inserted`
+        })
       })
 
     const compareAndSet: GrantStore.GrantStoreDriver["compareAndSet"] = (key, expectedVersion, next) =>
@@ -155,9 +181,28 @@ export const make = (
     const remove: GrantStore.GrantStoreDriver["delete"] = (key) =>
       Effect.gen(function* () {
         const path = grantPath(key)
-        const found = yield* kv.read(path).pipe(Effect.mapError(unavailable("delete")))
-        yield* kv.destroy(path).pipe(Effect.mapError(unavailable("delete")))
-        return Option.isSome(found)
+        const writeId = randomUUID()
+        let removed = false
+        for (let round = 0; round < 5 && !removed; round++) {
+          const found = yield* kv.read(path).pipe(Effect.mapError(unavailable("delete")))
+          if (Option.isNone(found)) break
+          if (isTombstone(found.value)) {
+            // ours when an earlier attempt of this write landed but its answer was lost
+            removed = found.value.data.writeId === writeId
+            break
+          }
+          const write = yield* kv
+            .write(path, { tombstone: true, writeId }, found.value.version)
+            .pipe(Effect.mapError(unavailable("delete")))
+          removed = write._tag === "Written"
+        }
+        // the data of every earlier version (old ciphertexts) goes for good; the counter stays
+        const meta = yield* kv.readMetadata(path).pipe(Effect.mapError(unavailable("delete")))
+        if (Option.isSome(meta)) {
+          const older = meta.value.kept.filter((n) => n < meta.value.currentVersion)
+          yield* kv.destroyVersions(path, older).pipe(Effect.mapError(unavailable("delete")))
+        }
+        return removed
       })
 
     const list: GrantStore.GrantStoreDriver["list"] = (filter, after, limit) =>

@@ -2,8 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { type DecryptionFailed, KeyRing, type StorageUnavailable } from "@token-broker/core"
 import { Effect, Layer, Redacted } from "effect"
 import { afterAll } from "vitest"
-import { TransitKeyRing, type VaultError } from "../src/index.js"
-import { startVaultEmulator } from "../src/testing/index.js"
+import { TransitKeyRing, type VaultError, type VaultErrorReason } from "../src/index.js"
+import { startVaultEmulator, type TransportFault } from "../src/testing/index.js"
 import { transitPolicy } from "./support.js"
 
 const emulator = await startVaultEmulator()
@@ -20,6 +20,12 @@ const aad = (subject: string, field = "refreshToken") =>
 
 const ring = (key: string, token = emulator.createToken({ policy: transitPolicy("transit", key) })) =>
   TransitKeyRing.layer({ address: emulator.address, auth: { token }, key, retries: 0 })
+
+/** The error as a DecryptionFailed (fails the test when it is another error). */
+const failed = (error: DecryptionFailed | StorageUnavailable): DecryptionFailed => {
+  expect(error._tag).toBe("DecryptionFailed")
+  return error as DecryptionFailed
+}
 
 const withRing = <A, E>(
   layer: Layer.Layer<TransitKeyRing.TransitKeyRing | KeyRing.KeyRing, unknown>,
@@ -59,16 +65,17 @@ describe("TransitKeyRing", () => {
     return withRing(ring(key), (keyRing) =>
       Effect.gen(function* () {
         const envelope = yield* keyRing.encrypt(Redacted.make("secret"), aad("alice"))
-        const moved = yield* Effect.flip(keyRing.decrypt(envelope, aad("bob")))
-        expect(moved._tag).toBe("DecryptionFailed")
+        const moved = failed(yield* Effect.flip(keyRing.decrypt(envelope, aad("bob"))))
         expect(moved.reason).toBe("authentication_failed")
-        const otherField = yield* Effect.flip(keyRing.decrypt(envelope, aad("alice", "accessToken")))
+        const otherField = failed(yield* Effect.flip(keyRing.decrypt(envelope, aad("alice", "accessToken"))))
         expect(otherField.reason).toBe("authentication_failed")
         const tampered = envelope.slice(0, -6) + (envelope.endsWith("AAAA==") ? "BBBB==" : "AAAA==")
-        expect((yield* Effect.flip(keyRing.decrypt(tampered, aad("alice")))).reason).toBe(
+        expect(failed(yield* Effect.flip(keyRing.decrypt(tampered, aad("alice")))).reason).toBe(
           "authentication_failed"
         )
-        expect((yield* Effect.flip(keyRing.decrypt("tb1.k.n.c", aad("alice")))).reason).toBe("malformed")
+        expect(failed(yield* Effect.flip(keyRing.decrypt("tb1.k.n.c", aad("alice")))).reason).toBe(
+          "malformed"
+        )
         expect(keyRing.kidOf("tb1.k.n.c")).toBeUndefined()
       })
     )
@@ -96,7 +103,7 @@ describe("TransitKeyRing", () => {
           )
           // once old versions may no longer decrypt, only rewrapped envelopes still do
           expect(yield* vault(`transit/keys/${key}/config`, { min_decryption_version: 2 })).toBe(200)
-          const retired = yield* Effect.flip(keyRing.decrypt(old, aad("alice")))
+          const retired = failed(yield* Effect.flip(keyRing.decrypt(old, aad("alice"))))
           expect(retired.reason).toBe("unknown_key")
           expect(retired.kid).toBe("v1")
           expect(Redacted.value(yield* keyRing.decrypt(rewrapped, aad("alice")))).toBe("old secret")
@@ -132,22 +139,83 @@ describe("TransitKeyRing", () => {
     })
   )
 
+  it.live("sealed Vault: encrypt and decrypt are StorageUnavailable (sealed), not DecryptionFailed", () => {
+    const key = freshKeyName()
+    return withRing(ring(key), (keyRing) =>
+      Effect.gen(function* () {
+        const envelope = yield* keyRing.encrypt(Redacted.make("s"), aad("alice"))
+        emulator.seal()
+        const [encrypted, decrypted] = yield* Effect.all([
+          Effect.flip(keyRing.encrypt(Redacted.make("s"), aad("alice"))),
+          Effect.flip(keyRing.decrypt(envelope, aad("alice")))
+        ]).pipe(Effect.ensuring(Effect.sync(emulator.unseal)))
+        expect(((encrypted as StorageUnavailable).cause as VaultError).reason).toBe("sealed")
+        expect(decrypted._tag).toBe("StorageUnavailable")
+        expect(((decrypted as StorageUnavailable).cause as VaultError).reason).toBe("sealed")
+        expect(Redacted.value(yield* keyRing.decrypt(envelope, aad("alice")))).toBe("s")
+      })
+    )
+  })
+
   it.live(
-    "sealed Vault: encrypt is StorageUnavailable (sealed), decrypt a DecryptionFailed of the backend",
+    "a Transit transport failure (refused, reset, no answer, 5xx) is StorageUnavailable, never DecryptionFailed (case 11)",
     () => {
       const key = freshKeyName()
-      return withRing(ring(key), (keyRing) =>
+      const token = emulator.createToken({ policy: transitPolicy("transit", key) })
+      const layer = TransitKeyRing.layer({
+        address: emulator.address,
+        auth: { token },
+        key,
+        retries: 0,
+        timeout: "400 millis"
+      })
+      return withRing(layer, (keyRing) =>
         Effect.gen(function* () {
-          const envelope = yield* keyRing.encrypt(Redacted.make("s"), aad("alice"))
-          emulator.seal()
-          const [encrypted, decrypted] = yield* Effect.all([
-            Effect.flip(keyRing.encrypt(Redacted.make("s"), aad("alice"))),
-            Effect.flip(keyRing.decrypt(envelope, aad("alice")))
-          ]).pipe(Effect.ensuring(Effect.sync(emulator.unseal)))
-          expect(((encrypted as StorageUnavailable).cause as VaultError).reason).toBe("sealed")
-          expect(decrypted.reason).toBe("backend")
-          expect(decrypted.message).toMatch(/sealed/)
-          expect(Redacted.value(yield* keyRing.decrypt(envelope, aad("alice")))).toBe("s")
+          const secret = "refresh-token-of-alice"
+          const envelope = yield* keyRing.encrypt(Redacted.make(secret), aad("alice"))
+          const expectUnavailable = (
+            label: string,
+            reason: VaultErrorReason,
+            error: DecryptionFailed | StorageUnavailable
+          ) => {
+            expect({ label, tag: error._tag }).toEqual({ label, tag: "StorageUnavailable" })
+            expect({ label, reason: ((error as StorageUnavailable).cause as VaultError).reason }).toEqual({
+              label,
+              reason
+            })
+            expect(error.message).not.toContain(secret)
+            expect(error.message).not.toContain(envelope)
+          }
+          const faults: ReadonlyArray<readonly [string, TransportFault, VaultErrorReason]> = [
+            ["HTTP 500", { kind: "status", status: 500, pathPrefix: "" }, "unavailable"],
+            ["HTTP 502 from a proxy", { kind: "status", status: 502, pathPrefix: "" }, "unavailable"],
+            ["HTTP 503, not sealed", { kind: "status", status: 503, pathPrefix: "" }, "unavailable"],
+            ["connection reset", { kind: "reset", pathPrefix: "" }, "unavailable"],
+            ["no answer", { kind: "hang", pathPrefix: "" }, "timeout"]
+          ]
+          for (const [label, fault, reason] of faults) {
+            for (const action of ["decrypt", "rewrap"] as const) {
+              emulator.injectFault({ ...fault, pathPrefix: `transit/${action}/${key}`, count: 1 })
+              const attempt: Effect.Effect<unknown, DecryptionFailed | StorageUnavailable> =
+                action === "decrypt"
+                  ? keyRing.decrypt(envelope, aad("alice"))
+                  : keyRing.rewrap(envelope, aad("alice"))
+              const error = yield* Effect.flip(attempt).pipe(
+                Effect.ensuring(Effect.sync(emulator.clearFaults))
+              )
+              expectUnavailable(`${action}: ${label}`, reason, error)
+            }
+          }
+          // connection refused: Vault is down
+          yield* Effect.promise(() => emulator.stop())
+          const refused = yield* Effect.flip(keyRing.decrypt(envelope, aad("alice"))).pipe(
+            Effect.ensuring(Effect.promise(() => emulator.restart()))
+          )
+          expectUnavailable("decrypt: connection refused", "unavailable", refused)
+          // Transit itself refusing the ciphertext is still DecryptionFailed
+          const moved = yield* Effect.flip(keyRing.decrypt(envelope, aad("bob")))
+          expect(moved._tag).toBe("DecryptionFailed")
+          expect(Redacted.value(yield* keyRing.decrypt(envelope, aad("alice")))).toBe(secret)
         })
       )
     }

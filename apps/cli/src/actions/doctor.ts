@@ -134,11 +134,13 @@ const keyChecks = (
           ring.decrypt(record.refreshToken, KeyRing.aadFor(record, "refresh_token"))
         )
         if (Either.isLeft(decrypted)) {
-          const kid = decrypted.left.kid ?? "unknown"
+          const failure = decrypted.left
+          const kid = (failure._tag === "DecryptionFailed" ? failure.kid : undefined) ?? "unknown"
           const entry = failures.get(kid) ?? {
             count: 0,
-            reason: decrypted.left.reason,
-            message: decrypted.left.message
+            // a key service that could not be asked (Vault Transit down) says nothing about the data
+            reason: failure._tag === "DecryptionFailed" ? failure.reason : "key_service_unavailable",
+            message: failure.message
           }
           failures.set(kid, { ...entry, count: entry.count + 1 })
         } else if (ring.kidOf(record.refreshToken) !== ring.currentKid) {

@@ -17,6 +17,8 @@ export const makeMemoryDriver: Effect.Effect<GrantStoreDriver> = Effect.sync(() 
   const grants = new Map<string, GrantRecord>()
   const leases = new Map<string, { owner: string; expiresAt: number }>()
   const pending = new Map<string, PendingAuthorization>()
+  /** The last version of each deleted grant: an insert starts above it, so versions never repeat. */
+  const tombstones = new Map<string, number>()
   const copy = (record: GrantRecord): GrantRecord => structuredClone(record)
 
   const driver: GrantStoreDriver = {
@@ -34,7 +36,8 @@ export const makeMemoryDriver: Effect.Effect<GrantStoreDriver> = Effect.sync(() 
       Effect.sync(() => {
         const id = grantKeyString(record)
         if (grants.has(id)) return "exists" as const
-        grants.set(id, copy(record))
+        const last = tombstones.get(id) ?? 0
+        grants.set(id, { ...copy(record), version: record.version > last ? record.version : last + 1 })
         return "ok" as const
       }),
     compareAndSet: (key, expectedVersion, next) =>
@@ -45,7 +48,14 @@ export const makeMemoryDriver: Effect.Effect<GrantStoreDriver> = Effect.sync(() 
         grants.set(id, copy(next))
         return "ok" as const
       }),
-    delete: (key) => Effect.sync(() => grants.delete(grantKeyString(key))),
+    delete: (key) =>
+      Effect.sync(() => {
+        const id = grantKeyString(key)
+        const current = grants.get(id)
+        if (current === undefined) return false
+        tombstones.set(id, Math.max(current.version, tombstones.get(id) ?? 0))
+        return grants.delete(id)
+      }),
     acquireLease: (name, owner, ttl) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const lease = leases.get(name)

@@ -178,7 +178,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     scopes: ReadonlyArray<string> | null,
     now: number,
     minRemainingMs: number
-  ): Effect.Effect<Option.Option<IssuedToken>, DecryptionFailed> => {
+  ): Effect.Effect<Option.Option<IssuedToken>, DecryptionFailed | StorageUnavailable> => {
     const stored = record.accessToken
     if (stored === null || stored.expiresAt - now < minRemainingMs) return Effect.succeed(Option.none())
     if (!sameScopes(stored.scopes, scopes ?? record.scopes)) return Effect.succeed(Option.none())
@@ -203,7 +203,13 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   const decrypt = (envelope: string, aad: string) =>
     keyRing
       .decrypt(envelope, aad)
-      .pipe(Effect.tapError((error) => count(Metrics.decryptFailures, { kid: error.kid ?? "unknown" })))
+      .pipe(
+        Effect.tapError((error) =>
+          error._tag === "DecryptionFailed"
+            ? count(Metrics.decryptFailures, { kid: error.kid ?? "unknown" })
+            : Effect.void
+        )
+      )
 
   /** Caches a token until its early refresh is due (jittered from its issued lifetime). */
   const remember = (

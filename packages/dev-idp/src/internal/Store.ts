@@ -32,8 +32,12 @@ export class Store {
   readonly #graceSeconds: number
   readonly #sweeper: NodeJS.Timeout
 
-  constructor(graceSeconds: number) {
+  /** Told of every lookup of a consumed refresh token outside the grace period (a reuse). */
+  readonly onReuse: (payload: AdapterPayload) => void
+
+  constructor(graceSeconds: number, onReuse: (payload: AdapterPayload) => void = () => undefined) {
     this.#graceSeconds = graceSeconds
+    this.onReuse = onReuse
     this.#sweeper = setInterval(() => this.sweep(), 30_000)
     this.#sweeper.unref()
   }
@@ -155,13 +159,12 @@ class ModelAdapter implements Adapter {
   async find(id: string): Promise<AdapterPayload | undefined> {
     const entry = this.#store.get(this.#key(id))
     if (entry === undefined) return undefined
-    if (
-      this.#model === "RefreshToken" &&
-      entry.payload.consumed !== undefined &&
-      this.#store.inGrace(entry)
-    ) {
-      const { consumed: _consumed, ...unconsumed } = entry.payload
-      return unconsumed
+    if (this.#model === "RefreshToken" && entry.payload.consumed !== undefined) {
+      if (this.#store.inGrace(entry)) {
+        const { consumed: _consumed, ...unconsumed } = entry.payload
+        return unconsumed
+      }
+      this.#store.onReuse(entry.payload)
     }
     return entry.payload
   }

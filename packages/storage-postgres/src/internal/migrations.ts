@@ -49,5 +49,37 @@ export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
         ],
         { discard: true }
       )
+  },
+  {
+    version: 3,
+    name: "version high-water marks of deleted grants",
+    // A deleted grant leaves its last version behind (a trigger, so every delete does), and a grant
+    // inserted again starts above it: versions of a key never repeat, so a writer that read the old
+    // grant can never compare-and-set onto the new one. The function keeps the schema it was created in.
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE TABLE grant_tombstones (
+            tenant text COLLATE "C" NOT NULL,
+            subject text COLLATE "C" NOT NULL,
+            provider text COLLATE "C" NOT NULL,
+            version integer NOT NULL,
+            PRIMARY KEY (tenant, subject, provider)
+          )`,
+          sql.unsafe(`CREATE FUNCTION grants_keep_version() RETURNS trigger
+            LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+            BEGIN
+              INSERT INTO grant_tombstones (tenant, subject, provider, version)
+              VALUES (OLD.tenant, OLD.subject, OLD.provider, OLD.version)
+              ON CONFLICT (tenant, subject, provider)
+              DO UPDATE SET version = GREATEST(grant_tombstones.version, excluded.version);
+              RETURN OLD;
+            END
+          $$`),
+          sql`CREATE TRIGGER grants_keep_version AFTER DELETE ON grants
+            FOR EACH ROW EXECUTE FUNCTION grants_keep_version()`
+        ],
+        { discard: true }
+      )
   }
 ]

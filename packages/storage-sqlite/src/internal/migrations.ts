@@ -46,5 +46,32 @@ export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
         ],
         { discard: true }
       )
+  },
+  {
+    version: 3,
+    name: "version high-water marks of deleted grants",
+    // A deleted grant leaves its last version behind (a trigger, so every delete does), and a grant
+    // inserted again starts above it: versions of a key never repeat, so a writer that read the old
+    // grant can never compare-and-set onto the new one.
+    up: (sql) =>
+      Effect.all(
+        [
+          sql`CREATE TABLE grant_tombstones (
+            tenant TEXT NOT NULL COLLATE BINARY,
+            subject TEXT NOT NULL COLLATE BINARY,
+            provider TEXT NOT NULL COLLATE BINARY,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (tenant, subject, provider)
+          ) WITHOUT ROWID`,
+          sql`CREATE TRIGGER grants_keep_version AFTER DELETE ON grants
+          BEGIN
+            INSERT OR REPLACE INTO grant_tombstones (tenant, subject, provider, version)
+            VALUES (OLD.tenant, OLD.subject, OLD.provider,
+              MAX(OLD.version, COALESCE((SELECT version FROM grant_tombstones
+                WHERE tenant = OLD.tenant AND subject = OLD.subject AND provider = OLD.provider), 0)));
+          END`
+        ],
+        { discard: true }
+      )
   }
 ]

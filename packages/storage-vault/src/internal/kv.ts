@@ -84,6 +84,33 @@ export const makeKv = (client: VaultClient, mount: string) => {
       return { _tag: "Written", version: metadata.version } as const
     })
 
+  /** The secret's current version and the versions whose data still exists (not destroyed). */
+  const readMetadata = (
+    path: string
+  ): Effect.Effect<Option.Option<{ currentVersion: number; kept: ReadonlyArray<number> }>, VaultError> =>
+    Effect.gen(function* () {
+      const full = metadataPath(path)
+      const response = yield* client.request("GET", full, { allow: [404] })
+      if (response.status === 404) return Option.none()
+      const data = (response.body as { data?: { current_version?: unknown; versions?: unknown } } | null)
+        ?.data
+      const versions = data?.versions
+      if (typeof data?.current_version !== "number" || typeof versions !== "object" || versions === null) {
+        return yield* invalid(full, `"data.current_version" and "data.versions"`)
+      }
+      const kept = Object.entries(versions as Record<string, { destroyed?: unknown }>)
+        .filter(([, v]) => v?.destroyed !== true)
+        .map(([n]) => Number(n))
+        .filter((n) => Number.isInteger(n))
+      return Option.some({ currentVersion: data.current_version, kept })
+    })
+
+  /** Destroys the data of these versions for good; the metadata (and the version counter) stays. */
+  const destroyVersions = (path: string, versions: ReadonlyArray<number>): Effect.Effect<void, VaultError> =>
+    versions.length === 0
+      ? Effect.void
+      : Effect.asVoid(client.request("POST", `${mount}/destroy/${path}`, { body: { versions } }))
+
   /** Deletes the secret with every version and its metadata. */
   const destroy = (path: string): Effect.Effect<void, VaultError> =>
     Effect.asVoid(client.request("DELETE", metadataPath(path)))
@@ -101,7 +128,7 @@ export const makeKv = (client: VaultClient, mount: string) => {
       return keys as ReadonlyArray<string>
     })
 
-  return { read, write, destroy, list }
+  return { read, write, readMetadata, destroyVersions, destroy, list }
 }
 
 export type Kv = ReturnType<typeof makeKv>

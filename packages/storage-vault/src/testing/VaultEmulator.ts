@@ -12,8 +12,8 @@ import type { AddressInfo, Socket } from "node:net"
  * An in-memory stand-in for HashiCorp Vault's HTTP API, for tests: a real HTTP(S) server that answers
  * the documented requests the storage-vault adapter makes, with Vault's status codes and error bodies.
  *
- * - KV version 2 (`<mount>/data|metadata|delete|config/...`): versions, check-and-set (`options.cas`),
- *   `cas_required`, `max_versions`, soft delete, metadata delete, listing by `GET ...?list=true` (a Node
+ * - KV version 2 (`<mount>/data|metadata|delete|destroy|config/...`): versions, check-and-set
+ *   (`options.cas`), `cas_required`, `max_versions`, soft delete, destroy of versions, metadata delete, listing by `GET ...?list=true` (a Node
  *   HTTP server cannot receive the `LIST` verb).
  * - Transit (`<mount>/keys|encrypt|decrypt|rewrap/...`): AES-256-GCM keys with versions, rotation,
  *   `min_decryption_version`, derived keys bound to a `context`.
@@ -67,6 +67,19 @@ export interface VaultEmulatorOptions {
   readonly port?: number | undefined
 }
 
+/**
+ * A transport fault for requests whose API path (without `/v1/`) starts with `pathPrefix`, for the next
+ * `count` of them (default: every one until `clearFaults`):
+ * - `status`: answered with this HTTP status and a Vault error body (e.g. 500, 502, 503 from a proxy);
+ * - `reset`: the connection is destroyed without an answer (ECONNRESET at the client);
+ * - `hang`: never answered (the client's timeout fires); released by `clearFaults`, `stop` or `close`.
+ * A refused connection is `stop()` (and `restart()`).
+ */
+export type TransportFault = { readonly pathPrefix: string; readonly count?: number | undefined } & (
+  | { readonly kind: "status"; readonly status: number }
+  | { readonly kind: "reset" | "hang" }
+)
+
 export interface RequestRecord {
   readonly method: string
   readonly path: string
@@ -83,6 +96,10 @@ export interface VaultEmulator {
   readonly seal: () => void
   readonly unseal: () => void
   readonly setLatency: (ms: number) => void
+  /** Adds a transport fault (see `TransportFault`). */
+  readonly injectFault: (fault: TransportFault) => void
+  /** Removes every fault and releases hung requests (their connections are closed). */
+  readonly clearFaults: () => void
   readonly createToken: (options?: TokenOptions) => string
   readonly revokeToken: (token: string) => void
   /** Creates an AppRole role; answers its `role_id` and a `secret_id`. */
@@ -99,7 +116,7 @@ export interface VaultEmulator {
 }
 
 interface KvVersion {
-  readonly data: Record<string, unknown>
+  data: Record<string, unknown>
   readonly createdTime: string
   deletionTime: string
   destroyed: boolean
@@ -210,6 +227,17 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
   let sealed = false
   let latency = options.latencyMs ?? 0
   const requests: Array<RequestRecord> = []
+  const faults: Array<{ fault: TransportFault; left: number }> = []
+  const hung = new Set<ServerResponse>()
+  /** The fault that applies to this request, counted; undefined when none does. */
+  const faultFor = (path: string): TransportFault | undefined => {
+    const index = faults.findIndex((f) => path.startsWith(f.fault.pathPrefix))
+    const found = faults[index]
+    if (found === undefined) return undefined
+    found.left -= 1
+    if (found.left <= 0) faults.splice(index, 1)
+    return found.fault
+  }
   const tokens = new Map<string, Token>()
   const roles = new Map<
     string,
@@ -538,6 +566,21 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
       }
       return noContent()
     }
+    if (area === "destroy" && (method === "POST" || method === "PUT")) {
+      const denied = check("update")
+      if (denied !== undefined) return denied
+      const secret = mount.secrets.get(path)
+      const versions = Array.isArray(body.versions) ? body.versions : []
+      if (versions.length === 0) return errors(400, "no version number provided")
+      for (const n of versions) {
+        const v = secret?.versions.get(Number(n))
+        if (v !== undefined) {
+          v.destroyed = true
+          v.data = {}
+        }
+      }
+      return noContent()
+    }
     if (area === "metadata") {
       if (method === "GET" && list) {
         const denied = check("list")
@@ -558,7 +601,7 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
         return noContent()
       }
     }
-    return ["config", "data", "delete", "metadata"].includes(area)
+    return ["config", "data", "delete", "destroy", "metadata"].includes(area)
       ? errors(405, "unsupported operation")
       : errors(404, `no handler for route "${mountName}/${rest}". route entry not found.`)
   }
@@ -744,6 +787,13 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
       if (latency > 0) await new Promise((resolve) => setTimeout(resolve, latency))
       let reply: Reply
       const path = url.pathname.startsWith("/v1/") ? decodeURIComponent(url.pathname.slice(4)) : undefined
+      const fault = path === undefined ? undefined : faultFor(path)
+      if (fault !== undefined && fault.kind !== "status") {
+        requests.push({ method, path: path ?? url.pathname, namespace, status: 0 })
+        if (fault.kind === "reset") req.socket.destroy()
+        else hung.add(res)
+        return
+      }
       let body: Record<string, unknown> = {}
       try {
         const parsed: unknown = text === "" ? {} : JSON.parse(text)
@@ -752,7 +802,9 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
         body = {}
       }
       if (path === undefined) reply = errors(404)
-      else if (text !== "" && Object.keys(body).length === 0 && text.trim() !== "{}") {
+      else if (fault !== undefined && fault.kind === "status") {
+        reply = errors(fault.status, `emulated fault: HTTP ${fault.status}`)
+      } else if (text !== "" && Object.keys(body).length === 0 && text.trim() !== "{}") {
         reply = errors(400, "failed to parse JSON input")
       } else {
         const isList = url.searchParams.get("list") === "true" || method === "LIST"
@@ -793,6 +845,8 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
     })
   const shut = (server: Server): Promise<void> =>
     new Promise((resolve) => {
+      for (const res of hung) res.destroy()
+      hung.clear()
       for (const socket of sockets) socket.destroy()
       server.close(() => resolve())
     })
@@ -814,6 +868,14 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
     },
     setLatency: (ms) => {
       latency = ms
+    },
+    injectFault: (fault) => {
+      faults.push({ fault, left: fault.count ?? Number.POSITIVE_INFINITY })
+    },
+    clearFaults: () => {
+      faults.length = 0
+      for (const res of hung) res.destroy()
+      hung.clear()
     },
     createToken: (tokenOptions = {}) =>
       issueToken(

@@ -6,6 +6,7 @@ export {
   type RequestRecord,
   startVaultEmulator,
   type TokenOptions,
+  type TransportFault,
   type VaultEmulator,
   type VaultEmulatorOptions
 } from "./VaultEmulator.js"

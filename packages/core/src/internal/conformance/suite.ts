@@ -222,6 +222,37 @@ export const grantStoreConformance = (
           })
         )
 
+        it.effect("versions of a key never repeat after delete and re-insert: a stale writer is fenced", () =>
+          Effect.gen(function* () {
+            const driver = yield* store
+            const k = key(freshTenant())
+            let highest = 0
+            for (let generation = 0; generation < 3; generation++) {
+              // every generation is inserted as a fresh grant (version 1, as core writes it)
+              expect(yield* driver.insert(minimalRecord(k))).toBe("ok")
+              const inserted = yield* driver.get(k)
+              const start = Option.match(inserted, { onNone: () => 0, onSome: (r) => r.version })
+              expect(start).toBeGreaterThan(highest)
+              // a writer that read an earlier generation must not land on this one
+              for (let stale = 1; stale <= highest; stale++) {
+                expect(yield* driver.compareAndSet(k, stale, minimalRecord(k, { version: stale + 1 }))).toBe(
+                  "conflict"
+                )
+              }
+              const v1 = Option.getOrThrow(inserted)
+              const v2 = nextVersion(v1)
+              expect(yield* driver.compareAndSet(k, v1.version, v2)).toBe("ok")
+              expect(Option.map(yield* driver.get(k), (r) => r.version)).toEqual(Option.some(v1.version + 1))
+              highest = v2.version
+              expect(yield* driver.delete(k)).toBe(true)
+              expect(Option.isNone(yield* driver.get(k))).toBe(true)
+              expect(yield* driver.compareAndSet(k, highest, nextVersion(v2))).toBe("conflict")
+            }
+            // a key deleted and never re-inserted stays absent from listings
+            expect(yield* driver.list({ tenant: k.tenant }, null, 10)).toEqual([])
+          })
+        )
+
         it.effect.skipIf(notDurable)(
           `records outlive the store instance${notDurable ? " (skipped: store declares durable=false)" : ""}`,
           () =>

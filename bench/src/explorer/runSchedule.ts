@@ -1,0 +1,449 @@
+import { randomBytes, randomUUID } from "node:crypto"
+import {
+  AccessTokenCache,
+  AuthorizationServer,
+  type GrantKey,
+  GrantStore,
+  KeyRing,
+  KeyRotation,
+  type ProviderConfig,
+  TokenBroker,
+  TokenVerifier
+} from "@token-broker/core"
+import type { DevIdp, DevIdpUser, Fault, FaultSpec } from "@token-broker/dev-idp"
+import { SqliteGrantStore } from "@token-broker/storage-sqlite"
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { type FaultyStoreOptions, faultyStore, type StoreFaults } from "./FaultyStore.js"
+import { makeJumpingClock } from "./JumpingClock.js"
+import { type CallSpec, describeStep, type ProviderFault, type Step } from "./Schedule.js"
+
+export const PROVIDER = "notes"
+
+/** What every schedule shares: dev-idp, the migrated SQLite file, the users grants are made for. */
+export interface ExplorerEnv {
+  readonly idp: DevIdp
+  /** A migrated SQLite file; each schedule uses its own tenant in it. */
+  readonly filename: string
+  readonly users: ReadonlyArray<DevIdpUser>
+}
+
+export interface ScheduleOutcome {
+  readonly violations: ReadonlyArray<string>
+  /** The schedule step by step with what happened (no token, no secret). */
+  readonly trace: ReadonlyArray<string>
+}
+
+export interface RunOptions extends FaultyStoreOptions {
+  readonly brokers: number
+}
+
+/** The lease lives 300 ms (renewed every 100 ms); a stall lasts longer than that. */
+const LEASE_TTL_MS = 300
+const STALL_MS = 450
+const REQUEST_TIMEOUT_MS = 1_500
+
+/** Faults after which the successor refresh token is physically lost: no answer carried it. */
+const LOSES_SUCCESSOR: ReadonlySet<ProviderFault> = new Set([
+  "commit_then_502",
+  "commit_then_non_json",
+  "commit_then_drop"
+])
+
+const faultSpec = (fault: ProviderFault): FaultSpec => {
+  const only = { grantType: "refresh_token", count: 1 } as const
+  switch (fault) {
+    case "status_500":
+      return { kind: "status", status: 500, ...only }
+    case "status_503":
+      return { kind: "status", status: 503, ...only }
+    case "rate_limit":
+      return { kind: "rate_limit", retryAfterSeconds: 0, ...only }
+    case "hang":
+      return { kind: "hang", ...only }
+    case "invalid_grant":
+      return { kind: "invalid_grant", ...only }
+    case "commit_then_502":
+      return { kind: "after_commit", answer: "status", status: 502, ...only }
+    case "commit_then_json_invalid":
+      return { kind: "after_commit", answer: "json_invalid", ...only }
+    case "commit_then_non_json":
+      return { kind: "after_commit", answer: "non_json", ...only }
+    case "commit_then_drop":
+      return { kind: "after_commit", answer: "drop", ...only }
+  }
+}
+
+const claimsOf = (token: string): Record<string, unknown> => {
+  try {
+    return JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as Record<
+      string,
+      unknown
+    >
+  } catch {
+    return {}
+  }
+}
+
+/** A short description of a failure: tag and reason/code, never a message that could carry a value. */
+const failureOf = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) return Cause.isInterruptedOnly(cause) ? "interrupted" : "defect"
+  const e = failure.value as { _tag?: string; reason?: string; error?: string }
+  return `${e._tag ?? "error"}${e.reason !== undefined ? `:${e.reason}` : e.error !== undefined ? `:${e.error}` : ""}`
+}
+
+const providerConfig = (idp: DevIdp): ProviderConfig => {
+  const client = idp.client("token-broker")
+  return {
+    id: PROVIDER,
+    issuer: idp.issuer,
+    clientId: client.clientId,
+    clientAuthentication: {
+      method: "client_secret_basic",
+      clientSecret: Redacted.make(client.clientSecret ?? "")
+    },
+    redirectUri: `${idp.issuer}/__dev/callback`,
+    defaultScopes: ["notes:read", "notes:write"],
+    resource: idp.notesAudience,
+    allowInsecureRequests: true,
+    requestTimeout: Duration.millis(REQUEST_TIMEOUT_MS)
+  }
+}
+
+let runs = 0
+
+/**
+ * Runs one schedule: a fresh grant (Flow 2 through broker 0), then the steps, then a recovery phase
+ * (faults cleared, time moved past every expiry, one call per broker), then the invariants:
+ * 1. dev-idp saw no reuse of a rotated-away refresh token, unless a successor was physically lost, and
+ *    then the grant reads `rotation_lost`;
+ * 2. no successor carried by a parseable 2xx (a success, or JSON a client library rejects) is dropped
+ *    (a reuse after one is a violation; an active grant's stored refresh token still refreshes);
+ * 3. every served token lives at least what was asked (broker clock and the JWT's own `exp`), carries
+ *    exactly the asked scopes, is for this subject and audience, and none is served for a deleted grant;
+ * 4. at most one rotation per access-token lifetime per grant and scope set (allowing one per
+ *    outcome-unknown fault and per re-consent);
+ * 5. after the faults, every broker recovers (no open circuit, no stuck lease);
+ * 6. the grant ends active (and its stored token works) or honestly marked.
+ */
+export const runSchedule = (
+  env: ExplorerEnv,
+  schedule: ReadonlyArray<Step>,
+  options: RunOptions
+): Promise<ScheduleOutcome> => {
+  const run = ++runs
+  const user = env.users[run % env.users.length] as DevIdpUser
+  const subject = user.sub
+  const tenant = `explorer-${run}-${randomUUID().slice(0, 8)}`
+  const key: GrantKey = { tenant, subject, provider: PROVIDER }
+  const { clock, jump } = makeJumpingClock()
+  const idp = env.idp
+  const violations: Array<string> = []
+  const trace: Array<string> = []
+
+  const program = Effect.gen(function* () {
+    yield* Effect.promise(() => idp.revokeGrantOf({ subject }))
+    idp.faults.clear()
+    idp.reuses.clear()
+    idp.rotations.clear()
+
+    const k1 = { kid: "k1", key: Redacted.make(new Uint8Array(randomBytes(32))) }
+    const k2 = { kid: "k2", key: Redacted.make(new Uint8Array(randomBytes(32))) }
+    const ring = yield* KeyRing.makeLocal({ keys: [k1, k2], current: "k1" })
+    const rings = [ring, yield* KeyRing.makeLocal({ keys: [k1, k2], current: "k2" })]
+    let nextRing = 1
+
+    const raw = Context.get(
+      yield* Layer.build(SqliteGrantStore.layer({ filename: env.filename })),
+      GrantStore.GrantStore
+    )
+    const pauses: Array<string | undefined> = []
+    const storeFaults: Array<StoreFaults> = []
+    const brokers: Array<TokenBroker.TokenBroker["Type"]> = []
+    for (let i = 0; i < options.brokers; i++) {
+      const own = Context.get(
+        yield* Layer.build(SqliteGrantStore.layer({ filename: env.filename })),
+        GrantStore.GrantStore
+      )
+      const faulty = faultyStore(own, options)
+      storeFaults.push(faulty.faults)
+      pauses.push(undefined)
+      const layer = TokenBroker.layer({
+        tenant,
+        instanceId: `explorer-${run}-b${i}`,
+        lease: { ttl: Duration.millis(LEASE_TTL_MS), wait: Duration.seconds(3) },
+        retry: { attempts: 3, baseDelay: Duration.millis(5), deadline: Duration.seconds(1) },
+        circuit: { failureThreshold: 3, openFor: Duration.seconds(5) },
+        onRefreshStep: (step) =>
+          pauses[i] === step
+            ? Effect.suspend(() => {
+                pauses[i] = undefined
+                return Effect.sleep(Duration.millis(STALL_MS))
+              })
+            : Effect.void
+      }).pipe(
+        Layer.provide(
+          Layer.mergeAll(
+            Layer.succeed(GrantStore.GrantStore, faulty.store),
+            Layer.succeed(KeyRing.KeyRing, ring),
+            AuthorizationServer.layer([providerConfig(idp)]),
+            AccessTokenCache.layer(),
+            TokenVerifier.layer({ issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true })
+          )
+        )
+      )
+      brokers.push(Context.get(yield* Layer.build(layer), TokenBroker.TokenBroker))
+    }
+    const brokerAt = (i: number) => brokers[i] as TokenBroker.TokenBroker["Type"]
+
+    const connect = (broker: TokenBroker.TokenBroker["Type"]) =>
+      Effect.gen(function* () {
+        const started = yield* broker.startAuthorization({ subject, provider: PROVIDER })
+        const callback = yield* Effect.promise(() =>
+          idp.driveAuthorization(started.authorizationUrl, {
+            username: user.username,
+            password: user.password
+          })
+        )
+        return yield* broker.completeAuthorization(callback)
+      })
+    yield* Effect.orDie(connect(brokerAt(0)))
+
+    // the model the invariants are judged against
+    const injected: Array<{ fault: Fault; name: ProviderFault }> = []
+    let grantExists = true
+    let revokedBy = -1
+    let upstreamRevoked = false
+    interface Epoch {
+      readonly startedAt: number
+      readonly scopeSets: Set<string>
+      extraAllowed: number
+    }
+    const epochs: Array<Epoch> = [{ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0 }]
+    const epoch = () => epochs[epochs.length - 1] as Epoch
+    const refreshSteps = new Set<string>()
+
+    const call = (spec: CallSpec, label: string) =>
+      Effect.gen(function* () {
+        const broker = brokerAt(spec.broker)
+        const deletedAtStart = !grantExists
+        epoch().scopeSets.add(spec.scopes)
+        const minTtlMs = spec.minTtlSeconds * 1000
+        const exit = yield* Effect.exit(
+          broker.backgroundToken({
+            subject,
+            provider: PROVIDER,
+            scopes: spec.scopes === "read" ? ["notes:read"] : undefined,
+            minTtl: minTtlMs > 0 ? Duration.millis(minTtlMs) : undefined
+          })
+        )
+        const servedAt = yield* Clock.currentTimeMillis
+        const servedReal = Date.now()
+        if (Exit.isFailure(exit)) {
+          const failure = failureOf(exit.cause)
+          if (failure === "defect") violations.push(`${label}: a defect, not a typed error`)
+          return failure
+        }
+        const token = exit.value
+        const text = Redacted.value(token.accessToken)
+        const claims = claimsOf(text)
+        const where = `${label} (served from ${token.source})`
+        if (claims.sub !== subject) violations.push(`${where}: a token of another subject`)
+        const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+        if (!aud.includes(idp.notesAudience)) violations.push(`${where}: a token of another audience`)
+        const scopes = (typeof claims.scope === "string" ? claims.scope.split(" ") : []).sort().join(" ")
+        const asked = spec.scopes === "read" ? "notes:read" : "notes:read notes:write"
+        if (scopes !== asked) violations.push(`${where}: scopes "${scopes}", asked "${asked}"`)
+        if (token.expiresAt - servedAt < minTtlMs) {
+          violations.push(
+            `${where}: ${Math.round((token.expiresAt - servedAt) / 1000)} s of life by the broker's clock, asked at least ${spec.minTtlSeconds} s`
+          )
+        }
+        const exp = typeof claims.exp === "number" ? claims.exp * 1000 : 0
+        // the JWT's exp has whole seconds: one second of doubt in the broker's favour
+        if (exp - servedReal < minTtlMs - 1000) {
+          violations.push(
+            `${where}: the JWT lives ${Math.round((exp - servedReal) / 1000)} s more, asked at least ${spec.minTtlSeconds} s`
+          )
+        }
+        if (deletedAtStart && (spec.broker === revokedBy || token.source !== "cache")) {
+          violations.push(`${where}: served for a grant that was revoked before the call started`)
+        }
+        return `ok:${token.source}`
+      })
+
+    const noteConsumed = () => {
+      const active = new Set(idp.faults.active().map((a) => a.fault))
+      return injected.filter((i) => !active.has(i.fault)).map((i) => i.name)
+    }
+
+    for (const [index, step] of schedule.entries()) {
+      const label = `step ${index + 1} ${describeStep(step)}`
+      let outcome = ""
+      switch (step.kind) {
+        case "call":
+          outcome = yield* call(step.call, label)
+          break
+        case "race": {
+          const all = yield* Effect.all(
+            [
+              ...step.calls.map((c, n) => call(c, `${label} #${n + 1}`)),
+              ...(step.keyRotation
+                ? [
+                    KeyRotation.reencryptAll().pipe(
+                      Effect.provideService(GrantStore.GrantStore, raw),
+                      Effect.provideService(KeyRing.KeyRing, rings[nextRing] as KeyRing.KeyRingService),
+                      Effect.match({ onFailure: () => "rotate:failed", onSuccess: () => "rotate:ok" })
+                    )
+                  ]
+                : [])
+            ],
+            { concurrency: "unbounded" }
+          )
+          if (step.keyRotation) nextRing = 1 - nextRing
+          outcome = all.join(", ")
+          break
+        }
+        case "advance":
+          jump(step.seconds * 1000)
+          epochs.push({ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0 })
+          break
+        case "storeFault":
+          storeFaults[step.broker]?.failNext(step.op, step.count)
+          break
+        case "slowRenewal":
+          storeFaults[step.broker]?.stallNextRenewal(STALL_MS)
+          break
+        case "pause":
+          pauses[step.broker] = step.at
+          refreshSteps.add(step.at)
+          break
+        case "provider":
+          injected.push({ fault: idp.faults.inject(faultSpec(step.fault)), name: step.fault })
+          if (step.fault.startsWith("commit_then")) epoch().extraAllowed += 1
+          break
+        case "rotateKeys": {
+          const result = yield* Effect.exit(
+            KeyRotation.reencryptAll().pipe(
+              Effect.provideService(GrantStore.GrantStore, raw),
+              Effect.provideService(KeyRing.KeyRing, rings[nextRing] as KeyRing.KeyRingService)
+            )
+          )
+          nextRing = 1 - nextRing
+          outcome = Exit.isSuccess(result) ? "ok" : failureOf(result.cause)
+          break
+        }
+        case "revoke": {
+          const broker = brokerAt(step.broker)
+          upstreamRevoked = upstreamRevoked || grantExists
+          const result = yield* Effect.exit(broker.revoke({ subject, provider: PROVIDER }))
+          outcome = Exit.isSuccess(result) ? `removed=${result.value.removed}` : failureOf(result.cause)
+          grantExists = Option.isSome(yield* Effect.orDie(raw.get(key)))
+          if (!grantExists) revokedBy = step.broker
+          if (step.reconsent) {
+            const again = yield* Effect.exit(connect(broker))
+            outcome += Exit.isSuccess(again)
+              ? ", consented again"
+              : `, consent failed ${failureOf(again.cause)}`
+            grantExists = Option.isSome(yield* Effect.orDie(raw.get(key)))
+            if (grantExists) {
+              upstreamRevoked = false
+              revokedBy = -1
+              epoch().extraAllowed += 1
+            }
+          }
+          break
+        }
+      }
+      trace.push(outcome === "" ? label : `${label} -> ${outcome}`)
+    }
+
+    // recovery: faults cleared, time past every expiry and circuit, one call per broker
+    const consumed = noteConsumed()
+    idp.faults.clear()
+    for (const f of storeFaults) f.clear()
+    for (let i = 0; i < pauses.length; i++) pauses[i] = undefined
+    jump(600_000)
+    epochs.push({ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0 })
+    const physicalLoss = consumed.some((name) => LOSES_SUCCESSOR.has(name))
+    const refusedByFault = consumed.includes("invalid_grant")
+    const finals: Array<string> = []
+    for (let i = 0; i < brokers.length; i++) {
+      finals.push(yield* call({ broker: i, scopes: "all", minTtlSeconds: 0 }, `recovery b${i}.token(all)`))
+    }
+    trace.push(`recovery: ${finals.map((f, i) => `b${i} ${f}`).join(", ")}`)
+    const rotations = idp.rotations.list().filter((r) => r.subject === subject)
+    const reuses = idp.reuses.list().filter((r) => r.subject === subject)
+    const final = yield* Effect.orDie(raw.get(key))
+
+    // 6: active (and its stored refresh token still refreshes) or honestly marked
+    if (Option.isNone(final)) {
+      if (grantExists) violations.push("the grant vanished without a revoke")
+    } else if (final.value.status === "active") {
+      const probe = yield* Effect.exit(brokerAt(0).rotateRefreshToken({ subject, provider: PROVIDER }))
+      if (Exit.isFailure(probe)) {
+        violations.push(
+          `the grant reads active, but its stored refresh token no longer refreshes (${failureOf(probe.cause)})`
+        )
+      }
+    } else {
+      const code = final.value.lastErrorCode
+      const honest =
+        (code === "rotation_lost" && physicalLoss) ||
+        (code === "invalid_grant" && (refusedByFault || upstreamRevoked))
+      if (!honest) {
+        violations.push(
+          `the grant reads ${final.value.status} (${code ?? "no code"}) but ${
+            physicalLoss
+              ? "a successor was lost: it must read rotation_lost"
+              : refusedByFault || upstreamRevoked
+                ? "only an invalid_grant from the provider explains a mark"
+                : "nothing the provider did explains it"
+          }`
+        )
+      }
+    }
+    // 1 and 2: the provider's own record of reuses
+    if (reuses.length > 0 && !physicalLoss) {
+      violations.push(
+        `the broker presented a refresh token the provider had already rotated away (${reuses.length} reuse(s)), though no successor was physically lost`
+      )
+    }
+    // 5: every broker recovered
+    finals.forEach((f, i) => {
+      const healthy =
+        f.startsWith("ok") ||
+        (f.startsWith("ConsentRequired") && (Option.isNone(final) || final.value.status !== "active"))
+      if (!healthy) violations.push(`recovery: broker b${i} answered ${f} after every fault was cleared`)
+    })
+    // 4: rotations per access-token lifetime (each epoch starts with a clock jump past every token)
+    epochs.forEach((e, n) => {
+      const end = epochs[n + 1]?.startedAt ?? Number.POSITIVE_INFINITY
+      const count = rotations.filter((r) => r.at >= e.startedAt && r.at < end).length
+      const allowed = Math.max(1, e.scopeSets.size) + e.extraAllowed
+      if (n < epochs.length - 1 && count > allowed) {
+        violations.push(
+          `${count} rotations between clock jumps ${n} and ${n + 1}, at most ${allowed} allowed (${e.scopeSets.size} scope set(s))`
+        )
+      }
+    })
+    trace.push(
+      `end: grant ${Option.match(final, { onNone: () => "none", onSome: (g) => `${g.status}${g.lastErrorCode === null ? "" : ` (${g.lastErrorCode})`} v${g.version}` })}; ${rotations.length} rotation(s), ${reuses.length} reuse(s); provider faults consumed: ${consumed.join(", ") || "none"}`
+    )
+  })
+
+  return Effect.runPromise(
+    program.pipe(
+      Effect.scoped,
+      Effect.withClock(clock),
+      Effect.catchAllDefect((defect) =>
+        Effect.sync(() => {
+          violations.push(
+            `the schedule could not run: ${defect instanceof Error ? defect.message : "defect"}`
+          )
+        })
+      ),
+      Effect.map(() => ({ violations, trace }))
+    )
+  )
+}

@@ -1,0 +1,29 @@
+/**
+ * One presentation of a refresh token that had already been rotated away (consumed), outside the reuse
+ * grace period: at the token endpoint (oidc-provider then revokes the whole grant) or for revocation.
+ * Who presented it and when; never the token.
+ */
+export interface ReuseRecord {
+  /** The `sub` of the grant's user. */
+  readonly subject: string
+  readonly clientId: string
+  /** Epoch milliseconds. */
+  readonly at: number
+}
+
+/** The record of refresh-token reuses: a broker that loses a rotation, or races itself, shows up here. */
+export class Reuses {
+  #records: ReuseRecord[] = []
+
+  record(entry: ReuseRecord): void {
+    this.#records.push(entry)
+  }
+
+  list(): ReadonlyArray<ReuseRecord> {
+    return [...this.#records]
+  }
+
+  clear(): void {
+    this.#records = []
+  }
+}
