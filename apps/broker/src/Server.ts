@@ -551,7 +551,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     const { subject, provider } = parse(GrantPath, request.params, "path")
     checkGrantAccess(caller, subject, provider)
     const body = parse(AuthorizeBody, request.body ?? {}, "body")
-    const denied = body.scopes === undefined ? undefined : deniedScope(caller, body.scopes)
+    // No scopes named: the caller's own (never the provider's defaults beyond the caller's policy).
+    const scopes = body.scopes ?? (allowsAnyScope(caller) ? undefined : caller.scopes)
+    const denied = scopes === undefined ? undefined : deniedScope(caller, scopes)
     if (denied !== undefined) {
       throw forbidden(`Caller "${caller.id}" may not ask for scope "${denied}"`, {
         reason: "scope_not_allowed"
@@ -568,7 +570,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
         tenant: caller.tenant,
         subject,
         provider,
-        scopes: body.scopes,
+        scopes,
         returnTo: body.returnTo
       })
     )
@@ -688,9 +690,16 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
         `Client "${caller.id}" may not obtain tokens for "${provider.id}"`
       )
     }
-    const asked = input.scope === undefined ? [] : input.scope.split(" ").filter((s) => s.length > 0)
-    const scopes = asked.length > 0 ? asked : allowsAnyScope(caller) ? [] : [...caller.scopes]
-    const denied = deniedScope(caller, scopes)
+    const asked = input.scope?.split(" ").filter((s) => s.length > 0)
+    if (asked !== undefined && asked.length === 0) {
+      throw oauthError(
+        400,
+        "invalid_scope",
+        "scope is empty: name at least one scope, or leave scope out for the client's allowed scopes"
+      )
+    }
+    const scopes = asked ?? (allowsAnyScope(caller) ? undefined : [...caller.scopes])
+    const denied = scopes === undefined ? undefined : deniedScope(caller, scopes)
     if (denied !== undefined)
       throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
     const subjectToken = Redacted.make(input.subject_token)

@@ -29,7 +29,9 @@ export const CALLERS = {
   /** May only read grants. */
   reader: { id: "reader", secret: randomBytes(24).toString("base64url") },
   /** Background tokens and exchange, but only provider notes, subject u-bob, scope notes:read. */
-  narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") }
+  narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") },
+  /** Manages grants (starts consent) for any subject, but only provider notes and scope notes:read. */
+  steward: { id: "steward", secret: randomBytes(24).toString("base64url") }
 } as const
 
 export const freePort = (): Promise<number> =>
@@ -86,6 +88,8 @@ export interface StackOptions {
   readonly logStream?: NodeJS.WritableStream | undefined
   readonly rateLimit?: { max: number; timeWindow: string } | undefined
   readonly accessTokenTtlSeconds?: number | undefined
+  /** More `server` settings (timeouts, limits, trustProxy). */
+  readonly server?: NonNullable<ConfigFileInput["server"]> | undefined
 }
 
 /** dev-idp + the broker on the chosen backend, over real HTTP. Each stack has its own database. */
@@ -123,7 +127,8 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
       logLevel: options.logLevel ?? "silent",
       shutdownTimeout: "5 seconds",
       returnToOrigins: ["http://app.example.test"],
-      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit })
+      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+      ...options.server
     },
     storage,
     keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }] },
@@ -179,6 +184,15 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         backgroundTokens: true,
         tokenExchange: true,
         grants: "read"
+      },
+      {
+        id: CALLERS.steward.id,
+        secretHash: await hash(CALLERS.steward.secret),
+        providers: ["notes"],
+        subjects: ["*"],
+        scopes: ["notes:read"],
+        backgroundTokens: true,
+        grants: "manage"
       }
     ]
   }

@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { CALLERS, call, connectOverHttp, type Stack, startStack, userToken } from "./support/stack.js"
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+const scopesOf = (token: string): Array<string> => {
+  const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+    scope?: string
+  }
+  return (payload.scope ?? "").split(" ").filter((s) => s.length > 0)
+}
+
+describe("caller policy without loopholes", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({ backend: "memory" })
+    const consent = await connectOverHttp(stack, 1) // u-bob, read+write, started by agent
+    expect(consent.status).toBe(200)
+  })
+  afterAll(() => stack.stop())
+
+  it("an empty scope list is refused, never read as 'no downscope' (issue 14.1)", async () => {
+    const empty = await call(stack, "POST", "/v1/grants/u-bob/notes/token", {
+      caller: CALLERS.narrow,
+      json: { scopes: [] }
+    })
+    expect(empty.status).toBe(400)
+    expect(empty.body).toMatchObject({ code: "invalid_request", field: "scopes" })
+    expect(String(empty.body.detail)).toMatch(/at least one scope/)
+    // the agent (any scope) is refused the same way: an empty list is a mistake, not a wildcard
+    const agent = await call(stack, "POST", "/v1/grants/u-bob/notes/token", {
+      caller: CALLERS.agent,
+      json: { scopes: [] }
+    })
+    expect(agent.status).toBe(400)
+    expect(agent.body).toMatchObject({ code: "invalid_request", field: "scopes" })
+    const authorize = await call(stack, "POST", "/v1/grants/u-bob/notes/authorize", {
+      caller: CALLERS.agent,
+      json: { scopes: [] }
+    })
+    expect(authorize.status).toBe(400)
+    expect(authorize.body).toMatchObject({ code: "invalid_request", field: "scopes" })
+  })
+
+  it("no scopes given means the caller's own allowed scopes (issue 14.1)", async () => {
+    for (const json of [undefined, {}]) {
+      const token = await call(stack, "POST", "/v1/grants/u-bob/notes/token", {
+        caller: CALLERS.narrow,
+        json
+      })
+      expect(token.status).toBe(200)
+      expect(token.body.scopes).toEqual(["notes:read"])
+      expect(scopesOf(String(token.body.accessToken))).toEqual(["notes:read"])
+    }
+  })
+
+  it("token exchange: an empty scope parameter is refused; none means the caller's scopes (issue 14.1)", async () => {
+    const subjectToken = await userToken(stack.idp, 1)
+    const form = (extra: Record<string, string>) =>
+      fetch(`${stack.url}/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: subjectToken,
+          subject_token_type: ACCESS_TOKEN_TYPE,
+          audience: "notes",
+          client_id: CALLERS.narrow.id,
+          client_secret: CALLERS.narrow.secret,
+          ...extra
+        }).toString()
+      })
+    for (const scope of ["", " "]) {
+      const refused = await form({ scope })
+      expect(refused.status).toBe(400)
+      expect(await refused.json()).toMatchObject({ error: "invalid_scope" })
+    }
+    const none = await form({})
+    expect(none.status).toBe(200)
+    const body = (await none.json()) as { access_token: string; scope?: string }
+    expect(body.scope).toBe("notes:read")
+    expect(scopesOf(body.access_token)).toEqual(["notes:read"])
+  })
+
+  it("consent started without scopes asks for the caller's allowed scopes only (issue 14.3)", async () => {
+    const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
+      caller: CALLERS.steward,
+      json: {}
+    })
+    expect(started.status).toBe(200)
+    const asked = (new URL(String(started.body.authorizationUrl)).searchParams.get("scope") ?? "").split(" ")
+    expect(asked).toContain("notes:read")
+    expect(asked).not.toContain("notes:write")
+    // a caller that may ask for any scope still gets the provider's default scopes
+    const agent = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
+      caller: CALLERS.agent,
+      json: {}
+    })
+    const defaults = (new URL(String(agent.body.authorizationUrl)).searchParams.get("scope") ?? "").split(" ")
+    expect(defaults).toEqual(expect.arrayContaining(["notes:read", "notes:write"]))
+    // and finishing the steward's consent stores a read-only grant
+    const alice = stack.idp.users[0]
+    if (alice === undefined) throw new Error("no dev-idp user")
+    const callback = await stack.idp.driveAuthorization(String(started.body.authorizationUrl), {
+      username: alice.username,
+      password: alice.password
+    })
+    expect((await fetch(callback)).status).toBe(200)
+    const grant = await call(stack, "GET", "/v1/grants/u-alice/notes", { caller: CALLERS.agent })
+    expect(grant.body.scopes).toContain("notes:read")
+    expect(grant.body.scopes).not.toContain("notes:write")
+  })
+
+  it("consent: scopes outside the caller's policy are refused, asked or defaulted (issue 14.3)", async () => {
+    const asked = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
+      caller: CALLERS.steward,
+      json: { scopes: ["notes:write"] }
+    })
+    expect(asked.status).toBe(403)
+    expect(asked.body).toMatchObject({ code: "forbidden", reason: "scope_not_allowed" })
+  })
+})
