@@ -10,6 +10,7 @@ import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { makeNotesApi } from "./internal/notesApi.js"
+import { makeRequestOriginCheck } from "./internal/origins.js"
 import { resultPage } from "./internal/resultPage.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
 import { makeScopePolicy } from "./Scopes.js"
@@ -88,6 +89,24 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     requestIdHeader: false,
     genReqId: () => randomUUID()
   }) as unknown as FastifyInstance
+
+  // --- DNS-rebinding protection: before the bearer check and before the body is read ------------------
+  const originCheck = makeRequestOriginCheck(config)
+  app.addHook("onRequest", async (request, reply) => {
+    if ((request.url.split("?")[0] ?? "") !== MCP_PATH) return
+    const origin = request.headers.origin
+    const refusal = originCheck.refusal(request.headers.host, origin)
+    if (refusal === undefined) return
+    request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
+    return jsonRpcError(
+      reply,
+      403,
+      -32000,
+      refusal === "host"
+        ? "Forbidden: this Host is not served here (see mcpServer.allowedHosts)"
+        : "Forbidden: this Origin is not allowed (see mcpServer.allowedOrigins)"
+    )
+  })
 
   // --- RFC 9728 protected resource metadata ---------------------------------------------------------
   const metadataDocument = {

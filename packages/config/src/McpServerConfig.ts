@@ -32,6 +32,10 @@ export interface McpServerConfig {
   }
   /** Providers whose tokens are RFC 8693 session tokens (exchanged from the MCP client's token). */
   readonly exchangeProviders: ReadonlyArray<string>
+  /** Host headers accepted at /mcp: publicUrl's host and `allowedHosts` (lowercase). */
+  readonly allowedHosts: ReadonlyArray<string>
+  /** Origin headers accepted at /mcp: publicUrl's origin and `allowedOrigins`. */
+  readonly allowedOrigins: ReadonlyArray<string>
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent"
 }
 
@@ -87,10 +91,20 @@ export const resolveMcpServer = (
       )
     }
     const host = file.host.includes(":") ? `[${file.host}]` : file.host
+    const publicUrl = (file.publicUrl ?? `http://${host}:${file.port}`).replace(/\/+$/, "")
+    for (const [i, origin] of file.allowedOrigins.entries()) {
+      if (new URL(origin).origin !== origin.replace(/\/$/, "")) {
+        return yield* new ConfigInvalid({
+          field: `mcpServer.allowedOrigins[${i}]`,
+          message: `mcpServer.allowedOrigins[${i}]: "${origin}" is not an origin; write scheme://host[:port] only, e.g. ${new URL(origin).origin}`
+        })
+      }
+    }
+    const own = new URL(publicUrl)
     return {
       host: file.host,
       port: file.port,
-      publicUrl: (file.publicUrl ?? `http://${host}:${file.port}`).replace(/\/+$/, ""),
+      publicUrl,
       authorizationServer: {
         issuer: as.issuer.replace(/\/+$/, ""),
         jwksUri: as.jwksUri,
@@ -106,6 +120,8 @@ export const resolveMcpServer = (
           : { ...file.notes, apiUrl: file.notes.apiUrl.replace(/\/+$/, "") },
       clientScopes: file.clientScopes,
       exchangeProviders: file.exchangeProviders,
+      allowedHosts: [...new Set([own.host, ...file.allowedHosts.map((h) => h.toLowerCase())])],
+      allowedOrigins: [...new Set([own.origin, ...file.allowedOrigins.map((o) => new URL(o).origin)])],
       logLevel: file.logLevel
     }
   })

@@ -66,6 +66,22 @@ export const McpServerSchema = z
       .describe(
         "Providers whose tokens are RFC 8693 session tokens exchanged from the MCP client's token (each needs tokenExchange); the others use background tokens from stored grants"
       ),
+    allowedHosts: z
+      .array(
+        z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/, {
+          message: "a host is a name or address with an optional :port, e.g. mcp.example.com or 10.0.0.5:8090"
+        })
+      )
+      .default([])
+      .describe(
+        "Host headers accepted at /mcp besides publicUrl's host (DNS-rebinding protection); loopback names at any port are accepted when publicUrl is loopback"
+      ),
+    allowedOrigins: z
+      .array(url("an origin such as https://app.example.com"))
+      .default([])
+      .describe(
+        "Origin headers accepted at /mcp besides publicUrl's origin (browser-based MCP clients); requests without Origin are accepted"
+      ),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
   })
   .describe("The MCP server app: where it listens, where its users sign in, its upstream tools")
