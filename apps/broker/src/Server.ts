@@ -132,7 +132,12 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     })
   )
   const { broker, verifier, store, servers } = services
-  const callerAuth: CallerAuth = makeCallerAuth(config.callers)
+  const callerAuth: CallerAuth = makeCallerAuth(config.callers, {
+    maxFailures: config.server.callerAuthentication.maxFailures,
+    failureWindowMs: Duration.toMillis(config.server.callerAuthentication.failureWindow),
+    maxConcurrent: config.server.callerAuthentication.maxConcurrent,
+    maxQueued: config.server.callerAuthentication.maxQueued
+  })
   const metrics = makeHttpMetrics()
   const debugEnabled = logger.isLevelEnabled("debug")
   const providersById = new Map(config.providers.map((p) => [p.id, p]))
@@ -367,11 +372,23 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     ) {
       throw fail("Client authentication failed")
     }
-    const caller = await callerAuth.authenticate(credentials.clientId, credentials.secret)
-    if (caller === undefined) {
+    const outcome = await callerAuth.authenticate(credentials.clientId, credentials.secret, request.ip)
+    if (outcome._tag === "Limited") {
+      request.log.info({ reason: outcome.reason }, "client authentication limited")
+      const detail =
+        outcome.reason === "failures"
+          ? `Too many failed authentications from this address; retry after ${outcome.retryAfterSeconds} s`
+          : "Too many authentications at once; retry shortly"
+      const headers = { "retry-after": String(outcome.retryAfterSeconds) }
+      throw oauth
+        ? oauthError(429, "slow_down", detail, headers)
+        : httpProblem(429, "rate_limited", "Too many requests", detail, { headers })
+    }
+    if (outcome._tag === "Refused") {
       request.log.debug({ clientId: credentials.clientId.slice(0, 128) }, "client authentication failed")
       throw fail("Client authentication failed")
     }
+    const caller = outcome.caller
     request.log.debug({ caller: caller.id }, "caller authenticated")
     request.caller = caller
   })

@@ -121,3 +121,80 @@ describe("caller policy without loopholes", () => {
     expect(asked.body).toMatchObject({ code: "forbidden", reason: "scope_not_allowed" })
   })
 })
+
+describe("failed caller authentication is limited per address, before scrypt (issue 14.2)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({
+      backend: "memory",
+      server: {
+        trustProxy: true,
+        callerAuthentication: { maxFailures: 5, failureWindow: "1 minute", maxConcurrent: 1, maxQueued: 1 }
+      }
+    })
+  })
+  afterAll(() => stack.stop())
+
+  const from = (address: string) => ({ "x-forwarded-for": address })
+  const wrong = { id: CALLERS.agent.id, secret: "not-the-secret" }
+
+  it("answers 429 with Retry-After once an address has failed maxFailures times; other callers are served", async () => {
+    const flooder = "203.0.113.7"
+    // the agent authenticated from this address before the flood
+    expect(
+      (await call(stack, "GET", "/v1/grants", { caller: CALLERS.agent, headers: from(flooder) })).status
+    ).toBe(200)
+    const statuses: Array<number> = []
+    let retryAfter: string | null = null
+    for (let i = 0; i < 20; i++) {
+      const answer = await call(stack, "GET", "/v1/grants", { caller: wrong, headers: from(flooder) })
+      statuses.push(answer.status)
+      if (answer.status === 429) {
+        retryAfter = answer.headers.get("retry-after")
+        expect(answer.body).toMatchObject({ code: "rate_limited", status: 429 })
+      }
+    }
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5)
+    expect(statuses.filter((s) => s === 429)).toHaveLength(15)
+    expect(Number(retryAfter)).toBeGreaterThan(0)
+    // the token endpoint counts the same failures, in RFC 6749 form with Retry-After
+    const token = await fetch(`${stack.url}/oauth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", ...from(flooder) },
+      body: new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE,
+        client_id: "agent",
+        client_secret: "x"
+      }).toString()
+    })
+    expect(token.status).toBe(429)
+    expect(Number(token.headers.get("retry-after"))).toBeGreaterThan(0)
+    // a caller already verified from that address is still served (no scrypt needed) ...
+    expect(
+      (await call(stack, "GET", "/v1/grants", { caller: CALLERS.agent, headers: from(flooder) })).status
+    ).toBe(200)
+    // ... and so is a legitimate caller from another address
+    expect(
+      (await call(stack, "GET", "/v1/grants", { caller: CALLERS.reader, headers: from("198.51.100.1") }))
+        .status
+    ).toBe(200)
+  })
+
+  it("caps concurrent verifications: a burst of bad credentials from many addresses gets 429s, a caller is served after", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        call(stack, "GET", "/v1/grants", { caller: wrong, headers: from(`192.0.2.${i + 1}`) })
+      )
+    )
+    const statuses = answers.map((a) => a.status)
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true)
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0)
+    for (const answer of answers.filter((a) => a.status === 429)) {
+      expect(Number(answer.headers.get("retry-after"))).toBeGreaterThan(0)
+    }
+    expect(
+      (await call(stack, "GET", "/v1/grants", { caller: CALLERS.steward, headers: from("198.51.100.2") }))
+        .status
+    ).toBe(403) // authenticated (steward may not list every provider): not 401, not 429
+  })
+})

@@ -1,5 +1,6 @@
 import { ConfigInvalid } from "@token-broker/core"
 import { Duration, Effect } from "effect"
+import { type ConnectionLimits, resolveConnections } from "./internal/connectionsSchema.js"
 import type { McpServerFile } from "./internal/mcpServerSchema.js"
 
 /** The MCP server app's settings (the config file's `mcpServer` section), resolved. */
@@ -36,8 +37,20 @@ export interface McpServerConfig {
   readonly allowedHosts: ReadonlyArray<string>
   /** Origin headers accepted at /mcp: publicUrl's origin and `allowedOrigins`. */
   readonly allowedOrigins: ReadonlyArray<string>
+  /** fastify's trustProxy: where client addresses come from. */
+  readonly trustProxy: boolean | string | number
+  readonly connections: ConnectionLimits
+  readonly sessions: {
+    readonly max: number
+    readonly maxPerSubject: number
+    readonly idleTimeoutMs: number
+    /** New sessions per subject and per client address per window. */
+    readonly createLimit: { readonly max: number; readonly timeWindowMs: number }
+  }
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent"
 }
+
+const millis = (value: number | string) => Duration.toMillis(Duration.decode(value as Duration.DurationInput))
 
 const httpsOnly = (value: string, allowed: boolean, field: string, flag: string) =>
   new URL(value).protocol === "http:" && !allowed
@@ -122,6 +135,17 @@ export const resolveMcpServer = (
       exchangeProviders: file.exchangeProviders,
       allowedHosts: [...new Set([own.host, ...file.allowedHosts.map((h) => h.toLowerCase())])],
       allowedOrigins: [...new Set([own.origin, ...file.allowedOrigins.map((o) => new URL(o).origin)])],
+      trustProxy: file.trustProxy,
+      connections: resolveConnections(file.connections),
+      sessions: {
+        max: file.sessions.max,
+        maxPerSubject: file.sessions.maxPerSubject,
+        idleTimeoutMs: millis(file.sessions.idleTimeout),
+        createLimit: {
+          max: file.sessions.createLimit.max,
+          timeWindowMs: millis(file.sessions.createLimit.timeWindow)
+        }
+      },
       logLevel: file.logLevel
     }
   })

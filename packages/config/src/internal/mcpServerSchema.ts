@@ -1,4 +1,6 @@
 import { z } from "zod"
+import { connectionsSchema, mcpConnections } from "./connectionsSchema.js"
+import { Duration } from "./duration.js"
 
 /**
  * The `mcpServer` section: settings of the MCP server app only (the broker ignores it). Plain data, as
@@ -82,6 +84,43 @@ export const McpServerSchema = z
       .describe(
         "Origin headers accepted at /mcp besides publicUrl's origin (browser-based MCP clients); requests without Origin are accepted"
       ),
+    trustProxy: z
+      .union([z.boolean(), z.string().min(1), z.number().int().min(1)])
+      .default(false)
+      .describe(
+        "fastify's trustProxy (true, hop count, or the load balancer's addresses): client addresses for limits"
+      ),
+    connections: connectionsSchema(mcpConnections),
+    sessions: z
+      .strictObject({
+        max: z
+          .number()
+          .int()
+          .min(1)
+          .default(1000)
+          .describe("Open MCP sessions; beyond: the least recently used closes"),
+        maxPerSubject: z
+          .number()
+          .int()
+          .min(1)
+          .default(10)
+          .describe("Open MCP sessions per user; beyond: that user's own least recently used closes"),
+        idleTimeout: Duration.default("30 minutes").describe("An unused session closes after this"),
+        createLimit: z
+          .strictObject({
+            max: z.number().int().min(1).default(30),
+            timeWindow: Duration.default("1 minute")
+          })
+          .default({ max: 30, timeWindow: "1 minute" })
+          .describe("New sessions (initialize) per user and per client address per window; beyond: 429")
+      })
+      .default({
+        max: 1000,
+        maxPerSubject: 10,
+        idleTimeout: "30 minutes",
+        createLimit: { max: 30, timeWindow: "1 minute" }
+      })
+      .describe("MCP sessions of this process"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
   })
   .describe("The MCP server app: where it listens, where its users sign in, its upstream tools")
