@@ -13,6 +13,7 @@ import { makeNotesApi } from "./internal/notesApi.js"
 import { makeRequestOriginCheck } from "./internal/origins.js"
 import { resultPage } from "./internal/resultPage.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
+import { makeWindowCounter } from "./internal/windowCounter.js"
 import { makeScopePolicy } from "./Scopes.js"
 import type { Run, ToolContext } from "./ToolContext.js"
 import { registerConnectionTools } from "./tools/connection.js"
@@ -34,9 +35,6 @@ export interface McpServerServices {
   /** Runs an effect in the server's one runtime. */
   readonly run: Run
   readonly logger: FastifyInstance["log"] | undefined
-  /** Idle MCP sessions are closed after this long (default 30 minutes); at most `maxSessions` (default 1000). */
-  readonly sessionIdleMs?: number | undefined
-  readonly maxSessions?: number | undefined
 }
 
 export interface BuiltServer {
@@ -68,8 +66,17 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   const resourceMetadata = `${config.publicUrl}${RESOURCE_METADATA_PATH}`
   const scopes = makeScopePolicy(config.clientScopes)
   const sessions = makeSessions({
-    idleMs: services.sessionIdleMs ?? 30 * 60_000,
-    max: services.maxSessions ?? 1000
+    idleMs: config.sessions.idleTimeoutMs,
+    max: config.sessions.max,
+    maxPerSubject: config.sessions.maxPerSubject
+  })
+  const createdBySubject = makeWindowCounter({
+    max: config.sessions.createLimit.perSubject,
+    windowMs: config.sessions.createLimit.timeWindowMs
+  })
+  const createdByAddress = makeWindowCounter({
+    max: config.sessions.createLimit.perAddress,
+    windowMs: config.sessions.createLimit.timeWindowMs
   })
   const notes =
     config.notes === undefined
@@ -84,6 +91,8 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   const app = Fastify({
     ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
     bodyLimit: 4 * 1024 * 1024,
+    // fastify accepts a hop count too; its types name only boolean, string and functions
+    trustProxy: config.trustProxy as boolean | string,
     forceCloseConnections: true,
     return503OnClosing: true,
     requestIdHeader: false,
@@ -262,6 +271,14 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       session.lastSeen = Date.now()
       transport = session.transport
     } else if (request.method === "POST" && isInitializeRequest(request.body)) {
+      const now = Date.now()
+      const byAddress = createdByAddress.take(request.ip, now)
+      const bySubject = byAddress.ok ? createdBySubject.take(subject, now) : byAddress
+      if (!bySubject.ok) {
+        request.log.info({ by: byAddress.ok ? "subject" : "address" }, "session creation limited")
+        void reply.header("retry-after", String(Math.max(1, Math.ceil(bySubject.retryAfterMs / 1000))))
+        return jsonRpcError(reply, 429, -32000, "Too many new sessions: reuse your session, or retry later")
+      }
       transport = await openSession(subject)
     } else {
       return jsonRpcError(

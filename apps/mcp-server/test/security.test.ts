@@ -118,3 +118,81 @@ describe("MCP server: Origin and Host validation (issue 14.5)", () => {
     expect(health.status).toBe(200)
   })
 })
+
+const connectAs = async (stack: Stack, token: string, address: string) => {
+  const client = new Client({ name: "security", version: "1.0.0" })
+  const transport = new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+    requestInit: { headers: { authorization: `Bearer ${token}`, "x-forwarded-for": address } }
+  })
+  await client.connect(transport)
+  return { client, transport }
+}
+
+describe("MCP sessions are capped per subject (issue 14.6)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: { trustProxy: true, sessions: { maxPerSubject: 2 } }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  it("a subject's new session evicts that subject's own oldest, never another subject's", async () => {
+    const [alice, bob] = await Promise.all([stack.tokenFor("alice"), stack.tokenFor("bob")])
+    const bobs = await connectAs(stack, bob, "10.0.0.9")
+    const first = await connectAs(stack, alice, "10.0.0.1")
+    const second = await connectAs(stack, alice, "10.0.0.2")
+    await first.client.listTools()
+    const third = await connectAs(stack, alice, "10.0.0.3")
+    // alice's least recently used session (the second: the first was used after it) is gone
+    const stale = await fetch(stack.mcpUrl, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": second.transport.sessionId ?? "",
+        "mcp-protocol-version": "2025-11-25"
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/list" })
+    })
+    expect(stale.status).toBe(404)
+    for (const open of [first, third, bobs])
+      expect((await open.client.listTools()).tools.length).toBeGreaterThan(0)
+    await Promise.all([first, third, bobs].map((s) => s.client.close()))
+  })
+})
+
+describe("MCP session creation is rate-limited per subject and per address (issue 14.6)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: {
+        trustProxy: true,
+        sessions: { createLimit: { perSubject: 4, perAddress: 3, timeWindow: "1 minute" } }
+      }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  const open = (token: string, address: string) => initialize(stack, token, { "x-forwarded-for": address })
+
+  it("per subject: the fifth initialize in the window is 429 with Retry-After, from any address", async () => {
+    const bob = await stack.tokenFor("bob")
+    const statuses: Array<number> = []
+    for (let i = 0; i < 5; i++) statuses.push((await open(bob, `10.0.1.${i + 1}`)).status)
+    expect(statuses).toEqual([200, 200, 200, 200, 429])
+    const limited = await open(bob, "10.0.1.99")
+    expect(limited.status).toBe(429)
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0)
+    expect(JSON.parse(limited.body)).toMatchObject({ jsonrpc: "2.0", error: { code: -32000 } })
+  })
+
+  it("per address: the fourth initialize from one address is 429; the same subject elsewhere is served", async () => {
+    const alice = await stack.tokenFor("alice")
+    const statuses: Array<number> = []
+    for (let i = 0; i < 4; i++) statuses.push((await open(alice, "10.0.2.1")).status)
+    expect(statuses).toEqual([200, 200, 200, 429])
+    expect((await open(alice, "10.0.2.2")).status).toBe(200)
+  })
+})

@@ -45,7 +45,11 @@ export interface McpServerConfig {
     readonly maxPerSubject: number
     readonly idleTimeoutMs: number
     /** New sessions per subject and per client address per window. */
-    readonly createLimit: { readonly max: number; readonly timeWindowMs: number }
+    readonly createLimit: {
+      readonly perSubject: number
+      readonly perAddress: number
+      readonly timeWindowMs: number
+    }
   }
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent"
 }
@@ -142,7 +146,8 @@ export const resolveMcpServer = (
         maxPerSubject: file.sessions.maxPerSubject,
         idleTimeoutMs: millis(file.sessions.idleTimeout),
         createLimit: {
-          max: file.sessions.createLimit.max,
+          perSubject: file.sessions.createLimit.perSubject,
+          perAddress: file.sessions.createLimit.perAddress,
           timeWindowMs: millis(file.sessions.createLimit.timeWindow)
         }
       },

@@ -108,17 +108,23 @@ export const McpServerSchema = z
         idleTimeout: Duration.default("30 minutes").describe("An unused session closes after this"),
         createLimit: z
           .strictObject({
-            max: z.number().int().min(1).default(30),
+            perSubject: z.number().int().min(1).default(30).describe("New sessions per user per window"),
+            perAddress: z
+              .number()
+              .int()
+              .min(1)
+              .default(120)
+              .describe("New sessions per client address per window"),
             timeWindow: Duration.default("1 minute")
           })
-          .default({ max: 30, timeWindow: "1 minute" })
+          .default({ perSubject: 30, perAddress: 120, timeWindow: "1 minute" })
           .describe("New sessions (initialize) per user and per client address per window; beyond: 429")
       })
       .default({
         max: 1000,
         maxPerSubject: 10,
         idleTimeout: "30 minutes",
-        createLimit: { max: 30, timeWindow: "1 minute" }
+        createLimit: { perSubject: 30, perAddress: 120, timeWindow: "1 minute" }
       })
       .describe("MCP sessions of this process"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
