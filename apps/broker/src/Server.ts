@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto"
 import rateLimit from "@fastify/rate-limit"
-import type { BrokerLayerError, BrokerServices, CallerPolicy, Config } from "@token-broker/config"
+import {
+  type BrokerLayerError,
+  type BrokerServices,
+  type CallerPolicy,
+  type Config,
+  httpServerOptions
+} from "@token-broker/config"
 import {
   AuthorizationServer,
   type GrantStatus,
@@ -158,7 +164,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     throw new Error(`unexpected failure: ${Cause.pretty(exit.cause).split("\n")[0] ?? "defect"}`)
   }
 
+  const { maxConnections, ...limits } = httpServerOptions(config.server.connections)
   const app = Fastify({
+    ...limits,
     loggerInstance: logger,
     bodyLimit: config.server.bodyLimit,
     // fastify accepts a hop count too; its types name only boolean, string and functions
@@ -185,6 +193,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     }
   }) as unknown as FastifyInstance
 
+  app.server.maxConnections = maxConnections
   app.decorateRequest("caller", null)
 
   app.addContentTypeParser(

@@ -1,3 +1,4 @@
+import { connect, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CALLERS, call, connectOverHttp, type Stack, startStack, userToken } from "./support/stack.js"
 
@@ -196,5 +197,85 @@ describe("failed caller authentication is limited per address, before scrypt (is
       (await call(stack, "GET", "/v1/grants", { caller: CALLERS.steward, headers: from("198.51.100.2") }))
         .status
     ).toBe(403) // authenticated (steward may not list every provider): not 401, not 429
+  })
+})
+
+/** A socket to the server; resolves once connected. */
+const open = (url: string): Promise<Socket> =>
+  new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url)
+    const socket = connect(Number(port), hostname, () => resolve(socket))
+    socket.once("error", reject)
+  })
+
+/** Resolves with what the server sent once it closes the connection. */
+const closed = (socket: Socket): Promise<string> =>
+  new Promise((resolve) => {
+    let received = ""
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString()
+    })
+    socket.on("error", () => undefined)
+    socket.once("close", () => resolve(received))
+  })
+
+/** Sends `head`, then one more byte every 100 ms (a slow-loris client) until the server closes it. */
+const slowLoris = async (url: string, head: string): Promise<string> => {
+  const socket = await open(url)
+  const done = closed(socket)
+  socket.write(head)
+  const drip = setInterval(() => {
+    if (!socket.destroyed) socket.write("a")
+  }, 100)
+  try {
+    return await done
+  } finally {
+    clearInterval(drip)
+  }
+}
+
+describe("slow and hoarding clients are cut off (issue 14.4)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({
+      backend: "memory",
+      server: { connections: { requestTimeout: "1 second", headersTimeout: "1 second" } }
+    })
+  })
+  afterAll(() => stack.stop())
+
+  it("headers sent one byte at a time: the connection is closed", async () => {
+    const received = await slowLoris(stack.url, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+
+  it("a body sent one byte at a time: the connection is closed", async () => {
+    const received = await slowLoris(
+      stack.url,
+      "POST /v1/grants/u-bob/notes/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
+    )
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+})
+
+describe("the connection cap (issue 14.4)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({ backend: "memory", server: { connections: { max: 3 } } })
+  })
+  afterAll(() => stack.stop())
+
+  it("a connection beyond server.connections.max is closed; the open ones still work", async () => {
+    const held = [await open(stack.url), await open(stack.url), await open(stack.url)]
+    const extra = await open(stack.url)
+    expect(await closed(extra)).toBe("")
+    const first = held[0]
+    if (first === undefined) throw new Error("no socket")
+    const answer = new Promise<string>((resolve) => {
+      first.once("data", (chunk: Buffer) => resolve(chunk.toString()))
+    })
+    first.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    expect(await answer).toMatch(/^HTTP\/1.1 200/)
+    for (const socket of held) socket.destroy()
   })
 })

@@ -4,7 +4,7 @@ import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
-import type { McpServerConfig } from "@token-broker/config"
+import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
 import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
@@ -88,7 +88,9 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           writeScopes: config.notes.writeScopes
         }
 
+  const { maxConnections, ...limits } = httpServerOptions(config.connections)
   const app = Fastify({
+    ...limits,
     ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
     bodyLimit: 4 * 1024 * 1024,
     // fastify accepts a hop count too; its types name only boolean, string and functions
@@ -98,6 +100,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     requestIdHeader: false,
     genReqId: () => randomUUID()
   }) as unknown as FastifyInstance
+  app.server.maxConnections = maxConnections
 
   // --- DNS-rebinding protection: before the bearer check and before the body is read ------------------
   const originCheck = makeRequestOriginCheck(config)

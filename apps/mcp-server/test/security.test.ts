@@ -1,4 +1,5 @@
 import { request as httpRequest } from "node:http"
+import { connect } from "node:net"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -194,5 +195,51 @@ describe("MCP session creation is rate-limited per subject and per address (issu
     for (let i = 0; i < 4; i++) statuses.push((await open(alice, "10.0.2.1")).status)
     expect(statuses).toEqual([200, 200, 200, 429])
     expect((await open(alice, "10.0.2.2")).status).toBe(200)
+  })
+})
+
+/** Sends `head`, then one more byte every 100 ms (a slow-loris client); resolves when the server closes it. */
+const slowLoris = (url: string, head: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url)
+    let received = ""
+    let drip: ReturnType<typeof setInterval> | undefined
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(head)
+      drip = setInterval(() => {
+        if (!socket.destroyed) socket.write("a")
+      }, 100)
+    })
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString()
+    })
+    socket.once("error", (error) => (received === "" && drip === undefined ? reject(error) : undefined))
+    socket.once("close", () => {
+      clearInterval(drip)
+      resolve(received)
+    })
+  })
+
+describe("MCP server: slow clients are cut off (issue 14.4)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: { connections: { requestTimeout: "1 second", headersTimeout: "1 second" } }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  it("a request body sent one byte at a time: the connection is closed", async () => {
+    const { host, pathname } = new URL(stack.mcpUrl)
+    const received = await slowLoris(
+      stack.mcpUrl,
+      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
+    )
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+
+  it("headers sent one byte at a time: the connection is closed", async () => {
+    const received = await slowLoris(stack.mcpUrl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
 })

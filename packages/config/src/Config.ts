@@ -16,6 +16,7 @@ import { type ConfigFile, ConfigFileSchema, type SecretRefInput } from "./intern
 import { type McpServerConfig, resolveMcpServer } from "./McpServerConfig.js"
 
 export type { ConnectionLimits } from "./internal/connectionsSchema.js"
+export { httpServerOptions } from "./internal/connectionsSchema.js"
 export type { ConfigFile, ConfigFileInput } from "./internal/schema.js"
 export { ConfigFileSchema }
 

@@ -76,3 +76,24 @@ export const resolveConnections = (file: ConnectionsFile): ConnectionLimits => {
     maxConnections: file.max
   }
 }
+
+/**
+ * The options of fastify and Node's HTTP server that enforce `limits` (spread into `Fastify({...})`; set
+ * `maxConnections` on `app.server`). Node checks request and header deadlines on a timer
+ * (`connectionsCheckingInterval`, 30 s by default): it runs at a fraction of the shortest deadline, so a
+ * slow client is cut off close to its deadline rather than up to 30 s later.
+ */
+export const httpServerOptions = (limits: ConnectionLimits) => {
+  const deadlines = [limits.requestTimeoutMs, limits.headersTimeoutMs].filter((ms) => ms > 0)
+  const shortest = deadlines.length === 0 ? 30_000 : Math.min(...deadlines)
+  return {
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(shortest / 4)))
+    },
+    maxConnections: limits.maxConnections
+  }
+}
