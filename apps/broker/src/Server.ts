@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto"
 import rateLimit from "@fastify/rate-limit"
 import {
   type BrokerLayerError,
@@ -801,7 +801,28 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks })
   })
 
-  app.get("/metrics", { config: open }, async (_request, reply) => {
+  // An optional bearer token: compared as SHA-256 digests in constant time (no length leak).
+  const metricsToken = config.server.metrics.token
+  const metricsDigest =
+    metricsToken === undefined
+      ? undefined
+      : createHash("sha256").update(Redacted.value(metricsToken)).digest()
+  app.get("/metrics", { config: open }, async (request, reply) => {
+    if (metricsDigest !== undefined) {
+      const presented = /^Bearer ([\x21-\x7E]+)$/.exec(request.headers.authorization ?? "")?.[1]
+      const digest = createHash("sha256")
+        .update(presented ?? "")
+        .digest()
+      if (presented === undefined || !timingSafeEqual(digest, metricsDigest)) {
+        return sendProblem(request, reply, {
+          status: 401,
+          code: "unauthorized",
+          title: "Unauthorized",
+          detail: "/metrics needs Authorization: Bearer <server.metrics.token>",
+          headers: { "www-authenticate": 'Bearer realm="token-broker metrics"' }
+        })
+      }
+    }
     const snapshot = await runtime.runPromise(Metric.snapshot)
     return reply.type("text/plain; version=0.0.4; charset=utf-8").send(await metrics.render(snapshot))
   })

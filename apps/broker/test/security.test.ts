@@ -1,6 +1,14 @@
 import { connect, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { CALLERS, call, connectOverHttp, type Stack, startStack, userToken } from "./support/stack.js"
+import {
+  CALLERS,
+  call,
+  connectOverHttp,
+  METRICS_TOKEN,
+  type Stack,
+  startStack,
+  userToken
+} from "./support/stack.js"
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -277,5 +285,34 @@ describe("the connection cap (issue 14.4)", () => {
     first.write("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     expect(await answer).toMatch(/^HTTP\/1.1 200/)
     for (const socket of held) socket.destroy()
+  })
+})
+
+describe("/metrics behind a bearer token (issue 14.11)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack({
+      backend: "memory",
+      server: { metrics: { token: { env: "TB_METRICS_TOKEN" } } }
+    })
+  })
+  afterAll(() => stack.stop())
+
+  it("answers 401 without the token or with a wrong one, and the metrics with it", async () => {
+    for (const authorization of [undefined, "Bearer wrong-token", `Basic ${METRICS_TOKEN}`]) {
+      const refused = await fetch(`${stack.url}/metrics`, {
+        headers: authorization === undefined ? {} : { authorization }
+      })
+      expect({ authorization, status: refused.status }).toEqual({ authorization, status: 401 })
+      expect(refused.headers.get("www-authenticate")).toMatch(/^Bearer /)
+      expect(await refused.text()).not.toContain("http_requests")
+    }
+    const served = await fetch(`${stack.url}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` }
+    })
+    expect(served.status).toBe(200)
+    expect(await served.text()).toMatch(/^# (HELP|TYPE) /m)
+    // health and readiness stay open for probes
+    expect((await fetch(`${stack.url}/healthz`)).status).toBe(200)
   })
 })

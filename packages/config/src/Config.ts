@@ -126,6 +126,8 @@ export interface ServerConfig {
     readonly maxQueued: number
   }
   readonly connections: ConnectionLimits
+  /** With a token, `/metrics` requires `Authorization: Bearer <token>`. */
+  readonly metrics: { readonly token?: Redacted.Redacted<string> | undefined }
 }
 
 export type TokenSourceConfig =
@@ -625,7 +627,13 @@ const resolveConfig = (
           ...server.callerAuthentication,
           failureWindow: Duration.decode(server.callerAuthentication.failureWindow as Duration.DurationInput)
         },
-        connections: resolveConnections(server.connections)
+        connections: resolveConnections(server.connections),
+        metrics: {
+          token:
+            server.metrics.token === undefined
+              ? undefined
+              : yield* readSecret(server.metrics.token, "server.metrics.token", env, baseDir)
+        }
       },
       storage,
       keyRing,

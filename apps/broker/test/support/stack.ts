@@ -12,6 +12,9 @@ import { type RunningBroker, startBroker } from "../../src/Broker.js"
 
 export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 
+/** The bearer token of `/metrics` where a stack sets `server.metrics.token: { env: TB_METRICS_TOKEN }`. */
+export const METRICS_TOKEN = randomBytes(24).toString("base64url")
+
 /** The PostgreSQL the tests use: `DATABASE_URL`, else the machine's server (trust auth, database `test`). */
 export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
@@ -110,6 +113,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
     NOTES_CLIENT_SECRET: idp.client("token-broker").clientSecret,
     OTHER_CLIENT_SECRET: idp.client("token-broker-post").clientSecret,
     TB_KEY: keyMaterial,
+    TB_METRICS_TOKEN: METRICS_TOKEN,
     TB_DATABASE_URL: databaseUrl
   }
   const hash = (secret: string) => Effect.runPromise(hashSecret(secret))

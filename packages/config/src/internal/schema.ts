@@ -307,7 +307,15 @@ export const ConfigFileSchema = z
           })
           .default({ maxFailures: 10, failureWindow: "1 minute", maxConcurrent: 4, maxQueued: 64 })
           .describe("Abuse limits of caller authentication (a verified caller is remembered and skips them)"),
-        connections: connectionsSchema(brokerConnections)
+        connections: connectionsSchema(brokerConnections),
+        metrics: z
+          .strictObject({
+            token: SecretRef.optional().describe(
+              "A bearer token /metrics requires (Authorization: Bearer ...); absent: /metrics is open"
+            )
+          })
+          .default({})
+          .describe("Access to the Prometheus metrics")
       })
       .default({
         host: "127.0.0.1",
@@ -319,7 +327,8 @@ export const ConfigFileSchema = z
         shutdownTimeout: "10 seconds",
         returnToOrigins: [],
         callerAuthentication: { maxFailures: 10, failureWindow: "1 minute", maxConcurrent: 4, maxQueued: 64 },
-        connections: { ...brokerConnections }
+        connections: { ...brokerConnections },
+        metrics: {}
       }),
     storage: StorageSchema,
     keyRing: KeyRingSchema,
