@@ -8,36 +8,118 @@ import { Effect } from "effect"
  * scrypt is slow on purpose (tens of milliseconds), so a successful verification is remembered for a few
  * minutes under an HMAC of the presented credentials with a per-process random key: a hot caller pays
  * for scrypt once, and the cache holds no secret. Unknown ids cost the same scrypt as known ones.
+ *
+ * Because every verification costs a scrypt, a flood of bad credentials is limited before it reaches
+ * scrypt: failures are counted per client address (a fixed window), and at most `maxConcurrent`
+ * verifications run at once with at most `maxQueued` waiting. A remembered caller skips both.
  */
+export type Authentication =
+  | { readonly _tag: "Authenticated"; readonly caller: CallerPolicy }
+  | { readonly _tag: "Refused" }
+  /** Too many failures from this address, or too many verifications waiting: retry after this. */
+  | { readonly _tag: "Limited"; readonly retryAfterSeconds: number; readonly reason: "failures" | "busy" }
+
 export interface CallerAuth {
-  readonly authenticate: (clientId: string, secret: string) => Promise<CallerPolicy | undefined>
+  readonly authenticate: (clientId: string, secret: string, address: string) => Promise<Authentication>
+}
+
+export interface CallerAuthLimits {
+  readonly maxFailures: number
+  readonly failureWindowMs: number
+  readonly maxConcurrent: number
+  readonly maxQueued: number
 }
 
 const VERIFIED_TTL_MS = 5 * 60_000
 const MAX_VERIFIED = 10_000
+/** Addresses with failures tracked at once; beyond, expired windows are dropped first. */
+const MAX_TRACKED_ADDRESSES = 100_000
 
-export const makeCallerAuth = (callers: ReadonlyArray<CallerPolicy>): CallerAuth => {
+export const makeCallerAuth = (
+  callers: ReadonlyArray<CallerPolicy>,
+  limits: CallerAuthLimits
+): CallerAuth => {
   const byId = new Map(callers.map((caller) => [caller.id, caller]))
   const key = randomBytes(32)
   const verified = new Map<string, { readonly id: string; readonly until: number }>()
+  const failures = new Map<string, { count: number; readonly resetAt: number }>()
+  const verifications = Effect.unsafeMakeSemaphore(limits.maxConcurrent)
+  let running = 0
+  let waiting = 0
   // A hash of a random secret: unknown ids are verified against it, so they take as long as known ones.
   let dummy: Promise<string> | undefined
 
-  const authenticate = async (clientId: string, secret: string): Promise<CallerPolicy | undefined> => {
+  const failuresOf = (address: string, now: number) => {
+    const entry = failures.get(address)
+    if (entry === undefined || entry.resetAt <= now) return undefined
+    return entry
+  }
+
+  const countFailure = (address: string, now: number) => {
+    const entry = failuresOf(address, now)
+    if (entry !== undefined) {
+      entry.count += 1
+      return
+    }
+    if (failures.size >= MAX_TRACKED_ADDRESSES) {
+      for (const [tracked, value] of failures) if (value.resetAt <= now) failures.delete(tracked)
+      if (failures.size >= MAX_TRACKED_ADDRESSES) failures.clear()
+    }
+    failures.set(address, { count: 1, resetAt: now + limits.failureWindowMs })
+  }
+
+  const verify = async (secret: string, hash: string): Promise<boolean> => {
+    waiting += 1
+    return Effect.runPromise(
+      verifications.withPermits(1)(
+        Effect.suspend(() => {
+          waiting -= 1
+          running += 1
+          return verifySecret(secret, hash)
+        }).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              running -= 1
+            })
+          )
+        )
+      )
+    )
+  }
+
+  const authenticate = async (clientId: string, secret: string, address: string): Promise<Authentication> => {
     const mac = createHmac("sha256", key).update(clientId).update("\u0000").update(secret).digest("base64url")
     const now = Date.now()
     const hit = verified.get(mac)
-    if (hit !== undefined && hit.until > now) return byId.get(hit.id)
+    const remembered = hit !== undefined && hit.until > now ? byId.get(hit.id) : undefined
+    if (remembered !== undefined) return { _tag: "Authenticated", caller: remembered }
+    const failed = failuresOf(address, now)
+    if (failed !== undefined && failed.count >= limits.maxFailures) {
+      return {
+        _tag: "Limited",
+        reason: "failures",
+        retryAfterSeconds: Math.max(1, Math.ceil((failed.resetAt - now) / 1000))
+      }
+    }
+    if (running >= limits.maxConcurrent && waiting >= limits.maxQueued) {
+      return { _tag: "Limited", reason: "busy", retryAfterSeconds: 1 }
+    }
     const caller = byId.get(clientId)
+    let ok: boolean
     if (caller === undefined) {
       dummy ??= Effect.runPromise(hashSecret(randomBytes(16).toString("base64url")))
-      await Effect.runPromise(verifySecret(secret, await dummy))
-      return undefined
+      await verify(secret, await dummy)
+      ok = false
+    } else {
+      ok = await verify(secret, caller.secretHash)
     }
-    if (!(await Effect.runPromise(verifySecret(secret, caller.secretHash)))) return undefined
+    if (!ok || caller === undefined) {
+      countFailure(address, Date.now())
+      return { _tag: "Refused" }
+    }
     if (verified.size >= MAX_VERIFIED) verified.clear()
     verified.set(mac, { id: caller.id, until: now + VERIFIED_TTL_MS })
-    return caller
+    return { _tag: "Authenticated", caller }
   }
   return { authenticate }
 }

@@ -8,6 +8,12 @@ export const Scope = z
   .string()
   .regex(SCOPE, { message: "a scope is 1-256 printable ASCII characters without spaces or quotes" })
 
+/** A list of scopes names at least one: leave it out for the caller's allowed scopes, never send []. */
+export const Scopes = z
+  .array(Scope)
+  .min(1, { message: "name at least one scope, or leave scopes out for the caller's allowed scopes" })
+  .max(50, { message: "ask for at most 50 scopes" })
+
 export const Subject = z
   .string()
   .min(1, { message: "the subject must not be empty" })
@@ -24,7 +30,7 @@ export const GrantPath = z.strictObject({ subject: Subject, provider: ProviderId
 
 export const BackgroundTokenBody = z
   .strictObject({
-    scopes: z.array(Scope).max(50, { message: "ask for at most 50 scopes" }).optional(),
+    scopes: Scopes.optional(),
     minTtl: z
       .number({ message: "minTtl is a number of seconds" })
       .int({ message: "minTtl is a whole number of seconds" })
@@ -36,7 +42,7 @@ export const BackgroundTokenBody = z
   .describe("Optional: the request may have no body")
 
 export const AuthorizeBody = z.strictObject({
-  scopes: z.array(Scope).max(50, { message: "ask for at most 50 scopes" }).optional(),
+  scopes: Scopes.optional(),
   returnTo: z
     .url({ message: "returnTo must be an absolute URL" })
     .max(2048)

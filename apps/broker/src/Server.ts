@@ -1,6 +1,12 @@
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto"
 import rateLimit from "@fastify/rate-limit"
-import type { BrokerLayerError, BrokerServices, CallerPolicy, Config } from "@token-broker/config"
+import {
+  type BrokerLayerError,
+  type BrokerServices,
+  type CallerPolicy,
+  type Config,
+  httpServerOptions
+} from "@token-broker/config"
 import {
   AuthorizationServer,
   type GrantStatus,
@@ -132,7 +138,12 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     })
   )
   const { broker, verifier, store, servers } = services
-  const callerAuth: CallerAuth = makeCallerAuth(config.callers)
+  const callerAuth: CallerAuth = makeCallerAuth(config.callers, {
+    maxFailures: config.server.callerAuthentication.maxFailures,
+    failureWindowMs: Duration.toMillis(config.server.callerAuthentication.failureWindow),
+    maxConcurrent: config.server.callerAuthentication.maxConcurrent,
+    maxQueued: config.server.callerAuthentication.maxQueued
+  })
   const metrics = makeHttpMetrics()
   const debugEnabled = logger.isLevelEnabled("debug")
   const providersById = new Map(config.providers.map((p) => [p.id, p]))
@@ -153,7 +164,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     throw new Error(`unexpected failure: ${Cause.pretty(exit.cause).split("\n")[0] ?? "defect"}`)
   }
 
+  const { maxConnections, ...limits } = httpServerOptions(config.server.connections)
   const app = Fastify({
+    ...limits,
     loggerInstance: logger,
     bodyLimit: config.server.bodyLimit,
     // fastify accepts a hop count too; its types name only boolean, string and functions
@@ -180,6 +193,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     }
   }) as unknown as FastifyInstance
 
+  app.server.maxConnections = maxConnections
   app.decorateRequest("caller", null)
 
   app.addContentTypeParser(
@@ -367,11 +381,23 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     ) {
       throw fail("Client authentication failed")
     }
-    const caller = await callerAuth.authenticate(credentials.clientId, credentials.secret)
-    if (caller === undefined) {
+    const outcome = await callerAuth.authenticate(credentials.clientId, credentials.secret, request.ip)
+    if (outcome._tag === "Limited") {
+      request.log.info({ reason: outcome.reason }, "client authentication limited")
+      const detail =
+        outcome.reason === "failures"
+          ? `Too many failed authentications from this address; retry after ${outcome.retryAfterSeconds} s`
+          : "Too many authentications at once; retry shortly"
+      const headers = { "retry-after": String(outcome.retryAfterSeconds) }
+      throw oauth
+        ? oauthError(429, "slow_down", detail, headers)
+        : httpProblem(429, "rate_limited", "Too many requests", detail, { headers })
+    }
+    if (outcome._tag === "Refused") {
       request.log.debug({ clientId: credentials.clientId.slice(0, 128) }, "client authentication failed")
       throw fail("Client authentication failed")
     }
+    const caller = outcome.caller
     request.log.debug({ caller: caller.id }, "caller authenticated")
     request.caller = caller
   })
@@ -551,7 +577,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     const { subject, provider } = parse(GrantPath, request.params, "path")
     checkGrantAccess(caller, subject, provider)
     const body = parse(AuthorizeBody, request.body ?? {}, "body")
-    const denied = body.scopes === undefined ? undefined : deniedScope(caller, body.scopes)
+    // No scopes named: the caller's own (never the provider's defaults beyond the caller's policy).
+    const scopes = body.scopes ?? (allowsAnyScope(caller) ? undefined : caller.scopes)
+    const denied = scopes === undefined ? undefined : deniedScope(caller, scopes)
     if (denied !== undefined) {
       throw forbidden(`Caller "${caller.id}" may not ask for scope "${denied}"`, {
         reason: "scope_not_allowed"
@@ -568,7 +596,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
         tenant: caller.tenant,
         subject,
         provider,
-        scopes: body.scopes,
+        scopes,
         returnTo: body.returnTo
       })
     )
@@ -688,9 +716,16 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
         `Client "${caller.id}" may not obtain tokens for "${provider.id}"`
       )
     }
-    const asked = input.scope === undefined ? [] : input.scope.split(" ").filter((s) => s.length > 0)
-    const scopes = asked.length > 0 ? asked : allowsAnyScope(caller) ? [] : [...caller.scopes]
-    const denied = deniedScope(caller, scopes)
+    const asked = input.scope?.split(" ").filter((s) => s.length > 0)
+    if (asked !== undefined && asked.length === 0) {
+      throw oauthError(
+        400,
+        "invalid_scope",
+        "scope is empty: name at least one scope, or leave scope out for the client's allowed scopes"
+      )
+    }
+    const scopes = asked ?? (allowsAnyScope(caller) ? undefined : [...caller.scopes])
+    const denied = scopes === undefined ? undefined : deniedScope(caller, scopes)
     if (denied !== undefined)
       throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
     const subjectToken = Redacted.make(input.subject_token)
@@ -766,7 +801,28 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks })
   })
 
-  app.get("/metrics", { config: open }, async (_request, reply) => {
+  // An optional bearer token: compared as SHA-256 digests in constant time (no length leak).
+  const metricsToken = config.server.metrics.token
+  const metricsDigest =
+    metricsToken === undefined
+      ? undefined
+      : createHash("sha256").update(Redacted.value(metricsToken)).digest()
+  app.get("/metrics", { config: open }, async (request, reply) => {
+    if (metricsDigest !== undefined) {
+      const presented = /^Bearer ([\x21-\x7E]+)$/.exec(request.headers.authorization ?? "")?.[1]
+      const digest = createHash("sha256")
+        .update(presented ?? "")
+        .digest()
+      if (presented === undefined || !timingSafeEqual(digest, metricsDigest)) {
+        return sendProblem(request, reply, {
+          status: 401,
+          code: "unauthorized",
+          title: "Unauthorized",
+          detail: "/metrics needs Authorization: Bearer <server.metrics.token>",
+          headers: { "www-authenticate": 'Bearer realm="token-broker metrics"' }
+        })
+      }
+    }
     const snapshot = await runtime.runPromise(Metric.snapshot)
     return reply.type("text/plain; version=0.0.4; charset=utf-8").send(await metrics.render(snapshot))
   })

@@ -327,7 +327,7 @@ describe.each(["sqlite", "postgres"] as const)("the HTTP broker end to end on %s
       const status = yield* source.grantStatus({ subject: alice, provider: "notes" })
       const missing = yield* Effect.flip(source.backgroundToken({ subject: "nobody", provider: "notes" }))
       const badToken = yield* Effect.flip(
-        source.sessionToken({ subjectToken: Redacted.make("garbage"), provider: "notes", scopes: [] })
+        source.sessionToken({ subjectToken: Redacted.make("garbage"), provider: "notes" })
       )
       const revoked = yield* source.revoke({ subject: alice, provider: "notes" })
       return { issued, status, missing, badToken, revoked }

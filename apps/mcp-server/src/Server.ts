@@ -4,14 +4,16 @@ import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
-import type { McpServerConfig } from "@token-broker/config"
+import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
 import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { makeNotesApi } from "./internal/notesApi.js"
+import { makeRequestOriginCheck } from "./internal/origins.js"
 import { resultPage } from "./internal/resultPage.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
+import { makeWindowCounter } from "./internal/windowCounter.js"
 import { makeScopePolicy } from "./Scopes.js"
 import type { Run, ToolContext } from "./ToolContext.js"
 import { registerConnectionTools } from "./tools/connection.js"
@@ -33,9 +35,6 @@ export interface McpServerServices {
   /** Runs an effect in the server's one runtime. */
   readonly run: Run
   readonly logger: FastifyInstance["log"] | undefined
-  /** Idle MCP sessions are closed after this long (default 30 minutes); at most `maxSessions` (default 1000). */
-  readonly sessionIdleMs?: number | undefined
-  readonly maxSessions?: number | undefined
 }
 
 export interface BuiltServer {
@@ -67,8 +66,17 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   const resourceMetadata = `${config.publicUrl}${RESOURCE_METADATA_PATH}`
   const scopes = makeScopePolicy(config.clientScopes)
   const sessions = makeSessions({
-    idleMs: services.sessionIdleMs ?? 30 * 60_000,
-    max: services.maxSessions ?? 1000
+    idleMs: config.sessions.idleTimeoutMs,
+    max: config.sessions.max,
+    maxPerSubject: config.sessions.maxPerSubject
+  })
+  const createdBySubject = makeWindowCounter({
+    max: config.sessions.createLimit.perSubject,
+    windowMs: config.sessions.createLimit.timeWindowMs
+  })
+  const createdByAddress = makeWindowCounter({
+    max: config.sessions.createLimit.perAddress,
+    windowMs: config.sessions.createLimit.timeWindowMs
   })
   const notes =
     config.notes === undefined
@@ -80,14 +88,37 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           writeScopes: config.notes.writeScopes
         }
 
+  const { maxConnections, ...limits } = httpServerOptions(config.connections)
   const app = Fastify({
+    ...limits,
     ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
     bodyLimit: 4 * 1024 * 1024,
+    // fastify accepts a hop count too; its types name only boolean, string and functions
+    trustProxy: config.trustProxy as boolean | string,
     forceCloseConnections: true,
     return503OnClosing: true,
     requestIdHeader: false,
     genReqId: () => randomUUID()
   }) as unknown as FastifyInstance
+  app.server.maxConnections = maxConnections
+
+  // --- DNS-rebinding protection: before the bearer check and before the body is read ------------------
+  const originCheck = makeRequestOriginCheck(config)
+  app.addHook("onRequest", async (request, reply) => {
+    if ((request.url.split("?")[0] ?? "") !== MCP_PATH) return
+    const origin = request.headers.origin
+    const refusal = originCheck.refusal(request.headers.host, origin)
+    if (refusal === undefined) return
+    request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
+    return jsonRpcError(
+      reply,
+      403,
+      -32000,
+      refusal === "host"
+        ? "Forbidden: this Host is not served here (see mcpServer.allowedHosts)"
+        : "Forbidden: this Origin is not allowed (see mcpServer.allowedOrigins)"
+    )
+  })
 
   // --- RFC 9728 protected resource metadata ---------------------------------------------------------
   const metadataDocument = {
@@ -243,6 +274,14 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       session.lastSeen = Date.now()
       transport = session.transport
     } else if (request.method === "POST" && isInitializeRequest(request.body)) {
+      const now = Date.now()
+      const byAddress = createdByAddress.take(request.ip, now)
+      const bySubject = byAddress.ok ? createdBySubject.take(subject, now) : byAddress
+      if (!bySubject.ok) {
+        request.log.info({ by: byAddress.ok ? "subject" : "address" }, "session creation limited")
+        void reply.header("retry-after", String(Math.max(1, Math.ceil(bySubject.retryAfterMs / 1000))))
+        return jsonRpcError(reply, 429, -32000, "Too many new sessions: reuse your session, or retry later")
+      }
       transport = await openSession(subject)
     } else {
       return jsonRpcError(

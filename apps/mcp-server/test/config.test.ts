@@ -70,6 +70,18 @@ describe("the mcpServer config section", () => {
       {},
       "mcpServer.exchangeProviders[0]"
     ],
+    [
+      "an allowed origin with a path",
+      { ...mcpServer, allowedOrigins: ["https://app.example.com/mcp"] },
+      {},
+      "mcpServer.allowedOrigins[0]"
+    ],
+    [
+      "an allowed host with a path",
+      { ...mcpServer, allowedHosts: ["mcp.example.com/x"] },
+      {},
+      "mcpServer.allowedHosts[0]"
+    ],
     ["an unknown key", { ...mcpServer, scope: "x" }, {}, "mcpServer"]
   ]
   for (const [name, section, extra, field] of refusals) {

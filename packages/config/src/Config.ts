@@ -11,9 +11,12 @@ import {
 import { Duration, Effect, Redacted } from "effect"
 import { parse as parseYaml, YAMLParseError } from "yaml"
 import type { z } from "zod"
+import { type ConnectionLimits, resolveConnections } from "./internal/connectionsSchema.js"
 import { type ConfigFile, ConfigFileSchema, type SecretRefInput } from "./internal/schema.js"
 import { type McpServerConfig, resolveMcpServer } from "./McpServerConfig.js"
 
+export type { ConnectionLimits } from "./internal/connectionsSchema.js"
+export { httpServerOptions } from "./internal/connectionsSchema.js"
 export type { ConfigFile, ConfigFileInput } from "./internal/schema.js"
 export { ConfigFileSchema }
 
@@ -115,6 +118,16 @@ export interface ServerConfig {
   readonly shutdownTimeout: Duration.Duration
   /** Origins (`https://app.example.com`) a consent's `returnTo` may point to. */
   readonly returnToOrigins: ReadonlyArray<string>
+  /** Abuse limits of caller authentication: failures per client address, concurrent scrypt verifications. */
+  readonly callerAuthentication: {
+    readonly maxFailures: number
+    readonly failureWindow: Duration.Duration
+    readonly maxConcurrent: number
+    readonly maxQueued: number
+  }
+  readonly connections: ConnectionLimits
+  /** With a token, `/metrics` requires `Authorization: Bearer <token>`. */
+  readonly metrics: { readonly token?: Redacted.Redacted<string> | undefined }
 }
 
 export type TokenSourceConfig =
@@ -609,7 +622,18 @@ const resolveConfig = (
           timeWindow: Duration.decode(server.rateLimit.timeWindow as Duration.DurationInput)
         },
         shutdownTimeout: Duration.decode(server.shutdownTimeout as Duration.DurationInput),
-        returnToOrigins: server.returnToOrigins.map((origin) => new URL(origin).origin)
+        returnToOrigins: server.returnToOrigins.map((origin) => new URL(origin).origin),
+        callerAuthentication: {
+          ...server.callerAuthentication,
+          failureWindow: Duration.decode(server.callerAuthentication.failureWindow as Duration.DurationInput)
+        },
+        connections: resolveConnections(server.connections),
+        metrics: {
+          token:
+            server.metrics.token === undefined
+              ? undefined
+              : yield* readSecret(server.metrics.token, "server.metrics.token", env, baseDir)
+        }
       },
       storage,
       keyRing,

@@ -1,5 +1,6 @@
 import { ConfigInvalid } from "@token-broker/core"
 import { Duration, Effect } from "effect"
+import { type ConnectionLimits, resolveConnections } from "./internal/connectionsSchema.js"
 import type { McpServerFile } from "./internal/mcpServerSchema.js"
 
 /** The MCP server app's settings (the config file's `mcpServer` section), resolved. */
@@ -32,8 +33,28 @@ export interface McpServerConfig {
   }
   /** Providers whose tokens are RFC 8693 session tokens (exchanged from the MCP client's token). */
   readonly exchangeProviders: ReadonlyArray<string>
+  /** Host headers accepted at /mcp: publicUrl's host and `allowedHosts` (lowercase). */
+  readonly allowedHosts: ReadonlyArray<string>
+  /** Origin headers accepted at /mcp: publicUrl's origin and `allowedOrigins`. */
+  readonly allowedOrigins: ReadonlyArray<string>
+  /** fastify's trustProxy: where client addresses come from. */
+  readonly trustProxy: boolean | string | number
+  readonly connections: ConnectionLimits
+  readonly sessions: {
+    readonly max: number
+    readonly maxPerSubject: number
+    readonly idleTimeoutMs: number
+    /** New sessions per subject and per client address per window. */
+    readonly createLimit: {
+      readonly perSubject: number
+      readonly perAddress: number
+      readonly timeWindowMs: number
+    }
+  }
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent"
 }
+
+const millis = (value: number | string) => Duration.toMillis(Duration.decode(value as Duration.DurationInput))
 
 const httpsOnly = (value: string, allowed: boolean, field: string, flag: string) =>
   new URL(value).protocol === "http:" && !allowed
@@ -87,10 +108,20 @@ export const resolveMcpServer = (
       )
     }
     const host = file.host.includes(":") ? `[${file.host}]` : file.host
+    const publicUrl = (file.publicUrl ?? `http://${host}:${file.port}`).replace(/\/+$/, "")
+    for (const [i, origin] of file.allowedOrigins.entries()) {
+      if (new URL(origin).origin !== origin.replace(/\/$/, "")) {
+        return yield* new ConfigInvalid({
+          field: `mcpServer.allowedOrigins[${i}]`,
+          message: `mcpServer.allowedOrigins[${i}]: "${origin}" is not an origin; write scheme://host[:port] only, e.g. ${new URL(origin).origin}`
+        })
+      }
+    }
+    const own = new URL(publicUrl)
     return {
       host: file.host,
       port: file.port,
-      publicUrl: (file.publicUrl ?? `http://${host}:${file.port}`).replace(/\/+$/, ""),
+      publicUrl,
       authorizationServer: {
         issuer: as.issuer.replace(/\/+$/, ""),
         jwksUri: as.jwksUri,
@@ -106,6 +137,20 @@ export const resolveMcpServer = (
           : { ...file.notes, apiUrl: file.notes.apiUrl.replace(/\/+$/, "") },
       clientScopes: file.clientScopes,
       exchangeProviders: file.exchangeProviders,
+      allowedHosts: [...new Set([own.host, ...file.allowedHosts.map((h) => h.toLowerCase())])],
+      allowedOrigins: [...new Set([own.origin, ...file.allowedOrigins.map((o) => new URL(o).origin)])],
+      trustProxy: file.trustProxy,
+      connections: resolveConnections(file.connections),
+      sessions: {
+        max: file.sessions.max,
+        maxPerSubject: file.sessions.maxPerSubject,
+        idleTimeoutMs: millis(file.sessions.idleTimeout),
+        createLimit: {
+          perSubject: file.sessions.createLimit.perSubject,
+          perAddress: file.sessions.createLimit.perAddress,
+          timeWindowMs: millis(file.sessions.createLimit.timeWindow)
+        }
+      },
       logLevel: file.logLevel
     }
   })

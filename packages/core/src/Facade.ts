@@ -25,7 +25,7 @@ export interface TokenBrokerClient {
   readonly sessionToken: (request: {
     readonly subjectToken: string
     readonly provider: string
-    readonly scopes: ReadonlyArray<string>
+    readonly scopes?: ReadonlyArray<string>
     readonly audience?: string
   }) => Promise<PlainToken>
   readonly startAuthorization: (

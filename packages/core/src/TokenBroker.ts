@@ -22,7 +22,7 @@ import { count, unsafeCount } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
 import { makeReportRejected } from "./internal/reportRejected.js"
-import { normalizeScopes, sortScopes } from "./internal/scopes.js"
+import { normalizeScopes, requestedScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 import * as Metrics from "./Metrics.js"
@@ -79,7 +79,8 @@ export interface SessionTokenRequest {
   /** The user's own token (Flow 1), verified before it is exchanged. */
   readonly subjectToken: Redacted.Redacted<string>
   readonly provider: string
-  readonly scopes: ReadonlyArray<string>
+  /** At least one scope; left out: the scopes the provider grants for the subject token. */
+  readonly scopes?: ReadonlyArray<string> | undefined
   /** The upstream audience; defaults to the provider's resource. */
   readonly audience?: string | undefined
 }
@@ -372,7 +373,7 @@ export const make = (
         return Effect.gen(function* () {
           const key = yield* keyOf(request)
           const scopes =
-            request.scopes === undefined ? null : yield* normalizeScopes(request.scopes, "scopes")
+            request.scopes === undefined ? null : yield* requestedScopes(request.scopes, "scopes")
           const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
           // Step 2, the in-process single flight: concurrent callers share one attempt.
           return yield* flights.run(
@@ -392,7 +393,7 @@ export const make = (
             message: `Provider "${request.provider}" is not configured for token exchange (tokenExchange)`
           })
         }
-        const scopes = yield* normalizeScopes(request.scopes, "scopes")
+        const scopes = request.scopes === undefined ? [] : yield* requestedScopes(request.scopes, "scopes")
         const audience = request.audience ?? client.config.resource
         const verified = yield* verifier.verify(request.subjectToken, { audience: sessionAudience })
         const sessionId = `session:${request.provider}:${sha256(Redacted.value(request.subjectToken))}`
@@ -484,7 +485,10 @@ export const make = (
       Effect.gen(function* () {
         const key = yield* keyOf(request)
         const client = yield* servers.get(key.provider)
-        const asked = yield* normalizeScopes(request.scopes ?? client.config.defaultScopes, "scopes")
+        const asked =
+          request.scopes === undefined
+            ? yield* normalizeScopes(client.config.defaultScopes, "scopes")
+            : yield* requestedScopes(request.scopes, "scopes")
         const scopes = sortScopes([...asked, ...OFFLINE_SCOPES])
         const state = randomToken(32)
         const nonce = randomToken(32)

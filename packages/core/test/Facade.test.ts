@@ -59,7 +59,7 @@ describe("createTokenBroker: the Promise facade", () => {
       expect(rotated.version).toBeGreaterThan(completed.grant.version)
 
       const session = await broker
-        .sessionToken({ subjectToken: token.accessToken, provider: PROVIDER, scopes: [] })
+        .sessionToken({ subjectToken: token.accessToken, provider: PROVIDER })
         .catch((e: unknown) => e)
       expect(session).toMatchObject({ _tag: "InvalidSubjectToken", reason: "unverifiable" })
 

@@ -80,8 +80,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const error = yield* Effect.flip(
         broker.sessionToken({
           subjectToken: Redacted.make(response.id_token ?? ""),
-          provider: PROVIDER,
-          scopes: []
+          provider: PROVIDER
         })
       )
       expect(error._tag).toBe("InvalidSubjectToken")
@@ -96,8 +95,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const error = yield* Effect.flip(
         broker.sessionToken({
           subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER,
-          scopes: []
+          provider: PROVIDER
         })
       )
       expect(error._tag).toBe("AudienceMismatch")
@@ -120,7 +118,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       )
       expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("signature")
       const garbage = yield* Effect.flip(
-        broker.sessionToken({ subjectToken: Redacted.make("not a token"), provider: PROVIDER, scopes: [] })
+        broker.sessionToken({ subjectToken: Redacted.make("not a token"), provider: PROVIDER })
       )
       expect(garbage._tag).toBe("InvalidSubjectToken")
     }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
@@ -135,8 +133,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const error = yield* Effect.flip(
         broker.sessionToken({
           subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER,
-          scopes: []
+          provider: PROVIDER
         })
       )
       expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("expired")
@@ -150,8 +147,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const error = yield* Effect.flip(
         broker.sessionToken({
           subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER,
-          scopes: []
+          provider: PROVIDER
         })
       )
       expect(error._tag === "InvalidRequest" && error.field).toBe("provider")

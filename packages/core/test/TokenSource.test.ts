@@ -45,7 +45,7 @@ describe("TokenSource.layerFromBroker: the in-process broker behind the TokenSou
     Effect.gen(function* () {
       const source = yield* TokenSource.TokenSource
       const error = yield* Effect.flip(
-        source.sessionToken({ subjectToken: Redacted.make("not-a-token"), provider: PROVIDER, scopes: [] })
+        source.sessionToken({ subjectToken: Redacted.make("not-a-token"), provider: PROVIDER })
       )
       expect(error._tag).toBe("InvalidSubjectToken")
       const unknown = yield* Effect.flip(source.backgroundToken({ subject: "s", provider: "nope" }))

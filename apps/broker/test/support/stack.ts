@@ -12,6 +12,9 @@ import { type RunningBroker, startBroker } from "../../src/Broker.js"
 
 export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 
+/** The bearer token of `/metrics` where a stack sets `server.metrics.token: { env: TB_METRICS_TOKEN }`. */
+export const METRICS_TOKEN = randomBytes(24).toString("base64url")
+
 /** The PostgreSQL the tests use: `DATABASE_URL`, else the machine's server (trust auth, database `test`). */
 export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
@@ -29,7 +32,9 @@ export const CALLERS = {
   /** May only read grants. */
   reader: { id: "reader", secret: randomBytes(24).toString("base64url") },
   /** Background tokens and exchange, but only provider notes, subject u-bob, scope notes:read. */
-  narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") }
+  narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") },
+  /** Manages grants (starts consent) for any subject, but only provider notes and scope notes:read. */
+  steward: { id: "steward", secret: randomBytes(24).toString("base64url") }
 } as const
 
 export const freePort = (): Promise<number> =>
@@ -86,6 +91,8 @@ export interface StackOptions {
   readonly logStream?: NodeJS.WritableStream | undefined
   readonly rateLimit?: { max: number; timeWindow: string } | undefined
   readonly accessTokenTtlSeconds?: number | undefined
+  /** More `server` settings (timeouts, limits, trustProxy). */
+  readonly server?: NonNullable<ConfigFileInput["server"]> | undefined
 }
 
 /** dev-idp + the broker on the chosen backend, over real HTTP. Each stack has its own database. */
@@ -106,6 +113,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
     NOTES_CLIENT_SECRET: idp.client("token-broker").clientSecret,
     OTHER_CLIENT_SECRET: idp.client("token-broker-post").clientSecret,
     TB_KEY: keyMaterial,
+    TB_METRICS_TOKEN: METRICS_TOKEN,
     TB_DATABASE_URL: databaseUrl
   }
   const hash = (secret: string) => Effect.runPromise(hashSecret(secret))
@@ -123,7 +131,8 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
       logLevel: options.logLevel ?? "silent",
       shutdownTimeout: "5 seconds",
       returnToOrigins: ["http://app.example.test"],
-      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit })
+      ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+      ...options.server
     },
     storage,
     keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }] },
@@ -179,6 +188,15 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         backgroundTokens: true,
         tokenExchange: true,
         grants: "read"
+      },
+      {
+        id: CALLERS.steward.id,
+        secretHash: await hash(CALLERS.steward.secret),
+        providers: ["notes"],
+        subjects: ["*"],
+        scopes: ["notes:read"],
+        backgroundTokens: true,
+        grants: "manage"
       }
     ]
   }

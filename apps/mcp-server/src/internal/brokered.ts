@@ -107,7 +107,7 @@ export const withUpstreamToken = async (
       ? ctx.tokenSource.sessionToken({
           subjectToken: Redacted.make(caller.token),
           provider: providerId,
-          scopes
+          scopes: scopes.length === 0 ? undefined : scopes
         })
       : ctx.tokenSource.backgroundToken({
           subject: caller.subject,

@@ -13,9 +13,14 @@ export interface Session {
 
 /**
  * The open sessions of this process. A session is usable only by the subject that opened it; idle
- * sessions are closed after `idleMs`, and at most `max` are open (the oldest idle one goes first).
+ * sessions are closed after `idleMs`. A subject has at most `maxPerSubject` open (its own least recently
+ * used goes first, so one user cannot push out the others), and at most `max` are open in all.
  */
-export const makeSessions = (options: { readonly idleMs: number; readonly max: number }) => {
+export const makeSessions = (options: {
+  readonly idleMs: number
+  readonly max: number
+  readonly maxPerSubject: number
+}) => {
   const sessions = new Map<string, Session>()
 
   const close = async (id: string): Promise<void> => {
@@ -26,6 +31,12 @@ export const makeSessions = (options: { readonly idleMs: number; readonly max: n
     await session.transport.close().catch(() => undefined)
     await session.server.close().catch(() => undefined)
   }
+
+  const leastRecentlyUsed = (entries: ReadonlyArray<readonly [string, Session]>): string | undefined =>
+    entries.reduce<readonly [string, Session] | undefined>(
+      (oldest, entry) => (oldest === undefined || entry[1].lastSeen < oldest[1].lastSeen ? entry : oldest),
+      undefined
+    )?.[0]
 
   const sweep = () => {
     const now = Date.now()
@@ -39,9 +50,13 @@ export const makeSessions = (options: { readonly idleMs: number; readonly max: n
   return {
     get: (id: string): Session | undefined => sessions.get(id),
     add: (id: string, session: Session): void => {
-      if (sessions.size >= options.max) {
-        const oldest = [...sessions.entries()].sort((a, b) => a[1].lastSeen - b[1].lastSeen)[0]
-        if (oldest !== undefined) void close(oldest[0])
+      const own = [...sessions.entries()].filter(([, open]) => open.subject === session.subject)
+      if (own.length >= options.maxPerSubject) {
+        const oldest = leastRecentlyUsed(own)
+        if (oldest !== undefined) void close(oldest)
+      } else if (sessions.size >= options.max) {
+        const oldest = leastRecentlyUsed([...sessions.entries()])
+        if (oldest !== undefined) void close(oldest)
       }
       sessions.set(id, session)
     },

@@ -101,7 +101,12 @@ const spawnBroker = async (
  * dev-idp (with the MCP server as a resource), the MCP server in this process, and - for the remote
  * token source - the HTTP broker in its own process; SQLite in a temp folder.
  */
-export const startStack = async (kind: TokenSourceKind): Promise<Stack> => {
+export interface StackOptions {
+  /** More `mcpServer` settings of the main MCP server (allowed hosts, session limits, timeouts). */
+  readonly mcpServer?: Partial<NonNullable<ConfigFileInput["mcpServer"]>> | undefined
+}
+
+export const startStack = async (kind: TokenSourceKind, options: StackOptions = {}): Promise<Stack> => {
   const mcpPort = await freePort()
   const exchangePort = await freePort()
   const brokerPort = await freePort()
@@ -166,7 +171,8 @@ export const startStack = async (kind: TokenSourceKind): Promise<Stack> => {
     authorizationServer: { issuer: idp.issuer, allowInsecureRequests: true, clockTolerance: 0 },
     notes: { provider: "notes", apiUrl: idp.notesApiUrl, allowInsecureRequests: true },
     exchangeProviders: ["notes-exchange"],
-    logLevel: "info"
+    logLevel: "info",
+    ...options.mcpServer
   }
   let broker: { readonly process: ChildProcess; readonly output: () => string } | undefined
   const file: ConfigFileInput =

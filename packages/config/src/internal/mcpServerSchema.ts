@@ -1,4 +1,6 @@
 import { z } from "zod"
+import { connectionsSchema, mcpConnections } from "./connectionsSchema.js"
+import { Duration } from "./duration.js"
 
 /**
  * The `mcpServer` section: settings of the MCP server app only (the broker ignores it). Plain data, as
@@ -66,6 +68,65 @@ export const McpServerSchema = z
       .describe(
         "Providers whose tokens are RFC 8693 session tokens exchanged from the MCP client's token (each needs tokenExchange); the others use background tokens from stored grants"
       ),
+    allowedHosts: z
+      .array(
+        z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/, {
+          message: "a host is a name or address with an optional :port, e.g. mcp.example.com or 10.0.0.5:8090"
+        })
+      )
+      .default([])
+      .describe(
+        "Host headers accepted at /mcp besides publicUrl's host (DNS-rebinding protection); loopback names at any port are accepted when publicUrl is loopback"
+      ),
+    allowedOrigins: z
+      .array(url("an origin such as https://app.example.com"))
+      .default([])
+      .describe(
+        "Origin headers accepted at /mcp besides publicUrl's origin (browser-based MCP clients); requests without Origin are accepted"
+      ),
+    trustProxy: z
+      .union([z.boolean(), z.string().min(1), z.number().int().min(1)])
+      .default(false)
+      .describe(
+        "fastify's trustProxy (true, hop count, or the load balancer's addresses): client addresses for limits"
+      ),
+    connections: connectionsSchema(mcpConnections),
+    sessions: z
+      .strictObject({
+        max: z
+          .number()
+          .int()
+          .min(1)
+          .default(1000)
+          .describe("Open MCP sessions; beyond: the least recently used closes"),
+        maxPerSubject: z
+          .number()
+          .int()
+          .min(1)
+          .default(10)
+          .describe("Open MCP sessions per user; beyond: that user's own least recently used closes"),
+        idleTimeout: Duration.default("30 minutes").describe("An unused session closes after this"),
+        createLimit: z
+          .strictObject({
+            perSubject: z.number().int().min(1).default(30).describe("New sessions per user per window"),
+            perAddress: z
+              .number()
+              .int()
+              .min(1)
+              .default(120)
+              .describe("New sessions per client address per window"),
+            timeWindow: Duration.default("1 minute")
+          })
+          .default({ perSubject: 30, perAddress: 120, timeWindow: "1 minute" })
+          .describe("New sessions (initialize) per user and per client address per window; beyond: 429")
+      })
+      .default({
+        max: 1000,
+        maxPerSubject: 10,
+        idleTimeout: "30 minutes",
+        createLimit: { perSubject: 30, perAddress: 120, timeWindow: "1 minute" }
+      })
+      .describe("MCP sessions of this process"),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
   })
   .describe("The MCP server app: where it listens, where its users sign in, its upstream tools")

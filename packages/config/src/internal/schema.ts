@@ -1,4 +1,6 @@
 import { z } from "zod"
+import { brokerConnections, connectionsSchema } from "./connectionsSchema.js"
+import { Duration } from "./duration.js"
 import { McpServerSchema } from "./mcpServerSchema.js"
 
 /**
@@ -6,20 +8,6 @@ import { McpServerSchema } from "./mcpServerSchema.js"
  * for editors. Secrets are never values in the file: they are references to an environment variable
  * or a file. Resolution (secrets, durations, defaults that depend on other fields) happens after parsing.
  */
-
-const UNITS = "nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?"
-export const DURATION = new RegExp(`^\\d+(\\.\\d+)? (${UNITS})$`)
-
-/** A duration: milliseconds as a number, or text such as "30 seconds", "10 minutes", "30 days". */
-export const Duration = z
-  .union([
-    z.number().nonnegative(),
-    z.string().regex(DURATION, {
-      message:
-        'write a duration as "<number> <unit>", e.g. "30 seconds" (units: millis, seconds, minutes, hours, days, weeks) or a number of milliseconds'
-    })
-  ])
-  .describe('Milliseconds, or "<number> <unit>" such as "30 seconds"')
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
@@ -292,7 +280,42 @@ export const ConfigFileSchema = z
         returnToOrigins: z
           .array(url("an origin such as https://app.example.com"))
           .default([])
-          .describe("Origins a consent's returnTo may point to")
+          .describe("Origins a consent's returnTo may point to"),
+        callerAuthentication: z
+          .strictObject({
+            maxFailures: z
+              .number()
+              .int()
+              .min(1)
+              .default(10)
+              .describe(
+                "Failed authentications per client address per failureWindow; beyond: 429 before scrypt"
+              ),
+            failureWindow: Duration.default("1 minute"),
+            maxConcurrent: z
+              .number()
+              .int()
+              .min(1)
+              .default(4)
+              .describe("scrypt verifications at once (each takes tens of milliseconds of CPU)"),
+            maxQueued: z
+              .number()
+              .int()
+              .min(0)
+              .default(64)
+              .describe("Verifications waiting for one of maxConcurrent; beyond: 429")
+          })
+          .default({ maxFailures: 10, failureWindow: "1 minute", maxConcurrent: 4, maxQueued: 64 })
+          .describe("Abuse limits of caller authentication (a verified caller is remembered and skips them)"),
+        connections: connectionsSchema(brokerConnections),
+        metrics: z
+          .strictObject({
+            token: SecretRef.optional().describe(
+              "A bearer token /metrics requires (Authorization: Bearer ...); absent: /metrics is open"
+            )
+          })
+          .default({})
+          .describe("Access to the Prometheus metrics")
       })
       .default({
         host: "127.0.0.1",
@@ -302,7 +325,10 @@ export const ConfigFileSchema = z
         logLevel: "info",
         rateLimit: { max: 600, timeWindow: "1 minute" },
         shutdownTimeout: "10 seconds",
-        returnToOrigins: []
+        returnToOrigins: [],
+        callerAuthentication: { maxFailures: 10, failureWindow: "1 minute", maxConcurrent: 4, maxQueued: 64 },
+        connections: { ...brokerConnections },
+        metrics: {}
       }),
     storage: StorageSchema,
     keyRing: KeyRingSchema,

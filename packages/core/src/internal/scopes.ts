@@ -20,6 +20,23 @@ export const normalizeScopes = (
   return Effect.succeed(sortScopes(scopes))
 }
 
+/**
+ * The scopes a request names: at least one. An empty list is refused rather than read as "no downscope"
+ * (a caller limited to some scopes would otherwise get all of the grant's); leave the list out instead.
+ */
+export const requestedScopes = (
+  scopes: ReadonlyArray<string>,
+  field: string
+): Effect.Effect<ReadonlyArray<string>, InvalidRequest> =>
+  scopes.length === 0
+    ? Effect.fail(
+        new InvalidRequest({
+          field,
+          message: `${field} is empty: name at least one scope, or leave ${field} out for the default`
+        })
+      )
+    : normalizeScopes(scopes, field)
+
 export const sortScopes = (scopes: ReadonlyArray<string>): ReadonlyArray<string> =>
   [...new Set(scopes)].sort()
 

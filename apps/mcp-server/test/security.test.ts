@@ -1,0 +1,245 @@
+import { request as httpRequest } from "node:http"
+import { connect } from "node:net"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js"
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { type Stack, startStack } from "./support/stack.js"
+
+const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1" } }
+}
+
+/** A raw HTTP request (fetch cannot set Host), answered with its status, headers and body text. */
+const raw = (
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string }
+): Promise<{ status: number; headers: Record<string, string | Array<string> | undefined>; body: string }> =>
+  new Promise((resolve, reject) => {
+    const target = new URL(url)
+    const req = httpRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: options.method ?? "POST",
+        headers: options.headers
+      },
+      (res) => {
+        let body = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => {
+          body += chunk
+        })
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+        res.on("error", reject)
+      }
+    )
+    req.on("error", reject)
+    req.end(options.body)
+  })
+
+const initialize = (stack: Stack, token: string, headers: Record<string, string> = {}) =>
+  raw(stack.mcpUrl, {
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: `Bearer ${token}`,
+      ...headers
+    },
+    body: JSON.stringify(INITIALIZE)
+  })
+
+describe("MCP server: Origin and Host validation (issue 14.5)", () => {
+  let stack: Stack
+  let token: string
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: { allowedHosts: ["mcp.example.test"], allowedOrigins: ["https://app.example.test"] }
+    })
+    token = await stack.tokenFor("alice")
+  })
+  afterAll(() => stack?.stop())
+
+  it("refuses a foreign Host with 403 before looking at the token or the body", async () => {
+    const rebound = await initialize(stack, token, { host: "evil.example.com" })
+    expect(rebound.status).toBe(403)
+    expect(JSON.parse(rebound.body)).toMatchObject({ jsonrpc: "2.0", error: { code: -32000 } })
+    expect(JSON.parse(rebound.body).error.message).toMatch(/Host/)
+    // no token at all: still 403, not a 401 challenge that would tell the resource exists
+    const anonymous = await raw(stack.mcpUrl, {
+      headers: { host: "evil.example.com", "content-type": "application/json" },
+      body: "{not json"
+    })
+    expect(anonymous.status).toBe(403)
+  })
+
+  it("refuses a foreign Origin with 403, and an Origin of a look-alike host", async () => {
+    const host = new URL(stack.mcpUrl).host
+    for (const origin of ["http://evil.example.com", "https://app.example.test.evil.com", "null"]) {
+      const refused = await initialize(stack, token, { host, origin })
+      expect({ origin, status: refused.status }).toEqual({ origin, status: 403 })
+      expect(JSON.parse(refused.body).error.message).toMatch(/Origin/)
+    }
+  })
+
+  it("accepts its own host, loopback aliases, the configured hosts and origins, and no Origin", async () => {
+    const port = new URL(stack.mcpUrl).port
+    const accepted: Array<Record<string, string>> = [
+      { host: `127.0.0.1:${port}` },
+      { host: `localhost:${port}`, origin: `http://localhost:${port}` },
+      { host: "mcp.example.test" },
+      { host: `127.0.0.1:${port}`, origin: "https://app.example.test" },
+      { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` }
+    ]
+    for (const headers of accepted) {
+      const answer = await initialize(stack, token, headers)
+      expect({ headers, status: answer.status }).toEqual({ headers, status: 200 })
+    }
+  })
+
+  it("the SDK client works as before", async () => {
+    const client = new Client({ name: "security", version: "1.0.0" })
+    const transport = new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } }
+    })
+    await client.connect(transport)
+    const tools = await client.listTools()
+    expect(tools.tools.length).toBeGreaterThan(0)
+    await client.close()
+  })
+
+  it("the metadata document and health stay reachable under any Host (load balancers probe with theirs)", async () => {
+    const health = await raw(stack.mcpUrl.replace(/\/mcp$/, "/healthz"), {
+      method: "GET",
+      headers: { host: "10.0.0.7:8090" }
+    })
+    expect(health.status).toBe(200)
+  })
+})
+
+const connectAs = async (stack: Stack, token: string, address: string) => {
+  const client = new Client({ name: "security", version: "1.0.0" })
+  const transport = new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+    requestInit: { headers: { authorization: `Bearer ${token}`, "x-forwarded-for": address } }
+  })
+  await client.connect(transport)
+  return { client, transport }
+}
+
+describe("MCP sessions are capped per subject (issue 14.6)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: { trustProxy: true, sessions: { maxPerSubject: 2 } }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  it("a subject's new session evicts that subject's own oldest, never another subject's", async () => {
+    const [alice, bob] = await Promise.all([stack.tokenFor("alice"), stack.tokenFor("bob")])
+    const bobs = await connectAs(stack, bob, "10.0.0.9")
+    const first = await connectAs(stack, alice, "10.0.0.1")
+    const second = await connectAs(stack, alice, "10.0.0.2")
+    await first.client.listTools()
+    const third = await connectAs(stack, alice, "10.0.0.3")
+    // alice's least recently used session (the second: the first was used after it) is gone
+    const stale = await fetch(stack.mcpUrl, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${alice}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": second.transport.sessionId ?? "",
+        "mcp-protocol-version": "2025-11-25"
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/list" })
+    })
+    expect(stale.status).toBe(404)
+    for (const open of [first, third, bobs])
+      expect((await open.client.listTools()).tools.length).toBeGreaterThan(0)
+    await Promise.all([first, third, bobs].map((s) => s.client.close()))
+  })
+})
+
+describe("MCP session creation is rate-limited per subject and per address (issue 14.6)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: {
+        trustProxy: true,
+        sessions: { createLimit: { perSubject: 4, perAddress: 3, timeWindow: "1 minute" } }
+      }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  const open = (token: string, address: string) => initialize(stack, token, { "x-forwarded-for": address })
+
+  it("per subject: the fifth initialize in the window is 429 with Retry-After, from any address", async () => {
+    const bob = await stack.tokenFor("bob")
+    const statuses: Array<number> = []
+    for (let i = 0; i < 5; i++) statuses.push((await open(bob, `10.0.1.${i + 1}`)).status)
+    expect(statuses).toEqual([200, 200, 200, 200, 429])
+    const limited = await open(bob, "10.0.1.99")
+    expect(limited.status).toBe(429)
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(0)
+    expect(JSON.parse(limited.body)).toMatchObject({ jsonrpc: "2.0", error: { code: -32000 } })
+  })
+
+  it("per address: the fourth initialize from one address is 429; the same subject elsewhere is served", async () => {
+    const alice = await stack.tokenFor("alice")
+    const statuses: Array<number> = []
+    for (let i = 0; i < 4; i++) statuses.push((await open(alice, "10.0.2.1")).status)
+    expect(statuses).toEqual([200, 200, 200, 429])
+    expect((await open(alice, "10.0.2.2")).status).toBe(200)
+  })
+})
+
+/** Sends `head`, then one more byte every 100 ms (a slow-loris client); resolves when the server closes it. */
+const slowLoris = (url: string, head: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url)
+    let received = ""
+    let drip: ReturnType<typeof setInterval> | undefined
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(head)
+      drip = setInterval(() => {
+        if (!socket.destroyed) socket.write("a")
+      }, 100)
+    })
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString()
+    })
+    socket.once("error", (error) => (received === "" && drip === undefined ? reject(error) : undefined))
+    socket.once("close", () => {
+      clearInterval(drip)
+      resolve(received)
+    })
+  })
+
+describe("MCP server: slow clients are cut off (issue 14.4)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", {
+      mcpServer: { connections: { requestTimeout: "1 second", headersTimeout: "1 second" } }
+    })
+  })
+  afterAll(() => stack?.stop())
+
+  it("a request body sent one byte at a time: the connection is closed", async () => {
+    const { host, pathname } = new URL(stack.mcpUrl)
+    const received = await slowLoris(
+      stack.mcpUrl,
+      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
+    )
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+
+  it("headers sent one byte at a time: the connection is closed", async () => {
+    const received = await slowLoris(stack.mcpUrl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+})
