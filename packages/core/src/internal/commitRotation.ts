@@ -62,8 +62,9 @@ const MAX_REAPPLY = 8
 /**
  * Writes a rotation onto the grant under compare-and-set. This is the one place a successor refresh
  * token is stored, so none is ever dropped:
- * - a conflict re-reads the grant; if it still holds the consumed refresh token, only metadata moved
- *   (a key re-encryption, an admin write): the rotation is applied again on the new version;
+ * - a conflict re-reads the grant; if it still holds the consumed refresh token, is active and carries
+ *   this refresh's marker, only metadata moved (a key re-encryption, an admin write): the rotation is
+ *   applied again on the new version; a grant another refresh marked meanwhile is left as it is;
  * - if it holds the successor, an earlier attempt whose answer was lost did write it;
  * - encryption and store failures are retried with backoff while the lease is held (at least once).
  */
@@ -121,7 +122,15 @@ export const commitRotation = (
       yield* count(Metrics.casConflicts, { provider: key.provider })
       const latest = yield* store.get(key)
       if (Option.isNone(latest)) return "removed" as const
-      if (yield* sameToken(latest.value.refreshToken, rotation.consumed)) {
+      // Only metadata moved (a key re-encryption, an admin write) when the grant still holds the consumed
+      // token, is still active and carries this refresh's marker. A grant that another owner marked
+      // (it took the expired lease and went upstream with the same token, and was refused: the
+      // provider revoked the family) is not resurrected with a successor that died with it.
+      const onlyMetadataMoved =
+        latest.value.status === "active" &&
+        latest.value.refreshStartedAt === expected.refreshStartedAt &&
+        (yield* sameToken(latest.value.refreshToken, rotation.consumed))
+      if (onlyMetadataMoved) {
         expected = latest.value
         reapplied += 1
         return reapplied > MAX_REAPPLY ? yield* Effect.fail(busy) : ("again" as const)
