@@ -121,6 +121,34 @@ describe("caller policy without loopholes", () => {
     expect(grant.body.scopes).not.toContain("notes:write")
   })
 
+  it("the consent callback shows a fixed message per RFC 6749 error code, never the provider's text (issue 14.9)", async () => {
+    const cases: Array<[string, RegExp]> = [
+      ["access_denied", /did not allow access/],
+      ["temporarily_unavailable", /try again shortly/i],
+      ["<b>made-up</b>", /did not grant access/]
+    ]
+    for (const [error, expected] of cases) {
+      const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
+        caller: CALLERS.agent,
+        json: {}
+      })
+      const state = new URL(String(started.body.authorizationUrl)).searchParams.get("state") ?? ""
+      const callback = new URL(`${stack.url}/connect/callback`)
+      callback.searchParams.set("state", state)
+      callback.searchParams.set("error", error)
+      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
+      const page = await fetch(callback)
+      const html = await page.text()
+      expect(page.status).toBeGreaterThanOrEqual(400)
+      expect(html).toMatch(expected)
+      expect(html).not.toContain("555-0100")
+      expect(html).not.toContain("made-up")
+      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+      expect(page.headers.get("x-frame-options")).toBe("DENY")
+      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+    }
+  })
+
   it("consent: scopes outside the caller's policy are refused, asked or defaulted (issue 14.3)", async () => {
     const asked = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
       caller: CALLERS.steward,

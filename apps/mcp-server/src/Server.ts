@@ -5,7 +5,14 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
 import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
-import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import {
+  consentFailure,
+  type ProviderConfig,
+  RESULT_PAGE_HEADERS,
+  type TokenBroker,
+  type TokenSource,
+  type TokenVerifier
+} from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
@@ -186,6 +193,20 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       return undefined
     }
     const verified = exit.value
+    // client_credentials tokens name the client as their subject: a client is not a user of this server
+    if (
+      !config.allowClientTokens &&
+      verified.clientId !== undefined &&
+      verified.subject === verified.clientId
+    ) {
+      request.log.info({ reason: "client_token" }, "bearer token refused")
+      await unauthorized(
+        reply,
+        "invalid_token",
+        "The token was issued to a client, not a user: sign in as a user (see mcpServer.allowClientTokens)"
+      )
+      return undefined
+    }
     const needed = scopesNeeded(scopes, request.method === "POST" ? request.body : undefined)
     const missing = needed.filter((scope) => !verified.scopes.includes(scope))
     if (missing.length > 0) {
@@ -307,10 +328,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     app.get("/connect/callback", async (request, reply) => {
       const params = new URL(request.url, "http://callback.invalid").searchParams
       const exit = await run(completeAuthorization(params))
-      void reply
-        .type("text/html; charset=utf-8")
-        .header("cache-control", "no-store")
-        .header("referrer-policy", "no-referrer")
+      void reply.headers(RESULT_PAGE_HEADERS)
       if (Exit.isSuccess(exit)) {
         const grant = exit.value.grant
         request.log.info({ provider: grant.provider }, "consent completed")
@@ -325,21 +343,16 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       const failure = Cause.failureOption(exit.cause)
       const error = Option.isSome(failure) ? failure.value : undefined
       request.log.info({ reason: error?._tag ?? "defect" }, "consent failed")
-      const detail =
+      const page =
         error === undefined
-          ? "Something went wrong on the server; start again from your MCP client."
-          : error._tag === "AuthorizationNotPending"
-            ? "This consent link was already used or has expired. Ask your MCP client to connect again."
-            : error._tag === "IdentityMismatch"
-              ? "You signed in at the provider as a different user than the one signed in to your MCP client. Sign in as the same user and try again."
-              : error._tag === "UpstreamRejected" && error.error === "access_denied"
-                ? "You did not allow access. Nothing was connected."
-                : error._tag === "UpstreamUnavailable"
-                  ? "The provider could not be reached; try again shortly."
-                  : `The provider refused: ${error.message}`
+          ? {
+              title: "Not connected",
+              detail: "Something went wrong on the server; start again from your MCP client."
+            }
+          : consentFailure(error)
       return reply
         .code(error?._tag === "AuthorizationNotPending" ? 400 : error === undefined ? 500 : 400)
-        .send(resultPage({ ok: false, title: "Not connected", detail }))
+        .send(resultPage({ ok: false, ...page }))
     })
   }
 

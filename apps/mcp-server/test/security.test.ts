@@ -243,3 +243,93 @@ describe("MCP server: slow clients are cut off (issue 14.4)", () => {
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
 })
+
+describe("MCP server: the consent callback page (issue 14.9)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("shows a fixed message per RFC 6749 error code, never the provider's text, with the security headers", async () => {
+    const client = new Client({ name: "security", version: "1.0.0" })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+        requestInit: { headers: { authorization: `Bearer ${await stack.tokenFor("alice")}` } }
+      })
+    )
+    for (const [error, expected] of [
+      ["server_error", /provider had a problem/],
+      ["<b>made-up</b>", /did not grant access/]
+    ] as const) {
+      const result = await client.callTool({ name: "connect_provider", arguments: { provider: "notes" } })
+      const link = String((result.structuredContent as { authorizationUrl?: string }).authorizationUrl)
+      const state = new URL(link).searchParams.get("state") ?? ""
+      const callback = new URL(stack.callbackUrl)
+      callback.searchParams.set("state", state)
+      callback.searchParams.set("error", error)
+      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
+      const page = await fetch(callback)
+      const html = await page.text()
+      expect(page.status).toBe(400)
+      expect(html).toMatch(expected)
+      expect(html).not.toContain("555-0100")
+      expect(html).not.toContain("made-up")
+      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+      expect(page.headers.get("x-frame-options")).toBe("DENY")
+      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+    }
+    await client.close()
+  })
+})
+
+/** A client_credentials token of dev-idp's "token-broker" client for the MCP server: `sub` is the client id. */
+const clientToken = async (stack: Stack): Promise<string> => {
+  const discovery = (await (await fetch(`${stack.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+    token_endpoint: string
+  }
+  const client = stack.idp.client("token-broker")
+  const answer = await fetch(discovery.token_endpoint, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret ?? ""}`).toString("base64")}`
+    },
+    body: new URLSearchParams({
+      grant_type: "client_credentials",
+      resource: stack.mcpUrl,
+      scope: "mcp:tools notes:read notes:write"
+    }).toString()
+  })
+  const body = (await answer.json()) as { access_token?: string; error?: string }
+  if (body.access_token === undefined) throw new Error(`client_credentials refused: ${JSON.stringify(body)}`)
+  return body.access_token
+}
+
+describe("MCP server: tokens issued to clients are not users (issue 14.8)", () => {
+  let stack: Stack
+  let allowing: Stack
+  beforeAll(async () => {
+    ;[stack, allowing] = await Promise.all([
+      startStack("in-process"),
+      startStack("in-process", { mcpServer: { allowClientTokens: true } })
+    ])
+  })
+  afterAll(async () => {
+    await Promise.all([stack?.stop(), allowing?.stop()])
+  })
+
+  it("refuses a client_credentials token (sub = client id) with 401 invalid_token", async () => {
+    const token = await clientToken(stack)
+    const refused = await initialize(stack, token)
+    expect(refused.status).toBe(401)
+    expect(String(refused.headers["www-authenticate"])).toContain('error="invalid_token"')
+    expect(JSON.parse(refused.body).error_description).toMatch(/issued to a client/)
+    // a user's token still works
+    expect((await initialize(stack, await stack.tokenFor("alice"))).status).toBe(200)
+  })
+
+  it("accepts it where mcpServer.allowClientTokens is set", async () => {
+    expect((await initialize(allowing, await clientToken(allowing))).status).toBe(200)
+  })
+})
