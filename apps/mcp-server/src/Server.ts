@@ -163,10 +163,11 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           description ?? "This MCP server needs a bearer token: sign in at its authorization server"
       })
 
-  const authenticate = async (
+  /** The bearer token, verified before the body is read (an anonymous request never gets it parsed). */
+  const verifyBearer = async (
     request: FastifyRequest,
     reply: FastifyReply
-  ): Promise<AuthInfo | undefined> => {
+  ): Promise<{ readonly token: string; readonly verified: TokenVerifier.VerifiedToken } | undefined> => {
     const header = request.headers.authorization
     const token = bearerToken(header)
     if (token === undefined) {
@@ -207,6 +208,27 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       )
       return undefined
     }
+    return { token, verified }
+  }
+  const bearers = new WeakMap<
+    FastifyRequest,
+    { readonly token: string; readonly verified: TokenVerifier.VerifiedToken }
+  >()
+  app.addHook("onRequest", async (request, reply) => {
+    if ((request.url.split("?")[0] ?? "") !== MCP_PATH || reply.sent) return
+    const bearer = await verifyBearer(request, reply)
+    if (bearer === undefined) return reply
+    bearers.set(request, bearer)
+  })
+
+  /** The scopes this request needs (a tool's own for tools/call) against the verified token. */
+  const authorize = async (request: FastifyRequest, reply: FastifyReply): Promise<AuthInfo | undefined> => {
+    const bearer = bearers.get(request)
+    if (bearer === undefined) {
+      await unauthorized(reply)
+      return undefined
+    }
+    const { token, verified } = bearer
     const needed = scopesNeeded(scopes, request.method === "POST" ? request.body : undefined)
     const missing = needed.filter((scope) => !verified.scopes.includes(scope))
     if (missing.length > 0) {
@@ -280,7 +302,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   }
 
   const handleMcp = async (request: FastifyRequest, reply: FastifyReply) => {
-    const auth = await authenticate(request, reply)
+    const auth = await authorize(request, reply)
     if (auth === undefined) return reply
     const subject = auth.extra?.subject as string
     const sessionHeader = request.headers["mcp-session-id"]
@@ -318,6 +340,24 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     await transport.handleRequest(raw, reply.raw, request.body)
     return reply
   }
+  // A body that is not JSON is a JSON-RPC parse error, not fastify's error body.
+  app.setErrorHandler((error: { code?: string; statusCode?: number; message?: string }, request, reply) => {
+    if ((request.url.split("?")[0] ?? "") === MCP_PATH) {
+      if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") {
+        return jsonRpcError(reply, 400, -32700, "Parse error: the body is not valid JSON")
+      }
+      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+        return jsonRpcError(reply, 413, -32600, "Invalid Request: the body is too large")
+      }
+    }
+    const status = typeof error.statusCode === "number" && error.statusCode >= 400 ? error.statusCode : 500
+    if (status >= 500)
+      request.log.error({ err: { message: error.message, code: error.code } }, "request failed")
+    return reply.code(status).send({
+      error: status >= 500 ? "server_error" : "invalid_request",
+      message: status >= 500 ? "Internal error" : String(error.message ?? "").slice(0, 200)
+    })
+  })
   app.post(MCP_PATH, handleMcp)
   app.get(MCP_PATH, handleMcp)
   app.delete(MCP_PATH, handleMcp)

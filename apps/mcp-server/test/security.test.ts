@@ -233,7 +233,7 @@ describe("MCP server: slow clients are cut off (issue 14.4)", () => {
     const { host, pathname } = new URL(stack.mcpUrl)
     const received = await slowLoris(
       stack.mcpUrl,
-      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
+      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await stack.tokenFor("alice")}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
     )
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
@@ -331,5 +331,49 @@ describe("MCP server: tokens issued to clients are not users (issue 14.8)", () =
 
   it("accepts it where mcpServer.allowClientTokens is set", async () => {
     expect((await initialize(allowing, await clientToken(allowing))).status).toBe(200)
+  })
+})
+
+describe("MCP server: the bearer check comes first; parse errors are JSON-RPC (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("answers an anonymous request with a large body 401 before the body has been sent", async () => {
+    const { hostname, port, pathname, host } = new URL(stack.mcpUrl)
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: hostname,
+          port,
+          path: pathname,
+          method: "POST",
+          headers: { host, "content-type": "application/json", "content-length": String(4 * 1024 * 1024 - 1) }
+        },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+          req.destroy()
+        }
+      )
+      req.on("error", (error) => (req.destroyed ? undefined : reject(error)))
+      req.write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"') // and nothing more
+    })
+    expect(status).toBe(401)
+  })
+
+  it("answers a body that is not JSON with JSON-RPC -32700 (parse error)", async () => {
+    const answer = await raw(stack.mcpUrl, {
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: `Bearer ${await stack.tokenFor("alice")}`
+      },
+      body: '{"jsonrpc": "2.0", "id": 1, "method": '
+    })
+    expect(answer.status).toBe(400)
+    expect(JSON.parse(answer.body)).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: -32700 } })
   })
 })
