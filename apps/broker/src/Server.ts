@@ -28,6 +28,7 @@ import {
   allowsAnyScope,
   allowsProvider,
   allowsSubject,
+  allowsSubjectToken,
   type CallerAuth,
   deniedScope,
   makeCallerAuth,
@@ -725,6 +726,13 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
       verifier.verify(subjectToken, { audience: config.sessionTokens?.audience ?? [] }),
       "oauth"
     )
+    if (!allowsSubjectToken(caller, verified)) {
+      throw oauthError(
+        403,
+        "unauthorized_client",
+        `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+      )
+    }
     if (!allowsSubject(caller, verified.subject)) {
       throw oauthError(
         403,

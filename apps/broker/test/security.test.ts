@@ -92,6 +92,28 @@ describe("caller policy without loopholes", () => {
     expect(scopesOf(body.access_token)).toEqual(["notes:read"])
   })
 
+  it("a caller exchanges only subject tokens its policy names (issue 14.7)", async () => {
+    const subjectToken = await userToken(stack.idp, 1) // issued to mcp-client, audience the MCP server
+    const exchange = (caller: { id: string; secret: string }) =>
+      fetch(`${stack.url}/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: subjectToken,
+          subject_token_type: ACCESS_TOKEN_TYPE,
+          audience: "notes",
+          client_id: caller.id,
+          client_secret: caller.secret
+        }).toString()
+      })
+    const refused = await exchange(CALLERS.bound)
+    expect(refused.status).toBe(403)
+    expect(await refused.json()).toMatchObject({ error: "unauthorized_client" })
+    // narrow names mcp-client among its subjectTokens.clientIds
+    expect((await exchange(CALLERS.narrow)).status).toBe(200)
+  })
+
   it("consent started without scopes asks for the caller's allowed scopes only (issue 14.3)", async () => {
     const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
       caller: CALLERS.steward,

@@ -206,6 +206,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
             scopes: ["*"],
             backgroundTokens: true,
             tokenExchange: true,
+            subjectTokens: { audiences: [mcpUrl, exchangeMcpUrl] },
             grants: "manage"
           }
         ]
