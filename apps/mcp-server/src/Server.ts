@@ -115,7 +115,23 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     if ((request.url.split("?")[0] ?? "") !== MCP_PATH) return
     const origin = request.headers.origin
     const refusal = originCheck.refusal(request.headers.host, origin)
-    if (refusal === undefined) return
+    if (refusal === undefined) {
+      if (origin === undefined) return
+      // An allowed browser origin: CORS, on the raw response so hijacked (SSE) answers carry it too.
+      reply.raw.setHeader("access-control-allow-origin", origin)
+      reply.raw.setHeader("vary", "Origin")
+      reply.raw.setHeader("access-control-expose-headers", "Mcp-Session-Id, WWW-Authenticate")
+      if (request.method !== "OPTIONS") return
+      return reply
+        .code(204)
+        .header("access-control-allow-methods", "POST, GET, DELETE")
+        .header(
+          "access-control-allow-headers",
+          "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
+        )
+        .header("access-control-max-age", "600")
+        .send()
+    }
     request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
     return jsonRpcError(
       reply,

@@ -377,3 +377,50 @@ describe("MCP server: the bearer check comes first; parse errors are JSON-RPC (i
     expect(JSON.parse(answer.body)).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: -32700 } })
   })
 })
+
+describe("MCP server: CORS for browser-based clients of allowed origins (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", { mcpServer: { allowedOrigins: ["https://app.example.test"] } })
+  })
+  afterAll(() => stack?.stop())
+
+  it("answers a preflight from an allowed origin with 204 and the CORS headers; a foreign origin 403", async () => {
+    const host = new URL(stack.mcpUrl).host
+    const preflight = (origin: string) =>
+      raw(stack.mcpUrl, {
+        method: "OPTIONS",
+        headers: {
+          host,
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type, mcp-session-id"
+        }
+      })
+    const allowed = await preflight("https://app.example.test")
+    expect(allowed.status).toBe(204)
+    expect(allowed.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+    expect(String(allowed.headers["access-control-allow-methods"])).toContain("POST")
+    expect(String(allowed.headers["access-control-allow-headers"]).toLowerCase()).toContain("authorization")
+    expect(String(allowed.headers["access-control-allow-headers"]).toLowerCase()).toContain("mcp-session-id")
+    expect((await preflight("https://evil.example.com")).status).toBe(403)
+  })
+
+  it("an allowed origin's requests carry Access-Control-Allow-Origin and expose Mcp-Session-Id", async () => {
+    const host = new URL(stack.mcpUrl).host
+    const answer = await initialize(stack, await stack.tokenFor("alice"), {
+      host,
+      origin: "https://app.example.test"
+    })
+    expect(answer.status).toBe(200)
+    expect(answer.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+    expect(String(answer.headers["access-control-expose-headers"]).toLowerCase()).toContain("mcp-session-id")
+    // a 401 challenge is readable by the page too
+    const anonymous = await raw(stack.mcpUrl, {
+      headers: { host, origin: "https://app.example.test", "content-type": "application/json" },
+      body: "{}"
+    })
+    expect(anonymous.status).toBe(401)
+    expect(anonymous.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+  })
+})
