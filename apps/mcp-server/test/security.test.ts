@@ -424,3 +424,28 @@ describe("MCP server: CORS for browser-based clients of allowed origins (issue 1
     expect(anonymous.headers["access-control-allow-origin"]).toBe("https://app.example.test")
   })
 })
+
+describe("MCP server: notes content within the upstream's limit (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("refuses content above 256 KiB (UTF-8) as invalid input, before any upstream call", async () => {
+    const client = new Client({ name: "security", version: "1.0.0" })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+        requestInit: { headers: { authorization: `Bearer ${await stack.tokenFor("alice")}` } }
+      })
+    )
+    // 100,000 characters, 300,000 bytes: within a character limit, beyond the upstream's byte limit
+    const result = (await client.callTool({
+      name: "notes_create",
+      arguments: { title: "big", content: "\u20ac".repeat(100_000) }
+    })) as { isError?: boolean; content: Array<{ type: string; text?: string }> }
+    expect(result.isError).toBe(true)
+    expect(result.content.map((c) => c.text ?? "").join("\n")).toMatch(/256 KiB/)
+    await client.close()
+  })
+})
