@@ -166,3 +166,17 @@ export const deniedScope = (caller: CallerPolicy, scopes: ReadonlyArray<string>)
 export const allowsAllProviders = (caller: CallerPolicy): boolean => caller.providers.includes("*")
 
 export const allowsAllSubjects = (caller: CallerPolicy): boolean => caller.subjects.includes("*")
+
+/**
+ * Whether the caller may exchange this subject token: one issued to the caller itself, to a client its
+ * policy names (`subjectTokens.clientIds`), or for an audience it names (`subjectTokens.audiences`).
+ */
+export const allowsSubjectToken = (
+  caller: CallerPolicy,
+  token: { readonly clientId: string | null; readonly audience: ReadonlyArray<string> }
+): boolean =>
+  (token.clientId !== null &&
+    (token.clientId === caller.id ||
+      caller.subjectTokens.clientIds.includes("*") ||
+      caller.subjectTokens.clientIds.includes(token.clientId))) ||
+  token.audience.some((audience) => caller.subjectTokens.audiences.includes(audience))

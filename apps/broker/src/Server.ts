@@ -9,9 +9,11 @@ import {
 } from "@token-broker/config"
 import {
   AuthorizationServer,
+  consentFailure,
   type GrantStatus,
   GrantStore,
   type ProviderConfig,
+  RESULT_PAGE_HEADERS,
   TokenBroker,
   type TokenBrokerError,
   TokenVerifier
@@ -26,6 +28,7 @@ import {
   allowsAnyScope,
   allowsProvider,
   allowsSubject,
+  allowsSubjectToken,
   type CallerAuth,
   deniedScope,
   makeCallerAuth,
@@ -610,15 +613,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
   // --- the consent callback (the user's browser) -------------------------------------------------------
   app.get("/connect/callback", async (request, reply) => {
     const params = new URL(request.url, "http://callback.invalid").searchParams
-    void reply
-      .header("cache-control", "no-store")
-      .header("referrer-policy", "no-referrer")
-      .header(
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-      )
-      .header("x-frame-options", "DENY")
-      .type("text/html; charset=utf-8")
+    void reply.headers(RESULT_PAGE_HEADERS)
     if (!params.has("state")) {
       return reply.code(400).send(
         resultPage({
@@ -647,9 +642,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     if (Option.isSome(failure)) {
       const problem = problemOf(failure.value)
       request.log.debug({ code: problem.code }, "consent not completed")
-      return reply
-        .code(problem.status)
-        .send(resultPage({ ok: false, title: problem.title, detail: problem.detail }))
+      return reply.code(problem.status).send(resultPage({ ok: false, ...consentFailure(failure.value) }))
     }
     request.log.error({ err: { message: "completeAuthorization failed with a defect" } }, "request failed")
     return reply.code(500).send(
@@ -733,6 +726,13 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
       verifier.verify(subjectToken, { audience: config.sessionTokens?.audience ?? [] }),
       "oauth"
     )
+    if (!allowsSubjectToken(caller, verified)) {
+      throw oauthError(
+        403,
+        "unauthorized_client",
+        `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+      )
+    }
     if (!allowsSubject(caller, verified.subject)) {
       throw oauthError(
         403,

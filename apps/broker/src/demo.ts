@@ -114,6 +114,7 @@ callers:
     scopes: ["*"]
     backgroundTokens: true
     tokenExchange: true
+    subjectTokens: { audiences: ["${mcpAudience}"] }
     grants: manage
 `
 await writeFile(configPath, yaml, { mode: 0o600 })

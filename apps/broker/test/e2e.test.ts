@@ -216,7 +216,7 @@ describe.each(["sqlite", "postgres"] as const)("the HTTP broker end to end on %s
     // the callback is single use
     const replay = await fetch(consent.callback)
     expect(replay.status).toBe(400)
-    expect(await replay.text()).toContain("Authorization not pending")
+    expect(await replay.text()).toContain("already used or has expired")
 
     // background token for the connected subject: store (from the code exchange), then cache
     const first = await call(stack, "POST", `/v1/grants/${bob}/notes/token`, {

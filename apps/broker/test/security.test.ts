@@ -92,6 +92,28 @@ describe("caller policy without loopholes", () => {
     expect(scopesOf(body.access_token)).toEqual(["notes:read"])
   })
 
+  it("a caller exchanges only subject tokens its policy names (issue 14.7)", async () => {
+    const subjectToken = await userToken(stack.idp, 1) // issued to mcp-client, audience the MCP server
+    const exchange = (caller: { id: string; secret: string }) =>
+      fetch(`${stack.url}/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: subjectToken,
+          subject_token_type: ACCESS_TOKEN_TYPE,
+          audience: "notes",
+          client_id: caller.id,
+          client_secret: caller.secret
+        }).toString()
+      })
+    const refused = await exchange(CALLERS.bound)
+    expect(refused.status).toBe(403)
+    expect(await refused.json()).toMatchObject({ error: "unauthorized_client" })
+    // narrow names mcp-client among its subjectTokens.clientIds
+    expect((await exchange(CALLERS.narrow)).status).toBe(200)
+  })
+
   it("consent started without scopes asks for the caller's allowed scopes only (issue 14.3)", async () => {
     const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
       caller: CALLERS.steward,
@@ -119,6 +141,34 @@ describe("caller policy without loopholes", () => {
     const grant = await call(stack, "GET", "/v1/grants/u-alice/notes", { caller: CALLERS.agent })
     expect(grant.body.scopes).toContain("notes:read")
     expect(grant.body.scopes).not.toContain("notes:write")
+  })
+
+  it("the consent callback shows a fixed message per RFC 6749 error code, never the provider's text (issue 14.9)", async () => {
+    const cases: Array<[string, RegExp]> = [
+      ["access_denied", /did not allow access/],
+      ["temporarily_unavailable", /try again shortly/i],
+      ["<b>made-up</b>", /did not grant access/]
+    ]
+    for (const [error, expected] of cases) {
+      const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
+        caller: CALLERS.agent,
+        json: {}
+      })
+      const state = new URL(String(started.body.authorizationUrl)).searchParams.get("state") ?? ""
+      const callback = new URL(`${stack.url}/connect/callback`)
+      callback.searchParams.set("state", state)
+      callback.searchParams.set("error", error)
+      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
+      const page = await fetch(callback)
+      const html = await page.text()
+      expect(page.status).toBeGreaterThanOrEqual(400)
+      expect(html).toMatch(expected)
+      expect(html).not.toContain("555-0100")
+      expect(html).not.toContain("made-up")
+      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+      expect(page.headers.get("x-frame-options")).toBe("DENY")
+      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+    }
   })
 
   it("consent: scopes outside the caller's policy are refused, asked or defaulted (issue 14.3)", async () => {

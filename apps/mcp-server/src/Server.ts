@@ -5,7 +5,14 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
 import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
-import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import {
+  consentFailure,
+  type ProviderConfig,
+  RESULT_PAGE_HEADERS,
+  type TokenBroker,
+  type TokenSource,
+  type TokenVerifier
+} from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
@@ -108,7 +115,23 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     if ((request.url.split("?")[0] ?? "") !== MCP_PATH) return
     const origin = request.headers.origin
     const refusal = originCheck.refusal(request.headers.host, origin)
-    if (refusal === undefined) return
+    if (refusal === undefined) {
+      if (origin === undefined) return
+      // An allowed browser origin: CORS, on the raw response so hijacked (SSE) answers carry it too.
+      reply.raw.setHeader("access-control-allow-origin", origin)
+      reply.raw.setHeader("vary", "Origin")
+      reply.raw.setHeader("access-control-expose-headers", "Mcp-Session-Id, WWW-Authenticate")
+      if (request.method !== "OPTIONS") return
+      return reply
+        .code(204)
+        .header("access-control-allow-methods", "POST, GET, DELETE")
+        .header(
+          "access-control-allow-headers",
+          "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
+        )
+        .header("access-control-max-age", "600")
+        .send()
+    }
     request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
     return jsonRpcError(
       reply,
@@ -156,10 +179,11 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           description ?? "This MCP server needs a bearer token: sign in at its authorization server"
       })
 
-  const authenticate = async (
+  /** The bearer token, verified before the body is read (an anonymous request never gets it parsed). */
+  const verifyBearer = async (
     request: FastifyRequest,
     reply: FastifyReply
-  ): Promise<AuthInfo | undefined> => {
+  ): Promise<{ readonly token: string; readonly verified: TokenVerifier.VerifiedToken } | undefined> => {
     const header = request.headers.authorization
     const token = bearerToken(header)
     if (token === undefined) {
@@ -186,6 +210,41 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       return undefined
     }
     const verified = exit.value
+    // client_credentials tokens name the client as their subject: a client is not a user of this server
+    if (
+      !config.allowClientTokens &&
+      verified.clientId !== undefined &&
+      verified.subject === verified.clientId
+    ) {
+      request.log.info({ reason: "client_token" }, "bearer token refused")
+      await unauthorized(
+        reply,
+        "invalid_token",
+        "The token was issued to a client, not a user: sign in as a user (see mcpServer.allowClientTokens)"
+      )
+      return undefined
+    }
+    return { token, verified }
+  }
+  const bearers = new WeakMap<
+    FastifyRequest,
+    { readonly token: string; readonly verified: TokenVerifier.VerifiedToken }
+  >()
+  app.addHook("onRequest", async (request, reply) => {
+    if ((request.url.split("?")[0] ?? "") !== MCP_PATH || reply.sent) return
+    const bearer = await verifyBearer(request, reply)
+    if (bearer === undefined) return reply
+    bearers.set(request, bearer)
+  })
+
+  /** The scopes this request needs (a tool's own for tools/call) against the verified token. */
+  const authorize = async (request: FastifyRequest, reply: FastifyReply): Promise<AuthInfo | undefined> => {
+    const bearer = bearers.get(request)
+    if (bearer === undefined) {
+      await unauthorized(reply)
+      return undefined
+    }
+    const { token, verified } = bearer
     const needed = scopesNeeded(scopes, request.method === "POST" ? request.body : undefined)
     const missing = needed.filter((scope) => !verified.scopes.includes(scope))
     if (missing.length > 0) {
@@ -259,7 +318,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   }
 
   const handleMcp = async (request: FastifyRequest, reply: FastifyReply) => {
-    const auth = await authenticate(request, reply)
+    const auth = await authorize(request, reply)
     if (auth === undefined) return reply
     const subject = auth.extra?.subject as string
     const sessionHeader = request.headers["mcp-session-id"]
@@ -297,6 +356,24 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     await transport.handleRequest(raw, reply.raw, request.body)
     return reply
   }
+  // A body that is not JSON is a JSON-RPC parse error, not fastify's error body.
+  app.setErrorHandler((error: { code?: string; statusCode?: number; message?: string }, request, reply) => {
+    if ((request.url.split("?")[0] ?? "") === MCP_PATH) {
+      if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") {
+        return jsonRpcError(reply, 400, -32700, "Parse error: the body is not valid JSON")
+      }
+      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+        return jsonRpcError(reply, 413, -32600, "Invalid Request: the body is too large")
+      }
+    }
+    const status = typeof error.statusCode === "number" && error.statusCode >= 400 ? error.statusCode : 500
+    if (status >= 500)
+      request.log.error({ err: { message: error.message, code: error.code } }, "request failed")
+    return reply.code(status).send({
+      error: status >= 500 ? "server_error" : "invalid_request",
+      message: status >= 500 ? "Internal error" : String(error.message ?? "").slice(0, 200)
+    })
+  })
   app.post(MCP_PATH, handleMcp)
   app.get(MCP_PATH, handleMcp)
   app.delete(MCP_PATH, handleMcp)
@@ -307,10 +384,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     app.get("/connect/callback", async (request, reply) => {
       const params = new URL(request.url, "http://callback.invalid").searchParams
       const exit = await run(completeAuthorization(params))
-      void reply
-        .type("text/html; charset=utf-8")
-        .header("cache-control", "no-store")
-        .header("referrer-policy", "no-referrer")
+      void reply.headers(RESULT_PAGE_HEADERS)
       if (Exit.isSuccess(exit)) {
         const grant = exit.value.grant
         request.log.info({ provider: grant.provider }, "consent completed")
@@ -325,21 +399,16 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       const failure = Cause.failureOption(exit.cause)
       const error = Option.isSome(failure) ? failure.value : undefined
       request.log.info({ reason: error?._tag ?? "defect" }, "consent failed")
-      const detail =
+      const page =
         error === undefined
-          ? "Something went wrong on the server; start again from your MCP client."
-          : error._tag === "AuthorizationNotPending"
-            ? "This consent link was already used or has expired. Ask your MCP client to connect again."
-            : error._tag === "IdentityMismatch"
-              ? "You signed in at the provider as a different user than the one signed in to your MCP client. Sign in as the same user and try again."
-              : error._tag === "UpstreamRejected" && error.error === "access_denied"
-                ? "You did not allow access. Nothing was connected."
-                : error._tag === "UpstreamUnavailable"
-                  ? "The provider could not be reached; try again shortly."
-                  : `The provider refused: ${error.message}`
+          ? {
+              title: "Not connected",
+              detail: "Something went wrong on the server; start again from your MCP client."
+            }
+          : consentFailure(error)
       return reply
         .code(error?._tag === "AuthorizationNotPending" ? 400 : error === undefined ? 500 : 400)
-        .send(resultPage({ ok: false, title: "Not connected", detail }))
+        .send(resultPage({ ok: false, ...page }))
     })
   }
 

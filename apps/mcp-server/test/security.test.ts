@@ -233,7 +233,7 @@ describe("MCP server: slow clients are cut off (issue 14.4)", () => {
     const { host, pathname } = new URL(stack.mcpUrl)
     const received = await slowLoris(
       stack.mcpUrl,
-      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
+      `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await stack.tokenFor("alice")}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
     )
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
@@ -241,5 +241,211 @@ describe("MCP server: slow clients are cut off (issue 14.4)", () => {
   it("headers sent one byte at a time: the connection is closed", async () => {
     const received = await slowLoris(stack.mcpUrl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
+  })
+})
+
+describe("MCP server: the consent callback page (issue 14.9)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("shows a fixed message per RFC 6749 error code, never the provider's text, with the security headers", async () => {
+    const client = new Client({ name: "security", version: "1.0.0" })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+        requestInit: { headers: { authorization: `Bearer ${await stack.tokenFor("alice")}` } }
+      })
+    )
+    for (const [error, expected] of [
+      ["server_error", /provider had a problem/],
+      ["<b>made-up</b>", /did not grant access/]
+    ] as const) {
+      const result = await client.callTool({ name: "connect_provider", arguments: { provider: "notes" } })
+      const link = String((result.structuredContent as { authorizationUrl?: string }).authorizationUrl)
+      const state = new URL(link).searchParams.get("state") ?? ""
+      const callback = new URL(stack.callbackUrl)
+      callback.searchParams.set("state", state)
+      callback.searchParams.set("error", error)
+      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
+      const page = await fetch(callback)
+      const html = await page.text()
+      expect(page.status).toBe(400)
+      expect(html).toMatch(expected)
+      expect(html).not.toContain("555-0100")
+      expect(html).not.toContain("made-up")
+      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
+      expect(page.headers.get("x-frame-options")).toBe("DENY")
+      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+    }
+    await client.close()
+  })
+})
+
+/** A client_credentials token of dev-idp's "token-broker" client for the MCP server: `sub` is the client id. */
+const clientToken = async (stack: Stack): Promise<string> => {
+  const discovery = (await (await fetch(`${stack.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+    token_endpoint: string
+  }
+  const client = stack.idp.client("token-broker")
+  const answer = await fetch(discovery.token_endpoint, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret ?? ""}`).toString("base64")}`
+    },
+    body: new URLSearchParams({
+      grant_type: "client_credentials",
+      resource: stack.mcpUrl,
+      scope: "mcp:tools notes:read notes:write"
+    }).toString()
+  })
+  const body = (await answer.json()) as { access_token?: string; error?: string }
+  if (body.access_token === undefined) throw new Error(`client_credentials refused: ${JSON.stringify(body)}`)
+  return body.access_token
+}
+
+describe("MCP server: tokens issued to clients are not users (issue 14.8)", () => {
+  let stack: Stack
+  let allowing: Stack
+  beforeAll(async () => {
+    ;[stack, allowing] = await Promise.all([
+      startStack("in-process"),
+      startStack("in-process", { mcpServer: { allowClientTokens: true } })
+    ])
+  })
+  afterAll(async () => {
+    await Promise.all([stack?.stop(), allowing?.stop()])
+  })
+
+  it("refuses a client_credentials token (sub = client id) with 401 invalid_token", async () => {
+    const token = await clientToken(stack)
+    const refused = await initialize(stack, token)
+    expect(refused.status).toBe(401)
+    expect(String(refused.headers["www-authenticate"])).toContain('error="invalid_token"')
+    expect(JSON.parse(refused.body).error_description).toMatch(/issued to a client/)
+    // a user's token still works
+    expect((await initialize(stack, await stack.tokenFor("alice"))).status).toBe(200)
+  })
+
+  it("accepts it where mcpServer.allowClientTokens is set", async () => {
+    expect((await initialize(allowing, await clientToken(allowing))).status).toBe(200)
+  })
+})
+
+describe("MCP server: the bearer check comes first; parse errors are JSON-RPC (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("answers an anonymous request with a large body 401 before the body has been sent", async () => {
+    const { hostname, port, pathname, host } = new URL(stack.mcpUrl)
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: hostname,
+          port,
+          path: pathname,
+          method: "POST",
+          headers: { host, "content-type": "application/json", "content-length": String(4 * 1024 * 1024 - 1) }
+        },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+          req.destroy()
+        }
+      )
+      req.on("error", (error) => (req.destroyed ? undefined : reject(error)))
+      req.write('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"x":"') // and nothing more
+    })
+    expect(status).toBe(401)
+  })
+
+  it("answers a body that is not JSON with JSON-RPC -32700 (parse error)", async () => {
+    const answer = await raw(stack.mcpUrl, {
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: `Bearer ${await stack.tokenFor("alice")}`
+      },
+      body: '{"jsonrpc": "2.0", "id": 1, "method": '
+    })
+    expect(answer.status).toBe(400)
+    expect(JSON.parse(answer.body)).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: -32700 } })
+  })
+})
+
+describe("MCP server: CORS for browser-based clients of allowed origins (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process", { mcpServer: { allowedOrigins: ["https://app.example.test"] } })
+  })
+  afterAll(() => stack?.stop())
+
+  it("answers a preflight from an allowed origin with 204 and the CORS headers; a foreign origin 403", async () => {
+    const host = new URL(stack.mcpUrl).host
+    const preflight = (origin: string) =>
+      raw(stack.mcpUrl, {
+        method: "OPTIONS",
+        headers: {
+          host,
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type, mcp-session-id"
+        }
+      })
+    const allowed = await preflight("https://app.example.test")
+    expect(allowed.status).toBe(204)
+    expect(allowed.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+    expect(String(allowed.headers["access-control-allow-methods"])).toContain("POST")
+    expect(String(allowed.headers["access-control-allow-headers"]).toLowerCase()).toContain("authorization")
+    expect(String(allowed.headers["access-control-allow-headers"]).toLowerCase()).toContain("mcp-session-id")
+    expect((await preflight("https://evil.example.com")).status).toBe(403)
+  })
+
+  it("an allowed origin's requests carry Access-Control-Allow-Origin and expose Mcp-Session-Id", async () => {
+    const host = new URL(stack.mcpUrl).host
+    const answer = await initialize(stack, await stack.tokenFor("alice"), {
+      host,
+      origin: "https://app.example.test"
+    })
+    expect(answer.status).toBe(200)
+    expect(answer.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+    expect(String(answer.headers["access-control-expose-headers"]).toLowerCase()).toContain("mcp-session-id")
+    // a 401 challenge is readable by the page too
+    const anonymous = await raw(stack.mcpUrl, {
+      headers: { host, origin: "https://app.example.test", "content-type": "application/json" },
+      body: "{}"
+    })
+    expect(anonymous.status).toBe(401)
+    expect(anonymous.headers["access-control-allow-origin"]).toBe("https://app.example.test")
+  })
+})
+
+describe("MCP server: notes content within the upstream's limit (issue 14.12)", () => {
+  let stack: Stack
+  beforeAll(async () => {
+    stack = await startStack("in-process")
+  })
+  afterAll(() => stack?.stop())
+
+  it("refuses content above 256 KiB (UTF-8) as invalid input, before any upstream call", async () => {
+    const client = new Client({ name: "security", version: "1.0.0" })
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(stack.mcpUrl), {
+        requestInit: { headers: { authorization: `Bearer ${await stack.tokenFor("alice")}` } }
+      })
+    )
+    // 100,000 characters, 300,000 bytes: within a character limit, beyond the upstream's byte limit
+    const result = (await client.callTool({
+      name: "notes_create",
+      arguments: { title: "big", content: "\u20ac".repeat(100_000) }
+    })) as { isError?: boolean; content: Array<{ type: string; text?: string }> }
+    expect(result.isError).toBe(true)
+    expect(result.content.map((c) => c.text ?? "").join("\n")).toMatch(/256 KiB/)
+    await client.close()
   })
 })

@@ -37,6 +37,14 @@ export interface CallerPolicy {
   readonly scopes: ReadonlyArray<string>
   readonly backgroundTokens: boolean
   readonly tokenExchange: boolean
+  /**
+   * Subject tokens it may exchange: those whose client (azp / client_id) is the caller itself or in
+   * `clientIds` ("*": any), or whose audience is in `audiences`.
+   */
+  readonly subjectTokens: {
+    readonly clientIds: ReadonlyArray<string>
+    readonly audiences: ReadonlyArray<string>
+  }
   readonly grants: "none" | "read" | "manage"
 }
 
@@ -647,6 +655,7 @@ const resolveConfig = (
         subjects: caller.subjects,
         scopes: caller.scopes,
         backgroundTokens: caller.backgroundTokens,
+        subjectTokens: caller.subjectTokens,
         tokenExchange: caller.tokenExchange,
         grants: caller.grants
       })),

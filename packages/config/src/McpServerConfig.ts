@@ -37,6 +37,8 @@ export interface McpServerConfig {
   readonly allowedHosts: ReadonlyArray<string>
   /** Origin headers accepted at /mcp: publicUrl's origin and `allowedOrigins`. */
   readonly allowedOrigins: ReadonlyArray<string>
+  /** Whether a token issued to a client itself (`sub` = its client id) is accepted as a user. */
+  readonly allowClientTokens: boolean
   /** fastify's trustProxy: where client addresses come from. */
   readonly trustProxy: boolean | string | number
   readonly connections: ConnectionLimits
@@ -139,6 +141,7 @@ export const resolveMcpServer = (
       exchangeProviders: file.exchangeProviders,
       allowedHosts: [...new Set([own.host, ...file.allowedHosts.map((h) => h.toLowerCase())])],
       allowedOrigins: [...new Set([own.origin, ...file.allowedOrigins.map((o) => new URL(o).origin)])],
+      allowClientTokens: file.allowClientTokens,
       trustProxy: file.trustProxy,
       connections: resolveConnections(file.connections),
       sessions: {

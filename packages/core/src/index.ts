@@ -6,6 +6,7 @@
  */
 export * as AccessTokenCache from "./AccessTokenCache.js"
 export * as AuthorizationServer from "./AuthorizationServer.js"
+export { consentFailure, RESULT_PAGE_HEADERS } from "./ConsentPage.js"
 export * from "./Errors.js"
 export {
   type CreateTokenBrokerOptions,

@@ -1,3 +1,4 @@
+import { chmodSync, closeSync, existsSync, openSync } from "node:fs"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -64,11 +65,26 @@ const tableExists = (sql: SqlClient.SqlClient) =>
     (rows) => rows.length > 0
   )
 
-/** Opens the database file: WAL journal, `synchronous = NORMAL`, a busy timeout. */
+/**
+ * The database holds encrypted grants and pending consents: it is created 0600, and an existing file (and
+ * its WAL and SHM) is tightened to 0600. SQLite creates the WAL and SHM files with the database file's
+ * permissions, so they follow.
+ */
+const ownerOnly = (filename: string) =>
+  Effect.sync(() => {
+    if (filename === ":memory:" || filename.length === 0 || filename.startsWith("file:")) return
+    closeSync(openSync(filename, "a", 0o600))
+    for (const file of [filename, `${filename}-wal`, `${filename}-shm`]) {
+      if (existsSync(file)) chmodSync(file, 0o600)
+    }
+  })
+
+/** Opens the database file (0600): WAL journal, `synchronous = NORMAL`, a busy timeout. */
 const open = (
   options: SqliteGrantStoreOptions
 ): Effect.Effect<SqlClient.SqlClient, StorageUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
+    yield* ownerOnly(options.filename)
     const context = yield* Layer.build(SqliteClient.layer({ filename: options.filename }))
     const sql = Context.get(context, SqlClient.SqlClient)
     const busyMillis = Math.round(

@@ -34,7 +34,9 @@ export const CALLERS = {
   /** Background tokens and exchange, but only provider notes, subject u-bob, scope notes:read. */
   narrow: { id: "narrow", secret: randomBytes(24).toString("base64url") },
   /** Manages grants (starts consent) for any subject, but only provider notes and scope notes:read. */
-  steward: { id: "steward", secret: randomBytes(24).toString("base64url") }
+  steward: { id: "steward", secret: randomBytes(24).toString("base64url") },
+  /** May exchange, but names no subject tokens beyond its own (tokens issued to the client "bound"). */
+  bound: { id: "bound", secret: randomBytes(24).toString("base64url") }
 } as const
 
 export const freePort = (): Promise<number> =>
@@ -169,6 +171,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         scopes: ["*"],
         backgroundTokens: true,
         tokenExchange: true,
+        subjectTokens: { clientIds: ["mcp-client"] },
         grants: "manage"
       },
       {
@@ -187,6 +190,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         scopes: ["notes:read"],
         backgroundTokens: true,
         tokenExchange: true,
+        subjectTokens: { clientIds: ["mcp-client"] },
         grants: "read"
       },
       {
@@ -197,6 +201,14 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         scopes: ["notes:read"],
         backgroundTokens: true,
         grants: "manage"
+      },
+      {
+        id: CALLERS.bound.id,
+        secretHash: await hash(CALLERS.bound.secret),
+        providers: ["*"],
+        subjects: ["*"],
+        scopes: ["*"],
+        tokenExchange: true
       }
     ]
   }

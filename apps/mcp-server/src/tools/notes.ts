@@ -10,7 +10,14 @@ const noteId = z
   .positive({ message: "id must be positive" })
   .describe("The note's id (from notes_list)")
 const title = z.string().max(1_000, { message: "title must be at most 1000 characters" })
-const content = z.string().max(1_000_000, { message: "content must be at most 1,000,000 characters" })
+/** The notes API (Nextcloud Notes) accepts bodies up to 256 KiB: larger content fails there, unclearly. */
+const CONTENT_BYTES = 256 * 1024 - 4 * 1024
+const content = z
+  .string()
+  .max(CONTENT_BYTES, { message: "content must be under 256 KiB (UTF-8)" })
+  .refine((text) => Buffer.byteLength(text, "utf8") <= CONTENT_BYTES, {
+    message: "content must be under 256 KiB (UTF-8)"
+  })
 const category = z.string().max(1_000, { message: "category must be at most 1000 characters" })
 
 const summary = (note: Note) => ({

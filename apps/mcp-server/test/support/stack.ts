@@ -207,6 +207,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
             scopes: ["*"],
             backgroundTokens: true,
             tokenExchange: true,
+            subjectTokens: { audiences: [mcpUrl, exchangeMcpUrl] },
             grants: "manage"
           }
         ]

@@ -84,6 +84,12 @@ export const McpServerSchema = z
       .describe(
         "Origin headers accepted at /mcp besides publicUrl's origin (browser-based MCP clients); requests without Origin are accepted"
       ),
+    allowClientTokens: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Accept tokens issued to a client itself (client_credentials: sub is the client id) as users; off: 401"
+      ),
     trustProxy: z
       .union([z.boolean(), z.string().min(1), z.number().int().min(1)])
       .default(false)

@@ -119,6 +119,21 @@ const CallerSchema = z
       .min(1, { message: 'list the scopes this caller may ask for, or ["*"]' }),
     backgroundTokens: z.boolean().default(false).describe("May get background tokens from stored grants"),
     tokenExchange: z.boolean().default(false).describe("May use RFC 8693 token exchange at /oauth/token"),
+    subjectTokens: z
+      .strictObject({
+        clientIds: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('Clients (azp / client_id) whose users\' tokens it may exchange, or ["*"]'),
+        audiences: z
+          .array(z.string().min(1))
+          .default([])
+          .describe("Audiences of subject tokens it may exchange (e.g. an MCP server's <publicUrl>/mcp)")
+      })
+      .default({ clientIds: [], audiences: [] })
+      .describe(
+        "Which subject tokens this caller may exchange; by default only tokens issued to the caller itself"
+      ),
     grants: z
       .enum(["none", "read", "manage"])
       .default("none")
