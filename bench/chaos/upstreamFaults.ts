@@ -36,7 +36,9 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
   const rows: Array<ScenarioRow> = []
   const users = benchUsers(GRANTS)
   for (const kind of backends) {
-    const idp = await startDevIdp({ users, accessTokenTtlSeconds: 12, refreshTokenReuseGraceSeconds: 0 })
+    // 4 s tokens: the early-refresh margin is at most a quarter of a token's lifetime (1 s here), so
+    // every grant refreshes about every 3 s and each phase (about 3 s or more) sees refreshes
+    const idp = await startDevIdp({ users, accessTokenTtlSeconds: 4, refreshTokenReuseGraceSeconds: 0 })
     const proxy = await startUpstreamProxy(idp.issuer)
     const backend = await prepareBackend(kind)
     const provisioner = await startProvisioner(idp, backend.spec)
