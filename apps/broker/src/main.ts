@@ -1,3 +1,4 @@
+import { rename, writeFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
 import { hashSecret, loadConfig } from "@token-broker/config"
 import { Cause, Effect, Exit } from "effect"
@@ -8,14 +9,20 @@ const argv = process.argv.slice(2)
 const { values, positionals } = parseArgs({
   args: argv[0] === "--" ? argv.slice(1) : argv,
   allowPositionals: true,
-  options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } }
+  options: {
+    config: { type: "string", short: "c" },
+    "address-file": { type: "string" },
+    help: { type: "boolean", short: "h" }
+  }
 })
 
 if (values.help === true) {
-  console.log(`Usage: broker [--config token-broker.yaml]     start the HTTP broker
+  console.log(`Usage: broker [--config token-broker.yaml] [--address-file path]     start the HTTP broker
        broker hash-secret                          read a caller secret on stdin, print its scrypt hash
 
-The config path may also come from TOKEN_BROKER_CONFIG. Secrets come from the environment variables the file names.`)
+The config path may also come from TOKEN_BROKER_CONFIG. Secrets come from the environment variables the file names.
+--address-file (or TOKEN_BROKER_ADDRESS_FILE): once listening, write the bound address (e.g.
+http://127.0.0.1:41234) and a newline to this file, for server.port 0.`)
   process.exit(0)
 }
 
@@ -46,6 +53,19 @@ const broker = await startBroker(loaded.value).catch((error: unknown) => {
   )
   process.exit(1)
 })
+
+const addressFile = values["address-file"] ?? process.env.TOKEN_BROKER_ADDRESS_FILE
+if (addressFile !== undefined) {
+  // written whole, then renamed into place: a reader never sees half an address
+  const partial = `${addressFile}.${process.pid}.partial`
+  await writeFile(partial, `${broker.url}\n`)
+    .then(() => rename(partial, addressFile))
+    .catch(async (error: unknown) => {
+      console.error(`broker: cannot write the address file ${addressFile}: ${String(error)}`)
+      await broker.close()
+      process.exit(1)
+    })
+}
 
 const shutdown = (signal: string) => {
   broker.logger.info({ signal }, "shutting down: finishing in-flight requests")

@@ -21,8 +21,17 @@ export const DefaultClientIds = {
   basic: "token-broker",
   post: "token-broker-post",
   privateKeyJwt: "token-broker-jwt",
-  public: "mcp-client"
+  public: "mcp-client",
+  /** A native app (RFC 8252): its loopback redirect URIs match on any port. */
+  native: "token-broker-native"
 } as const
+
+/**
+ * The redirect URIs of the native client. RFC 8252 section 7.3: for loopback redirect URIs the port is
+ * not compared (oidc-provider does so for `application_type: "native"`), so a command-line app binds
+ * port 0 and sends `http://127.0.0.1:<bound port>/callback`.
+ */
+export const LOOPBACK_REDIRECT_URIS = ["http://127.0.0.1/callback", "http://[::1]/callback"] as const
 
 const BROKER_GRANT_TYPES = [
   "authorization_code",
@@ -52,6 +61,7 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
 
   const basic = secretFor(DefaultClientIds.basic)
   const post = secretFor(DefaultClientIds.post)
+  const native = secretFor(DefaultClientIds.native)
   const common = {
     grant_types: [...BROKER_GRANT_TYPES],
     response_types: ["code"],
@@ -83,6 +93,15 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
       response_types: ["code"],
       redirect_uris: redirectUris,
       token_endpoint_auth_method: "none"
+    },
+    {
+      grant_types: [...BROKER_GRANT_TYPES],
+      response_types: ["code"],
+      application_type: "native",
+      redirect_uris: [...LOOPBACK_REDIRECT_URIS],
+      client_id: DefaultClientIds.native,
+      client_secret: native,
+      token_endpoint_auth_method: "client_secret_basic"
     }
   ]
   const clients: DevIdpClient[] = [
@@ -112,6 +131,13 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
       tokenEndpointAuthMethod: "none",
       redirectUris,
       grantTypes: ["authorization_code", "refresh_token"]
+    },
+    {
+      clientId: DefaultClientIds.native,
+      clientSecret: native,
+      tokenEndpointAuthMethod: "client_secret_basic",
+      redirectUris: [...LOOPBACK_REDIRECT_URIS],
+      grantTypes: [...BROKER_GRANT_TYPES]
     }
   ]
 

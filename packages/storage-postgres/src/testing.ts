@@ -1,2 +1,2 @@
 /** Test helpers: a throwaway PostgreSQL cluster that tests may stop and start for real. */
-export { freePort, type PrivateCluster, startPrivateCluster } from "./testing/PrivateCluster.js"
+export { type PrivateCluster, startPrivateCluster } from "./testing/PrivateCluster.js"

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Writable } from "node:stream"
@@ -9,6 +8,7 @@ import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Effect } from "effect"
 import Pg from "pg"
 import { type RunningBroker, startBroker } from "../../src/Broker.js"
+import { CALLBACK, PUBLIC_URL } from "./portZeroBroker.js"
 
 export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 
@@ -38,17 +38,6 @@ export const CALLERS = {
   /** May exchange, but names no subject tokens beyond its own (tokens issued to the client "bound"). */
   bound: { id: "bound", secret: randomBytes(24).toString("base64url") }
 } as const
-
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 export const withPg = async <A>(use: (client: Pg.Client) => Promise<A>): Promise<A> => {
   const client = new Pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 })
@@ -97,13 +86,15 @@ export interface StackOptions {
   readonly server?: NonNullable<ConfigFileInput["server"]> | undefined
 }
 
-/** dev-idp + the broker on the chosen backend, over real HTTP. Each stack has its own database. */
+/**
+ * dev-idp + the broker on the chosen backend, over real HTTP. Each stack has its own database. The
+ * broker binds port 0 in this process and keeps a fixed public URL, as behind a load balancer (see
+ * `portZeroBroker.ts`): `connectOverHttp` delivers the consent callback to the bound address.
+ */
 export const startStack = async (options: StackOptions): Promise<Stack> => {
-  const port = await freePort()
-  const url = `http://127.0.0.1:${port}`
   const idp = await startDevIdp({
     mcpAudience: MCP_AUDIENCE,
-    redirectUris: [`${url}/connect/callback`],
+    redirectUris: [CALLBACK],
     ...(options.accessTokenTtlSeconds === undefined
       ? {}
       : { accessTokenTtlSeconds: options.accessTokenTtlSeconds })
@@ -129,7 +120,8 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
   const file: ConfigFileInput = {
     server: {
       host: "127.0.0.1",
-      port,
+      port: 0,
+      publicUrl: PUBLIC_URL,
       logLevel: options.logLevel ?? "silent",
       shutdownTimeout: "5 seconds",
       returnToOrigins: ["http://app.example.test"],
@@ -224,7 +216,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
   return {
     idp,
     broker,
-    url,
+    url: broker.url,
     keyMaterial,
     callers: CALLERS,
     stop: async () => {
@@ -287,10 +279,13 @@ export const connectOverHttp = async (stack: Stack, index = 0, caller: CallerSpe
   const started = await call(stack, "POST", `/v1/grants/${who.sub}/notes/authorize`, { caller, json: {} })
   if (started.status !== 200)
     throw new Error(`authorize answered ${started.status}: ${JSON.stringify(started.body)}`)
-  const callback = await stack.idp.driveAuthorization(String(started.body.authorizationUrl), {
+  const redirect = await stack.idp.driveAuthorization(String(started.body.authorizationUrl), {
     username: who.username,
     password: who.password
   })
+  if (!redirect.href.startsWith(CALLBACK)) throw new Error("dev-idp redirected elsewhere than the callback")
+  // the load balancer's part: the public callback, delivered to the bound address
+  const callback = new URL(`${redirect.pathname}${redirect.search}`, stack.url)
   const page = await fetch(callback)
   return { callback, status: page.status, html: await page.text(), user: who }
 }

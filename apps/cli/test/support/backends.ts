@@ -57,6 +57,8 @@ export const postgresBackend = async (): Promise<Backend> => {
 export interface ProviderSetup {
   readonly issuer: string
   readonly clientSecret: string
+  /** Default `token-broker`. */
+  readonly clientId?: string
 }
 
 /** Writes keys/<kid>.key (0600) and a config using them; answers the config's path. */
@@ -83,7 +85,7 @@ export const writeConfig = async (
       "providers:",
       "  - id: dev-idp",
       `    issuer: ${provider.issuer}`,
-      "    clientId: token-broker",
+      `    clientId: ${provider.clientId ?? "token-broker"}`,
       "    clientAuthentication:",
       "      method: client_secret_basic",
       "      clientSecret: { env: TB_TEST_CLIENT_SECRET }",
@@ -98,7 +100,7 @@ export const writeConfig = async (
 
 export const newKeyMaterial = (): string => randomBytes(32).toString("base64")
 
-/** A free TCP port on 127.0.0.1 (for the loopback callback, known before dev-idp starts). */
+/** A TCP port on 127.0.0.1 that nothing listens on (for a refused connection); never to be bound. */
 export const freePort = async (): Promise<number> => {
   const { createServer } = await import("node:net")
   return new Promise((resolve, reject) => {

@@ -1,9 +1,9 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
+import { DefaultClientIds, type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Backend, freePort, newKeyMaterial, writeConfig } from "./backends.js"
+import { type Backend, newKeyMaterial, writeConfig } from "./backends.js"
 import { exitOf, runCli, spawnCli, waitForLine } from "./cli.js"
 
 /**
@@ -14,7 +14,6 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
   let dir: string
   let backend: Backend
   let idp: DevIdp
-  let port: number
   let config: string
   let env: Record<string, string>
   const cli = (...args: ReadonlyArray<string>) => runCli([...args, "--config", config], { env, cwd: dir })
@@ -23,12 +22,15 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
   beforeAll(async () => {
     backend = await makeBackend()
     dir = await mkdtemp(join(tmpdir(), `tb-cli-${backend.name}-`))
-    port = await freePort()
-    idp = await startDevIdp({ redirectUris: [`http://127.0.0.1:${port}/callback`] })
-    config = await writeConfig(dir, backend, { issuer: idp.issuer, clientSecret: "" }, [
-      { kid: "k1", material: newKeyMaterial() }
-    ])
-    env = { ...backend.env, TB_TEST_CLIENT_SECRET: idp.client("token-broker").clientSecret ?? "" }
+    // dev-idp's native client: its loopback redirect URI matches whatever port the CLI binds
+    idp = await startDevIdp()
+    config = await writeConfig(
+      dir,
+      backend,
+      { issuer: idp.issuer, clientId: DefaultClientIds.native, clientSecret: "" },
+      [{ kid: "k1", material: newKeyMaterial() }]
+    )
+    env = { ...backend.env, TB_TEST_CLIENT_SECRET: idp.client(DefaultClientIds.native).clientSecret ?? "" }
   })
 
   afterAll(async () => {
@@ -46,7 +48,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
         "--subject",
         alice().sub,
         "--port",
-        String(port),
+        "0",
         "--no-browser",
         "--config",
         config,
@@ -63,12 +65,16 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
       stderr += c.toString()
     })
     const [, url = ""] = await waitForLine(child, "stderr", /^\s+(http:\/\/\S+)$/m)
+    // the CLI bound port 0 itself and names the bound port in its redirect URI
+    const redirectUri = new URL(new URL(url).searchParams.get("redirect_uri") ?? "")
+    expect(redirectUri.hostname).toBe("127.0.0.1")
+    expect(Number(redirectUri.port)).toBeGreaterThan(0)
     const callback = await idp.driveAuthorization(url, {
       username: alice().username,
       password: alice().password,
       consent
     })
-    expect(callback.origin).toBe(`http://127.0.0.1:${port}`)
+    expect(callback.origin).toBe(redirectUri.origin)
     const page = await fetch(callback)
     const { code } = await exitOf(child)
     return { code, stdout, stderr, page: { status: page.status, text: await page.text() } }
@@ -254,7 +260,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
       expect(revoked.code).toBe(0)
       expect(revoked.stdout).toMatch(/Revoked the grant of .* at the provider and removed it here/)
       expect(idp.revocations.list()).toEqual([
-        expect.objectContaining({ clientId: "token-broker", tokenTypeHint: "refresh_token" })
+        expect.objectContaining({ clientId: DefaultClientIds.native, tokenTypeHint: "refresh_token" })
       ])
       const again = await cli("grants", "revoke", "--subject", alice().sub, "--provider", "dev-idp", "--yes")
       expect(again.code).toBe(3)
@@ -269,7 +275,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
       const broken = join(dir, "broken.yaml")
       await writeFile(
         broken,
-        (await readFile(config, "utf8")).replace("clientId: token-broker", "clientId: ''")
+        (await readFile(config, "utf8")).replace(`clientId: ${DefaultClientIds.native}`, "clientId: ''")
       )
       const invalid = await runCli(["grants", "list", "--config", broken], { env })
       expect(invalid.code).toBe(2)

@@ -1,31 +1,21 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import { createServer } from "node:net"
+import { watch } from "node:fs"
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { dirname, join, resolve } from "node:path"
+import { basename, dirname, join, resolve } from "node:path"
 import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Effect } from "effect"
 import { type RunningMcpServer, startMcpServer } from "../../src/McpServer.js"
+import { type FrontDoor, startFrontDoor } from "./frontDoor.js"
 
 export type TokenSourceKind = "in-process" | "remote"
 
 /** The MCP scopes of a full sign-in. */
 export const ALL_SCOPES = ["mcp:tools", "notes:read", "notes:write"]
-
-export const freePort = (): Promise<number> =>
-  new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
-    })
-  })
 
 /** Log lines captured in memory, for the secrets-in-logs check. */
 export class LogCapture extends Writable {
@@ -64,13 +54,40 @@ const here = dirname(fileURLToPath(import.meta.url))
 const brokerMain = resolve(here, "../../../broker/src/main.ts")
 const tsx = resolve(here, "../../node_modules/.bin/tsx")
 
-/** The HTTP broker in its own process, started as an operator would (`broker --config file`). */
+/** Resolves with the file's text once `path` appears (it is renamed into place whole); rejects if `child` exits first. */
+const addressFrom = (child: ChildProcess, path: string, output: () => string): Promise<string> =>
+  new Promise((resolveAddress, reject) => {
+    const watcher = watch(dirname(path))
+    const finish = (settle: () => void) => {
+      watcher.close()
+      child.off("exit", onExit)
+      settle()
+    }
+    const onExit = (code: number | null) =>
+      finish(() => reject(new Error(`the broker exited (${code}) before listening:\n${output()}`)))
+    const look = () =>
+      readFile(path, "utf8").then(
+        (text) => finish(() => resolveAddress(text.trim())),
+        () => undefined
+      )
+    watcher.on("change", (_event, name) => {
+      if (name === basename(path)) void look()
+    })
+    child.once("exit", onExit)
+    // it may have appeared before the watch began
+    void look()
+  })
+
+/**
+ * The HTTP broker in its own process, started as an operator would (`broker --config file`), on port 0:
+ * it reports its bound address through `--address-file`.
+ */
 const spawnBroker = async (
   configPath: string,
-  env: Record<string, string>,
-  url: string
-): Promise<{ readonly process: ChildProcess; readonly output: () => string }> => {
-  const child = spawn(tsx, [brokerMain, "--config", configPath], {
+  env: Record<string, string>
+): Promise<{ readonly process: ChildProcess; readonly url: string; readonly output: () => string }> => {
+  const addressFile = join(dirname(configPath), "broker.address")
+  const child = spawn(tsx, [brokerMain, "--config", configPath, "--address-file", addressFile], {
     cwd: dirname(brokerMain),
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -82,19 +99,13 @@ const spawnBroker = async (
   child.stderr?.on("data", (chunk: Buffer) => {
     output += chunk.toString()
   })
-  // a safety net for a child on a loaded machine, not a measurement
-  const deadline = Date.now() + 120_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the broker exited (${child.exitCode}):\n${output}`)
-    const ready = await fetch(`${url}/healthz`).then(
-      (r) => r.ok,
-      () => false
-    )
-    if (ready) return { process: child, output: () => output }
-    await new Promise((r) => setTimeout(r, 100))
+  const read = () => output
+  try {
+    return { process: child, url: await addressFrom(child, addressFile, read), output: read }
+  } catch (error) {
+    child.kill("SIGKILL")
+    throw error
   }
-  child.kill("SIGKILL")
-  throw new Error(`the broker did not start within 120 s:\n${output}`)
 }
 
 /**
@@ -107,18 +118,19 @@ export interface StackOptions {
 }
 
 export const startStack = async (kind: TokenSourceKind, options: StackOptions = {}): Promise<Stack> => {
-  const mcpPort = await freePort()
-  const exchangePort = await freePort()
-  const brokerPort = await freePort()
-  const exchangeMcpUrl = `http://127.0.0.1:${exchangePort}/mcp`
-  const publicUrl = `http://127.0.0.1:${mcpPort}`
+  // every server binds port 0 where it runs; its public URL is a front door bound here first
+  const doors: Array<FrontDoor> = await Promise.all([startFrontDoor(), startFrontDoor(), startFrontDoor()])
+  const [mcpDoor, exchangeDoor, brokerDoor] = doors as [FrontDoor, FrontDoor, FrontDoor]
+  const closeDoors = () => Promise.all(doors.map((door) => door.close()))
+  const exchangeMcpUrl = `${exchangeDoor.url}/mcp`
+  const publicUrl = mcpDoor.url
   const mcpUrl = `${publicUrl}/mcp`
-  const brokerUrl = `http://127.0.0.1:${brokerPort}`
+  const brokerPublicUrl = brokerDoor.url
   const callbackUrl =
-    kind === "in-process" ? `${publicUrl}/connect/callback` : `${brokerUrl}/connect/callback`
+    kind === "in-process" ? `${publicUrl}/connect/callback` : `${brokerPublicUrl}/connect/callback`
   const idp = await startDevIdp({
     mcpAudience: mcpUrl,
-    redirectUris: [`${publicUrl}/connect/callback`, `${brokerUrl}/connect/callback`]
+    redirectUris: [`${publicUrl}/connect/callback`, `${brokerPublicUrl}/connect/callback`]
   })
   const dir = await mkdtemp(join(tmpdir(), "tb-mcp-"))
   const callerSecret = randomBytes(24).toString("base64url")
@@ -166,7 +178,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
   }
   const mcpServer: NonNullable<ConfigFileInput["mcpServer"]> = {
     host: "127.0.0.1",
-    port: mcpPort,
+    port: 0,
     publicUrl,
     authorizationServer: { issuer: idp.issuer, allowInsecureRequests: true, clockTolerance: 0 },
     notes: { provider: "notes", apiUrl: idp.notesApiUrl, allowInsecureRequests: true },
@@ -174,9 +186,11 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
     logLevel: "info",
     ...options.mcpServer
   }
-  let broker: { readonly process: ChildProcess; readonly output: () => string } | undefined
-  const file: ConfigFileInput =
-    kind === "in-process"
+  let broker:
+    | { readonly process: ChildProcess; readonly url: string; readonly output: () => string }
+    | undefined
+  const fileFor = (brokerUrl: string | undefined): ConfigFileInput =>
+    brokerUrl === undefined
       ? { ...shared, mcpServer }
       : {
           ...shared,
@@ -197,7 +211,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
     if (kind === "remote") {
       const brokerFile: ConfigFileInput = {
         ...shared,
-        server: { host: "127.0.0.1", port: brokerPort, logLevel: "warn" },
+        server: { host: "127.0.0.1", port: 0, publicUrl: brokerPublicUrl, logLevel: "warn" },
         callers: [
           {
             id: "mcp-server",
@@ -214,18 +228,20 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
       }
       const brokerConfigPath = join(dir, "broker.json")
       await writeFile(brokerConfigPath, JSON.stringify(brokerFile), { mode: 0o600 })
-      broker = await spawnBroker(brokerConfigPath, env, brokerUrl)
+      broker = await spawnBroker(brokerConfigPath, env)
+      brokerDoor.forwardTo(broker.url)
     }
+    const file = fileFor(broker?.url)
     const config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
     mcp = await startMcpServer(config, { logStream: logs })
+    mcpDoor.forwardTo(mcp.url)
     const exchangeConfig = await Effect.runPromise(
       parseConfig(
         {
           ...file,
           mcpServer: {
             ...mcpServer,
-            port: exchangePort,
-            publicUrl: `http://127.0.0.1:${exchangePort}`,
+            publicUrl: exchangeDoor.url,
             notes: { provider: "notes-exchange", apiUrl: idp.notesApiUrl, allowInsecureRequests: true }
           }
         },
@@ -234,8 +250,10 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
       )
     )
     exchangeMcp = await startMcpServer(exchangeConfig, { logStream: logs })
+    exchangeDoor.forwardTo(exchangeMcp.url)
   } catch (error) {
     broker?.process.kill("SIGKILL")
+    await closeDoors()
     await idp.close()
     await rm(dir, { recursive: true, force: true })
     throw error
@@ -274,6 +292,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))])
         if (broker.process.exitCode === null) broker.process.kill("SIGKILL")
       }
+      await closeDoors()
       await idp.close()
       await rm(dir, { recursive: true, force: true })
     }

@@ -1,14 +1,16 @@
 import { execFileSync } from "node:child_process"
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 /**
- * A throwaway PostgreSQL cluster in a temp folder, on a free port, that a test may stop and start for
- * real without touching the machine's shared server. Run as the `postgres` OS user when we are root.
+ * A throwaway PostgreSQL cluster in a temp folder that a test may stop and start for real without
+ * touching the machine's shared server. It listens on a Unix socket in its own folder and on no TCP
+ * port: PostgreSQL cannot bind port 0 and report the port, and a port picked free then bound later is
+ * taken by another process now and then on a busy machine. Run as the `postgres` OS user when we are root.
  */
 export interface PrivateCluster {
+  /** `postgres://postgres@/postgres?host=<folder>`: the socket folder as the host. */
   readonly url: string
   readonly stop: () => void
   readonly start: () => void
@@ -23,21 +25,10 @@ const binDir = (): string => {
   return found
 }
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject()))
-    })
-  })
-
 export const startPrivateCluster = async (): Promise<PrivateCluster> => {
   const bin = binDir()
   const dir = mkdtempSync(join(tmpdir(), "tb-pg-"))
   const data = join(dir, "data")
-  const port = await freePort()
   const asRoot = process.getuid?.() === 0
   if (asRoot) {
     const uid = Number(execFileSync("id", ["-u", "postgres"]).toString().trim())
@@ -57,13 +48,13 @@ export const startPrivateCluster = async (): Promise<PrivateCluster> => {
       join(dir, "log"),
       "-w",
       "-o",
-      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      `-k ${dir} -c listen_addresses='' -c fsync=off`,
       "start"
     ])
   const stop = () => run("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"])
   start()
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres@/postgres?host=${encodeURIComponent(dir)}`,
     start,
     stop,
     destroy: () => {
