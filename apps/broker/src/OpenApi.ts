@@ -9,6 +9,7 @@ import {
   IssuedTokenResponse,
   OAuthErrorResponse,
   ProblemResponse,
+  RejectedTokenBody,
   RevokeResponse,
   TokenExchangeFormDoc,
   TokenExchangeResponse
@@ -105,6 +106,24 @@ export const openApiDocument = (publicUrl: string) => ({
           "404": problem("provider_not_found"),
           "409": problem("consent_required: the user must consent first (see `authorize`)"),
           "503": problem("upstream_unavailable or storage_unavailable, with Retry-After")
+        }
+      }
+    },
+    "/v1/grants/{subject}/{provider}/token/rejected": {
+      post: {
+        summary: "Report a background token the upstream API refused",
+        description:
+          "The upstream API answered 401 to a token this broker issued. The token is dropped from the broker's cache and store, so the next token call refreshes; when the newest token is refused after several refreshes in a row the grant is marked for consent (status reconsent_required).",
+        parameters: pathParams,
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: schema(RejectedTokenBody, "input") } }
+        },
+        responses: {
+          "200": json(GrantView, "The grant after the report (metadata only)"),
+          "204": { description: "No grant is stored for this subject and provider" },
+          ...common,
+          "503": problem("storage_unavailable, with Retry-After")
         }
       }
     },

@@ -41,6 +41,16 @@ export const BackgroundTokenBody = z
   })
   .describe("Optional: the request may have no body")
 
+export const RejectedTokenBody = z
+  .strictObject({
+    accessToken: z
+      .string()
+      .min(1)
+      .max(16_384, { message: "accessToken is at most 16384 characters" })
+      .describe("The access token the upstream API refused (HTTP 401)")
+  })
+  .describe("Report a token that this broker issued and the upstream API refused")
+
 export const AuthorizeBody = z.strictObject({
   scopes: Scopes.optional(),
   returnTo: z

@@ -57,6 +57,7 @@ import {
   describeZodError,
   GrantPath,
   ListGrantsQuery,
+  RejectedTokenBody,
   TOKEN_EXCHANGE,
   TokenExchangeForm
 } from "./Schemas.js"
@@ -493,6 +494,34 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     void reply.header("cache-control", "no-store")
     return tokenView(token, Date.now())
   })
+
+  // The upstream API refused a token this broker issued: drop it, so the next token call refreshes;
+  // repeated refusals after refreshes mark the grant for consent (core's reportRejected).
+  app.post(
+    "/v1/grants/:subject/:provider/token/rejected",
+    { config: callerRoute },
+    async (request, reply) => {
+      const caller = callerOf(request)
+      if (!caller.backgroundTokens) {
+        throw forbidden(`Caller "${caller.id}" may not get background tokens`, {
+          reason: "background_tokens_not_allowed"
+        })
+      }
+      const { subject, provider } = parse(GrantPath, request.params, "path")
+      checkGrantAccess(caller, subject, provider)
+      const body = parse(RejectedTokenBody, request.body ?? {}, "body")
+      const grant = await run(
+        broker.reportRejected({
+          tenant: caller.tenant,
+          subject,
+          provider,
+          accessToken: Redacted.make(body.accessToken)
+        })
+      )
+      if (Option.isNone(grant)) return reply.code(204).send()
+      return grantView(grant.value)
+    }
+  )
 
   // --- grants ----------------------------------------------------------------------------------------
   app.get("/v1/grants", { config: callerRoute }, async (request) => {

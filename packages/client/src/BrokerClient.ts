@@ -80,6 +80,13 @@ export interface BrokerClientEffects {
     ref: TokenBroker.GrantRef
   ) => Effect.Effect<Option.Option<TokenBroker.GrantInfo>, ClientError>
   readonly revoke: (ref: TokenBroker.GrantRef) => Effect.Effect<TokenBroker.RevokeResult, ClientError>
+  /**
+   * The upstream API refused (401) a token this broker issued: the broker drops it, so the next
+   * `backgroundToken` refreshes. None when the subject has no grant for the provider.
+   */
+  readonly reportRejected: (
+    report: TokenBroker.RejectedTokenReport
+  ) => Effect.Effect<Option.Option<TokenBroker.GrantInfo>, ClientError>
   readonly authorize: (
     request: TokenBroker.StartAuthorizationRequest
   ) => Effect.Effect<{ readonly authorizationUrl: URL; readonly expiresAt: number }, ClientError>
@@ -92,6 +99,9 @@ export interface BrokerClient {
   readonly listGrants: (request?: ListGrantsRequest) => Promise<TokenBroker.GrantList>
   readonly grant: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.GrantInfo | undefined>
   readonly revoke: (ref: TokenBroker.GrantRef) => Promise<TokenBroker.RevokeResult>
+  readonly reportRejected: (
+    report: TokenBroker.RejectedTokenReport
+  ) => Promise<TokenBroker.GrantInfo | undefined>
   readonly authorize: (
     request: TokenBroker.StartAuthorizationRequest
   ) => Promise<{ readonly authorizationUrl: URL; readonly expiresAt: number }>
@@ -333,6 +343,18 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
         upstream: view.upstream,
         upstreamError: view.upstreamError
       })),
+    reportRejected: (report) =>
+      Effect.flatMap(
+        request("POST", `${grantPath(report)}/token/rejected`, report, {
+          json: { accessToken: Redacted.value(report.accessToken) }
+        }),
+        (answer) =>
+          answer.status === 204
+            ? Effect.succeed(Option.none())
+            : answer.status >= 200 && answer.status < 300
+              ? Effect.map(decode(GrantView, answer), Option.some)
+              : Effect.fail(failure(answer, report))
+      ),
     authorize: (req) =>
       Effect.map(
         call(AuthorizeView, "POST", `${grantPath(req)}/authorize`, req, {
@@ -361,6 +383,7 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
     listGrants: (req) => run(effect.listGrants(req)),
     grant: (ref) => run(Effect.map(effect.grant(ref), Option.getOrUndefined)),
     revoke: (ref) => run(effect.revoke(ref)),
+    reportRejected: (report) => run(Effect.map(effect.reportRejected(report), Option.getOrUndefined)),
     authorize: (req) => run(effect.authorize(req))
   }
 }

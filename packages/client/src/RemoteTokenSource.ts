@@ -80,6 +80,10 @@ export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSource
       api
         .grant(ref)
         .pipe(Effect.mapError(within(ref.provider, ["StorageUnavailable", "InvalidRequest"] as const))),
+    reportRejected: (report) =>
+      api
+        .reportRejected(report)
+        .pipe(Effect.mapError(within(report.provider, ["StorageUnavailable", "InvalidRequest"] as const))),
     revoke: (ref) =>
       api
         .revoke(ref)

@@ -554,11 +554,25 @@ export const make = (
             message: `Provider "${pending.provider}" did not grant consent: ${upstreamError}`
           })
         }
-        const codeVerifier = yield* keyRing.decrypt(
-          pending.codeVerifier,
-          pendingAad(stateHash, "code_verifier")
-        )
-        const nonce = yield* keyRing.decrypt(pending.nonce, pendingAad(stateHash, "nonce"))
+        // A consent started under a key retired since (keys rotate, then retire, within pendingTtl) can
+        // never be finished: the user is asked to start it again, not shown a server error.
+        const retiredKey = (
+          error: DecryptionFailed
+        ): Effect.Effect<never, DecryptionFailed | AuthorizationNotPending> =>
+          error.reason === "unknown_key"
+            ? Effect.fail(
+                new AuthorizationNotPending({
+                  message:
+                    "This consent was started under an encryption key that has been retired since; start it again"
+                })
+              )
+            : Effect.fail(error)
+        const codeVerifier = yield* keyRing
+          .decrypt(pending.codeVerifier, pendingAad(stateHash, "code_verifier"))
+          .pipe(Effect.catchAll(retiredKey))
+        const nonce = yield* keyRing
+          .decrypt(pending.nonce, pendingAad(stateHash, "nonce"))
+          .pipe(Effect.catchAll(retiredKey))
         const callbackUrl = new URL(pending.redirectUri)
         for (const [name, value] of params) callbackUrl.searchParams.set(name, value)
         const set = yield* client

@@ -10,6 +10,7 @@ import type {
 import {
   type GrantInfo,
   type GrantRef,
+  type RejectedTokenReport,
   type RevokeResult,
   type StartAuthorizationRequest,
   TokenBroker,
@@ -37,6 +38,16 @@ export interface TokenSourceService {
   >
   readonly grantStatus: (
     ref: GrantRef
+  ) => Effect.Effect<
+    Option.Option<GrantInfo>,
+    StorageUnavailable | UpstreamUnavailable | UpstreamRejected | InvalidRequest
+  >
+  /**
+   * The upstream API refused (401) a background token from this source: the broker drops it, so the
+   * next `backgroundToken` refreshes (TokenBroker.reportRejected). None when no grant is stored.
+   */
+  readonly reportRejected: (
+    report: RejectedTokenReport
   ) => Effect.Effect<
     Option.Option<GrantInfo>,
     StorageUnavailable | UpstreamUnavailable | UpstreamRejected | InvalidRequest
@@ -75,6 +86,7 @@ export const fromBroker = (broker: Context.Tag.Service<TokenBroker>): TokenSourc
       expiresAt
     })),
   grantStatus: broker.grantStatus,
+  reportRejected: broker.reportRejected,
   revoke: broker.revoke
 })
 

@@ -430,3 +430,39 @@ describe("the lease of a refresh", () => {
 
 const Duration1s = "1 second" as const
 const Duration30s = "30 seconds" as const
+
+describe("key retirement and pending consents (case 13)", () => {
+  it.effect("a consent started under a key retired since asks to start again, not a server error", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const memory = yield* GrantStore.makeMemory
+      const k1 = localKey("k1")
+      const k2 = localKey("k2")
+      const started = yield* Effect.gen(function* () {
+        const broker = yield* TokenBroker.TokenBroker
+        return yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
+      }).pipe(
+        Effect.provide(
+          brokerLayer(dev.idp, { store: storeLayer(memory), keyRing: KeyRing.layerLocal({ keys: [k1] }) })
+        )
+      )
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      // Meanwhile: keys rotate to k2, k1 is retired, brokers restart with k2 only.
+      const error = yield* Effect.gen(function* () {
+        const broker = yield* TokenBroker.TokenBroker
+        return yield* Effect.flip(broker.completeAuthorization(callback))
+      }).pipe(
+        Effect.provide(
+          brokerLayer(dev.idp, { store: storeLayer(memory), keyRing: KeyRing.layerLocal({ keys: [k2] }) })
+        )
+      )
+      expect(error._tag).toBe("AuthorizationNotPending")
+      expect(error.message).toMatch(/start it again/)
+    })
+  )
+})

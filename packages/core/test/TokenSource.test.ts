@@ -34,6 +34,12 @@ describe("TokenSource.layerFromBroker: the in-process broker behind the TokenSou
       expect(Redacted.value(token.accessToken).length).toBeGreaterThan(20)
       expect(token.scopes).toEqual(["notes:read"])
 
+      // A token the upstream refused is dropped: the next one is refreshed.
+      const reported = yield* source.reportRejected({ ...ref, accessToken: token.accessToken })
+      expect(Option.map(reported, (g) => g.status)).toEqual(Option.some("active"))
+      const fresh = yield* source.backgroundToken({ ...ref, scopes: ["notes:read"] })
+      expect(Redacted.value(fresh.accessToken)).not.toBe(Redacted.value(token.accessToken))
+
       const revoked = yield* source.revoke(ref)
       expect(revoked).toMatchObject({ removed: true, upstream: "revoked" })
       const after = yield* Effect.flip(source.backgroundToken(ref))

@@ -56,15 +56,31 @@ export const registerNotesTools = (ctx: ToolContext): void => {
     scopes: ReadonlyArray<string>,
     request: (token: Redacted.Redacted<string>) => Effect.Effect<A, NotesApiError>,
     answer: (value: A) => ToolResult
-  ): Promise<ToolResult> =>
-    withUpstreamToken(ctx, callerOf(extra), provider, scopes, async (token) => {
-      const exit = await ctx.run(request(token))
-      if (Exit.isSuccess(exit)) return answer(exit.value)
-      const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-      return failure === undefined
-        ? errorResult("The notes API call failed (internal error).")
-        : upstreamError(provider, failure)
-    })
+  ): Promise<ToolResult> => {
+    const caller = callerOf(extra)
+    const attempt = (retryOnRefusal: boolean): Promise<ToolResult> => {
+      let refused: Redacted.Redacted<string> | undefined
+      const result = withUpstreamToken(ctx, caller, provider, scopes, async (token) => {
+        const exit = await ctx.run(request(token))
+        if (Exit.isSuccess(exit)) return answer(exit.value)
+        const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+        if (failure?.reason === "unauthorized") refused = token
+        return failure === undefined
+          ? errorResult("The notes API call failed (internal error).")
+          : upstreamError(provider, failure)
+      })
+      return result.then(async (outcome) => {
+        if (refused === undefined || !retryOnRefusal) return outcome
+        // The API refused the brokered token: the broker drops it (and counts the refusal), then one retry
+        // with a freshly refreshed token.
+        const reported = await ctx.run(
+          ctx.tokenSource.reportRejected({ subject: caller.subject, provider, accessToken: refused })
+        )
+        return Exit.isSuccess(reported) ? attempt(false) : outcome
+      })
+    }
+    return attempt(true)
+  }
 
   ctx.server.registerTool(
     "notes_list",

@@ -1,6 +1,6 @@
-import { Clock, Duration, Effect, Either, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Option, Schedule } from "effect"
 import { type AccessTokenCacheService, cacheKey } from "../AccessTokenCache.js"
-import type { AuthorizationServersService, ProviderClient, TokenSet } from "../AuthorizationServer.js"
+import type { AuthorizationServersService } from "../AuthorizationServer.js"
 import {
   ConsentRequired,
   type ConsentRequiredReason,
@@ -8,7 +8,7 @@ import {
   InvalidRequest,
   type ProviderNotFound,
   type StorageUnavailable,
-  UpstreamRejected,
+  type UpstreamRejected,
   UpstreamUnavailable
 } from "../Errors.js"
 import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
@@ -23,10 +23,11 @@ import {
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
 import type { IssuedToken } from "../TokenBroker.js"
-import { type CommitOutcome, commitRotation, type Rotation } from "./commitRotation.js"
+import type { Rotation } from "./commitRotation.js"
 import { count, observe } from "./metrics.js"
 import { makePermits, type Permits } from "./permits.js"
-import { isNotProcessed, makeRefreshUpstream } from "./refreshUpstream.js"
+import { makeRefreshUnderLease } from "./refreshUnderLease.js"
+import { makeRefreshUpstream } from "./refreshUpstream.js"
 import { isSubset, sameScopes } from "./scopes.js"
 
 export interface RefreshSettings {
@@ -63,9 +64,6 @@ export type ObtainError =
   | StorageUnavailable
   | DecryptionFailed
   | InvalidRequest
-
-/** How often one call re-runs the protocol after losing a race (a CAS conflict or a rotated grant). */
-const MAX_ROUNDS = 3
 
 /**
  * The refresh protocol (DESIGN.md section 5) for one grant and scope set, after an in-process cache
@@ -234,292 +232,22 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       )
     )
 
-  const logOutcome = (key: GrantKey, outcome: string, message: string) =>
-    Effect.logWarning(message).pipe(
-      Effect.annotateLogs({ grant: grantKeyString(key), provider: key.provider, outcome })
-    )
-
-  /**
-   * Acts on where a rotation's write ended. Every path out of an answered refresh goes through here:
-   * the successor is stored, or handed to the winner, or revoked with its deleted grant, or kept in
-   * memory and reported.
-   */
-  const settle = (
-    client: ProviderClient,
-    key: GrantKey,
-    rotation: Rotation,
-    outcome: CommitOutcome
-  ): Effect.Effect<"written" | "superseded" | "unwritten", ConsentRequired> =>
-    Effect.gen(function* () {
-      const grantId = grantKeyString(key)
-      switch (outcome) {
-        case "written":
-          unwritten.delete(grantId)
-          return "written" as const
-        case "superseded":
-          unwritten.delete(grantId)
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
-          return "superseded" as const
-        case "removed": {
-          unwritten.delete(grantId)
-          // Revoked while this refresh ran: nothing is cached or served, and the successor is revoked too.
-          yield* cache.invalidateGrant(grantId)
-          if (rotation.successor !== null) {
-            yield* client
-              .revoke({ token: rotation.successor, tokenTypeHint: "refresh_token" })
-              .pipe(Effect.ignore)
-          }
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "grant_removed" })
-          yield* logOutcome(
-            key,
-            "grant_removed",
-            "grant removed during its refresh; the new refresh token was revoked"
-          )
-          return yield* consent(key, "no_grant", "the grant was removed while it was being refreshed")
-        }
-        case "unwritten":
-          unwritten.set(grantId, { rotation })
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "rotation_unwritten" })
-          yield* Effect.logError(
-            "rotated refresh token could not be stored while the lease was held; kept in memory for the next refresh"
-          ).pipe(
-            Effect.annotateLogs({ grant: grantId, provider: key.provider, outcome: "rotation_unwritten" })
-          )
-          return "unwritten" as const
-      }
-    })
-
-  /** The refresh under the lease. `round` counts re-runs after a lost race. */
-  const refreshUnderLease = (
-    client: ProviderClient,
-    key: GrantKey,
-    scopes: ReadonlyArray<string> | null,
-    minTtlMs: number,
-    force: boolean,
-    round: number,
-    lease: Lease
-  ): Effect.Effect<Obtained, ObtainError> =>
-    Effect.gen(function* () {
-      const grantId = grantKeyString(key)
-      const now = yield* Clock.currentTimeMillis
-      const current = yield* readUsable(key, scopes, now)
-      const again = (nextForce: boolean) => retryRound(client, key, scopes, minTtlMs, nextForce, round, lease)
-
-      // A rotation this process received but could not store: store it before anything else.
-      const pending = unwritten.get(grantId)
-      if (pending !== undefined) {
-        const outcome = yield* commitRotation({ store, keyRing }, key, current, pending.rotation, lease)
-        if (outcome === "unwritten") {
-          return yield* Effect.fail(
-            new UpstreamUnavailable({
-              provider: key.provider,
-              reason: "lease_timeout",
-              message: "A rotated refresh token of this grant is not stored yet (storage failing); try again"
-            })
-          )
-        }
-        yield* settle(client, key, pending.rotation, outcome)
-        return yield* again(false)
-      }
-
-      if (!force) {
-        const shared = yield* sharedToken(key, current, scopes, now, dueMargin(current, minTtlMs))
-        if (Option.isSome(shared)) {
-          yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
-          return { token: shared.value, lifetimeMs: lifetimeOf(current) }
-        }
-      }
-      // Decrypted before the attempt is marked: a key problem leaves no marker behind.
-      const refreshToken = yield* decrypt(current.refreshToken, aadFor(key, "refresh_token"))
-      const interrupted = current.refreshStartedAt !== null
-      const marked: GrantRecord = {
-        ...current,
-        version: current.version + 1,
-        refreshStartedAt: now,
-        updatedAt: now
-      }
-      if ((yield* writeFenced(key, current.version, marked)) === "conflict") return yield* again(force)
-      const failWith = (
-        error: UpstreamUnavailable | UpstreamRejected,
-        keepMarker: boolean,
-        errorCode: string
-      ) =>
-        Effect.gen(function* () {
-          const at = yield* Clock.currentTimeMillis
-          yield* writeFenced(key, marked.version, {
-            ...marked,
-            version: marked.version + 1,
-            updatedAt: at,
-            failureCount: marked.failureCount + 1,
-            lastErrorCode: errorCode,
-            refreshStartedAt: keepMarker ? marked.refreshStartedAt : current.refreshStartedAt
-          }).pipe(Effect.ignore)
-          return yield* Effect.fail(error)
-        })
-
-      yield* step("before_upstream", key)
-      // Nothing goes upstream once the lease may have expired: another owner could be refreshing.
-      if (Either.isLeft(yield* Effect.either(lease.ensureHeld(leaseTtlMs / 3)))) {
-        yield* count(Metrics.leaseLost, { provider: key.provider })
-        return yield* failWith(
-          new UpstreamUnavailable({
-            provider: key.provider,
-            reason: "lease_timeout",
-            message: "The refresh lease of this grant could not be renewed; nothing was sent; try again"
-          }),
-          false,
-          "lease_timeout"
-        )
-      }
-      const outcome = yield* Effect.either(refreshUpstream(client, refreshToken, scopes))
-      const after = yield* Clock.currentTimeMillis
-
-      if (Either.isRight(outcome)) {
-        const set = outcome.right
-        const expiresAt = set.expiresAt ?? after + 5 * 60_000
-        const tokenScopes = set.scopes ?? scopes ?? current.scopes
-        const rotation: Rotation = {
-          consumed: refreshToken,
-          successor: set.refreshToken,
-          accessToken: {
-            token: set.accessToken,
-            expiresAt,
-            scopes: tokenScopes,
-            audience: client.config.resource ?? null
-          },
-          refreshTokenExpiresAt: (previous) => refreshExpiry(client, set, after, previous),
-          arrivedAt: after,
-          errorCode: null
-        }
-        yield* step("after_upstream", key)
-        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
-        const settled = yield* settle(client, key, rotation, written)
-        if (settled === "superseded") return yield* again(false)
-        if (settled === "written") yield* step("after_write", key)
-        yield* count(Metrics.refreshes, { provider: key.provider, outcome: "success" })
-        yield* count(Metrics.tokenRequests, { provider: key.provider, result: "refresh" })
-        return {
-          token: {
-            accessToken: set.accessToken,
-            tokenType: "Bearer",
-            expiresAt,
-            scopes: tokenScopes,
-            source: "refresh"
-          },
-          lifetimeMs: expiresAt - after
-        }
-      }
-
-      const error = outcome.left
-      if (error._tag === "UnreadableAnswer") {
-        // A 2xx that failed validation: the provider processed the refresh.
-        const rejected = new UpstreamRejected({
-          provider: key.provider,
-          error: "invalid_response",
-          errorDescription: error.problem,
-          status: error.status,
-          message: `refresh at provider "${key.provider}" answered HTTP ${error.status} with a response that failed validation (${error.problem})`
-        })
-        if (error.refreshToken === null) {
-          // No successor to recover: the outcome is unknown. The marker stays, so a later invalid_grant
-          // reads as a lost rotation, and nothing is retried with the consumed token.
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "outcome_unknown" })
-          yield* logOutcome(key, "outcome_unknown", "refresh answer unreadable and carried no refresh token")
-          return yield* failWith(
-            new UpstreamUnavailable({
-              provider: key.provider,
-              reason: "invalid_response",
-              status: error.status,
-              message: rejected.message
-            }),
-            true,
-            "invalid_response"
-          )
-        }
-        const rotation: Rotation = {
-          consumed: refreshToken,
-          successor: error.refreshToken,
-          accessToken: null,
-          refreshTokenExpiresAt: (previous) =>
-            client.config.refreshTokenLifetime === undefined
-              ? previous
-              : after + Duration.toMillis(client.config.refreshTokenLifetime),
-          arrivedAt: after,
-          errorCode: "invalid_response"
-        }
-        yield* step("after_upstream", key)
-        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
-        yield* settle(client, key, rotation, written)
-        yield* count(Metrics.refreshes, { provider: key.provider, outcome: "salvaged" })
-        yield* logOutcome(key, "salvaged", "refresh answer failed validation; its refresh token was kept")
-        yield* cache.invalidateGrant(grantId)
-        return yield* Effect.fail(rejected)
-      }
-
-      if (error._tag === "InvalidGrant") {
-        const latest = yield* store.get(key)
-        if (Option.isSome(latest) && latest.value.version !== marked.version) {
-          // Another writer rotated the grant meanwhile: a lost race, not a dead grant (F6).
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
-          return yield* again(false)
-        }
-        const reason: ConsentRequiredReason = interrupted ? "rotation_lost" : "invalid_grant"
-        yield* count(Metrics.refreshes, { provider: key.provider, outcome: reason })
-        if (reason === "rotation_lost") {
-          yield* logOutcome(
-            key,
-            reason,
-            "the provider refused a refresh token whose successor was never stored"
-          )
-        }
-        yield* writeFenced(key, marked.version, {
-          ...marked,
-          version: marked.version + 1,
-          status: "reconsent_required",
-          accessToken: null,
-          updatedAt: after,
-          failureCount: marked.failureCount + 1,
-          lastErrorCode: reason,
-          refreshStartedAt: null
-        })
-        yield* cache.invalidateGrant(grantId)
-        return yield* consent(
-          key,
-          reason,
-          interrupted
-            ? "an earlier refresh may have rotated the token without its result being stored, and the provider refused the stored token"
-            : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
-        )
-      }
-
-      // A refusal the provider answered (or a 429) did not rotate: the marker is cleared. A 5xx, a
-      // timeout or a dropped connection may have followed a committed rotation: the marker stays.
-      const processed = !isNotProcessed(error)
-      yield* count(Metrics.refreshes, {
-        provider: key.provider,
-        outcome: processed ? "outcome_unknown" : "transient"
-      })
-      return yield* failWith(error, processed, error._tag === "UpstreamRejected" ? error.error : error.reason)
-    })
-
-  const retryRound = (
-    client: ProviderClient,
-    key: GrantKey,
-    scopes: ReadonlyArray<string> | null,
-    minTtlMs: number,
-    force: boolean,
-    round: number,
-    lease: Lease
-  ): Effect.Effect<Obtained, ObtainError> =>
-    round + 1 >= MAX_ROUNDS
-      ? Effect.fail(
-          new UpstreamUnavailable({
-            provider: key.provider,
-            reason: "lease_timeout",
-            message: `The grant of provider "${key.provider}" kept changing under concurrent writers; try again`
-          })
-        )
-      : refreshUnderLease(client, key, scopes, minTtlMs, force, round + 1, lease)
+  const refreshUnderLease = makeRefreshUnderLease({
+    leaseTtlMs,
+    store,
+    keyRing,
+    cache,
+    unwritten,
+    refreshUpstream,
+    readUsable,
+    sharedToken,
+    dueMargin,
+    lifetimeOf,
+    decrypt,
+    writeFenced,
+    step,
+    consent
+  })
 
   /** A still-valid token (cache or store) to serve while the provider is unavailable. */
   const fallback = (key: GrantKey, scopes: ReadonlyArray<string> | null, minTtlMs: number) =>
@@ -656,7 +384,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
 const LIFETIME_SLACK_MS = 1_000
 
 /** A token and the lifetime it was issued with (null when unknown). */
-interface Obtained {
+export interface Obtained {
   readonly token: IssuedToken
   readonly lifetimeMs: number | null
 }
@@ -668,19 +396,6 @@ const impossibleMinTtl = (key: GrantKey, lifetimeMs: number) =>
       message: `Provider "${key.provider}" issues access tokens living ${Math.round(lifetimeMs / 1000)} s, less than the minimum asked`
     })
   )
-
-const refreshExpiry = (
-  client: ProviderClient,
-  set: TokenSet,
-  now: number,
-  previous: number | null
-): number | null => {
-  if (set.refreshExpiresAt !== null) return set.refreshExpiresAt
-  const rotated = set.refreshToken !== null
-  const lifetime = client.config.refreshTokenLifetime
-  if (lifetime !== undefined) return rotated ? now + Duration.toMillis(lifetime) : previous
-  return rotated ? null : previous
-}
 
 const exponentialJittered = (baseMs: number) =>
   Schedule.exponential(Duration.millis(baseMs)).pipe(Schedule.jittered)
