@@ -116,36 +116,4 @@ describe("BrokerClient under transport faults", () => {
       expect(error).toMatchObject({ _tag: "BrokerRequestError", status: 200, code: "invalid_response" })
     }
   })
-
-  it("reports a refused token: the grant after the report, or none (204)", async () => {
-    const grant = {
-      tenant: "default",
-      subject: "u",
-      provider: "notes",
-      version: 4,
-      status: "active",
-      scopes: ["a"],
-      identity: null,
-      refreshTokenExpiresAt: null,
-      accessTokenExpiresAt: null,
-      createdAt: "2030-01-01T00:00:00.000Z",
-      updatedAt: "2030-01-01T00:00:00.000Z",
-      lastRefreshedAt: null,
-      failureCount: 1,
-      lastErrorCode: "access_token_rejected"
-    }
-    answers.set("POST /v1/grants/u/notes/token/rejected", { status: 200, body: grant })
-    const client = BrokerClient.make({ url, clientId: "app", clientSecret: "s" })
-    const after = await client.reportRejected({
-      subject: "u",
-      provider: "notes",
-      accessToken: Redacted.make("at-1")
-    })
-    expect(after?.lastErrorCode).toBe("access_token_rejected")
-    expect(JSON.parse(seen[seen.length - 1]?.body ?? "{}")).toEqual({ accessToken: "at-1" })
-    answers.set("POST /v1/grants/u/notes/token/rejected", { status: 204, body: "" })
-    expect(
-      await client.reportRejected({ subject: "u", provider: "notes", accessToken: Redacted.make("at-2") })
-    ).toBeUndefined()
-  })
 })

@@ -569,10 +569,10 @@ export const make = (
             : Effect.fail(error)
         const codeVerifier = yield* keyRing
           .decrypt(pending.codeVerifier, pendingAad(stateHash, "code_verifier"))
-          .pipe(Effect.catchAll(retiredKey))
+          .pipe(Effect.catchTag("DecryptionFailed", retiredKey))
         const nonce = yield* keyRing
           .decrypt(pending.nonce, pendingAad(stateHash, "nonce"))
-          .pipe(Effect.catchAll(retiredKey))
+          .pipe(Effect.catchTag("DecryptionFailed", retiredKey))
         const callbackUrl = new URL(pending.redirectUri)
         for (const [name, value] of params) callbackUrl.searchParams.set(name, value)
         const set = yield* client

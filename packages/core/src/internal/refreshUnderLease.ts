@@ -43,13 +43,13 @@ export interface UnderLeaseContext {
     scopes: ReadonlyArray<string> | null,
     now: number,
     minRemainingMs: number
-  ) => Effect.Effect<Option.Option<IssuedToken>, DecryptionFailed>
+  ) => Effect.Effect<Option.Option<IssuedToken>, DecryptionFailed | StorageUnavailable>
   readonly dueMargin: (record: GrantRecord, minTtlMs: number) => number
   readonly lifetimeOf: (record: GrantRecord) => number | null
   readonly decrypt: (
     envelope: string,
     aad: string
-  ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed>
+  ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed | StorageUnavailable>
   readonly writeFenced: (
     key: GrantKey,
     expectedVersion: number,
