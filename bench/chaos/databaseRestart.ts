@@ -57,7 +57,11 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         const workers: Array<ChaosWorker> = await Promise.all(
           Array.from({ length: WORKERS }, (_, i) =>
             startChaosWorker(init(`pg-load-${i}`), {
-              onToken: (token) => checker.check(token.subject, token.accessToken, token.servedAt)
+              onToken: (token) =>
+                checker.check(token.subject, token.accessToken, token.servedAt, {
+                  source: token.source,
+                  status: token.grantStatus
+                })
             })
           )
         )
