@@ -57,7 +57,11 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         const workers: Array<ChaosWorker> = await Promise.all(
           Array.from({ length: WORKERS }, (_, i) =>
             startChaosWorker(init(`pg-load-${i}`), {
-              onToken: (token) => checker.check(token.subject, token.accessToken, token.servedAt)
+              onToken: (token) =>
+                checker.check(token.subject, token.accessToken, token.servedAt, {
+                  source: token.source,
+                  status: token.grantStatus
+                })
             })
           )
         )
@@ -104,10 +108,22 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         let lost = 0
         let unavoidable = 0
         for (const subject of subjects) {
-          await provisioner.expireAccessToken(subject).catch(() => undefined)
+          // as the kill scenarios do: the fresh process must refresh (its stored refresh token is the
+          // live one) and the grant must read active afterwards; a store-served token proves nothing
+          const expired = await provisioner.expireAccessToken(subject).then(
+            () => true,
+            () => false
+          )
           const result = await verifier.request<TokenResult>({ kind: "token", subject })
           if (result.ok) {
             checker.check(subject, result.accessToken, result.endedAt)
+            const record = await provisioner.grant(subject)
+            if (!expired || result.source !== "refresh" || record.status !== "active") {
+              lost++
+              problems.push(
+                `grant of ${subject} not proven intact: ${expired ? "" : "its access token could not be expired, "}token from ${result.source}, grant ${record.status}${record.lastErrorCode === null ? "" : `/${record.lastErrorCode}`}`
+              )
+            }
             continue
           }
           lost++

@@ -33,7 +33,8 @@ export type ChaosOp =
   | { readonly kind: "token"; readonly subject: string }
   /**
    * Calls for `durationMs`: `concurrency` loops, each picking a random subject, calling, pausing
-   * `pauseMs`. Each token a subject is served for the first time is sent to the parent at once.
+   * `pauseMs`. Every new token, and a sample of every serve (one per subject per 250 ms), is sent to
+   * the parent at once with the grant's status read right after it.
    */
   | {
       readonly kind: "load"
@@ -104,4 +105,8 @@ export type FromChaosWorker =
       readonly accessToken: string
       readonly servedAt: number
       readonly expiresAt: number
+      /** Where the broker took it from (cache, store, refresh). */
+      readonly source: string
+      /** The grant's status read right after the serve ("unknown" when it could not be read). */
+      readonly grantStatus: string
     }

@@ -63,7 +63,11 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
       const workers: Array<ChaosWorker> = await Promise.all(
         Array.from({ length: WORKERS }, (_, i) =>
           startChaosWorker(init(`${kind}-load-${i}`), {
-            onToken: (token) => checker.check(token.subject, token.accessToken, token.servedAt)
+            onToken: (token) =>
+              checker.check(token.subject, token.accessToken, token.servedAt, {
+                source: token.source,
+                status: token.grantStatus
+              })
           })
         )
       )

@@ -95,6 +95,9 @@ const start = (init: ChaosInit): Promise<TokenBrokerClient> => {
   })
 }
 
+/** Serves of one subject checked at most this often, besides every new token. */
+const SAMPLE_MS = 250
+
 const kindOf = (error: CallError) => `${error.tag}:${error.reason ?? error.code ?? "?"}`
 
 const call = async (broker: TokenBrokerClient, provider: string, subject: string): Promise<TokenResult> => {
@@ -125,6 +128,7 @@ const load = async (
 ): Promise<LoadResult> => {
   const until = Date.now() + op.durationMs
   const seen = new Map<string, Set<string>>()
+  const lastSampled = new Map<string, number>()
   const failures: Record<string, number> = {}
   const failureSpans: Record<string, { first: number; last: number }> = {}
   const sources: Record<string, number> = {}
@@ -142,14 +146,22 @@ const load = async (
         if (outcome.source === "refresh") lastRefreshAt = outcome.endedAt
         const tokens = seen.get(subject) ?? new Set<string>()
         seen.set(subject, tokens)
-        if (!tokens.has(outcome.accessToken)) {
+        // every new token, and a sample of every serve: at most one per subject per SAMPLE_MS, so a
+        // token served again after it expired (or after its grant was marked) is seen too
+        const fresh = !tokens.has(outcome.accessToken)
+        const due = outcome.endedAt - (lastSampled.get(subject) ?? 0) >= SAMPLE_MS
+        if (fresh || due) {
           tokens.add(outcome.accessToken)
+          lastSampled.set(subject, outcome.endedAt)
+          const grant = await broker.grantStatus({ subject, provider }).catch(() => undefined)
           send({
             type: "token",
             subject,
             accessToken: outcome.accessToken,
             servedAt: outcome.endedAt,
-            expiresAt: outcome.expiresAt
+            expiresAt: outcome.expiresAt,
+            source: outcome.source,
+            grantStatus: grant?.status ?? "unknown"
           })
         }
       } else {

@@ -21,7 +21,7 @@ describe("fault-schedule explorer", () => {
       brokers: 3,
       minSteps: 3,
       maxSteps: 9,
-      numRuns: replay.numRuns ?? 200,
+      numRuns: replay.numRuns ?? 150,
       downscoped: replay.downscoped,
       seed: replay.seed,
       path: replay.path,

@@ -45,6 +45,16 @@ export type Step =
   | { readonly kind: "slowRenewal"; readonly broker: number }
   /** This broker stalls (a GC pause, a stopped process) at a step of its next refresh, past its lease. */
   | { readonly kind: "pause"; readonly broker: number; readonly at: RefreshStep }
+  /**
+   * When this broker's next refresh reaches `at`, a concurrent writer runs right then: `keys rotate`, or a
+   * revoke through the next broker. The refresh waits for it (at most as long as a stall).
+   */
+  | {
+      readonly kind: "writerAt"
+      readonly broker: number
+      readonly at: RefreshStep
+      readonly writer: "rotateKeys" | "revoke"
+    }
   /** The next refresh request at the provider meets this fault. */
   | { readonly kind: "provider"; readonly fault: ProviderFault }
   /** `keys rotate`: every grant re-encrypted under a new key (a concurrent writer of the grant). */
@@ -120,6 +130,16 @@ export const stepArb = (brokers: number, downscoped = true): fc.Arbitrary<Step> 
         .map((r): Step => ({ kind: "pause", ...r }))
     },
     {
+      weight: 2,
+      arbitrary: fc
+        .record({
+          broker,
+          at: fc.constantFrom<RefreshStep>("before_upstream", "after_upstream", "after_write"),
+          writer: fc.constantFrom<"rotateKeys" | "revoke">("rotateKeys", "rotateKeys", "revoke")
+        })
+        .map((r): Step => ({ kind: "writerAt", ...r }))
+    },
+    {
       weight: 4,
       arbitrary: fc.constantFrom(...providerFaults).map((fault): Step => ({ kind: "provider", fault }))
     },
@@ -155,6 +175,8 @@ export const describeStep = (step: Step): string => {
       return `b${step.broker} next lease renewal stalls past the lease`
     case "pause":
       return `b${step.broker} stalls at ${step.at} past its lease`
+    case "writerAt":
+      return `when b${step.broker} reaches ${step.at}: ${step.writer === "rotateKeys" ? "keys rotate" : "revoke through the next broker"}`
     case "provider":
       return `provider: next refresh ${step.fault}`
     case "rotateKeys":

@@ -12,7 +12,7 @@ import {
 } from "@token-broker/core"
 import type { DevIdp, DevIdpUser, Fault, FaultSpec } from "@token-broker/dev-idp"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
-import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import { type FaultyStoreOptions, faultyStore, type StoreFaults } from "./FaultyStore.js"
 import { makeJumpingClock } from "./JumpingClock.js"
 import { type CallSpec, describeStep, type ProviderFault, type Step } from "./Schedule.js"
@@ -37,10 +37,10 @@ export interface RunOptions extends FaultyStoreOptions {
   readonly brokers: number
 }
 
-/** The lease lives 300 ms (renewed every 100 ms); a stall lasts longer than that. */
+/** The lease lives 300 ms (renewed every 100 ms); a stall (350 ms) outlives it. */
 const LEASE_TTL_MS = 300
-const STALL_MS = 450
-const REQUEST_TIMEOUT_MS = 1_500
+const STALL_MS = 350
+const REQUEST_TIMEOUT_MS = 1_000
 
 /** Faults after which the successor refresh token is physically lost: no answer carried it. */
 const LOSES_SUCCESSOR: ReadonlySet<ProviderFault> = new Set([
@@ -158,9 +158,12 @@ export const runSchedule = (
       GrantStore.GrantStore
     )
     const pauses: Array<string | undefined> = []
+    /** A concurrent writer armed at a refresh step of a broker. */
+    const writers: Array<{ at: string; run: Effect.Effect<void> } | undefined> = []
     const storeFaults: Array<StoreFaults> = []
     const brokers: Array<TokenBroker.TokenBroker["Type"]> = []
     for (let i = 0; i < options.brokers; i++) {
+      writers.push(undefined)
       const own = Context.get(
         yield* Layer.build(SqliteGrantStore.layer({ filename: env.filename })),
         GrantStore.GrantStore
@@ -175,12 +178,22 @@ export const runSchedule = (
         retry: { attempts: 3, baseDelay: Duration.millis(5), deadline: Duration.seconds(1) },
         circuit: { failureThreshold: 3, openFor: Duration.seconds(5) },
         onRefreshStep: (step) =>
-          pauses[i] === step
-            ? Effect.suspend(() => {
-                pauses[i] = undefined
-                return Effect.sleep(Duration.millis(STALL_MS))
-              })
-            : Effect.void
+          Effect.suspend(() => {
+            const writer = writers[i]
+            if (writer !== undefined && writer.at === step) {
+              writers[i] = undefined
+              // the writer may wait for this refresh's lease: wait for it at most a stall
+              return Effect.asVoid(
+                Effect.race(
+                  Effect.flatMap(Effect.fork(writer.run), (fiber) => Fiber.await(fiber)),
+                  Effect.sleep(Duration.millis(STALL_MS))
+                )
+              )
+            }
+            if (pauses[i] !== step) return Effect.void
+            pauses[i] = undefined
+            return Effect.sleep(Duration.millis(STALL_MS))
+          })
       }).pipe(
         Layer.provide(
           Layer.mergeAll(
@@ -272,6 +285,16 @@ export const runSchedule = (
         return `ok:${token.source}`
       })
 
+    /** `keys rotate` on the store: every grant of this schedule (its tenant) under the other key. */
+    const rotateKeys = Effect.suspend(() => {
+      const ringNow = rings[nextRing] as KeyRing.KeyRingService
+      nextRing = 1 - nextRing
+      return KeyRotation.reencryptAll({ filter: { tenant } }).pipe(
+        Effect.provideService(GrantStore.GrantStore, raw),
+        Effect.provideService(KeyRing.KeyRing, ringNow)
+      )
+    })
+
     const noteConsumed = () => {
       const active = new Set(idp.faults.active().map((a) => a.fault))
       return injected.filter((i) => !active.has(i.fault)).map((i) => i.name)
@@ -290,9 +313,7 @@ export const runSchedule = (
               ...step.calls.map((c, n) => call(c, `${label} #${n + 1}`)),
               ...(step.keyRotation
                 ? [
-                    KeyRotation.reencryptAll().pipe(
-                      Effect.provideService(GrantStore.GrantStore, raw),
-                      Effect.provideService(KeyRing.KeyRing, rings[nextRing] as KeyRing.KeyRingService),
+                    rotateKeys.pipe(
                       Effect.match({ onFailure: () => "rotate:failed", onSuccess: () => "rotate:ok" })
                     )
                   ]
@@ -300,7 +321,6 @@ export const runSchedule = (
             ],
             { concurrency: "unbounded" }
           )
-          if (step.keyRotation) nextRing = 1 - nextRing
           outcome = all.join(", ")
           break
         }
@@ -318,18 +338,26 @@ export const runSchedule = (
           pauses[step.broker] = step.at
           refreshSteps.add(step.at)
           break
+        case "writerAt": {
+          const other = (step.broker + 1) % brokers.length
+          const run =
+            step.writer === "rotateKeys"
+              ? rotateKeys
+              : Effect.gen(function* () {
+                  upstreamRevoked = upstreamRevoked || grantExists
+                  yield* Effect.exit(brokerAt(other).revoke({ subject, provider: PROVIDER }))
+                  grantExists = Option.isSome(yield* Effect.orDie(raw.get(key)))
+                  if (!grantExists) revokedBy = other
+                })
+          writers[step.broker] = { at: step.at, run: Effect.asVoid(Effect.exit(run)) }
+          break
+        }
         case "provider":
           injected.push({ fault: idp.faults.inject(faultSpec(step.fault)), name: step.fault })
           if (step.fault.startsWith("commit_then")) epoch().extraAllowed += 1
           break
         case "rotateKeys": {
-          const result = yield* Effect.exit(
-            KeyRotation.reencryptAll().pipe(
-              Effect.provideService(GrantStore.GrantStore, raw),
-              Effect.provideService(KeyRing.KeyRing, rings[nextRing] as KeyRing.KeyRingService)
-            )
-          )
-          nextRing = 1 - nextRing
+          const result = yield* Effect.exit(rotateKeys)
           outcome = Exit.isSuccess(result) ? "ok" : failureOf(result.cause)
           break
         }
@@ -362,7 +390,10 @@ export const runSchedule = (
     const consumed = noteConsumed()
     idp.faults.clear()
     for (const f of storeFaults) f.clear()
-    for (let i = 0; i < pauses.length; i++) pauses[i] = undefined
+    for (let i = 0; i < pauses.length; i++) {
+      pauses[i] = undefined
+      writers[i] = undefined
+    }
     jump(600_000)
     epochs.push({ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0 })
     const physicalLoss = consumed.some((name) => LOSES_SUCCESSOR.has(name))
