@@ -22,9 +22,10 @@ const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token
 
 /**
  * Broker A refreshes alice's grant. At A's "before_upstream" step (A holds the lease, has marked the
- * attempt and decrypted the refresh token) A's lease lapses - it is released under it, as when renewals
- * stall - and broker B, sharing the store, refreshes the grant at dev-idp for real: the token A is about
- * to present is rotated away. dev-idp then answers A's refresh with invalid_grant (an injected refusal,
+ * attempt and decrypted the refresh token) A's lease lapses in the store - it is released under A's
+ * owner (owners are per acquisition, `broker-a/<n>`, so the one A acquired with is recorded), as when
+ * the store's clock ends it before A's does - and broker B, sharing the store, refreshes the grant at
+ * dev-idp for real: the token A is about to present is rotated away. dev-idp then answers A's refresh with invalid_grant (an injected refusal,
  * so that the provider does not also revoke the family, as a reuse would).
  * `staleRereads` makes A's store answer every read after that step with the record A had marked: a
  * broker whose re-read cannot see the moved version (the control of this check).
@@ -39,8 +40,18 @@ const race = (staleRereads: boolean) =>
     let interleave: Effect.Effect<void> = Effect.void
     let frozenRecord: Option.Option<GrantRecord> = Option.none()
     let stale = false
+    const leaseName = `grant:${grantKeyString(key)}`
+    let ownerOfA: string | undefined
     const storeOfA = Layer.succeed(GrantStore.GrantStore, {
       ...store,
+      acquireLease: (name, owner, ttl) =>
+        store.acquireLease(name, owner, ttl).pipe(
+          Effect.tap((ok) =>
+            Effect.sync(() => {
+              if (ok && name === leaseName) ownerOfA = owner
+            })
+          )
+        ),
       get: (k) =>
         stale && grantKeyString(k) === grantKeyString(key) ? Effect.succeed(frozenRecord) : store.get(k)
     })
@@ -69,7 +80,12 @@ const race = (staleRereads: boolean) =>
     interleave = Effect.gen(function* () {
       interleave = Effect.void
       const marked = yield* store.get(key)
-      yield* store.releaseLease(`grant:${grantKeyString(key)}`, "broker-a")
+      if (ownerOfA === undefined) return yield* Effect.dieMessage("A refreshes without holding the lease")
+      yield* store.releaseLease(leaseName, ownerOfA)
+      // the lease is free for B now (a probe takes and returns it), so B does not wait for A's
+      const free = yield* store.acquireLease(leaseName, "probe", "1 second")
+      expect(free).toBe(true)
+      yield* store.releaseLease(leaseName, "probe")
       const winner = yield* brokerB.backgroundToken({ subject: alice.sub, provider: PROVIDER })
       dev.idp.faults.inject({ kind: "invalid_grant", grantType: "refresh_token", count: 1 })
       if (staleRereads) {
