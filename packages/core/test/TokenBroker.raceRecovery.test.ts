@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, TestClock } from "effect"
 import { type GrantRecord, grantKeyString } from "../src/Grant.js"
 import { GrantStore, TokenBroker } from "../src/index.js"
 import {
@@ -83,7 +83,7 @@ const race = (staleRereads: boolean) =>
       if (ownerOfA === undefined) return yield* Effect.dieMessage("A refreshes without holding the lease")
       yield* store.releaseLease(leaseName, ownerOfA)
       // the lease is free for B now (a probe takes and returns it), so B does not wait for A's
-      const free = yield* store.acquireLease(leaseName, "probe", "1 second")
+      const free = yield* store.acquireLease(leaseName, "probe", Duration.seconds(1))
       expect(free).toBe(true)
       yield* store.releaseLease(leaseName, "probe")
       const winner = yield* brokerB.backgroundToken({ subject: alice.sub, provider: PROVIDER })
