@@ -231,15 +231,19 @@ describe("MCP server: slow clients are cut off (issue 14.4)", () => {
 
   it("a request body sent one byte at a time: the connection is closed", async () => {
     const { host, pathname } = new URL(stack.mcpUrl)
+    // straight to the bound server (the test's front door would keep the client side open)
     const received = await slowLoris(
-      stack.mcpUrl,
+      `${stack.mcp.url}${pathname}`,
       `POST ${pathname} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${await stack.tokenFor("alice")}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n`
     )
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
 
   it("headers sent one byte at a time: the connection is closed", async () => {
-    const received = await slowLoris(stack.mcpUrl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    const received = await slowLoris(
+      `${stack.mcp.url}/healthz`,
+      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+    )
     expect(received === "" || received.startsWith("HTTP/1.1 408")).toBe(true)
   })
 })

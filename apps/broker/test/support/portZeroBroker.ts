@@ -54,6 +54,8 @@ export const startPortZeroBroker = async (options: PortZeroBrokerOptions): Promi
       scopes: [...(policy.scopes ?? ["*"])],
       backgroundTokens: policy.backgroundTokens ?? false,
       tokenExchange: policy.tokenExchange ?? false,
+      // the user tokens the tests exchange are issued to dev-idp's MCP client
+      ...(policy.tokenExchange === true ? { subjectTokens: { clientIds: ["mcp-client"] } } : {}),
       grants: policy.grants ?? "none"
     }))
   )
