@@ -36,9 +36,10 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
   const rows: Array<ScenarioRow> = []
   const users = benchUsers(GRANTS)
   for (const kind of backends) {
-    // 4 s tokens: the early-refresh margin is at most a quarter of a token's lifetime (1 s here), so
-    // every grant refreshes about every 3 s and each phase (about 3 s or more) sees refreshes
-    const idp = await startDevIdp({ users, accessTokenTtlSeconds: 4, refreshTokenReuseGraceSeconds: 0 })
+    // 6 s tokens: the early-refresh margin is at most a quarter of a token's lifetime (1.5 s here), so
+    // every grant refreshes about every 4.5 s; the margin stays above the up to 1 s by which a JWT's whole-
+    // second exp can precede the expiry the broker derives from expires_in
+    const idp = await startDevIdp({ users, accessTokenTtlSeconds: 6, refreshTokenReuseGraceSeconds: 0 })
     const proxy = await startUpstreamProxy(idp.issuer)
     const backend = await prepareBackend(kind)
     const provisioner = await startProvisioner(idp, backend.spec)

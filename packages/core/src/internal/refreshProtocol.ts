@@ -253,7 +253,10 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   const fallback = (key: GrantKey, scopes: ReadonlyArray<string> | null, minTtlMs: number) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      const floor = Math.max(minTtlMs, 1)
+      // a token served while the provider or the store is down keeps at least a second of life: one with
+      // a few milliseconds left is expired by the time the caller uses it (the chaos suite's serve check
+      // caught tokens that expired 30-250 ms before the worker had them)
+      const floor = Math.max(minTtlMs, FALLBACK_MIN_LIFE_MS)
       const cached = cache.peek(cacheKey(grantKeyString(key), scopes, null), now, floor)
       if (cached !== undefined) {
         return Option.some<Obtained>({
@@ -382,6 +385,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
  * `expires_in` counts whole seconds: a minTtl within a second of it may still be met.
  */
 const LIFETIME_SLACK_MS = 1_000
+
+/** The least life left in a still-valid token served as a fallback (provider or store down). */
+const FALLBACK_MIN_LIFE_MS = 1_000
 
 /** A token and the lifetime it was issued with (null when unknown). */
 export interface Obtained {
