@@ -66,6 +66,22 @@ describe("fault-schedule explorer", () => {
     expect(outcome.trace).toContain("step 4 b0.token(all) -> ok:refresh")
   }, 120_000)
 
+  // Found by the chaos run (seed 988096291): after a 500 (the broker cannot tell whether the provider
+  // rotated) a refusal reads rotation_lost, as the protocol documents; the oracle accepts that mark.
+  it("a refusal after an outcome-unknown 500 marks the grant rotation_lost, and that mark is honest", async () => {
+    const schedule: ReadonlyArray<Step> = [
+      { kind: "provider", fault: "status_500" },
+      { kind: "provider", fault: "invalid_grant" },
+      { kind: "advance", seconds: 400 },
+      { kind: "call", call: { broker: 0, scopes: "all", minTtlSeconds: 0 } },
+      { kind: "call", call: { broker: 0, scopes: "all", minTtlSeconds: 0 } }
+    ]
+    const outcome = await runSchedule(await env(), schedule, { brokers: 3 })
+    expect(outcome.violations).toEqual([])
+    expect(outcome.trace).toContain("step 4 b0.token(all) -> UpstreamUnavailable:server_error")
+    expect(outcome.trace.join("\n")).toMatch(/step 5 b0.token\(all\) -> ConsentRequired:rotation_lost/)
+  }, 120_000)
+
   it("control: a broker whose store drops the rotated refresh token is caught", async () => {
     const schedule: ReadonlyArray<Step> = [
       { kind: "advance", seconds: 400 },

@@ -74,8 +74,8 @@ const POLICIES: ReadonlyArray<CallerPolicyInput> = [
 /** Retries and circuit out of the way: one injected fault is one failed request. */
 const ONE_ATTEMPT = { retryAttempts: 1, circuitFailureThreshold: 1_000 } as const
 
-/** Longer than any access token dev-idp issues (300 s): the stored token never satisfies it, so a refresh is made. */
-const FORCE_REFRESH: Duration.DurationInput = "3600 seconds"
+/** Longer than any access token dev-idp issues (300 s): no refresh can satisfy it, so the broker refuses it. */
+const LONGER_THAN_ANY_TOKEN: Duration.DurationInput = "3600 seconds"
 
 let idp: DevIdp
 let dir: string
@@ -141,12 +141,27 @@ const nextUpstreamCall = (
     | { kind: "invalid_grant" }
 ) => idp.faults.inject({ ...fault, grantType, clientId: "token-broker" })
 
+/**
+ * Makes the next token call for this grant refresh: the caller reports the grant's current token as
+ * refused upstream (a 401 from the API), which drops it from the broker's cache and store - the path a
+ * real caller takes, with no fault in the broker or the provider.
+ */
+const forceRefresh = async (
+  ref: { readonly subject: string; readonly provider: string },
+  caller: CallerSpec = CALLERS.agent,
+  url = broker.url
+) => {
+  const client = clientFor(caller, url)
+  const current = await client.backgroundToken(ref)
+  await client.reportRejected({ ...ref, accessToken: current.accessToken })
+}
+
 beforeAll(async () => {
   idp = await startDevIdp({
     mcpAudience: MCP_AUDIENCE,
     redirectUris: [CALLBACK],
     users: [...USERS],
-    accessTokenTtlSeconds: 300 // FORCE_REFRESH is longer
+    accessTokenTtlSeconds: 300 // LONGER_THAN_ANY_TOKEN is longer
   })
   dir = await mkdtemp(join(tmpdir(), "tb-client-"))
   broker = await startPortZeroBroker({
@@ -243,10 +258,7 @@ describe("the client against the real broker: answers and requests", () => {
     ).toMatchObject({ _tag: "UpstreamRejected", error: "access_denied", status: 403 })
   })
 
-  // Skipped, listed in scripts/expected-skips.json: these force a refresh with a minTtl above the
-  // provider's token lifetime, which the broker now refuses before any upstream call (issue 12, case 8),
-  // and expect the old 5xx mapping (case 4 made it outcome unknown). To be rewritten on a forced refresh.
-  it.skip("409 consent required: no grant, invalid_grant after the user revoked at the provider, then reconsent_required", async () => {
+  it("409 consent required: no grant, invalid_grant after the user revoked at the provider, then reconsent_required", async () => {
     const agent = clientFor(CALLERS.agent)
     const none = await rejection(agent.backgroundToken({ subject: ALICE.sub, provider: "notes" }))
     expect(none).toMatchObject({
@@ -261,9 +273,8 @@ describe("the client against the real broker: answers and requests", () => {
 
     // the user removes the app at the provider: the next refresh is refused with invalid_grant
     expect(await idp.revokeGrantOf({ subject: ALICE.sub, clientId: "token-broker" })).toBeGreaterThan(0)
-    const revoked = await rejection(
-      agent.backgroundToken({ subject: ALICE.sub, provider: "notes", minTtl: FORCE_REFRESH })
-    )
+    await forceRefresh({ subject: ALICE.sub, provider: "notes" })
+    const revoked = await rejection(agent.backgroundToken({ subject: ALICE.sub, provider: "notes" }))
     expect(revoked).toMatchObject({ _tag: "ConsentRequired", reason: "invalid_grant", provider: "notes" })
     const marked = await rejection(agent.backgroundToken({ subject: ALICE.sub, provider: "notes" }))
     expect(marked).toMatchObject({ _tag: "ConsentRequired", reason: "reconsent_required" })
@@ -285,16 +296,20 @@ describe("the client against the real broker: answers and requests", () => {
     expect(error).toMatchObject({ _tag: "ConsentRequired", reason: "scope_not_granted", subject: CAROL.sub })
   })
 
-  // Skipped, listed in scripts/expected-skips.json: these force a refresh with a minTtl above the
-  // provider's token lifetime, which the broker now refuses before any upstream call (issue 12, case 8),
-  // and expect the old 5xx mapping (case 4 made it outcome unknown). To be rewritten on a forced refresh.
-  it.skip("503 upstream unavailable from the provider's 5xx and 429, with Retry-After; 502 upstream rejected", async () => {
+  it("503 upstream unavailable from the provider's 5xx and 429, with Retry-After; 502 upstream rejected", async () => {
     const agent = clientFor(CALLERS.agent)
-    const bob = { subject: BOB.sub, provider: "notes", minTtl: FORCE_REFRESH }
+    const bob = { subject: BOB.sub, provider: "notes" }
+    // the stored token is dropped: every call below refreshes until one succeeds
+    await forceRefresh(bob)
 
+    // a 503 without Retry-After may follow a committed rotation (outcome unknown): not retried
     nextUpstreamCall("refresh_token", { kind: "status", status: 503 })
     const down = await rejection(agent.backgroundToken(bob))
-    expect(down).toMatchObject({ _tag: "UpstreamUnavailable", reason: "server_error", provider: "notes" })
+    expect(down).toMatchObject({
+      _tag: "UpstreamUnavailable",
+      reason: "server_error",
+      provider: "notes"
+    })
     // the broker's own Retry-After when the provider named none
     expect(seconds((down as { retryAfter?: Duration.Duration }).retryAfter)).toBe(1)
 
@@ -318,9 +333,10 @@ describe("the client against the real broker: answers and requests", () => {
       errorDescription: "fault injected by dev-idp"
     })
 
-    // none of that hurt the grant
-    expect((await agent.grant({ subject: BOB.sub, provider: "notes" }))?.status).toBe("active")
+    // none of that hurt the grant: the next call refreshes with the stored refresh token
     expect(idp.faults.active()).toEqual([])
+    expect((await agent.backgroundToken(bob)).source).toBe("refresh")
+    expect((await agent.grant({ subject: BOB.sub, provider: "notes" }))?.status).toBe("active")
   })
 
   it("404 and 400: provider not found, no grant, invalid requests naming the field, unknown routes, too large", async () => {
@@ -349,7 +365,7 @@ describe("the client against the real broker: answers and requests", () => {
       ],
       ["minTtl", () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: "2 days" })],
       // the provider's tokens live 300 s: a healthy refresh cannot satisfy an hour
-      ["minTtl", () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: FORCE_REFRESH })]
+      ["minTtl", () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: LONGER_THAN_ANY_TOKEN })]
     ]
     for (const [field, request] of invalid) {
       const error = await rejection(request())
@@ -594,14 +610,13 @@ describe("a broker with a small rate limit and a circuit that opens at the first
     expect(seconds((viaSource as { retryAfter?: Duration.Duration }).retryAfter)).toBeGreaterThan(0)
   })
 
-  // Skipped, listed in scripts/expected-skips.json: these force a refresh with a minTtl above the
-  // provider's token lifetime, which the broker now refuses before any upstream call (issue 12, case 8),
-  // and expect the old 5xx mapping (case 4 made it outcome unknown). To be rewritten on a forced refresh.
-  it.skip("503 upstream unavailable, circuit_open, with the circuit's Retry-After", async () => {
+  it("503 upstream unavailable, circuit_open, with the circuit's Retry-After", async () => {
     const target = strict as RunningBroker
     await connect(target, ERIN)
     const agent = clientFor(CALLERS.agent, target.url)
-    const erin = { subject: ERIN.sub, provider: "notes", minTtl: FORCE_REFRESH }
+    const erin = { subject: ERIN.sub, provider: "notes" }
+    // another caller forces the refresh: each caller has its own small rate-limit budget here
+    await forceRefresh(erin, ODD, target.url)
     nextUpstreamCall("refresh_token", { kind: "status", status: 500 })
     expect(await rejection(agent.backgroundToken(erin))).toMatchObject({
       _tag: "UpstreamUnavailable",

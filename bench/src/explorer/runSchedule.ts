@@ -49,6 +49,20 @@ const LOSES_SUCCESSOR: ReadonlySet<ProviderFault> = new Set([
   "commit_then_drop"
 ])
 
+/**
+ * Faults whose answer leaves the broker unable to tell whether the provider rotated (a 5xx without
+ * Retry-After, a timeout, a spoiled or dropped answer): a later refusal is then reported as
+ * `rotation_lost`, since from the broker's side a successor may have been issued and lost.
+ */
+const OUTCOME_UNKNOWN: ReadonlySet<ProviderFault> = new Set([
+  "status_500",
+  "status_503",
+  "hang",
+  "commit_then_502",
+  "commit_then_non_json",
+  "commit_then_drop"
+])
+
 const faultSpec = (fault: ProviderFault): FaultSpec => {
   const only = { grantType: "refresh_token", count: 1 } as const
   switch (fault) {
@@ -399,6 +413,7 @@ export const runSchedule = (
     jump(600_000)
     epochs.push({ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0, commitFaults: 0 })
     const physicalLoss = consumed.some((name) => LOSES_SUCCESSOR.has(name))
+    const outcomeUnknown = consumed.some((name) => OUTCOME_UNKNOWN.has(name))
     const refusedByFault = consumed.includes("invalid_grant")
     const finals: Array<string> = []
     for (let i = 0; i < brokers.length; i++) {
@@ -422,7 +437,7 @@ export const runSchedule = (
     } else {
       const code = final.value.lastErrorCode
       const honest =
-        (code === "rotation_lost" && physicalLoss) ||
+        (code === "rotation_lost" && (physicalLoss || (outcomeUnknown && (refusedByFault || upstreamRevoked)))) ||
         (code === "invalid_grant" && (refusedByFault || upstreamRevoked))
       if (!honest) {
         violations.push(
