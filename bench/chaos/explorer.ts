@@ -16,9 +16,8 @@ export const explorer = async (ctx: ChaosContext): Promise<Array<ScenarioRow>> =
   const rows: Array<ScenarioRow> = []
   try {
     const replay = replayFromEnv(process.env)
-    // the short run (in pnpm test) explores one scope set: mixed scope sets still break the one-refresh-
-    // per-lifetime invariant (issue 12, case 15, open); the long run keeps both
-    for (const downscoped of ctx.short ? [false] : [true, false]) {
+    // both runs explore mixed scope sets (a downscoped caller beside full-scope ones) and one scope set
+    for (const downscoped of [true, false]) {
       const result = await explore(env, {
         brokers: 3,
         minSteps: 3,

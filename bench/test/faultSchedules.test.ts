@@ -14,16 +14,22 @@ const env = suiteSetup(60_000, async (defer) => {
   return started
 })
 
+/** A replay (EXPLORER_SEED, EXPLORER_PATH) goes to the mixed-scope test when EXPLORER_DOWNSCOPED=1, else to the other. */
+const replayOf = (downscoped: boolean) =>
+  (process.env.EXPLORER_DOWNSCOPED === "1") === downscoped
+    ? replayFromEnv(process.env)
+    : { seed: undefined, path: undefined, numRuns: undefined }
+
 describe("fault-schedule explorer", () => {
   it("no schedule of faults breaks an invariant (short run)", async () => {
-    const replay = replayFromEnv(process.env)
+    const replay = replayOf(false)
     const result = await explore(await env(), {
       brokers: 3,
       minSteps: 3,
       maxSteps: 9,
       numRuns: replay.numRuns ?? 150,
-      // one scope set: see the skipped test below for mixed scope sets
-      downscoped: process.env.EXPLORER_DOWNSCOPED === "1",
+      // one scope set here, mixed scope sets below
+      downscoped: false,
       seed: replay.seed,
       path: replay.path,
       log: (line) => console.log(line)
@@ -32,19 +38,19 @@ describe("fault-schedule explorer", () => {
     if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))
   }, 600_000)
 
-  // Open defect (issue 12, case 15), listed in scripts/expected-skips.json: with a downscoped caller
-  // interleaved, two callers of the same scope set on two brokers both refresh within one token lifetime
-  // (replay: EXPLORER_SEED=791426173 EXPLORER_DOWNSCOPED=1). Un-skip once the shared token is kept per
+  // Issue 12, case 15: a downscoped caller interleaved with callers of the full scope set on other
+  // brokers once made those refresh again within one lifetime (seed 791426173); tokens are now shared per
   // requested scope set.
-  it.skip("mixed scope sets: at most one refresh per token lifetime per scope set (short run)", async () => {
+  it("mixed scope sets: at most one refresh per token lifetime per scope set (short run)", async () => {
+    const replay = replayOf(true)
     const result = await explore(await env(), {
       brokers: 3,
       minSteps: 3,
       maxSteps: 9,
-      numRuns: 150,
+      numRuns: replay.numRuns ?? 150,
       downscoped: true,
-      seed: undefined,
-      path: undefined,
+      seed: replay.seed,
+      path: replay.path,
       log: (line) => console.log(line)
     })
     if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))

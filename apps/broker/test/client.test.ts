@@ -365,7 +365,10 @@ describe("the client against the real broker: answers and requests", () => {
       ],
       ["minTtl", () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: "2 days" })],
       // the provider's tokens live 300 s: a healthy refresh cannot satisfy an hour
-      ["minTtl", () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: LONGER_THAN_ANY_TOKEN })]
+      [
+        "minTtl",
+        () => agent.backgroundToken({ subject: BOB.sub, provider: "notes", minTtl: LONGER_THAN_ANY_TOKEN })
+      ]
     ]
     for (const [field, request] of invalid) {
       const error = await rejection(request())

@@ -248,7 +248,9 @@ export const runSchedule = (
       /** outcome-unknown faults injected in this epoch: each allows one extra rotation, in this epoch or a later one (the fault waits for the next refresh) */
       commitFaults: number
     }
-    const epochs: Array<Epoch> = [{ startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0, commitFaults: 0 }]
+    const epochs: Array<Epoch> = [
+      { startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0, commitFaults: 0 }
+    ]
     const epoch = () => epochs[epochs.length - 1] as Epoch
     const refreshSteps = new Set<string>()
 
@@ -437,7 +439,8 @@ export const runSchedule = (
     } else {
       const code = final.value.lastErrorCode
       const honest =
-        (code === "rotation_lost" && (physicalLoss || (outcomeUnknown && (refusedByFault || upstreamRevoked)))) ||
+        (code === "rotation_lost" &&
+          (physicalLoss || (outcomeUnknown && (refusedByFault || upstreamRevoked)))) ||
         (code === "invalid_grant" && (refusedByFault || upstreamRevoked))
       if (!honest) {
         violations.push(

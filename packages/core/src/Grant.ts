@@ -13,13 +13,18 @@ export interface GrantKey {
 
 export type GrantStatus = "active" | "reconsent_required"
 
-/** The access token shared between replicas: the last one minted from this grant. */
+/** An access token shared between replicas, minted from this grant for one requested scope set. */
 export interface StoredAccessToken {
   /** KeyRing envelope of the access token. */
   readonly envelope: string
   readonly expiresAt: number
   /** The scopes the access token carries (sorted). */
   readonly scopes: ReadonlyArray<string>
+  /**
+   * The scope set it was asked for (sorted), when it differs from what the provider answered with or
+   * was recorded: callers asking this set get this token. Absent: `scopes` is the set it serves.
+   */
+  readonly requested?: ReadonlyArray<string> | undefined
   readonly audience: string | null
 }
 
@@ -29,7 +34,14 @@ export interface GrantRecord extends GrantKey {
   readonly status: GrantStatus
   /** KeyRing envelope of the refresh token. */
   readonly refreshToken: string
+  /** The last access token minted from this grant. */
   readonly accessToken: StoredAccessToken | null
+  /**
+   * Still-valid access tokens minted earlier for other requested scope sets than `accessToken`'s (one per
+   * set, newest first; at most three): a downscoped caller does not make the
+   * callers of the full scope set refresh again, on any replica. Absent in records written before it.
+   */
+  readonly scopedAccessTokens?: ReadonlyArray<StoredAccessToken> | undefined
   /** The scopes the user granted (sorted). */
   readonly scopes: ReadonlyArray<string>
   /** From the provider's `refresh_expires_in` or its configured lifetime; null when unbounded/unknown. */
@@ -95,6 +107,14 @@ const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 const nullableTime = z.number().int().nonnegative().nullable()
 const scopeList = z.array(z.string().min(1))
 
+const storedAccessToken = z.object({
+  envelope: z.string().min(1),
+  expiresAt: z.number().int(),
+  scopes: scopeList,
+  requested: scopeList.optional(),
+  audience: z.string().nullable()
+})
+
 /** The canonical grant record (field note F8): stores validate every record they read with it. */
 export const GrantRecordSchema = z.object({
   tenant: z.string().min(1),
@@ -103,14 +123,8 @@ export const GrantRecordSchema = z.object({
   version: z.number().int().positive(),
   status: z.enum(["active", "reconsent_required"]),
   refreshToken: z.string().min(1),
-  accessToken: z
-    .object({
-      envelope: z.string().min(1),
-      expiresAt: z.number().int(),
-      scopes: scopeList,
-      audience: z.string().nullable()
-    })
-    .nullable(),
+  accessToken: storedAccessToken.nullable(),
+  scopedAccessTokens: z.array(storedAccessToken).max(8).optional(),
   scopes: scopeList,
   refreshTokenExpiresAt: nullableTime,
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),

@@ -3,6 +3,7 @@ import type { DecryptionFailed, StorageUnavailable } from "./Errors.js"
 import type { GrantFilter, GrantKey, GrantRecord } from "./Grant.js"
 import { GrantStore, grantLeaseName, withLease } from "./GrantStore.js"
 import { randomToken } from "./internal/random.js"
+import { sharedTokensOf } from "./internal/sharedTokens.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 
 /**
@@ -50,9 +51,9 @@ export interface ReencryptOptions {
 
 /** The key ids of a grant's envelopes ("unknown" for an envelope this ring cannot name). */
 const kidsOf = (ring: { kidOf: (envelope: string) => string | undefined }, record: GrantRecord) =>
-  [record.refreshToken, record.accessToken?.envelope]
-    .filter((e): e is string => e !== undefined)
-    .map((e) => ring.kidOf(e) ?? "unknown")
+  [record.refreshToken, ...sharedTokensOf(record).map((token) => token.envelope)].map(
+    (e) => ring.kidOf(e) ?? "unknown"
+  )
 
 export const reencryptAll = (
   options: ReencryptOptions = {}
@@ -118,7 +119,17 @@ export const reencryptAll = (
                 : {
                     ...record.accessToken,
                     envelope: yield* rewrap(record.accessToken.envelope, record, "access_token")
-                  }
+                  },
+            ...(record.scopedAccessTokens === undefined
+              ? {}
+              : {
+                  scopedAccessTokens: yield* Effect.forEach(record.scopedAccessTokens, (token) =>
+                    Effect.map(rewrap(token.envelope, record, "access_token"), (envelope) => ({
+                      ...token,
+                      envelope
+                    }))
+                  )
+                })
           }
           if ((yield* store.compareAndSet(record, record.version, next)) === "ok") return "done" as const
           const fresh = yield* store.get(record)

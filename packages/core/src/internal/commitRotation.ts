@@ -5,6 +5,7 @@ import type { GrantStoreDriver, Lease } from "../GrantStore.js"
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
 import { count } from "./metrics.js"
+import { withSharedToken } from "./sharedTokens.js"
 
 /**
  * What one answered refresh left in memory: the successor refresh token (when the provider rotated),
@@ -19,6 +20,8 @@ export interface Rotation {
     readonly token: Redacted.Redacted<string>
     readonly expiresAt: number
     readonly scopes: ReadonlyArray<string>
+    /** The scope set asked for, when the provider answered with another one. */
+    readonly requested?: ReadonlyArray<string> | undefined
     readonly audience: string | null
   } | null
   /** The refresh token's expiry after this rotation, from the previous one when the provider did not rotate. */
@@ -103,15 +106,19 @@ export const commitRotation = (
         status: "active",
         refreshToken: refreshEnvelope ?? expected.refreshToken,
         refreshTokenExpiresAt: rotation.refreshTokenExpiresAt(expected.refreshTokenExpiresAt),
-        accessToken:
-          access === null || accessEnvelope === undefined
-            ? expected.accessToken
-            : {
+        ...(access === null || accessEnvelope === undefined
+          ? {}
+          : withSharedToken(
+              expected,
+              {
                 envelope: accessEnvelope,
                 expiresAt: access.expiresAt,
                 scopes: access.scopes,
+                ...(access.requested === undefined ? {} : { requested: access.requested }),
                 audience: access.audience
               },
+              rotation.arrivedAt
+            )),
         lastRefreshedAt: access === null ? expected.lastRefreshedAt : rotation.arrivedAt,
         lastUsedAt: rotation.arrivedAt,
         updatedAt: Math.max(rotation.arrivedAt, expected.updatedAt),

@@ -29,6 +29,7 @@ import { makePermits, type Permits } from "./permits.js"
 import { makeRefreshUnderLease } from "./refreshUnderLease.js"
 import { makeRefreshUpstream } from "./refreshUpstream.js"
 import { isSubset, sameScopes } from "./scopes.js"
+import { servedScopes, sharedTokensOf } from "./sharedTokens.js"
 
 export interface RefreshSettings {
   readonly earlyRefreshMs: number
@@ -177,9 +178,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     now: number,
     minRemainingMs: number
   ): Effect.Effect<Option.Option<IssuedToken>, DecryptionFailed | StorageUnavailable> => {
-    const stored = record.accessToken
-    if (stored === null || stored.expiresAt - now < minRemainingMs) return Effect.succeed(Option.none())
-    if (!sameScopes(stored.scopes, scopes ?? record.scopes)) return Effect.succeed(Option.none())
+    const wanted = scopes ?? record.scopes
+    const stored = sharedTokensOf(record).find((token) => sameScopes(servedScopes(token), wanted))
+    if (stored === undefined || stored.expiresAt - now < minRemainingMs) return Effect.succeed(Option.none())
     return decrypt(stored.envelope, aadFor(key, "access_token")).pipe(
       Effect.map((token) =>
         Option.some<IssuedToken>({

@@ -18,6 +18,8 @@ import { type CommitOutcome, commitRotation, type Rotation } from "./commitRotat
 import { count } from "./metrics.js"
 import type { ObtainError, Obtained, RefreshStep } from "./refreshProtocol.js"
 import { isNotProcessed, type RefreshFailure } from "./refreshUpstream.js"
+import { sameScopes } from "./scopes.js"
+import { NO_SHARED_TOKENS } from "./sharedTokens.js"
 
 /** What the refresh under the lease needs from the protocol around it. */
 export interface UnderLeaseContext {
@@ -228,6 +230,7 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
         const set = outcome.right
         const expiresAt = set.expiresAt ?? after + 5 * 60_000
         const tokenScopes = set.scopes ?? scopes ?? current.scopes
+        const requested = scopes ?? current.scopes
         const rotation: Rotation = {
           consumed: refreshToken,
           successor: set.refreshToken,
@@ -235,6 +238,8 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
             token: set.accessToken,
             expiresAt,
             scopes: tokenScopes,
+            // shared per requested scope set: a provider answering another scope string is still found
+            ...(sameScopes(requested, tokenScopes) ? {} : { requested }),
             audience: client.config.resource ?? null
           },
           refreshTokenExpiresAt: (previous) => refreshExpiry(client, set, after, previous),
@@ -326,7 +331,7 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           ...marked,
           version: marked.version + 1,
           status: "reconsent_required",
-          accessToken: null,
+          ...NO_SHARED_TOKENS,
           updatedAt: after,
           failureCount: marked.failureCount + 1,
           lastErrorCode: reason,

@@ -7,6 +7,7 @@ import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
 import { ACCESS_REJECTED, ACCESS_REJECTED_BEFORE } from "./commitRotation.js"
 import { count } from "./metrics.js"
+import { NO_SHARED_TOKENS, sharedTokensOf } from "./sharedTokens.js"
 
 /** What a report of a refused access token did. */
 export interface RejectionOutcome {
@@ -43,13 +44,16 @@ export const makeReportRejected =
         const found = yield* store.get(key)
         if (Option.isNone(found)) return { grant: Option.none(), counted: false }
         const record = found.value
-        const shared = record.accessToken
-        const isNewest =
-          shared !== null &&
-          (yield* keyRing.decrypt(shared.envelope, aadFor(key, "access_token")).pipe(
+        // the newest token of one of the grant's scope sets: a strike, and every shared token is dropped
+        // (a provider refusing one of them has most likely revoked them all)
+        let isNewest = false
+        for (const shared of sharedTokensOf(record)) {
+          isNewest = yield* keyRing.decrypt(shared.envelope, aadFor(key, "access_token")).pipe(
             Effect.map((stored) => Redacted.value(stored) === Redacted.value(accessToken)),
             Effect.orElseSucceed(() => false)
-          ))
+          )
+          if (isNewest) break
+        }
         if (!isNewest) return { grant: found, counted: false }
         const now = yield* Clock.currentTimeMillis
         const inRow =
@@ -59,7 +63,7 @@ export const makeReportRejected =
         const next: GrantRecord = {
           ...record,
           version: record.version + 1,
-          accessToken: null,
+          ...NO_SHARED_TOKENS,
           status: inRow >= strikes ? "reconsent_required" : record.status,
           failureCount: inRow,
           lastErrorCode: ACCESS_REJECTED,

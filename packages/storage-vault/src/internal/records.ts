@@ -1,6 +1,14 @@
 import type { GrantRecord, PendingAuthorization } from "@token-broker/core"
 import { z } from "zod"
 
+const storedAccessToken = z.object({
+  envelope: z.string(),
+  expiresAt: z.number(),
+  scopes: z.array(z.string()),
+  requested: z.array(z.string()).optional(),
+  audience: z.string().nullable()
+})
+
 /** The stored shape of a grant (the KV secret's `data`), validated on every read (F8). */
 const grantRecord = z.object({
   tenant: z.string(),
@@ -9,14 +17,8 @@ const grantRecord = z.object({
   version: z.number().int(),
   status: z.enum(["active", "reconsent_required"]),
   refreshToken: z.string(),
-  accessToken: z
-    .object({
-      envelope: z.string(),
-      expiresAt: z.number(),
-      scopes: z.array(z.string()),
-      audience: z.string().nullable()
-    })
-    .nullable(),
+  accessToken: storedAccessToken.nullable(),
+  scopedAccessTokens: z.array(storedAccessToken).optional(),
   scopes: z.array(z.string()),
   refreshTokenExpiresAt: z.number().nullable(),
   identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),

@@ -44,6 +44,15 @@ export const fullRecord = (key: GrantKey, overrides: Partial<GrantRecord> = {}):
     scopes: ["files.read", "notes:write", "openid"],
     audience: "https://api.example.test/résumé"
   },
+  scopedAccessTokens: [
+    {
+      envelope: fakeEnvelope(),
+      expiresAt: 1_700_000_300_000,
+      scopes: ["files.read", "openid"],
+      requested: ["files.read"],
+      audience: null
+    }
+  ],
   scopes: ["files.read", "notes:write", "offline_access", "openid"],
   refreshTokenExpiresAt: 1_707_776_000_999,
   identity: { issuer: "https://idp.example.test/realms/ünïcødé", subject: '用户-Zoë-🔑-"quoted"\\' },
