@@ -3,13 +3,26 @@ import { Effect, Redacted } from "effect"
 
 /**
  * Caller secrets are stored as scrypt hashes in a self-describing string:
- * `scrypt$N=16384,r=8,p=1$<salt>$<hash>` (salt and hash base64url). Verification derives the candidate
+ * `scrypt$N=16384,r=8,p=5$<salt>$<hash>` (salt and hash base64url). Verification derives the candidate
  * with the parameters the string names, to the stored digest's length, and compares the two digests
  * with `crypto.timingSafeEqual` (test/CallerSecret.test.ts checks what that refuses; bench/callerSecret.ts
  * measures whether the cost depends on the candidate).
  */
 
-const DEFAULT = { N: 16_384, r: 8, p: 1 } as const
+/**
+ * OWASP's Password Storage Cheat Sheet lists equivalent scrypt settings from N=2^17, r=8, p=1 (128 MiB per
+ * hash) down to N=2^13, r=8, p=10; this one keeps memory at 16 MiB per verification (a flood of bad
+ * credentials cannot exhaust a small broker) and takes the cost from p: N=2^14, r=8, p=5.
+ */
+export const SCRYPT_PARAMETERS = { N: 16_384, r: 8, p: 5 } as const
+
+/**
+ * The weakest stored hash accepted: the least of OWASP's equivalent settings, as cost (N*r*p, here
+ * 2^13*8*10 = 655,360) and as memory (N*r at least 2^13*8). A hash below it is refused at config load, and
+ * never verifies.
+ */
+export const SCRYPT_FLOOR = { cost: 655_360, memory: 65_536 } as const
+
 const KEY_LENGTH = 32
 const FORMAT = /^scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9_-]{16,})\$([A-Za-z0-9_-]{32,})$/
 
@@ -27,8 +40,9 @@ const textOf = (secret: string | Redacted.Redacted<string>) =>
 export const hashSecret = (secret: string | Redacted.Redacted<string>): Effect.Effect<string> =>
   Effect.gen(function* () {
     const salt = randomBytes(16)
-    const key = yield* Effect.orDie(derive(textOf(secret), salt, DEFAULT, KEY_LENGTH))
-    return `scrypt$N=${DEFAULT.N},r=${DEFAULT.r},p=${DEFAULT.p}$${salt.toString("base64url")}$${key.toString("base64url")}`
+    const key = yield* Effect.orDie(derive(textOf(secret), salt, SCRYPT_PARAMETERS, KEY_LENGTH))
+    const { N, r, p } = SCRYPT_PARAMETERS
+    return `scrypt$N=${N},r=${r},p=${p}$${salt.toString("base64url")}$${key.toString("base64url")}`
   })
 
 /** True when `encoded` is a well-formed hash of `secret`. A malformed hash never verifies. */
@@ -38,19 +52,9 @@ export const verifySecret = (
 ): Effect.Effect<boolean> =>
   Effect.gen(function* () {
     const match = FORMAT.exec(encoded)
-    if (match === null) return false
+    if (match === null || secretHashProblem(encoded) !== undefined) return false
     const [, n, r, p, saltText = "", hashText = ""] = match
     const params = { N: Number(n), r: Number(r), p: Number(p) }
-    // bounded cost: a config cannot make verification take seconds or gigabytes
-    if (
-      params.N < 2 ||
-      params.N > 1_048_576 ||
-      (params.N & (params.N - 1)) !== 0 ||
-      params.r > 32 ||
-      params.p > 16
-    ) {
-      return false
-    }
     const expected = Buffer.from(hashText, "base64url")
     // A digest shorter than the one hashSecret writes is weaker than configured: never accepted.
     if (expected.length < KEY_LENGTH) return false
@@ -65,3 +69,21 @@ export const verifySecret = (
 
 /** True when the text has the form `hashSecret` produces. */
 export const isSecretHash = (encoded: string): boolean => FORMAT.test(encoded)
+
+/**
+ * Why a stored hash is refused, or undefined when it is acceptable: malformed, parameters that would let
+ * a config make verification take seconds or gigabytes, or parameters below SCRYPT_FLOOR.
+ */
+export const secretHashProblem = (encoded: string): string | undefined => {
+  const match = FORMAT.exec(encoded)
+  if (match === null) return 'not of the form "scrypt$N=<n>,r=<r>,p=<p>$<salt>$<hash>"'
+  const [N, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])]
+  if (N < 2 || N > 1_048_576 || (N & (N - 1)) !== 0 || r < 1 || r > 32 || p < 1 || p > 16) {
+    return `scrypt parameters N=${N},r=${r},p=${p} are out of range (N a power of two up to 2^20, r 1-32, p 1-16)`
+  }
+  if (N * r * p < SCRYPT_FLOOR.cost || N * r < SCRYPT_FLOOR.memory) {
+    const { N: n, r: rr, p: pp } = SCRYPT_PARAMETERS
+    return `scrypt parameters N=${N},r=${r},p=${p} are below the accepted floor (at least N*r*p=${SCRYPT_FLOOR.cost} and N*r=${SCRYPT_FLOOR.memory}; new hashes use N=${n},r=${rr},p=${pp})`
+  }
+  return undefined
+}

@@ -1,7 +1,7 @@
 import { scryptSync } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import { hashSecret, isSecretHash, verifySecret } from "../src/index.js"
+import { hashSecret, isSecretHash, SCRYPT_FLOOR, secretHashProblem, verifySecret } from "../src/index.js"
 
 /**
  * What verification does, observed from outside: a candidate is derived to the stored digest's whole
@@ -29,7 +29,7 @@ describe("caller secrets", () => {
   it.effect("hashSecret is self-describing and salted; the right secret verifies, as text or Redacted", () =>
     Effect.gen(function* () {
       const hash = yield* hashSecret(SECRET)
-      expect(hash).toMatch(/^scrypt\$N=16384,r=8,p=1\$/)
+      expect(hash).toMatch(/^scrypt\$N=16384,r=8,p=5\$/)
       expect(isSecretHash(hash)).toBe(true)
       expect(parts(hash).digest.length).toBe(32)
       expect(yield* hashSecret(SECRET)).not.toBe(hash)
@@ -80,7 +80,7 @@ describe("caller secrets", () => {
         const hash = yield* hashSecret(SECRET)
         const { digest } = parts(hash)
         const salt = Buffer.from(hash.split("$")[2] ?? "", "base64url")
-        const derived = (length: number) => scryptSync(SECRET, salt, length, { N: 16_384, r: 8, p: 1 })
+        const derived = (length: number) => scryptSync(SECRET, salt, length, { N: 16_384, r: 8, p: 5 })
         expect(derived(32).equals(digest)).toBe(true)
         const altered = [
           ...Array.from({ length: 31 }, (_, n) => digest.subarray(0, n + 1)), // truncated to 1..31 bytes
@@ -111,10 +111,34 @@ describe("caller secrets", () => {
         hash.replace("N=16384", "N=3"),
         hash.replace("N=16384", "N=1073741824"),
         hash.replace("r=8", "r=64"),
-        hash.replace("p=1", "p=99")
+        hash.replace("p=5", "p=99")
       ]) {
         expect(yield* verifySecret(SECRET, broken), broken.slice(0, 24)).toBe(false)
       }
     })
+  )
+
+  it.effect(
+    "a hash below the floor (the earlier N=16384,r=8,p=1) never verifies, even for the right secret",
+    () =>
+      Effect.gen(function* () {
+        const salt = Buffer.alloc(16, 7)
+        const weak = (params: { N: number; r: number; p: number }) =>
+          `scrypt$N=${params.N},r=${params.r},p=${params.p}$${salt.toString("base64url")}$${scryptSync(SECRET, salt, 32, params).toString("base64url")}`
+        const earlier = weak({ N: 16_384, r: 8, p: 1 })
+        expect(isSecretHash(earlier)).toBe(true)
+        expect(yield* verifySecret(SECRET, earlier)).toBe(false)
+        expect(secretHashProblem(earlier)).toMatch(/N=16384,r=8,p=1 are below the accepted floor/)
+        // memory below the floor is refused whatever p makes up in cost
+        const lowMemory = weak({ N: 1_024, r: 8, p: 16 })
+        expect(1_024 * 8 * 16 < SCRYPT_FLOOR.cost).toBe(true)
+        expect(yield* verifySecret(SECRET, lowMemory)).toBe(false)
+        // the weakest of OWASP's equivalent settings is accepted
+        const floor = weak({ N: 8_192, r: 8, p: 10 })
+        expect(secretHashProblem(floor)).toBeUndefined()
+        expect(yield* verifySecret(SECRET, floor)).toBe(true)
+        expect(secretHashProblem(yield* hashSecret(SECRET))).toBeUndefined()
+      }),
+    WIDE_WINDOW
   )
 })

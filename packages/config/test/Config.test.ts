@@ -8,6 +8,8 @@ import { Duration, Effect, Layer, Redacted } from "effect"
 import { brokerLayer, type ConfigFileInput, jsonSchemaText, loadConfig, parseConfig } from "../src/index.js"
 
 const KEY = randomBytes(32).toString("base64")
+/** A hash of the form and parameters hashSecret writes (of no secret anyone knows): config checks only its shape. */
+const WELL_FORMED_HASH = `scrypt$N=16384,r=8,p=5$${"A".repeat(22)}$${"B".repeat(43)}`
 const env = { KEY, NOTES_SECRET: "notes-client-secret-0123456789" }
 
 const valid = (): ConfigFileInput => ({
@@ -115,10 +117,38 @@ describe("parseConfig", () => {
       /scrypt/
     ],
     [
+      "a caller whose hash is below the scrypt floor",
+      (c) => ({
+        ...c,
+        callers: [
+          {
+            id: "app",
+            secretHash: WELL_FORMED_HASH.replace("p=5", "p=1"),
+            providers: ["*"],
+            subjects: ["*"],
+            scopes: ["*"]
+          }
+        ]
+      }),
+      "callers[0].secretHash",
+      /N=16384,r=8,p=1 are below the accepted floor.*hash the secret again/
+    ],
+    [
+      "a caller whose hash is malformed",
+      (c) => ({
+        ...c,
+        callers: [{ id: "app", secretHash: "scrypt$x", providers: ["*"], subjects: ["*"], scopes: ["*"] }]
+      }),
+      "callers[0].secretHash",
+      /not of the form/
+    ],
+    [
       "a caller naming an unknown provider",
       (c) => ({
         ...c,
-        callers: [{ id: "app", secretHash: "scrypt$x", providers: ["nope"], subjects: ["*"], scopes: ["*"] }]
+        callers: [
+          { id: "app", secretHash: WELL_FORMED_HASH, providers: ["nope"], subjects: ["*"], scopes: ["*"] }
+        ]
       }),
       "callers[0].providers[0]",
       /not a configured provider/
@@ -130,7 +160,7 @@ describe("parseConfig", () => {
         callers: [
           {
             id: "app",
-            secretHash: "scrypt$x",
+            secretHash: WELL_FORMED_HASH,
             providers: ["*"],
             subjects: ["*"],
             scopes: ["*"],

@@ -547,6 +547,9 @@ export const make = (
         const client = yield* servers.get(pending.provider)
         const upstreamError = params.get("error")
         if (upstreamError !== null) {
+          // An error answer does not use up the consent: it stays pending until it expires, so the user
+          // can go back and allow, and a link carrying an error cannot cancel a consent in progress.
+          yield* store.putPending(stateHash, pending)
           return yield* new UpstreamRejected({
             provider: pending.provider,
             error: upstreamError,

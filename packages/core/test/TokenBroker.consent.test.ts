@@ -130,6 +130,19 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
       )
       const error = yield* Effect.flip(broker.completeAuthorization(callback))
       expect(error._tag === "UpstreamRejected" && error.error).toBe("access_denied")
+      // an error answer does not use up the consent: the user goes back, allows, and it completes
+      // (and a link carrying an error cannot cancel someone's consent in progress)
+      const allowed = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      const completed = yield* broker.completeAuthorization(allowed)
+      expect(completed.grant.status).toBe("active")
+      // once completed, the state is used up
+      const again = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(again._tag).toBe("AuthorizationNotPending")
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 })

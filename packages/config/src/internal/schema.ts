@@ -1,4 +1,5 @@
 import { z } from "zod"
+import { secretHashProblem } from "../CallerSecret.js"
 import { brokerConnections, connectionsSchema } from "./connectionsSchema.js"
 import { Duration } from "./duration.js"
 import { McpServerSchema } from "./mcpServerSchema.js"
@@ -100,6 +101,16 @@ const CallerSchema = z
       .regex(/^scrypt\$/, {
         message:
           'store the secret hashed: run `pnpm --filter @token-broker/broker-app run hash-secret` and paste its "scrypt$..." output'
+      })
+      .superRefine((hash, ctx) => {
+        if (!hash.startsWith("scrypt$")) return
+        const problem = secretHashProblem(hash)
+        if (problem !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            message: `${problem}: hash the secret again with \`pnpm --filter @token-broker/broker-app run hash-secret\``
+          })
+        }
       })
       .describe("scrypt hash of the caller's secret (never the secret itself)"),
     tenant: z
