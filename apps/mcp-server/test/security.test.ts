@@ -108,6 +108,10 @@ describe("MCP server: Origin and Host validation (issue 14.5)", () => {
     await client.connect(transport)
     const tools = await client.listTools()
     expect(tools.tools.length).toBeGreaterThan(0)
+    // every tool returns structured content and declares its shape (issue 14.12); the SDK client checks
+    // each tool's structured content against it from here on
+    const undeclared = tools.tools.filter((tool) => tool.outputSchema?.type !== "object").map((t) => t.name)
+    expect(undeclared).toEqual([])
     await client.close()
   })
 

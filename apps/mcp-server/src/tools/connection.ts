@@ -43,6 +43,10 @@ export const registerConnectionTools = (ctx: ToolContext): void => {
       title: "Connection status",
       description:
         "Shows, for each upstream provider this server can act on, whether you are connected, the granted scopes, when the current access token expires, when it was last refreshed, and what to do next.",
+      outputSchema: {
+        subject: z.string(),
+        providers: z.array(z.looseObject({ provider: z.string(), mode: z.string().optional() }))
+      },
       annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false }
     },
     async (extra) => {
@@ -127,6 +131,14 @@ export const registerConnectionTools = (ctx: ToolContext): void => {
           .min(1, { message: "scopes, when given, must name at least one scope" })
           .optional()
           .describe("Scopes to ask for; default: the provider's configured scopes")
+      },
+      outputSchema: {
+        status: z.enum(["not_needed", "pending", "declined", "cancelled", "consent_required"]),
+        provider: z.string(),
+        authorizationUrl: z.string().optional(),
+        expiresAt: z.string().optional(),
+        delivery: z.enum(["link", "elicitation"]).optional(),
+        elicitationId: z.string().optional()
       },
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
     },
@@ -218,6 +230,12 @@ export const registerConnectionTools = (ctx: ToolContext): void => {
       description:
         "Revokes your grant at the provider and forgets it here. Tools that need the provider will ask for consent again.",
       inputSchema: { provider: providerInput(ctx).describe("The provider to disconnect") },
+      outputSchema: {
+        provider: z.string(),
+        removed: z.boolean(),
+        upstream: z.string(),
+        upstreamError: z.string().optional()
+      },
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true }
     },
     async ({ provider }, extra) => {

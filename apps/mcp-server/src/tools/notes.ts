@@ -20,6 +20,17 @@ const content = z
   })
 const category = z.string().max(1_000, { message: "category must be at most 1000 characters" })
 
+/** What the tools return as structured content (their `outputSchema`s). */
+const NoteSummaryOut = z.object({
+  id: z.number().int(),
+  title: z.string(),
+  category: z.string(),
+  favorite: z.boolean(),
+  modified: z.string().describe("ISO 8601 time of the last change"),
+  etag: z.string()
+})
+const NoteOut = NoteSummaryOut.extend({ content: z.string(), readonly: z.boolean() })
+
 const summary = (note: Note) => ({
   id: note.id,
   title: note.title,
@@ -89,6 +100,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       description:
         "Lists your notes (id, title, category, favorite, last modified), optionally of one category.",
       inputSchema: { category: category.optional().describe("Only notes of this category") },
+      outputSchema: { notes: z.array(NoteSummaryOut) },
       annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ category }, extra) =>
@@ -118,6 +130,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       description:
         "Reads one note with its content and etag (pass the etag to notes_update to avoid overwriting changes).",
       inputSchema: { id: noteId },
+      outputSchema: { note: NoteOut },
       annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ id }, extra) =>
@@ -125,7 +138,10 @@ export const registerNotesTools = (ctx: ToolContext): void => {
         extra,
         notes.readScopes,
         (token) => api.get(token, id),
-        (note) => textResult(`# ${note.title}\n\n${note.content}`, { note })
+        (note) =>
+          textResult(`# ${note.title}\n\n${note.content}`, {
+            note: { ...summary(note), content: note.content, readonly: note.readonly }
+          })
       )
   )
 
@@ -140,6 +156,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
         category: category.optional().describe("A category (folder), e.g. Work"),
         favorite: z.boolean({ error: "favorite must be true or false" }).optional()
       },
+      outputSchema: { note: NoteSummaryOut },
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true }
     },
     (input, extra) =>
@@ -169,6 +186,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
           .optional()
           .describe("The etag from notes_get: refuse the update if the note changed since")
       },
+      outputSchema: { note: NoteSummaryOut },
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ id, etag, ...fields }, extra) => {
@@ -192,6 +210,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       title: "Delete a note",
       description: "Deletes a note for good.",
       inputSchema: { id: noteId },
+      outputSchema: { deleted: z.number().int() },
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ id }, extra) =>
