@@ -65,7 +65,7 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     headers: Record<string, string> = {}
   ): Effect.Effect<z.output<S>, NotesApiError> =>
     Effect.gen(function* () {
-      const response = yield* Effect.tryPromise({
+      const send = Effect.tryPromise({
         try: (signal) =>
           fetch(`${options.baseUrl}${path}`, {
             method,
@@ -78,16 +78,26 @@ export const makeNotesApi = (options: NotesApiOptions) => {
             ...(body === undefined ? {} : { body: JSON.stringify(body) }),
             signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
           }),
-        catch: (cause) =>
-          new NotesApiError({
-            status: 0,
-            reason: "unavailable",
-            message:
-              cause instanceof Error && cause.name === "TimeoutError"
+        catch: (cause) => {
+          const timedOut = cause instanceof Error && cause.name === "TimeoutError"
+          return {
+            timedOut,
+            error: new NotesApiError({
+              status: 0,
+              reason: "unavailable",
+              message: timedOut
                 ? `The notes API did not answer within ${timeoutMs / 1000} s`
                 : "The notes API could not be reached"
-          })
+            })
+          }
+        }
       })
+      // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
+      // refused an upload) is sent once more on a fresh connection; writes are never repeated.
+      const response = yield* send.pipe(
+        Effect.retry({ times: method === "GET" ? 1 : 0, while: (failure) => !failure.timedOut }),
+        Effect.mapError((failure) => failure.error)
+      )
       const text = yield* Effect.promise(() => response.text().catch(() => ""))
       let json: unknown
       try {
@@ -134,6 +144,12 @@ export const makeNotesApi = (options: NotesApiOptions) => {
       }
       case 404:
         return new NotesApiError({ status: 404, reason: "not_found", message: "No such note" })
+      case 413:
+        return new NotesApiError({
+          status: 413,
+          reason: "rejected",
+          message: "The notes API refused the note as too large: shorten its content"
+        })
       case 412: {
         const current = NoteSchema.safeParse(json)
         return new NotesApiError({
