@@ -4,6 +4,7 @@ import {
   type GrantFilter,
   type InvalidRequest,
   InvalidSubjectToken,
+  linkedSignal,
   ProviderNotFound,
   type StorageUnavailable,
   type TokenBroker,
@@ -199,13 +200,20 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
           headers["content-type"] = "application/x-www-form-urlencoded"
           payload = body.form.toString()
         }
-        const response = await doFetch(`${base}${path}`, {
-          method,
-          headers,
-          ...(payload === undefined ? {} : { body: payload }),
-          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-        })
-        const text = await response.text()
+        const deadline = linkedSignal([signal], timeoutMs)
+        let text: string
+        let response: Response
+        try {
+          response = await doFetch(`${base}${path}`, {
+            method,
+            headers,
+            ...(payload === undefined ? {} : { body: payload }),
+            signal: deadline.signal
+          })
+          text = await response.text()
+        } finally {
+          deadline.done()
+        }
         let parsed: unknown = {}
         try {
           parsed = text.length === 0 ? {} : JSON.parse(text)

@@ -39,7 +39,10 @@ export interface ReencryptOptions {
   readonly dryRun?: boolean | undefined
   /** Grants read per page. Default 200. */
   readonly pageSize?: number | undefined
-  /** The grant lease taken for each rewrite. Default: 30 s ttl, 20 s wait. */
+  /**
+   * The grant lease taken for each rewrite. Default: 10 s ttl (renewed while held), 15 s wait: the wait
+   * outlives a lease left by a rotation that was killed mid-run, so running it again finishes those grants.
+   */
   readonly lease?:
     | { readonly ttl?: Duration.DurationInput; readonly wait?: Duration.DurationInput }
     | undefined
@@ -74,8 +77,8 @@ export const reencryptAll = (
       )
 
     const leaseOptions = {
-      ttl: options.lease?.ttl ?? "30 seconds",
-      wait: options.lease?.wait ?? "20 seconds"
+      ttl: options.lease?.ttl ?? "10 seconds",
+      wait: options.lease?.wait ?? "15 seconds"
     }
     const owner = `key-rotation/${randomToken(9)}`
     let busy = 0

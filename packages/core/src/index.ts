@@ -16,6 +16,7 @@ export {
 } from "./Facade.js"
 export * from "./Grant.js"
 export * as GrantStore from "./GrantStore.js"
+export { type LinkedSignal, linkedSignal } from "./internal/linkedSignal.js"
 export * as KeyRing from "./KeyRing.js"
 export * as KeyRotation from "./KeyRotation.js"
 export * as Metrics from "./Metrics.js"

@@ -1,3 +1,4 @@
+import { linkedSignal } from "@token-broker/core"
 import { Data, Effect, Redacted } from "effect"
 import { z } from "zod"
 
@@ -66,18 +67,25 @@ export const makeNotesApi = (options: NotesApiOptions) => {
   ): Effect.Effect<z.output<S>, NotesApiError> =>
     Effect.gen(function* () {
       const send = Effect.tryPromise({
-        try: (signal) =>
-          fetch(`${options.baseUrl}${path}`, {
-            method,
-            headers: {
-              accept: "application/json",
-              authorization: `Bearer ${Redacted.value(token)}`,
-              ...(body === undefined ? {} : { "content-type": "application/json" }),
-              ...headers
-            },
-            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-            signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
-          }),
+        try: async (signal) => {
+          const deadline = linkedSignal([signal], timeoutMs)
+          try {
+            const answer = await fetch(`${options.baseUrl}${path}`, {
+              method,
+              headers: {
+                accept: "application/json",
+                authorization: `Bearer ${Redacted.value(token)}`,
+                ...(body === undefined ? {} : { "content-type": "application/json" }),
+                ...headers
+              },
+              ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+              signal: deadline.signal
+            })
+            return { response: answer, text: await answer.text().catch(() => "") }
+          } finally {
+            deadline.done()
+          }
+        },
         catch: (cause) => {
           const timedOut = cause instanceof Error && cause.name === "TimeoutError"
           return {
@@ -94,11 +102,10 @@ export const makeNotesApi = (options: NotesApiOptions) => {
       })
       // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
       // refused an upload) is sent once more on a fresh connection; writes are never repeated.
-      const response = yield* send.pipe(
+      const { response, text } = yield* send.pipe(
         Effect.retry({ times: method === "GET" ? 1 : 0, while: (failure) => !failure.timedOut }),
         Effect.mapError((failure) => failure.error)
       )
-      const text = yield* Effect.promise(() => response.text().catch(() => ""))
       let json: unknown
       try {
         json = text.length === 0 ? undefined : JSON.parse(text)

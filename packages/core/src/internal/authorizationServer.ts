@@ -12,6 +12,7 @@ import {
 import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavailable } from "../Errors.js"
 import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
+import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
 import { type MappedError, mapUpstreamError } from "./upstreamError.js"
 
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -34,6 +35,9 @@ export interface MakeOptions {
  */
 const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 })
 
+/** Each response keeps its request's signal link (and so openid-client's timeout) reachable. */
+const keepAlive = new WeakMap<Response, LinkedSignal>()
+
 /** A request's own rewriting fetch: public-to-internal rewrite, plus the caller's AbortSignal. */
 export const makeFetch =
   (
@@ -42,7 +46,9 @@ export const makeFetch =
     onResponse?: (response: Response) => void
   ): client.CustomFetch =>
   async (url, options) => {
-    const signals = [options.signal, interrupt].filter((signal) => signal !== undefined)
+    // openid-client's own timeout signal is held strongly by `link` (see linkedSignal), and `link` by
+    // the response, for as long as openid-client reads it
+    const link = linkedSignal([options.signal, interrupt])
     const init: RequestInit & { duplex?: "half" } = {
       // The same undici major as Node's own fetch; only the type packages differ.
       dispatcher: dispatcher as unknown as NonNullable<RequestInit["dispatcher"]>,
@@ -50,10 +56,14 @@ export const makeFetch =
       headers: options.headers,
       redirect: options.redirect,
       body: (options.body ?? null) as NonNullable<RequestInit["body"]> | null,
-      signal: signals.length === 0 ? null : AbortSignal.any(signals)
+      signal: link.signal
     }
     if (options.duplex !== undefined) init.duplex = options.duplex
-    const response = await fetch(rewriteUrl(rewrite, url), init)
+    const response = await fetch(rewriteUrl(rewrite, url), init).catch((error: unknown) => {
+      link.done()
+      throw error
+    })
+    keepAlive.set(response, link)
     onResponse?.(response)
     return response
   }
