@@ -26,7 +26,8 @@ const only = args
   .find((arg) => arg.startsWith("--only="))
   ?.slice("--only=".length)
   .split(",")
-const ctx: ChaosContext = { short, backends: ["sqlite", "postgres"] }
+// Vault is its emulator of the documented HTTP API, served from this process; the brokers reach it over HTTP
+const ctx: ChaosContext = { short, backends: ["sqlite", "postgres", "vault"] }
 
 const scenarios: ReadonlyArray<readonly [string, (ctx: ChaosContext) => Promise<Array<ScenarioRow>>]> = [
   ["kill", killAtStep],
