@@ -3,7 +3,7 @@
  * PostgreSQL), each printing what it did and its outcome, then one table. Exits non-zero when a grant
  * was lost where no loss was unavoidable, a wrong token was served, or a scenario failed otherwise.
  *
- *   pnpm chaos                      every scenario, SQLite and PostgreSQL (about 10 minutes)
+ *   pnpm chaos                      every scenario, SQLite, PostgreSQL and Vault (its emulator)
  *   pnpm chaos -- --short           the CI version (a few minutes)
  *   pnpm chaos -- --only=kill,pause scenarios by name: kill, pause, upstream, database, explorer
  */
