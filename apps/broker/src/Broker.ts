@@ -1,5 +1,6 @@
 import { type BrokerLayerError, brokerLayer, type Config } from "@token-broker/config"
-import { Duration, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
+import type { KeyRing } from "@token-broker/core"
+import { Duration, type Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import type { FastifyInstance } from "fastify"
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
 import { buildServer } from "./Server.js"
@@ -70,6 +71,8 @@ export interface RunningBroker {
    * `server.shutdownTimeout`, then open connections are closed), then releases storage and key ring.
    */
   readonly close: () => Promise<void>
+  /** Runs an effect on the broker's runtime: `followKeyRing` reloads the running key ring through it. */
+  readonly runWithKeyRing: <A, E>(effect: Effect.Effect<A, E, KeyRing.KeyRing>) => Promise<A>
 }
 
 export interface StartOptions {
@@ -118,5 +121,11 @@ export const startBroker = async (config: Config, options: StartOptions = {}): P
     })()
     return closing
   }
-  return { app, url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`, logger, close }
+  return {
+    app,
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    logger,
+    close,
+    runWithKeyRing: (effect) => runtime.runPromise(effect)
+  }
 }

@@ -1,6 +1,6 @@
 import { rename, writeFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import { hashSecret, loadConfig } from "@token-broker/config"
+import { describeKeyRingReload, followKeyRing, hashSecret, loadConfig } from "@token-broker/config"
 import { Cause, Effect, Exit } from "effect"
 import { startBroker } from "./Broker.js"
 
@@ -21,6 +21,7 @@ if (values.help === true) {
        broker hash-secret                          read a caller secret on stdin, print its scrypt hash
 
 The config path may also come from TOKEN_BROKER_CONFIG. Secrets come from the environment variables the file names.
+The local key ring is reloaded from the file whenever it changes and on SIGHUP (other settings need a restart).
 --address-file (or TOKEN_BROKER_ADDRESS_FILE): once listening, write the bound address (e.g.
 http://127.0.0.1:41234) and a newline to this file, for server.port 0.`)
   process.exit(0)
@@ -54,6 +55,24 @@ const broker = await startBroker(loaded.value).catch((error: unknown) => {
   process.exit(1)
 })
 
+// `keys rotate` makes another key current in this file: new secrets go under it without a restart.
+// Followed before the address file is written, so a change made once the address is known is seen.
+const keys = followKeyRing({
+  path,
+  env: process.env,
+  run: broker.runWithKeyRing,
+  onReload: (outcome) => {
+    const { level, fields, message } = describeKeyRingReload(outcome)
+    broker.logger[level](fields, message)
+  },
+  onError: (error) =>
+    broker.logger.error(
+      { field: error.field },
+      `the config file changed but does not load (${error.message}); the key ring keeps the keys it had`
+    )
+})
+process.on("SIGHUP", () => void keys.reload())
+
 const addressFile = values["address-file"] ?? process.env.TOKEN_BROKER_ADDRESS_FILE
 if (addressFile !== undefined) {
   // written whole, then renamed into place: a reader never sees half an address
@@ -68,6 +87,7 @@ if (addressFile !== undefined) {
 }
 
 const shutdown = (signal: string) => {
+  keys.close()
   broker.logger.info({ signal }, "shutting down: finishing in-flight requests")
   broker.close().then(
     () => process.exit(0),

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { watch } from "node:fs"
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { basename, dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const main = resolve(here, "../src/main.ts")
-const tsx = resolve(here, "../node_modules/.bin/tsx")
+// one process (no tsx wrapper in between), so signals reach the broker itself; "tsx" resolves from the cwd
+const tsxLoader = "tsx"
 
 interface Started {
   readonly child: ChildProcess
@@ -19,7 +20,7 @@ interface Started {
 }
 
 const startMain = (args: ReadonlyArray<string>, env: Record<string, string>): Started => {
-  const child = spawn(tsx, [main, ...args], {
+  const child = spawn(process.execPath, ["--import", tsxLoader, main, ...args], {
     cwd: dirname(main),
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -60,6 +61,24 @@ const addressOf = (started: Started, path: string): Promise<string> =>
     void look()
   })
 
+/** Resolves once the process's output matches; rejects if it exits first. */
+const outputMatching = (started: Started, pattern: RegExp): Promise<void> =>
+  new Promise((resolveMatch, reject) => {
+    const look = () => {
+      if (pattern.test(started.output())) {
+        started.child.stdout?.off("data", look)
+        started.child.stderr?.off("data", look)
+        resolveMatch()
+      }
+    }
+    started.child.stdout?.on("data", look)
+    started.child.stderr?.on("data", look)
+    void started.exited.then((code) =>
+      reject(new Error(`the broker exited (${code}) before printing ${pattern}:\n${started.output()}`))
+    )
+    look()
+  })
+
 const stop = async (started: Started) => {
   started.child.kill("SIGTERM")
   return started.exited
@@ -69,6 +88,7 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
   let idp: DevIdp
   let dir: string
   let configPath: string
+  let file: ConfigFileInput
   const env = (): Record<string, string> => ({
     NOTES_CLIENT_SECRET: idp.client("token-broker").clientSecret ?? "",
     TB_KEY: Buffer.alloc(32, 7).toString("base64")
@@ -77,7 +97,7 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
   beforeAll(async () => {
     idp = await startDevIdp()
     dir = await mkdtemp(join(tmpdir(), "tb-main-"))
-    const file: ConfigFileInput = {
+    const fileInput: ConfigFileInput = {
       server: { host: "127.0.0.1", port: 0, publicUrl: "http://broker.example.test", logLevel: "warn" },
       storage: { kind: "memory" },
       keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }] },
@@ -95,8 +115,9 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
         }
       ]
     }
+    file = fileInput
     configPath = join(dir, "broker.json")
-    await writeFile(configPath, JSON.stringify(file), { mode: 0o600 })
+    await writeFile(configPath, JSON.stringify(fileInput), { mode: 0o600 })
   })
   afterAll(async () => {
     await idp?.close()
@@ -124,6 +145,47 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
       expect(new Set(addresses).size).toBe(2)
     } finally {
       for (const run of runs) await stop(run.started)
+    }
+  })
+
+  it("follows the config file's key ring: a rotated current key is used without a restart, SIGHUP reloads", async () => {
+    const rotating = join(dir, "rotating.json")
+    const withKeys = (current: string, logLevel: "debug" | "warn"): ConfigFileInput => ({
+      ...file,
+      server: { ...file.server, logLevel },
+      keyRing: {
+        kind: "local",
+        keys: [
+          { kid: "k1", env: "TB_KEY" },
+          { kid: "k2", env: "TB_KEY2" }
+        ],
+        current
+      }
+    })
+    const replace = async (input: ConfigFileInput) => {
+      await writeFile(`${rotating}.partial`, JSON.stringify(input), { mode: 0o600 })
+      await rename(`${rotating}.partial`, rotating)
+    }
+    await replace(withKeys("k1", "debug"))
+    const address = join(dir, "rotating.address")
+    const started = startMain(["--config", rotating, "--address-file", address], {
+      ...env(),
+      TB_KEY2: Buffer.alloc(32, 9).toString("base64")
+    })
+    try {
+      await addressOf(started, address)
+      await replace(withKeys("k2", "debug"))
+      await outputMatching(started, /key ring reloaded: new secrets are encrypted under k2/)
+      started.child.kill("SIGHUP")
+      await outputMatching(started, /key ring reloaded: the current key is unchanged/)
+      // a file that no longer loads changes nothing, and says why
+      await replace({
+        ...withKeys("k2", "debug"),
+        keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }], current: "k2" }
+      })
+      await outputMatching(started, /keyRing\.current.*the key ring keeps the keys it had/)
+    } finally {
+      await stop(started)
     }
   })
 

@@ -1,6 +1,6 @@
 import { layerRemote } from "@token-broker/client"
 import { type BrokerLayerError, brokerLayer, type Config, type McpServerConfig } from "@token-broker/config"
-import { ConfigInvalid, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import { ConfigInvalid, KeyRing, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
 import { Context, Effect, type Exit, Layer, ManagedRuntime, Option } from "effect"
 import type { FastifyInstance } from "fastify"
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
@@ -46,7 +46,13 @@ export interface RunningMcpServer {
   /** The MCP endpoint clients connect to: `${mcpServer.publicUrl}/mcp` (also the token audience). */
   readonly mcpUrl: string
   readonly tokenSource: "in-process" | "remote"
+  readonly logger: PinoLogger
   readonly close: () => Promise<void>
+  /**
+   * With the broker in this process: runs an effect on its key ring (`followKeyRing` reloads it through
+   * this). A remote token source holds no keys here.
+   */
+  readonly runWithKeyRing: (<A, E>(effect: Effect.Effect<A, E, KeyRing.KeyRing>) => Promise<A>) | undefined
 }
 
 export interface StartOptions {
@@ -62,31 +68,39 @@ export class ConsentCallback extends Context.Tag("@token-broker/mcp-server/Conse
   Option.Option<TokenBroker.TokenBrokerService["completeAuthorization"]>
 >() {}
 
+/** The in-process broker's key ring, when there is one. */
+export class LocalKeyRing extends Context.Tag("@token-broker/mcp-server/LocalKeyRing")<
+  LocalKeyRing,
+  Option.Option<KeyRing.KeyRingService>
+>() {}
+
 /**
  * The token source of a config: the broker in this process (same storage, keys and providers as the
  * HTTP broker), or a remote HTTP broker (`tokenSource.kind: remote`) through `@token-broker/client`.
  */
 export const layerTokenSource = (
   config: Config
-): Layer.Layer<TokenSource.TokenSource | ConsentCallback, BrokerLayerError> => {
+): Layer.Layer<TokenSource.TokenSource | ConsentCallback | LocalKeyRing, BrokerLayerError> => {
   const source = config.tokenSource
   if (source.kind === "remote") {
-    return Layer.merge(
+    return Layer.mergeAll(
       layerRemote({
         url: source.url,
         clientId: source.clientId,
         clientSecret: source.clientSecret,
         timeout: source.timeout
       }),
-      Layer.succeed(ConsentCallback, Option.none())
+      Layer.succeed(ConsentCallback, Option.none()),
+      Layer.succeed(LocalKeyRing, Option.none())
     )
   }
-  return Layer.merge(
+  return Layer.mergeAll(
     TokenSource.layerFromBroker,
     Layer.effect(
       ConsentCallback,
       Effect.map(TokenBroker.TokenBroker, (broker) => Option.some(broker.completeAuthorization))
-    )
+    ),
+    Layer.effect(LocalKeyRing, Effect.map(KeyRing.KeyRing, Option.some))
   ).pipe(Layer.provide(brokerLayer(config)))
 }
 
@@ -107,10 +121,12 @@ export const startMcpServer = async (
   const runtime = ManagedRuntime.make(layerTokenSource(config))
   let app: FastifyInstance
   let closeSessions: () => Promise<void>
+  let keyRing: Option.Option<KeyRing.KeyRingService> = Option.none()
   try {
     // builds every layer now: a bad key, an unreachable database or a bad provider fails the start
     const tokenSource = await runtime.runPromise(TokenSource.TokenSource)
     const callback = await runtime.runPromise(ConsentCallback)
+    keyRing = await runtime.runPromise(LocalKeyRing)
     const verifier = await runtime.runPromise(
       TokenVerifier.make({
         issuers: [{ issuer: mcp.authorizationServer.issuer, jwksUri: mcp.authorizationServer.jwksUri }],
@@ -155,6 +171,14 @@ export const startMcpServer = async (
     url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
     mcpUrl: `${mcp.publicUrl}${MCP_PATH}`,
     tokenSource: config.tokenSource.kind,
-    close
+    logger,
+    close,
+    runWithKeyRing: Option.match(keyRing, {
+      onNone: () => undefined,
+      onSome:
+        (ring) =>
+        <A, E>(effect: Effect.Effect<A, E, KeyRing.KeyRing>) =>
+          runtime.runPromise(Effect.provideService(effect, KeyRing.KeyRing, ring))
+    })
   }
 }

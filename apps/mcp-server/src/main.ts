@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util"
-import { loadConfig } from "@token-broker/config"
+import { describeKeyRingReload, followKeyRing, loadConfig } from "@token-broker/config"
 import { Cause, Effect, Exit } from "effect"
 import { startMcpServer } from "./McpServer.js"
 
@@ -11,7 +11,8 @@ if (values.help === true) {
   console.log(`Usage: mcp-server [--config token-broker.yaml]   start the MCP server (Streamable HTTP)
 
 The config path may also come from TOKEN_BROKER_CONFIG. It is the broker's config file with an
-mcpServer section; secrets come from the environment variables the file names.`)
+mcpServer section; secrets come from the environment variables the file names. With the broker in this
+process, its local key ring is reloaded from the file whenever it changes and on SIGHUP.`)
   process.exit(0)
 }
 
@@ -34,7 +35,29 @@ const server = await startMcpServer(loaded.value).catch((error: unknown) => {
 })
 console.error(`mcp-server: MCP endpoint ${server.mcpUrl} (token source: ${server.tokenSource})`)
 
+// the in-process broker writes under the key that `keys rotate` made current, without a restart
+const run = server.runWithKeyRing
+const keys =
+  run === undefined
+    ? undefined
+    : followKeyRing({
+        path,
+        env: process.env,
+        run,
+        onReload: (outcome) => {
+          const { level, fields, message } = describeKeyRingReload(outcome)
+          server.logger[level](fields, message)
+        },
+        onError: (error) =>
+          server.logger.error(
+            { field: error.field },
+            `the config file changed but does not load (${error.message}); the key ring keeps the keys it had`
+          )
+      })
+process.on("SIGHUP", () => void keys?.reload())
+
 const shutdown = () => {
+  keys?.close()
   server.close().then(
     () => process.exit(0),
     () => process.exit(1)

@@ -5,6 +5,7 @@
 export * from "./CallerSecret.js"
 export * from "./Config.js"
 export * from "./JsonSchema.js"
+export * from "./KeyRingReload.js"
 export * from "./Layers.js"
 export * from "./McpServerConfig.js"
 export * from "./Migrate.js"

@@ -74,15 +74,30 @@ export const decodeKey = (
 export const generateKeyMaterial = (): Redacted.Redacted<string> =>
   Redacted.make(randomBytes(32).toString("base64"))
 
-/** The local key ring asks no remote service: its decrypt fails only with `DecryptionFailed`. */
+/**
+ * The local key ring asks no remote service: its decrypt fails only with `DecryptionFailed`. It can be
+ * reloaded in place (a running broker whose config file now names another current key, or lists one key
+ * more or less): every envelope written after `reload` returns is under the new current key.
+ */
 export interface LocalKeyRingService extends KeyRingService {
   readonly decrypt: (
     envelope: string,
     aad: string
   ) => Effect.Effect<Redacted.Redacted<string>, DecryptionFailed>
+  /**
+   * Swaps in another key list, validated as `makeLocal` validates it; on `ConfigInvalid` the ring keeps
+   * the keys it had. Returns the current key id afterwards.
+   */
+  readonly reload: (options: LocalKeyRingOptions) => Effect.Effect<string, ConfigInvalid>
 }
 
-export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyRingService, ConfigInvalid> =>
+interface LocalKeys {
+  readonly keys: ReadonlyMap<string, Uint8Array>
+  readonly currentKid: string
+  readonly currentKey: Uint8Array
+}
+
+const validateLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeys, ConfigInvalid> =>
   Effect.gen(function* () {
     if (options.keys.length === 0) {
       return yield* new ConfigInvalid({ field: "keys", message: "At least one encryption key is required" })
@@ -108,17 +123,32 @@ export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyR
         message: `Current key "${currentKid}" is not in the key ring`
       })
     }
+    return { keys, currentKid, currentKey }
+  })
+
+export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyRingService, ConfigInvalid> =>
+  Effect.gen(function* () {
+    // one immutable snapshot, replaced whole by reload: an encrypt never mixes one list's kid with another's key
+    let state = yield* validateLocal(options)
     const fail = (reason: DecryptionFailed["reason"], message: string, kid?: string) =>
       Effect.fail(new DecryptionFailed({ kid, reason, message }))
 
     const service: LocalKeyRingService = {
-      currentKid,
+      get currentKid() {
+        return state.currentKid
+      },
       kidOf: (envelope) => {
         const [version, kid] = envelope.split(".")
-        return version === VERSION && kid !== undefined && keys.has(kid) ? kid : undefined
+        return version === VERSION && kid !== undefined && state.keys.has(kid) ? kid : undefined
       },
+      reload: (next) =>
+        Effect.map(validateLocal(next), (validated) => {
+          state = validated
+          return validated.currentKid
+        }),
       encrypt: (plaintext, aad) =>
         Effect.sync(() => {
+          const { currentKid, currentKey } = state
           const nonce = randomBytes(12)
           const cipher = createCipheriv("aes-256-gcm", currentKey, nonce)
           cipher.setAAD(Buffer.from(aad, "utf8"))
@@ -135,7 +165,8 @@ export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyR
           return fail("malformed", "The stored value is not a token-broker envelope (tb1)")
         }
         const [, kid = "", nonceText = "", bodyText = ""] = parts
-        const key = keys.get(kid)
+        const key = state.keys.get(kid)
+
         if (key === undefined) {
           return fail(
             "unknown_key",
@@ -171,6 +202,10 @@ export const makeLocal = (options: LocalKeyRingOptions): Effect.Effect<LocalKeyR
     }
     return service
   })
+
+/** Whether a ring can be reloaded in place (the local ring can; a Vault Transit ring follows Vault). */
+export const isReloadable = (ring: KeyRingService): ring is LocalKeyRingService =>
+  typeof (ring as Partial<LocalKeyRingService>).reload === "function"
 
 export const layerLocal = (options: LocalKeyRingOptions): Layer.Layer<KeyRing, ConfigInvalid> =>
   Layer.effect(KeyRing, makeLocal(options))

@@ -256,7 +256,7 @@ export const rotate = (args: {
     }
     if (!args.dryRun && newest !== undefined) {
       yield* printNote(
-        "Restart running brokers so they write under the new key, then run keys rotate once more to pick up grants they wrote meanwhile."
+        "Running brokers reload their key ring when their config file changes (or on SIGHUP; a replica with its own copy of the config once that copy is updated); run keys rotate once more to pick up grants written before they did."
       )
     }
   })
