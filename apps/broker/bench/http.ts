@@ -1,84 +1,149 @@
 /**
  * HTTP benchmark: the background-token route on a cache hit (authentication, policy, validation, the
- * in-process cache, JSON) against a bare fastify route answering a JSON body of the same size, in one run
- * on one machine. Prints requests per second, p99 latency and the ratio, then a `BENCH_JSON {...}` line.
+ * in-process cache, JSON) against a bare fastify route answering a JSON body of the same size. Each
+ * server runs in a process of its own (the broker from its real entry point and config file), dev-idp in
+ * another, and the load generator (autocannon's command line) in a process per measurement; rounds
+ * alternate the two servers, and the ratios are medians of the rounds' ratios with their spread. Fails
+ * when a request fails or when a request was not a cache hit (the broker's own hit counter must grow by
+ * every request sent). Prints the figures, then a `BENCH_JSON {...}` line.
  *
- *   pnpm --filter @token-broker/broker-app bench        (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 to change)
+ *   pnpm --filter @token-broker/broker-app bench
+ *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3; BENCH_PROFILE=dir writes the broker's CPU profile)
  */
+import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdtemp, rm } from "node:fs/promises"
+import { watch } from "node:fs"
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { hashSecret, parseConfig } from "@token-broker/config"
-import { startDevIdp } from "@token-broker/dev-idp"
-import autocannon from "autocannon"
+import { dirname, join } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { hashSecret } from "@token-broker/config"
+import { driveAuthorization, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
-import Fastify from "fastify"
-import { startBroker } from "../src/Broker.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
 
-const idp = await startDevIdp({ redirectUris: [] })
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
+const profileDir = process.env.BENCH_PROFILE
+const here = dirname(fileURLToPath(import.meta.url))
+const appDir = join(here, "..")
+const autocannonBin = createRequire(import.meta.url).resolve("autocannon/autocannon.js")
+
+const children: Array<ChildProcess> = []
+const stop = async (child: ChildProcess) => {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once("exit", resolve))
+  child.kill("SIGTERM")
+  await exited
+}
+const firstLine = (child: ChildProcess, what: string) =>
+  new Promise<string>((resolve, reject) => {
+    if (child.stdout === null) return reject(new Error(`${what} has no stdout`))
+    createInterface({ input: child.stdout }).once("line", resolve)
+    child.once("exit", (code) => reject(new Error(`${what} exited (code ${code}) before it served`)))
+  })
+
+const idp = await spawnDevIdp()
 const dir = await mkdtemp(join(tmpdir(), "tb-bench-"))
 const secret = randomBytes(24).toString("base64url")
-const config = await Effect.runPromise(
-  parseConfig(
-    {
-      server: { port: 0, logLevel: "warn", rateLimit: { max: 100_000_000, timeWindow: "1 minute" } },
-      storage: { kind: "sqlite", filename: join(dir, "grants.db") },
-      keyRing: { kind: "local", keys: [{ kid: "k1", env: "KEY" }] },
-      providers: [
-        {
-          id: "notes",
-          issuer: idp.issuer,
-          clientId: "token-broker",
-          clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
-          redirectUri: `${idp.issuer}/__dev/callback`,
-          scopes: ["notes:read", "notes:write"],
-          resource: idp.notesAudience,
-          allowInsecureRequests: true
-        }
-      ],
-      callers: [
-        {
-          id: "bench",
-          secretHash: await Effect.runPromise(hashSecret(secret)),
-          providers: ["*"],
-          subjects: ["*"],
-          scopes: ["*"],
-          backgroundTokens: true,
-          grants: "manage"
-        }
-      ]
-    },
-    { KEY: randomBytes(32).toString("base64"), NOTES_SECRET: idp.client("token-broker").clientSecret },
-    { baseDir: dir }
-  )
+const configPath = join(dir, "token-broker.json")
+await writeFile(
+  configPath,
+  JSON.stringify({
+    server: { port: 0, logLevel: "warn", rateLimit: { max: 100_000_000, timeWindow: "1 minute" } },
+    storage: { kind: "sqlite", filename: join(dir, "grants.db") },
+    keyRing: { kind: "local", keys: [{ kid: "k1", env: "KEY" }] },
+    providers: [
+      {
+        id: "notes",
+        issuer: idp.info.issuer,
+        clientId: "token-broker",
+        clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
+        redirectUri: `${idp.info.issuer}/__dev/callback`,
+        scopes: ["notes:read", "notes:write"],
+        resource: idp.info.notesAudience,
+        allowInsecureRequests: true
+      }
+    ],
+    callers: [
+      {
+        id: "bench",
+        secretHash: await Effect.runPromise(hashSecret(secret)),
+        providers: ["*"],
+        subjects: ["*"],
+        scopes: ["*"],
+        backgroundTokens: true,
+        grants: "manage"
+      }
+    ]
+  })
 )
-const broker = await startBroker(config, { host: "127.0.0.1" })
+
+// The broker from its entry point; its address arrives in the address file once it listens.
+const addressFile = join(dir, "address")
+const addressWritten = new Promise<void>((resolve) => {
+  const watcher = watch(dir, (_event, name) => {
+    if (name === "address") {
+      watcher.close()
+      resolve()
+    }
+  })
+})
+const broker = spawn(
+  process.execPath,
+  [
+    ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+    "--import",
+    "tsx",
+    "src/main.ts",
+    "--config",
+    configPath,
+    "--address-file",
+    addressFile
+  ],
+  {
+    cwd: appDir,
+    env: {
+      ...process.env,
+      KEY: randomBytes(32).toString("base64"),
+      NOTES_SECRET: idp.client("token-broker").clientSecret ?? ""
+    },
+    stdio: ["ignore", "inherit", "inherit"]
+  }
+)
+children.push(broker)
+await Promise.race([
+  addressWritten,
+  new Promise((_, reject) =>
+    broker.once("exit", (code) => reject(new Error(`the broker exited (code ${code})`)))
+  )
+])
+const brokerUrl = (await readFile(addressFile, "utf8")).trim()
 const authorization = `Basic ${Buffer.from(`bench:${secret}`).toString("base64")}`
-const user = idp.users[0]
+const user = idp.info.users[0]
 if (user === undefined) throw new Error("dev-idp has no user")
 
-// connect alice: authorize -> dev-idp's login/consent (headless) -> the broker's callback with the same query
+// connect the user: authorize -> dev-idp's login/consent over HTTP -> the broker's callback
 const started = (await (
-  await fetch(`${broker.url}/v1/grants/${user.sub}/notes/authorize`, {
+  await fetch(`${brokerUrl}/v1/grants/${user.sub}/notes/authorize`, {
     method: "POST",
     headers: { authorization, "content-type": "application/json" },
     body: "{}"
   })
 ).json()) as { authorizationUrl: string }
-const callback = await idp.driveAuthorization(started.authorizationUrl, {
+const callback = await driveAuthorization(started.authorizationUrl, {
   username: user.username,
   password: user.password
 })
-const consent = await fetch(`${broker.url}/connect/callback${callback.search}`)
+const consent = await fetch(`${brokerUrl}/connect/callback${callback.search}`)
 if (consent.status !== 200) throw new Error(`consent failed: ${consent.status}`)
 
-const tokenPath = `/v1/grants/${user.sub}/notes/token`
+const tokenUrl = `${brokerUrl}/v1/grants/${user.sub}/notes/token`
 const prime = async () => {
-  const response = await fetch(`${broker.url}${tokenPath}`, { method: "POST", headers: { authorization } })
+  const response = await fetch(tokenUrl, { method: "POST", headers: { authorization } })
   return { status: response.status, text: await response.text() }
 }
 await prime()
@@ -86,55 +151,148 @@ const primed = await prime()
 if (!primed.text.includes('"source":"cache"')) throw new Error(`not a cache hit: ${primed.status}`)
 const bodyBytes = Buffer.byteLength(primed.text)
 
-// the bare route: same size of JSON body, nothing else
-const bare = Fastify({ logger: false })
-const filler = "x".repeat(Math.max(0, bodyBytes - JSON.stringify({ data: "" }).length))
-bare.post("/bare", async () => ({ data: filler }))
-await bare.listen({ port: 0, host: "127.0.0.1" })
-const bareAddress = bare.server.address()
-const barePort = typeof bareAddress === "object" && bareAddress !== null ? bareAddress.port : 0
-const bareCheck = await (await fetch(`http://127.0.0.1:${barePort}/bare`, { method: "POST" })).text()
+/** The broker's own count of background-token requests: cache hits, and every other result. */
+const counts = async () => {
+  const text = await (await fetch(`${brokerUrl}/metrics`)).text()
+  let hit = 0
+  let other = 0
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("token_requests_total{")) continue
+    const value = Number(line.split(" ").at(-1))
+    if (line.includes('result="hit"')) hit += value
+    else other += value
+  }
+  return { hit, other }
+}
 
-const run = (url: string, headers: Record<string, string>) =>
-  autocannon({ url, method: "POST", headers, connections, duration: seconds, pipelining: 1 })
+const bare = spawn(process.execPath, ["--import", "tsx", join(here, "bare.ts")], {
+  cwd: appDir,
+  env: { ...process.env, BENCH_BODY_BYTES: String(bodyBytes) },
+  stdio: ["ignore", "pipe", "inherit"]
+})
+children.push(bare)
+const bareUrl = `${await firstLine(bare, "the bare server")}/bare`
+const bareCheck = await (await fetch(bareUrl, { method: "POST" })).text()
 
-// warm up both, then measure both in this one run
-await run(`${broker.url}${tokenPath}`, { authorization }).then(() => undefined)
-const brokerResult = await run(`${broker.url}${tokenPath}`, { authorization })
-await run(`http://127.0.0.1:${barePort}/bare`, {}).then(() => undefined)
-const bareResult = await run(`http://127.0.0.1:${barePort}/bare`, {})
+interface Load {
+  readonly rps: number
+  readonly p99ms: number
+  readonly requests: number
+  readonly failures: number
+}
 
-await bare.close()
-await broker.close()
+/** One measurement by autocannon's command line, in a process of its own. */
+const load = async (url: string, headers: Record<string, string>, duration: number): Promise<Load> => {
+  const child = spawn(
+    process.execPath,
+    [
+      autocannonBin,
+      "--json",
+      "-c",
+      String(connections),
+      "-d",
+      String(duration),
+      "-m",
+      "POST",
+      ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}=${v}`]),
+      url
+    ],
+    { stdio: ["ignore", "pipe", "ignore"] }
+  )
+  let out = ""
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk
+  })
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
+  if (code !== 0) throw new Error(`autocannon exited with code ${code}`)
+  const json = JSON.parse(out) as {
+    requests: { average: number; total: number }
+    latency: { p99: number }
+    non2xx: number
+    errors: number
+    timeouts: number
+  }
+  return {
+    rps: json.requests.average,
+    p99ms: json.latency.p99,
+    requests: json.requests.total,
+    failures: json.non2xx + json.errors + json.timeouts
+  }
+}
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? Number.NaN)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
+}
+const spread = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
+
+const brokerLoad = (duration: number) => load(tokenUrl, { authorization }, duration)
+const bareLoad = (duration: number) => load(bareUrl, {}, duration)
+
+// warm both up, then alternate: broker first in even rounds, the bare route first in odd ones
+const before = await counts()
+let sent = (await brokerLoad(2)).requests
+await bareLoad(2)
+const measured: Array<{ broker: Load; bare: Load }> = []
+for (let round = 0; round < rounds; round++) {
+  const first = round % 2 === 0 ? await brokerLoad(seconds) : await bareLoad(seconds)
+  const second = round % 2 === 0 ? await bareLoad(seconds) : await brokerLoad(seconds)
+  const pair = round % 2 === 0 ? { broker: first, bare: second } : { broker: second, bare: first }
+  sent += pair.broker.requests
+  measured.push(pair)
+}
+const after = await counts()
+// autocannon counts answered requests; one still in flight when a run stops is served but not counted
+const hitsCounted = after.hit - before.hit
+const notHits = after.other - before.other
+
+await Promise.all(children.map(stop))
 await idp.close()
 await rm(dir, { recursive: true, force: true })
 
-const failures = brokerResult.non2xx + brokerResult.errors + bareResult.non2xx + bareResult.errors
+const rpsRatios = measured.map((m) => m.broker.rps / m.bare.rps)
+const p99Ratios = measured.map((m) => m.broker.p99ms / Math.max(1, m.bare.p99ms))
+const failures = measured.reduce((n, m) => n + m.broker.failures + m.bare.failures, 0)
 const summary = {
   name: "broker-http-background-token-cache-hit",
   seconds,
   connections,
+  rounds,
+  processes: "broker, bare server, dev-idp and each autocannon run in processes of their own",
   bodyBytes: { broker: bodyBytes, bare: Buffer.byteLength(bareCheck) },
   broker: {
-    rps: brokerResult.requests.average,
-    p99ms: brokerResult.latency.p99,
-    requests: brokerResult.requests.total
+    rps: median(measured.map((m) => m.broker.rps)),
+    p99ms: median(measured.map((m) => m.broker.p99ms)),
+    requests: measured.reduce((n, m) => n + m.broker.requests, 0)
   },
   bare: {
-    rps: bareResult.requests.average,
-    p99ms: bareResult.latency.p99,
-    requests: bareResult.requests.total
+    rps: median(measured.map((m) => m.bare.rps)),
+    p99ms: median(measured.map((m) => m.bare.p99ms)),
+    requests: measured.reduce((n, m) => n + m.bare.requests, 0)
   },
-  ratio: brokerResult.requests.average / bareResult.requests.average,
+  ratio: median(rpsRatios),
+  ratioSpread: spread(rpsRatios),
+  p99Ratio: median(p99Ratios),
+  p99RatioSpread: spread(p99Ratios),
+  hits: { answered: sent, counted: hitsCounted, notHits },
   failures
 }
+const f2 = (v: number) => v.toFixed(2)
 console.log(`
 background token (cache hit)  ${summary.broker.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.broker.p99ms} ms   (${bodyBytes} B body)
 bare fastify, same body size  ${summary.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.bare.p99ms} ms   (${summary.bodyBytes.bare} B body)
-ratio broker / bare           ${summary.ratio.toFixed(2)}   (${connections} connections, ${seconds} s each, one process)
+ratio broker / bare           ${f2(summary.ratio)} (rounds ${summary.ratioSpread.map(f2).join("-")}), p99 ${f2(summary.p99Ratio)} (rounds ${summary.p99RatioSpread.map(f2).join("-")})
+                              median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; each server in its own process
 `)
 console.log(`BENCH_JSON ${JSON.stringify(summary)}`)
-if (failures > 0) {
-  console.error(`${failures} requests failed`)
+if (failures > 0 || notHits > 0 || hitsCounted < sent) {
+  console.error(
+    failures > 0
+      ? `${failures} requests failed`
+      : `${sent} requests answered, but the broker counted ${hitsCounted} cache hits and ${notHits} other results`
+  )
   process.exit(1)
 }

@@ -29,12 +29,24 @@ export const makeHttpMetrics = (): HttpMetrics => {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry]
   })
+  // bounded: routes are the registered patterns (or "unmatched"), methods and statuses a few each
+  const children = new Map<
+    string,
+    { readonly requests: { inc: () => void }; readonly duration: { observe: (value: number) => void } }
+  >()
   return {
     registry,
     observe: (method, route, status, seconds) => {
-      const labels = { method, route, status_code: String(status) }
-      requests.inc(labels)
-      duration.observe(labels, seconds)
+      // prom-client hashes a label object on every update; the children of a label set are kept instead
+      const key = `${method} ${status} ${route}`
+      let bound = children.get(key)
+      if (bound === undefined) {
+        const labels = { method, route, status_code: String(status) }
+        bound = { requests: requests.labels(labels), duration: duration.labels(labels) }
+        children.set(key, bound)
+      }
+      bound.requests.inc()
+      bound.duration.observe(seconds)
     },
     render: async (snapshot) => `${await registry.metrics()}${renderEffectMetrics(snapshot)}`
   }

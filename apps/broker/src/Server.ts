@@ -34,6 +34,7 @@ import {
   makeCallerAuth,
   parseBasic
 } from "./Callers.js"
+import { lazyChildLogger } from "./internal/requestLogger.js"
 import { resultPage } from "./internal/resultPage.js"
 import { makeHttpMetrics } from "./Metrics.js"
 import { docsPage, openApiDocument } from "./OpenApi.js"
@@ -172,6 +173,8 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
   const app = Fastify({
     ...limits,
     loggerInstance: logger,
+    childLoggerFactory: (parent, bindings, options) =>
+      lazyChildLogger(parent as unknown as Logger, bindings, options),
     bodyLimit: config.server.bodyLimit,
     // fastify accepts a hop count too; its types name only boolean, string and functions
     trustProxy: config.server.trustProxy as boolean | string,
@@ -332,18 +335,21 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     closing = true
   })
 
-  app.addHook("onSend", async (request, reply) => {
+  // callback hooks, not async ones: each answer skips a promise and a microtask per hook
+  app.addHook("onSend", (request, reply, payload, done) => {
     void reply.header("x-request-id", request.id)
     if (closing) void reply.header("connection", "close")
+    done(null, payload)
   })
 
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     metrics.observe(
       request.method,
       request.routeOptions.url ?? "unmatched",
       reply.statusCode,
       reply.elapsedTime / 1000
     )
+    done()
   })
 
   // Authentication of registered callers: Basic, or (at /oauth/token only) client_secret_post.

@@ -1,5 +1,5 @@
 import { Clock, Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import { AccessTokenCache, cacheKey } from "./AccessTokenCache.js"
+import { AccessTokenCache, cacheKey, scopeVariant } from "./AccessTokenCache.js"
 import { AuthorizationServers } from "./AuthorizationServer.js"
 import {
   type AudienceMismatch,
@@ -18,7 +18,7 @@ import type { GrantFilter, GrantKey, GrantRecord, GrantStatus } from "./Grant.js
 import { grantKeyString } from "./Grant.js"
 import { GrantStore, grantLeaseName, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
-import { count, unsafeCount } from "./internal/metrics.js"
+import { count, labelsBy } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
 import { makeReportRejected } from "./internal/reportRejected.js"
@@ -345,18 +345,19 @@ export const make = (
      * Step 1, the in-process cache: synchronous, no lock, no I/O. A request that fails validation was
      * never cached, so validation waits for the miss path.
      */
+    const hitLabels = labelsBy({ result: "hit" }, "provider")
     const cachedToken = (request: BackgroundTokenRequest): IssuedToken | undefined => {
-      const scopes = request.scopes === undefined ? null : sortScopes(request.scopes)
-      const minTtlMs = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
-      const grantId = grantKeyString({
-        tenant: request.tenant ?? defaultTenant,
-        subject: request.subject,
-        provider: request.provider
-      })
       // The entry's own `refreshAt` carries the early-refresh margin; the caller's minimum is checked here.
-      const hit = cache.lookup(cacheKey(grantId, scopes, null), clock.unsafeCurrentTimeMillis(), minTtlMs)
+      const hit = cache.lookupSlot(
+        request.tenant ?? defaultTenant,
+        request.subject,
+        request.provider,
+        request.scopes === undefined ? "*" : scopeVariant(sortScopes(request.scopes)),
+        clock.unsafeCurrentTimeMillis(),
+        request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+      )
       if (hit === undefined) return undefined
-      unsafeCount(Metrics.tokenRequests, { provider: request.provider, result: "hit" })
+      Metrics.tokenRequests.unsafeUpdate(1, hitLabels(request.provider))
       return {
         accessToken: hit.accessToken,
         tokenType: "Bearer",

@@ -60,4 +60,71 @@ describe("AccessTokenCache", () => {
       expect(cache.size()).toBe(2)
     })
   )
+
+  it.effect("keeps an entry hit at least once per half its capacity of sets, and evicts one never hit", () =>
+    Effect.gen(function* () {
+      const cache = AccessTokenCache.makeSync({ maxEntries: 1000 })
+      yield* cache.set("hot", "hot", entry(10_000))
+      yield* cache.set("cold", "cold", entry(10_000))
+      for (let i = 0; i < 10_000; i++) {
+        yield* cache.set(`g${i}`, `k${i}`, entry(10_000))
+        if (i % 499 === 0) expect(cache.lookup("hot", 0, 0), `hot after ${i} sets`).toBeDefined()
+      }
+      expect(cache.size()).toBe(1000)
+      expect(cache.lookup("hot", 0, 0)).toBeDefined()
+      expect(cache.lookup("cold", 0, 0)).toBeUndefined()
+      expect(cache.lookup("k9999", 0, 0)).toBeDefined()
+      expect(cache.lookup("k8999", 0, 0)).toBeUndefined()
+    })
+  )
+
+  it.effect("finds a grant's token by the parts of its key, and only the slot it was stored under", () =>
+    Effect.gen(function* () {
+      const cache = AccessTokenCache.makeSync({ maxEntries: 4 })
+      const slot = (tenant: string, subject: string, provider: string, variant: string) => ({
+        tenant,
+        subject,
+        provider,
+        variant
+      })
+      const put = (tenant: string, subject: string, provider: string, variant: string, token: string) =>
+        cache.set(
+          `${tenant}/${subject}/${provider}`,
+          `${tenant}/${subject}/${provider}\u0000${variant}`,
+          entry(10_000, token),
+          slot(tenant, subject, provider, variant)
+        )
+      yield* put("t1", "alice", "notes", "*", "t1-notes-all")
+      yield* put("t1", "alice", "notes", "a", "t1-notes-a")
+      yield* put("t2", "alice", "notes", "*", "t2-notes-all")
+      const token = (tenant: string, subject: string, provider: string, variant: string) => {
+        const hit = cache.lookupSlot(tenant, subject, provider, variant, 0, 0)
+        return hit === undefined ? undefined : Redacted.value(hit.accessToken)
+      }
+      expect(token("t1", "alice", "notes", "*")).toBe("t1-notes-all")
+      expect(token("t1", "alice", "notes", "a")).toBe("t1-notes-a")
+      expect(token("t2", "alice", "notes", "*")).toBe("t2-notes-all")
+      expect(token("t2", "alice", "notes", "a")).toBeUndefined()
+      expect(token("t1", "alice", "mail", "*")).toBeUndefined()
+      expect(token("t1", "bob", "notes", "*")).toBeUndefined()
+      // The string key finds the same entry; a lapsed one is not served by either.
+      expect(cache.lookup("t1/alice/notes\u0000*", 0, 0)).toBe(
+        cache.lookupSlot("t1", "alice", "notes", "*", 0, 0)
+      )
+      expect(cache.lookupSlot("t1", "alice", "notes", "*", 10_001, 0)).toBeUndefined()
+      // Removing a grant and evicting an entry both take it out of the slots.
+      yield* cache.invalidateGrant("t1/alice/notes")
+      expect(token("t1", "alice", "notes", "*")).toBeUndefined()
+      expect(token("t1", "alice", "notes", "a")).toBeUndefined()
+      expect(token("t2", "alice", "notes", "*")).toBe("t2-notes-all")
+      for (let i = 0; i < 4; i++) yield* put("t3", `user${i}`, "notes", "*", `t3-${i}`)
+      expect(cache.size()).toBe(4)
+      expect(token("t2", "alice", "notes", "*")).toBeUndefined()
+      expect(token("t3", "user0", "notes", "*")).toBe("t3-0")
+      // A slot stored again replaces its entry.
+      yield* put("t3", "user0", "notes", "*", "t3-0-again")
+      expect(token("t3", "user0", "notes", "*")).toBe("t3-0-again")
+      expect(cache.size()).toBe(4)
+    })
+  )
 })

@@ -1,5 +1,5 @@
 import { Clock, Duration, Effect, Option, Schedule } from "effect"
-import { type AccessTokenCacheService, cacheKey } from "../AccessTokenCache.js"
+import { type AccessTokenCacheService, cacheKey, scopeVariant } from "../AccessTokenCache.js"
 import type { AuthorizationServersService } from "../AuthorizationServer.js"
 import {
   ConsentRequired,
@@ -217,12 +217,17 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     token: IssuedToken,
     lifetimeMs: number | null
   ) =>
-    cache.set(grantKeyString(key), cacheKey(grantKeyString(key), scopes, null), {
-      accessToken: token.accessToken,
-      expiresAt: token.expiresAt,
-      scopes: token.scopes,
-      refreshAt: token.expiresAt - marginFor(lifetimeMs, Math.random())
-    })
+    cache.set(
+      grantKeyString(key),
+      cacheKey(grantKeyString(key), scopes, null),
+      {
+        accessToken: token.accessToken,
+        expiresAt: token.expiresAt,
+        scopes: token.scopes,
+        refreshAt: token.expiresAt - marginFor(lifetimeMs, Math.random())
+      },
+      { tenant: key.tenant, subject: key.subject, provider: key.provider, variant: scopeVariant(scopes) }
+    )
 
   /** compare-and-set of bookkeeping (the marker, a failure), retried on storage failures a few times. */
   const writeFenced = (key: GrantKey, expectedVersion: number, next: GrantRecord) =>
