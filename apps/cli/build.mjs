@@ -10,13 +10,17 @@
  * - Code splitting keeps each command's heavy imports (storage drivers, openid-client, the broker) in
  *   chunks loaded only when that command runs (`import()` in the command's handler).
  * - CommonJS dependencies (pg, ...) get a `require` from `createRequire` for their own `require` calls.
+ * - dist/help.json records what the built CLI prints for `--help`, plain and in colour, so that the
+ *   executable prints the bare help without loading the CLI (see src/bin.ts). It is recorded from the
+ *   bundle just built (through main.js, which always runs the whole CLI), never written by hand.
  */
-import { chmod, rm } from "node:fs/promises"
+import { execFileSync } from "node:child_process"
+import { chmod, rm, writeFile } from "node:fs/promises"
 import { build } from "esbuild"
 
 await rm(new URL("./dist", import.meta.url), { recursive: true, force: true })
 await build({
-  entryPoints: { bin: "src/bin.ts" },
+  entryPoints: { bin: "src/bin.ts", main: "src/main.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,
@@ -33,3 +37,13 @@ await build({
   logLevel: "warning"
 })
 await chmod(new URL("./dist/bin.js", import.meta.url), 0o755)
+
+const main = new URL("./dist/main.js", import.meta.url).pathname
+const helpIn = (/** @type {Record<string, string>} */ colorEnv) => {
+  const { NO_COLOR: _noColor, FORCE_COLOR: _forceColor, ...rest } = process.env
+  return execFileSync(process.execPath, [main, "--help"], { env: { ...rest, ...colorEnv }, encoding: "utf8" })
+}
+await writeFile(
+  new URL("./dist/help.json", import.meta.url),
+  `${JSON.stringify({ plain: helpIn({ NO_COLOR: "1" }), color: helpIn({ FORCE_COLOR: "1" }) })}\n`
+)

@@ -1,50 +1,24 @@
 #!/usr/bin/env node
 /**
- * The `token-broker` executable: the only place that reads process.env, argv and the terminal state.
+ * The `token-broker` executable. `token-broker --help` (and `-h`) prints the help the build recorded
+ * from this same CLI (`dist/help.json`, written by build.mjs) without loading the CLI: Effect and
+ * @effect/cli are most of what a start costs, and the bare help needs neither. Every other command, and
+ * a run from source where no recording exists, loads the whole CLI (`main.ts`).
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
-import { Effect, Exit, Layer } from "effect"
-import { run, withPlainConsole } from "./Cli.js"
-import { CliEnvironment, colorFor } from "./internal/Environment.js"
+import { readFileSync } from "node:fs"
+import { colorFor } from "./internal/color.js"
 
-const env = { ...process.env }
-const stdoutIsTTY = process.stdout.isTTY === true
-const stderrIsTTY = process.stderr.isTTY === true
-
-const environment = Layer.succeed(CliEnvironment, {
-  env,
-  cwd: process.cwd(),
-  stdinIsTTY: process.stdin.isTTY === true,
-  stdoutIsTTY,
-  stderrIsTTY,
-  colorStdout: colorFor(stdoutIsTTY, env),
-  colorStderr: colorFor(stderrIsTTY, env),
-  writeStdout: (text) => {
-    process.stdout.write(text)
-  },
-  writeStderr: (text) => {
-    process.stderr.write(text)
+const args = process.argv.slice(2)
+const recorded = (): { readonly plain: string; readonly color: string } | undefined => {
+  try {
+    return JSON.parse(readFileSync(new URL("./help.json", import.meta.url), "utf8"))
+  } catch {
+    return undefined
   }
-})
-
-const platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
-
-// a closed pipe (token-broker token | head -c0) is not an error of ours
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code === "EPIPE") process.exit(0)
-})
-
-NodeRuntime.runMain(
-  withPlainConsole(run(process.argv)).pipe(Effect.provide(Layer.merge(environment, platform))),
-  {
-    disableErrorReporting: true,
-    teardown: (exit, onExit) => {
-      const code = Exit.isSuccess(exit) && typeof exit.value === "number" ? exit.value : 130
-      // flush both streams before leaving: open sockets (HTTP keep-alive) must not keep the CLI alive
-      process.stdout.write("", () => process.stderr.write("", () => onExit(code)))
-    }
-  }
-)
+}
+const help = args.length === 1 && (args[0] === "--help" || args[0] === "-h") ? recorded() : undefined
+if (help !== undefined) {
+  process.stdout.write(colorFor(process.stdout.isTTY === true, process.env) ? help.color : help.plain)
+} else {
+  await import("./main.js")
+}

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { runCli } from "./support/cli.js"
+import { BIN, runCli } from "./support/cli.js"
 
 const COMMANDS = [
   [],
@@ -50,6 +50,21 @@ describe("usage", () => {
     ]) {
       expect(stdout).toContain(`- ${name} `)
     }
+  })
+
+  it("the bare help printed from the build's recording is what the whole CLI prints, plain and in colour", async () => {
+    // main.js always runs the whole CLI; bin.js prints the recording for a bare --help or -h
+    const main = join(BIN, "..", "main.js")
+    for (const env of [{}, { FORCE_COLOR: "1" }]) {
+      const whole = await runCli(["--help"], { env, bin: main })
+      expect(whole.code).toBe(0)
+      for (const flag of ["--help", "-h"]) {
+        const recorded = await runCli([flag], { env })
+        expect(recorded).toEqual(whole)
+      }
+    }
+    const colour = await runCli(["--help"], { env: { FORCE_COLOR: "1" } })
+    expect(colour.stdout).toContain("\u001b[")
   })
 
   it("--version", async () => {

@@ -14,6 +14,8 @@ export interface CliOptions {
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly cwd?: string | undefined
   readonly input?: string | undefined
+  /** Another entry point of the built CLI than dist/bin.js. */
+  readonly bin?: string | undefined
 }
 
 /** A clean environment: nothing of the test runner's leaks into the CLI except what a user would have. */
@@ -24,7 +26,7 @@ export const baseEnv = (extra: Readonly<Record<string, string>> = {}): Record<st
 })
 
 export const spawnCli = (args: ReadonlyArray<string>, options: CliOptions = {}): ChildProcess =>
-  spawn(process.execPath, [BIN, ...args], {
+  spawn(process.execPath, [options.bin ?? BIN, ...args], {
     cwd: options.cwd,
     env: baseEnv(options.env),
     stdio: ["pipe", "pipe", "pipe"]
