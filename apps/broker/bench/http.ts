@@ -1,6 +1,8 @@
 /**
  * HTTP benchmark: the background-token route on a cache hit (authentication, policy, validation, the
- * in-process cache, JSON) against a bare fastify route answering a JSON body of the same size. Each
+ * in-process cache, JSON) and the RFC 8693 exchange at /oauth/token on a cached session token (the form
+ * body, the subject token's verification, the session cache), each against a bare fastify route
+ * answering a JSON body of the same size. Each
  * server runs in a process of its own (the broker from its real entry point and config file), dev-idp in
  * another, and the load generator (autocannon's command line) in a process per measurement; rounds
  * alternate the two servers, and the ratios are medians of the rounds' ratios with their spread. Fails
@@ -20,7 +22,7 @@ import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
-import { driveAuthorization, spawnDevIdp } from "@token-broker/dev-idp/process"
+import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
@@ -46,8 +48,10 @@ const firstLine = (child: ChildProcess, what: string) =>
     child.once("exit", (code) => reject(new Error(`${what} exited (code ${code}) before it served`)))
   })
 
-const idp = await spawnDevIdp()
 const dir = await mkdtemp(join(tmpdir(), "tb-bench-"))
+const MCP_AUDIENCE = "http://127.0.0.1/mcp"
+await writeFile(join(dir, "dev-idp.json"), JSON.stringify({ mcpAudience: MCP_AUDIENCE }))
+const idp = await spawnDevIdp({ args: ["--config", join(dir, "dev-idp.json")] })
 const secret = randomBytes(24).toString("base64url")
 const configPath = join(dir, "token-broker.json")
 await writeFile(
@@ -65,9 +69,15 @@ await writeFile(
         redirectUri: `${idp.info.issuer}/__dev/callback`,
         scopes: ["notes:read", "notes:write"],
         resource: idp.info.notesAudience,
-        allowInsecureRequests: true
+        allowInsecureRequests: true,
+        tokenExchange: {}
       }
     ],
+    sessionTokens: {
+      audience: MCP_AUDIENCE,
+      issuers: [{ issuer: idp.info.issuer }],
+      allowInsecureRequests: true
+    },
     callers: [
       {
         id: "bench",
@@ -76,6 +86,8 @@ await writeFile(
         subjects: ["*"],
         scopes: ["*"],
         backgroundTokens: true,
+        tokenExchange: true,
+        subjectTokens: { clientIds: ["mcp-client"] },
         grants: "manage"
       }
     ]
@@ -151,28 +163,67 @@ const primed = await prime()
 if (!primed.text.includes('"source":"cache"')) throw new Error(`not a cache hit: ${primed.status}`)
 const bodyBytes = Buffer.byteLength(primed.text)
 
-/** The broker's own count of background-token requests: cache hits, and every other result. */
-const counts = async () => {
+/**
+ * The broker's own counts: background-token requests (`token_requests_total`, hits by result="hit") or
+ * exchanges (`token_exchange_total`, hits by outcome="cached"); every other result counts as a miss.
+ */
+const counts = async (metric: "token_requests_total" | "token_exchange_total") => {
   const text = await (await fetch(`${brokerUrl}/metrics`)).text()
+  const hitLabel = metric === "token_requests_total" ? 'result="hit"' : 'outcome="cached"'
   let hit = 0
   let other = 0
   for (const line of text.split("\n")) {
-    if (!line.startsWith("token_requests_total{")) continue
+    if (!line.startsWith(`${metric}{`)) continue
     const value = Number(line.split(" ").at(-1))
-    if (line.includes('result="hit"')) hit += value
+    if (line.includes(hitLabel)) hit += value
     else other += value
   }
   return { hit, other }
 }
 
-const bare = spawn(process.execPath, ["--import", "tsx", join(here, "bare.ts")], {
-  cwd: appDir,
-  env: { ...process.env, BENCH_BODY_BYTES: String(bodyBytes) },
-  stdio: ["ignore", "pipe", "inherit"]
-})
-children.push(bare)
-const bareUrl = `${await firstLine(bare, "the bare server")}/bare`
-const bareCheck = await (await fetch(bareUrl, { method: "POST" })).text()
+// a user token for the MCP audience, issued to dev-idp's MCP client: the subject token to exchange
+const subjectToken = (
+  await login(idp.info, {
+    clientId: "mcp-client",
+    username: user.username,
+    password: user.password,
+    scopes: ["openid", "notes:read", "notes:write"],
+    resource: MCP_AUDIENCE
+  })
+).access_token
+const exchangeUrl = `${brokerUrl}/oauth/token`
+const exchangeBody = new URLSearchParams({
+  grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+  subject_token: subjectToken,
+  subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+  audience: "notes"
+}).toString()
+// autocannon reads the body from a file: the subject token stays off its command line
+const exchangeBodyFile = join(dir, "exchange-body")
+await writeFile(exchangeBodyFile, exchangeBody, { mode: 0o600 })
+const exchangeHeaders = { authorization, "content-type": "application/x-www-form-urlencoded" }
+const exchangeOnce = async () => {
+  const response = await fetch(exchangeUrl, { method: "POST", headers: exchangeHeaders, body: exchangeBody })
+  return { status: response.status, text: await response.text() }
+}
+const firstExchange = await exchangeOnce()
+if (firstExchange.status !== 200) throw new Error(`the exchange failed: ${firstExchange.status}`)
+const exchangeBytes = Buffer.byteLength((await exchangeOnce()).text)
+
+/** A bare server answering a body of `bytes`, in a process of its own. */
+const startBare = async (bytes: number) => {
+  const bare = spawn(process.execPath, ["--import", "tsx", join(here, "bare.ts")], {
+    cwd: appDir,
+    env: { ...process.env, BENCH_BODY_BYTES: String(bytes) },
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  children.push(bare)
+  const url = `${await firstLine(bare, "the bare server")}/bare`
+  return { url, bytes: Buffer.byteLength(await (await fetch(url, { method: "POST" })).text()) }
+}
+const bare = await startBare(bodyBytes)
+const bareUrl = bare.url
+const bareExchange = await startBare(exchangeBytes)
 
 interface Load {
   readonly rps: number
@@ -182,7 +233,12 @@ interface Load {
 }
 
 /** One measurement by autocannon's command line, in a process of its own. */
-const load = async (url: string, headers: Record<string, string>, duration: number): Promise<Load> => {
+const load = async (
+  url: string,
+  headers: Record<string, string>,
+  duration: number,
+  bodyFile?: string
+): Promise<Load> => {
   const child = spawn(
     process.execPath,
     [
@@ -195,6 +251,7 @@ const load = async (url: string, headers: Record<string, string>, duration: numb
       "-m",
       "POST",
       ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}=${v}`]),
+      ...(bodyFile === undefined ? [] : ["-i", bodyFile]),
       url
     ],
     { stdio: ["ignore", "pipe", "ignore"] }
@@ -229,70 +286,101 @@ const median = (values: ReadonlyArray<number>) => {
 }
 const spread = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
 
-const brokerLoad = (duration: number) => load(tokenUrl, { authorization }, duration)
-const bareLoad = (duration: number) => load(bareUrl, {}, duration)
-
-// warm both up, then alternate: broker first in even rounds, the bare route first in odd ones
-const before = await counts()
-let sent = (await brokerLoad(2)).requests
-await bareLoad(2)
-const measured: Array<{ broker: Load; bare: Load }> = []
-for (let round = 0; round < rounds; round++) {
-  const first = round % 2 === 0 ? await brokerLoad(seconds) : await bareLoad(seconds)
-  const second = round % 2 === 0 ? await bareLoad(seconds) : await brokerLoad(seconds)
-  const pair = round % 2 === 0 ? { broker: first, bare: second } : { broker: second, bare: first }
-  sent += pair.broker.requests
-  measured.push(pair)
+/**
+ * Alternating rounds of one route against its bare baseline (the route first in even rounds, the bare
+ * one first in odd ones), after a warm-up of each; fails unless every request was a cache hit.
+ */
+const compare = async (
+  name: string,
+  metric: "token_requests_total" | "token_exchange_total",
+  route: (duration: number) => Promise<Load>,
+  baseline: (duration: number) => Promise<Load>
+) => {
+  const before = await counts(metric)
+  let answered = (await route(2)).requests
+  await baseline(2)
+  const measured: Array<{ broker: Load; bare: Load }> = []
+  for (let round = 0; round < rounds; round++) {
+    const first = round % 2 === 0 ? await route(seconds) : await baseline(seconds)
+    const second = round % 2 === 0 ? await baseline(seconds) : await route(seconds)
+    const pair = round % 2 === 0 ? { broker: first, bare: second } : { broker: second, bare: first }
+    answered += pair.broker.requests
+    measured.push(pair)
+  }
+  const after = await counts(metric)
+  // autocannon counts answered requests; one still in flight when a run stops is served but not counted
+  const hitsCounted = after.hit - before.hit
+  const notHits = after.other - before.other
+  const rpsRatios = measured.map((m) => m.broker.rps / m.bare.rps)
+  const p99Ratios = measured.map((m) => m.broker.p99ms / Math.max(1, m.bare.p99ms))
+  const failures = measured.reduce((n, m) => n + m.broker.failures + m.bare.failures, 0)
+  if (failures > 0 || notHits > 0 || hitsCounted < answered) {
+    throw new Error(
+      failures > 0
+        ? `${name}: ${failures} requests failed`
+        : `${name}: ${answered} requests answered, but the broker counted ${hitsCounted} cache hits and ${notHits} other results`
+    )
+  }
+  return {
+    broker: {
+      rps: median(measured.map((m) => m.broker.rps)),
+      p99ms: median(measured.map((m) => m.broker.p99ms)),
+      requests: measured.reduce((n, m) => n + m.broker.requests, 0)
+    },
+    bare: {
+      rps: median(measured.map((m) => m.bare.rps)),
+      p99ms: median(measured.map((m) => m.bare.p99ms)),
+      requests: measured.reduce((n, m) => n + m.bare.requests, 0)
+    },
+    ratio: median(rpsRatios),
+    ratioSpread: spread(rpsRatios),
+    p99Ratio: median(p99Ratios),
+    p99RatioSpread: spread(p99Ratios),
+    hits: { answered, counted: hitsCounted, notHits }
+  }
 }
-const after = await counts()
-// autocannon counts answered requests; one still in flight when a run stops is served but not counted
-const hitsCounted = after.hit - before.hit
-const notHits = after.other - before.other
+
+const background = await compare(
+  "background token",
+  "token_requests_total",
+  (duration) => load(tokenUrl, { authorization }, duration),
+  (duration) => load(bareUrl, {}, duration)
+)
+const exchange = await compare(
+  "token exchange",
+  "token_exchange_total",
+  (duration) => load(exchangeUrl, exchangeHeaders, duration, exchangeBodyFile),
+  (duration) =>
+    load(bareExchange.url, { "content-type": exchangeHeaders["content-type"] }, duration, exchangeBodyFile)
+)
 
 await Promise.all(children.map(stop))
 await idp.close()
 await rm(dir, { recursive: true, force: true })
 
-const rpsRatios = measured.map((m) => m.broker.rps / m.bare.rps)
-const p99Ratios = measured.map((m) => m.broker.p99ms / Math.max(1, m.bare.p99ms))
-const failures = measured.reduce((n, m) => n + m.broker.failures + m.bare.failures, 0)
 const summary = {
   name: "broker-http-background-token-cache-hit",
   seconds,
   connections,
   rounds,
-  processes: "broker, bare server, dev-idp and each autocannon run in processes of their own",
-  bodyBytes: { broker: bodyBytes, bare: Buffer.byteLength(bareCheck) },
-  broker: {
-    rps: median(measured.map((m) => m.broker.rps)),
-    p99ms: median(measured.map((m) => m.broker.p99ms)),
-    requests: measured.reduce((n, m) => n + m.broker.requests, 0)
+  processes: "broker, bare servers, dev-idp and each autocannon run in processes of their own",
+  bodyBytes: {
+    broker: bodyBytes,
+    bare: bare.bytes,
+    exchange: exchangeBytes,
+    bareExchange: bareExchange.bytes
   },
-  bare: {
-    rps: median(measured.map((m) => m.bare.rps)),
-    p99ms: median(measured.map((m) => m.bare.p99ms)),
-    requests: measured.reduce((n, m) => n + m.bare.requests, 0)
-  },
-  ratio: median(rpsRatios),
-  ratioSpread: spread(rpsRatios),
-  p99Ratio: median(p99Ratios),
-  p99RatioSpread: spread(p99Ratios),
-  hits: { answered: sent, counted: hitsCounted, notHits },
-  failures
+  ...background,
+  exchange
 }
 const f2 = (v: number) => v.toFixed(2)
-console.log(`
-background token (cache hit)  ${summary.broker.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.broker.p99ms} ms   (${bodyBytes} B body)
-bare fastify, same body size  ${summary.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.bare.p99ms} ms   (${summary.bodyBytes.bare} B body)
-ratio broker / bare           ${f2(summary.ratio)} (rounds ${summary.ratioSpread.map(f2).join("-")}), p99 ${f2(summary.p99Ratio)} (rounds ${summary.p99RatioSpread.map(f2).join("-")})
-                              median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; each server in its own process
-`)
+const line = (what: string, r: typeof background, bytes: number, bareBytes: number) => `
+${what.padEnd(30)}${r.broker.rps.toFixed(0).padStart(8)} req/s   p99 ${r.broker.p99ms} ms   (${bytes} B body)
+bare fastify, same body size  ${r.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${r.bare.p99ms} ms   (${bareBytes} B body)
+ratio broker / bare           ${f2(r.ratio)} (rounds ${r.ratioSpread.map(f2).join("-")}), p99 ${f2(r.p99Ratio)} (rounds ${r.p99RatioSpread.map(f2).join("-")})`
+console.log(
+  `${line("background token (cache hit)", background, bodyBytes, bare.bytes)}${line("token exchange (cached)", exchange, exchangeBytes, bareExchange.bytes)}
+median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; each server in its own process
+`
+)
 console.log(`BENCH_JSON ${JSON.stringify(summary)}`)
-if (failures > 0 || notHits > 0 || hitsCounted < sent) {
-  console.error(
-    failures > 0
-      ? `${failures} requests failed`
-      : `${sent} requests answered, but the broker counted ${hitsCounted} cache hits and ${notHits} other results`
-  )
-  process.exit(1)
-}

@@ -112,6 +112,7 @@ export interface SessionTokensConfig {
   readonly allowInsecureRequests: boolean
   readonly clockTolerance?: Duration.Duration | undefined
   readonly introspectionCacheTtl?: Duration.Duration | undefined
+  readonly verifiedTokenCacheTtl?: Duration.Duration | undefined
 }
 
 export interface ServerConfig {
@@ -571,7 +572,8 @@ const resolveConfig = (
         issuers,
         allowInsecureRequests: s.allowInsecureRequests,
         clockTolerance: duration(s.clockTolerance),
-        introspectionCacheTtl: duration(s.introspectionCacheTtl)
+        introspectionCacheTtl: duration(s.introspectionCacheTtl),
+        verifiedTokenCacheTtl: duration(s.verifiedTokenCacheTtl)
       }
     }
 

@@ -120,7 +120,8 @@ export const verifierLayer = (
             issuers,
             allowInsecureRequests: sessionTokens.allowInsecureRequests,
             clockTolerance: sessionTokens.clockTolerance,
-            introspectionCacheTtl: sessionTokens.introspectionCacheTtl
+            introspectionCacheTtl: sessionTokens.introspectionCacheTtl,
+            verifiedTokenCacheTtl: sessionTokens.verifiedTokenCacheTtl
           })
         })
       )

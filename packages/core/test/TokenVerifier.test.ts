@@ -225,6 +225,28 @@ describe("TokenVerifier: every JWT validation branch (an issuer whose keys the t
     })
   )
 
+  it.effect(
+    "answers a verified token again from its cache, never past exp, and still checks the audience",
+    () =>
+      Effect.gen(function* () {
+        const start = Date.now()
+        yield* TestClock.setTime(start)
+        const verifier = yield* testVerifier({
+          verifiedTokenCacheTtl: "10 minutes",
+          clockTolerance: "0 seconds"
+        })
+        const token = yield* mint({ exp: Math.floor(start / 1000) + 60 }, {}, start)
+        const first = yield* verifier.verify(token, { audience: TEST_AUDIENCE })
+        yield* TestClock.adjust("30 seconds")
+        expect(yield* verifier.verify(token, { audience: TEST_AUDIENCE })).toEqual(first)
+        const other = yield* failure(verifier.verify(token, { audience: "https://other.example" }))
+        expect(other._tag).toBe("AudienceMismatch")
+        yield* TestClock.adjust("31 seconds")
+        const expired = yield* failure(verifier.verify(token, { audience: TEST_AUDIENCE }))
+        expect(reasonOf(expired)).toBe("InvalidSubjectToken:expired")
+      })
+  )
+
   it.live("refuses a token whose kid is not in the JWKS (signature)", () =>
     Effect.gen(function* () {
       const verifier = yield* testVerifier()

@@ -35,8 +35,8 @@ export interface SpawnDevIdpOptions {
 // From source (the workspace) through tsx; from a built package, dist's own bin.js.
 const fromSource = import.meta.url.endsWith(".ts")
 
-/** Drives a login at a dev-idp of another process as well as this one's: plain HTTP with a cookie jar. */
-export { driveAuthorization } from "./LoginDriver.js"
+/** Drive a login at a dev-idp of another process as well as this one's: plain HTTP with a cookie jar. */
+export { driveAuthorization, login } from "./LoginDriver.js"
 
 const bin = fileURLToPath(new URL(fromSource ? "./bin.ts" : "./bin.js", import.meta.url))
 

@@ -367,7 +367,10 @@ export const ConfigFileSchema = z
         issuers: z.array(IssuerSchema).min(1, { message: "name the issuer of the users' tokens" }),
         allowInsecureRequests: z.boolean().default(false),
         clockTolerance: Duration.optional(),
-        introspectionCacheTtl: Duration.optional()
+        introspectionCacheTtl: Duration.optional(),
+        verifiedTokenCacheTtl: Duration.optional().describe(
+          "How long a JWT that verified is answered again without checking its signature (never past its exp; default 30 seconds; 0 verifies every time)"
+        )
       })
       .optional()
       .describe("Verification of users' own tokens (Flow 1) for token exchange"),

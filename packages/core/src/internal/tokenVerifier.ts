@@ -18,6 +18,7 @@ import type { ClientAuthentication } from "../Provider.js"
 import type { TokenVerifierService, VerifiedToken } from "../TokenVerifier.js"
 import { makeIntrospectionClient } from "./authorizationServer.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
+import { sha256 } from "./random.js"
 
 /** Where opaque tokens of an issuer are introspected (RFC 7662). */
 export type IntrospectionOptions =
@@ -45,6 +46,12 @@ export interface TokenVerifierOptions {
   readonly clockTolerance?: Duration.DurationInput | undefined
   /** How long an introspection answer is reused; never beyond the token's `exp`. Default 30 s. */
   readonly introspectionCacheTtl?: Duration.DurationInput | undefined
+  /**
+   * How long a JWT whose signature and claims verified is answered again without verifying its
+   * signature (keyed by its SHA-256; `exp` is checked on every use; never beyond `exp`). A key removed
+   * from the issuer's JWKS stops verifying tokens within this time. Default 30 s; 0 verifies every time.
+   */
+  readonly verifiedTokenCacheTtl?: Duration.DurationInput | undefined
   /** Allow http:// issuers, JWKS and introspection endpoints. Local development and tests only. */
   readonly allowInsecureRequests?: boolean | undefined
   /** Timeout of one discovery, JWKS or introspection request. Default 5 s. */
@@ -252,8 +259,31 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
       }
     }
 
+    // JWTs that verified, by the token's SHA-256: a signature check costs far more than the rest of a
+    // cached exchange, and the same subject token comes back on every call of a session
+    const verifiedTtlMillis = Duration.toMillis(
+      Duration.decode(options.verifiedTokenCacheTtl ?? "30 seconds")
+    )
+    const verifiedJwts = new Map<string, { readonly until: number; readonly token: VerifiedToken }>()
+    const rememberVerified = (key: string, token: VerifiedToken, now: number) => {
+      if (verifiedTtlMillis <= 0) return
+      if (verifiedJwts.size >= MAX_CACHE_ENTRIES) {
+        for (const [k, v] of verifiedJwts) if (v.until <= now) verifiedJwts.delete(k)
+        const oldest = verifiedJwts.keys().next()
+        if (verifiedJwts.size >= MAX_CACHE_ENTRIES && oldest.done !== true) verifiedJwts.delete(oldest.value)
+      }
+      verifiedJwts.set(key, { until: Math.min(now + verifiedTtlMillis, token.expiresAt), token })
+    }
+
     const verifyJwt = (token: string) =>
       Effect.gen(function* () {
+        const cacheKey = verifiedTtlMillis > 0 ? sha256(token) : ""
+        const remembered = verifiedTtlMillis > 0 ? verifiedJwts.get(cacheKey) : undefined
+        if (remembered !== undefined) {
+          const at = yield* Clock.currentTimeMillis
+          if (remembered.until > at) return remembered.token
+          verifiedJwts.delete(cacheKey)
+        }
         let payload: JWTPayload
         try {
           decodeProtectedHeader(token)
@@ -291,6 +321,7 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
                 : null,
           claims
         }
+        rememberVerified(cacheKey, verified, now)
         return verified
       })
 
