@@ -28,9 +28,9 @@ export const readSteps = (file) =>
         })
     : []
 
-/** The workspace's packages with their names, from packages/*, apps/* and bench. */
+/** The workspace's packages with their names, from packages/*, apps/*, tooling/* and bench. */
 export const workspacePackages = (root) => {
-  const dirs = ["packages", "apps"]
+  const dirs = ["packages", "apps", "tooling"]
     .filter((dir) => existsSync(join(root, dir)))
     .flatMap((dir) => readdirSync(join(root, dir)).map((name) => join(dir, name)))
   if (existsSync(join(root, "bench", "package.json"))) dirs.push("bench")

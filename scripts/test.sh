@@ -31,7 +31,7 @@ for arg in "$@"; do
 done
 
 steps_file="$(pwd)/test-results/steps.txt"
-rm -rf packages/*/test-results apps/*/test-results bench/test-results test-results
+rm -rf packages/*/test-results apps/*/test-results tooling/*/test-results bench/test-results test-results
 mkdir -p test-results
 : >"$steps_file"
 

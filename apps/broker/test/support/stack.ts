@@ -3,9 +3,12 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Writable } from "node:stream"
-import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
+import { type ConfigFileInput, hashSecret, keyRingLayer, parseConfig, storeLayer } from "@token-broker/config"
+import type { GrantStore, KeyRing } from "@token-broker/core"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
-import { Effect } from "effect"
+import { type KnownSecret, SecretList } from "@token-broker/secret-scan"
+import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import Pg from "pg"
 import { type RunningBroker, startBroker } from "../../src/Broker.js"
 import { CALLBACK, PUBLIC_URL } from "./portZeroBroker.js"
@@ -19,6 +22,15 @@ export const METRICS_TOKEN = randomBytes(24).toString("base64url")
 export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
 export type Backend = "sqlite" | "postgres" | "memory"
+
+/**
+ * Every secret the stacks of this test file handled, for the secret scan of their logs (F19): caller
+ * and client secrets, keys, passwords and the metrics token as a stack starts; user tokens as
+ * `userToken` gets them; access tokens as `call` receives them; the PKCE verifier, nonce, code and state
+ * of each consent `connectOverHttp` makes; and the stored refresh and access tokens `rememberStored`
+ * decrypts.
+ */
+export const runSecrets = new SecretList()
 
 export interface CallerSpec {
   readonly id: string
@@ -73,6 +85,14 @@ export interface Stack {
   readonly url: string
   readonly keyMaterial: string
   readonly callers: typeof CALLERS
+  /**
+   * Adds every stored grant's refresh and access tokens to `runSecrets`, decrypted through a second
+   * connection to the broker's store with its key ring (SQLite and PostgreSQL stacks; a memory store
+   * cannot be reached from outside the broker, and adds nothing).
+   */
+  readonly rememberStored: () => Promise<void>
+  /** Adds the PKCE verifier and nonce of the consent pending under `state` to `runSecrets` (as above). */
+  readonly rememberPending: (state: string) => Promise<void>
   readonly stop: () => Promise<void>
 }
 
@@ -205,6 +225,14 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
     ]
   }
   const config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
+  for (const caller of Object.values(CALLERS)) runSecrets.add(`caller secret of ${caller.id}`, caller.secret)
+  runSecrets.add("key k1", keyMaterial).add("key k1 (bytes)", Buffer.from(keyMaterial, "base64"))
+  for (const client of idp.clients) {
+    if (client.clientSecret !== undefined)
+      runSecrets.add(`client secret of ${client.clientId}`, client.clientSecret)
+  }
+  for (const user of idp.users) runSecrets.add(`password of ${user.username}`, user.password)
+  runSecrets.add("metrics token", METRICS_TOKEN)
   let broker: RunningBroker
   try {
     broker = await startBroker(config, { logStream: options.logStream as never })
@@ -213,13 +241,26 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
     await rm(dir, { recursive: true, force: true })
     throw error
   }
+  // the store and key ring the broker runs on, over a connection of their own (after the broker migrated)
+  const inspector =
+    options.backend === "memory"
+      ? undefined
+      : ManagedRuntime.make(Layer.merge(storeLayer(config.storage), keyRingLayer(config.keyRing)))
+  const remember = async (
+    read: Effect.Effect<ReadonlyArray<KnownSecret>, unknown, GrantStore.GrantStore | KeyRing.KeyRing>
+  ) => {
+    if (inspector !== undefined) runSecrets.addAll(await inspector.runPromise(read))
+  }
   return {
     idp,
     broker,
     url: broker.url,
     keyMaterial,
     callers: CALLERS,
+    rememberStored: () => remember(storedGrantSecrets),
+    rememberPending: (state) => remember(pendingConsentSecrets(state)),
     stop: async () => {
+      await inspector?.dispose()
       await broker.close()
       await idp.close()
       await rm(dir, { recursive: true, force: true })
@@ -255,6 +296,11 @@ export const call = async (
   } catch {
     body = { text }
   }
+  for (const field of ["accessToken", "access_token"]) {
+    const token = body[field]
+    if (typeof token === "string" && token.length > 0)
+      runSecrets.add(`access token served to ${method} ${path}`, token)
+  }
   return { status: response.status, headers: response.headers, body }
 }
 
@@ -269,6 +315,8 @@ export const userToken = async (idp: DevIdp, index = 0) => {
     scopes: ["openid", "notes:read", "notes:write"],
     resource: MCP_AUDIENCE
   })
+  runSecrets.add(`user token of ${who.username}`, tokens.access_token)
+  if (tokens.id_token !== undefined) runSecrets.add(`ID token of ${who.username}`, tokens.id_token)
   return tokens.access_token
 }
 
@@ -279,13 +327,18 @@ export const connectOverHttp = async (stack: Stack, index = 0, caller: CallerSpe
   const started = await call(stack, "POST", `/v1/grants/${who.sub}/notes/authorize`, { caller, json: {} })
   if (started.status !== 200)
     throw new Error(`authorize answered ${started.status}: ${JSON.stringify(started.body)}`)
-  const redirect = await stack.idp.driveAuthorization(String(started.body.authorizationUrl), {
+  const authorizationUrl = new URL(String(started.body.authorizationUrl))
+  await stack.rememberPending(authorizationUrl.searchParams.get("state") ?? "")
+  const redirect = await stack.idp.driveAuthorization(authorizationUrl, {
     username: who.username,
     password: who.password
   })
   if (!redirect.href.startsWith(CALLBACK)) throw new Error("dev-idp redirected elsewhere than the callback")
+  for (const name of ["code", "state"])
+    runSecrets.add(`consent ${name}`, redirect.searchParams.get(name) ?? "")
   // the load balancer's part: the public callback, delivered to the bound address
   const callback = new URL(`${redirect.pathname}${redirect.search}`, stack.url)
   const page = await fetch(callback)
+  await stack.rememberStored()
   return { callback, status: page.status, html: await page.text(), user: who }
 }

@@ -6,9 +6,12 @@ import { tmpdir } from "node:os"
 import { basename, dirname, join, resolve } from "node:path"
 import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
+import { type ConfigFileInput, hashSecret, keyRingLayer, parseConfig, storeLayer } from "@token-broker/config"
+import type { GrantStore, KeyRing } from "@token-broker/core"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
-import { Effect } from "effect"
+import { type KnownSecret, SecretList } from "@token-broker/secret-scan"
+import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import { type RunningMcpServer, startMcpServer } from "../../src/McpServer.js"
 import { type FrontDoor, startFrontDoor } from "./frontDoor.js"
 
@@ -40,6 +43,17 @@ export interface Stack {
   /** Where consent lands: the MCP server's own callback (in-process) or the broker's (remote). */
   readonly callbackUrl: string
   readonly logs: LogCapture
+  /** What the HTTP broker's process printed (remote token source; empty in-process). */
+  readonly brokerOutput: () => string
+  /**
+   * Every secret the stack handled, for the secret scan of its logs (F19): caller and client secrets,
+   * the key, passwords and user tokens as they are made; what `rememberStored` and `rememberPending` add.
+   */
+  readonly secrets: SecretList
+  /** Adds every stored grant's refresh and access tokens, decrypted with the stack's key ring. */
+  readonly rememberStored: () => Promise<void>
+  /** Adds the PKCE verifier and nonce of the consent an authorization URL (not yet used) belongs to. */
+  readonly rememberPending: (authorizationUrl: string | URL) => Promise<void>
   /** A token of dev-idp for the MCP server, as an MCP client would get it. */
   readonly tokenFor: (username: string, scopes?: ReadonlyArray<string>, audience?: string) => Promise<string>
   readonly user: (username: string) => {
@@ -205,6 +219,16 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
         }
   idp.addResource({ audience: exchangeMcpUrl, scopes: ALL_SCOPES })
   const logs = new LogCapture()
+  const secrets = new SecretList()
+    .add("caller secret of mcp-server", callerSecret)
+    .add("key k1", env.TB_KEY ?? "")
+    .add("key k1 (bytes)", Buffer.from(env.TB_KEY ?? "", "base64"))
+  for (const client of idp.clients) {
+    if (client.clientSecret !== undefined)
+      secrets.add(`client secret of ${client.clientId}`, client.clientSecret)
+  }
+  for (const who of idp.users) secrets.add(`password of ${who.username}`, who.password)
+  let config: Effect.Effect.Success<ReturnType<typeof parseConfig>> | undefined
   let mcp: RunningMcpServer
   let exchangeMcp: RunningMcpServer
   try {
@@ -232,7 +256,7 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
       brokerDoor.forwardTo(broker.url)
     }
     const file = fileFor(broker?.url)
-    const config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
+    config = await Effect.runPromise(parseConfig(file, env, { baseDir: dir }))
     mcp = await startMcpServer(config, { logStream: logs })
     mcpDoor.forwardTo(mcp.url)
     const exchangeConfig = await Effect.runPromise(
@@ -258,6 +282,17 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
     await rm(dir, { recursive: true, force: true })
     throw error
   }
+  // the store and key ring both servers (and the remote broker) run on, over a connection of their own
+  const inspector =
+    config === undefined
+      ? undefined
+      : ManagedRuntime.make(Layer.merge(storeLayer(config.storage), keyRingLayer(config.keyRing)))
+  const remember = async (
+    read: Effect.Effect<ReadonlyArray<KnownSecret>, unknown, GrantStore.GrantStore | KeyRing.KeyRing>
+  ) => {
+    if (inspector === undefined) throw new Error("the stack's store cannot be inspected")
+    secrets.addAll(await inspector.runPromise(read))
+  }
   const user = (username: string) => {
     const found = idp.users.find((u) => u.username === username)
     if (found === undefined) throw new Error(`no dev-idp user ${username}`)
@@ -271,6 +306,11 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
     exchangeMcpUrl,
     callbackUrl,
     logs,
+    brokerOutput: () => broker?.output() ?? "",
+    secrets,
+    rememberStored: () => remember(storedGrantSecrets),
+    rememberPending: (authorizationUrl) =>
+      remember(pendingConsentSecrets(new URL(authorizationUrl).searchParams.get("state") ?? "")),
     user,
     tokenFor: async (username, scopes = ALL_SCOPES, audience = mcpUrl) => {
       const { password } = user(username)
@@ -282,9 +322,12 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
         scopes: ["openid", ...scopes],
         resource: audience
       })
+      secrets.add(`user token of ${username}`, tokens.access_token)
+      if (tokens.id_token !== undefined) secrets.add(`ID token of ${username}`, tokens.id_token)
       return tokens.access_token
     },
     stop: async () => {
+      await inspector?.dispose()
       await Promise.all([mcp.close(), exchangeMcp.close()])
       if (broker !== undefined) {
         const exited = new Promise((r) => broker?.process.once("exit", r))

@@ -8,6 +8,7 @@ import {
   ElicitationCompleteNotificationSchema,
   ElicitRequestSchema
 } from "@modelcontextprotocol/sdk/types.js"
+import { formatFindings, scanForSecrets } from "@token-broker/secret-scan"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Browser, launchBrowser } from "./browser.js"
 import { MemoryOAuthProvider } from "./oauthProvider.js"
@@ -16,7 +17,7 @@ import { ALL_SCOPES, type Stack, startStack, type TokenSourceKind } from "./stac
 const text = (result: CallToolResult): string =>
   result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n")
 
-const call = async (client: Client, name: string, args: Record<string, unknown> = {}) =>
+const callTool = async (client: Client, name: string, args: Record<string, unknown> = {}) =>
   (await client.callTool({ name, arguments: args })) as CallToolResult
 
 const connect = async (stack: Stack, token: string, capabilities: Record<string, unknown> = {}) => {
@@ -61,7 +62,14 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
   describe(`MCP server (${kind} token source)`, () => {
     let stack: Stack
     let browser: Browser
-    const tokens: Array<string> = []
+
+    /** A tool call; the grants' stored tokens go on the scan's list before a disconnect and after each call. */
+    const call = async (client: Client, name: string, args: Record<string, unknown> = {}) => {
+      if (name === "disconnect_provider") await stack.rememberStored()
+      const result = await callTool(client, name, args)
+      await stack.rememberStored()
+      return result
+    }
 
     beforeAll(async () => {
       ;[stack, browser] = await Promise.all([startStack(kind), launchBrowser()])
@@ -71,11 +79,8 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
       await stack?.stop()
     })
 
-    const tokenFor = async (username: string, scopes?: ReadonlyArray<string>, audience?: string) => {
-      const token = await stack.tokenFor(username, scopes, audience)
-      tokens.push(token)
-      return token
-    }
+    const tokenFor = (username: string, scopes?: ReadonlyArray<string>, audience?: string) =>
+      stack.tokenFor(username, scopes, audience)
 
     describe("as a protected resource", () => {
       it("serves RFC 9728 metadata naming dev-idp and this resource", async () => {
@@ -118,6 +123,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
             resource: stack.idp.notesAudience
           })
         ).access_token
+        stack.secrets.add("alice's token for the notes API", otherAudience)
         const idToken = (
           await stack.idp.login({
             clientId: "mcp-client",
@@ -128,6 +134,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
           })
         ).id_token
         expect(idToken).toBeTypeOf("string")
+        stack.secrets.add("alice's ID token", idToken ?? "")
         // a resource whose tokens live 1 s, for one token, then back to the default
         stack.idp.addResource({ audience: stack.mcpUrl, scopes: ALL_SCOPES, accessTokenTtlSeconds: 1 })
         const expired = await tokenFor("alice").finally(() =>
@@ -249,6 +256,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         expect(text(refused)).toContain(link)
         expect(new URL(link).origin).toBe(stack.idp.issuer)
 
+        await stack.rememberPending(link)
         const page = await browser.consent(link, stack.user("alice"))
         expect(page.url.startsWith(stack.callbackUrl)).toBe(true)
         expect(page.text).toMatch(/Connected/)
@@ -307,6 +315,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         const { client } = await connect(stack, await tokenFor("alice"))
         const consentVia = async (result: CallToolResult) => {
           const link = result.structuredContent?.authorizationUrl as string
+          await stack.rememberPending(link)
           const redirect = await stack.idp.driveAuthorization(link, stack.user("alice"))
           expect((await fetch(redirect)).status).toBe(200)
         }
@@ -336,6 +345,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         const { client } = await connect(stack, await tokenFor("alice"))
         const started = await call(client, "connect_provider", { provider: "notes" })
         expect(started.structuredContent).toMatchObject({ status: "pending", delivery: "link" })
+        await stack.rememberPending(started.structuredContent?.authorizationUrl as string)
         const redirect = await stack.idp.driveAuthorization(
           started.structuredContent?.authorizationUrl as string,
           stack.user("bob")
@@ -366,6 +376,7 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         const result = await call(client, "connect_provider", { provider: "notes" })
         expect(result.structuredContent).toMatchObject({ status: "pending", delivery: "elicitation" })
         expect(elicited?.url).toMatch(new RegExp(`^${stack.idp.issuer}/`))
+        await stack.rememberPending(elicited?.url ?? "")
         const redirect = await stack.idp.driveAuthorization(elicited?.url ?? "", stack.user("alice"))
         expect((await fetch(redirect)).status).toBe(200)
         expect(await completed).toBe(elicited?.elicitationId)
@@ -431,8 +442,12 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         const page = await browser.consent(authorizationUrl?.href ?? "", stack.user("alice"))
         expect(page.text).toMatch(/Signed in/)
         expect(codes).toHaveLength(1)
+        stack.secrets.add("the SDK client's PKCE code verifier", provider.codeVerifier())
+        stack.secrets.add("the SDK client's authorization code", codes[0] ?? "")
         await transport.finishAuth(codes[0] ?? "")
-        tokens.push(provider.tokens()?.access_token ?? "")
+        stack.secrets.add("the SDK client's access token", provider.tokens()?.access_token ?? "")
+        const refreshToken = provider.tokens()?.refresh_token
+        if (refreshToken !== undefined) stack.secrets.add("the SDK client's refresh token", refreshToken)
 
         const signedIn = new Client({ name: "e2e-oauth", version: "1.0.0" })
         await signedIn.connect(
@@ -446,11 +461,25 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
       }
     })
 
-    it("never logs a token", () => {
+    it("never logs a secret of the run in any encoding, nor any credential (F19)", async () => {
+      await stack.rememberStored()
       const logs = stack.logs.text()
       expect(logs.length).toBeGreaterThan(0)
-      for (const token of tokens) {
-        if (token.length > 0) expect(logs).not.toContain(token.split(".")[2] ?? token)
+      // the list holds what the suite handled, the stored refresh tokens and consents' verifiers among it
+      for (const label of [
+        "refresh token of",
+        "PKCE code verifier of",
+        "user token of",
+        "client secret of"
+      ]) {
+        expect(stack.secrets.count(label), label).toBeGreaterThan(0)
+      }
+      for (const [what, text] of [
+        ["the MCP servers' logs", logs],
+        ["the broker process's output", stack.brokerOutput()]
+      ] as const) {
+        const findings = scanForSecrets(text, stack.secrets)
+        expect(findings, `${what}: ${formatFindings(findings)}`).toEqual([])
       }
       expect(logs).not.toMatch(/[?&](code|state)=/)
     })
