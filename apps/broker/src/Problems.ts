@@ -98,7 +98,10 @@ export const problemOf = (error: TokenBrokerError): Problem => {
     case "ProviderNotFound":
       return { ...base, extensions: { provider: error.provider } }
     case "IdentityMismatch":
-      return { ...base, extensions: { subject: error.subject, provider: error.provider } }
+      return {
+        ...base,
+        extensions: { subject: error.subject, provider: error.provider, consented: error.consented }
+      }
     case "StorageUnavailable":
       return {
         ...base,

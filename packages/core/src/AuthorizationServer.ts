@@ -44,7 +44,7 @@ export interface TokenSet {
   /** Absolute expiry of the access token; null when the provider sent no `expires_in`. */
   readonly expiresAt: number | null
   readonly refreshToken: Redacted.Redacted<string> | null
-  /** From `refresh_expires_in`, when sent. */
+  /** From `refresh_expires_in` (or `refresh_token_expires_in`), when sent. */
   readonly refreshExpiresAt: number | null
   /** From the response's `scope`, sorted; null when the response names none. */
   readonly scopes: ReadonlyArray<string> | null
@@ -112,6 +112,12 @@ export interface ProviderClient {
     readonly redirectUri: string
     readonly resource?: string | undefined
   }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /**
+   * The account an access token was issued for, from the provider's userinfo(-style) endpoint (the
+   * configured `endpoints.userinfo` or the metadata's): its `userinfoSubjectField` (default "sub"), a
+   * number given as text. Fails when the provider has no such endpoint or the answer names no account.
+   */
+  readonly userinfoSubject: (accessToken: Redacted.Redacted<string>) => Effect.Effect<string, UpstreamError>
   /** RFC 7009 revocation with client authentication. Fails when the provider has no endpoint. */
   readonly revoke: (request: {
     readonly token: Redacted.Redacted<string>
