@@ -84,6 +84,12 @@ export interface StackOptions {
   readonly accessTokenTtlSeconds?: number | undefined
   /** More `server` settings (timeouts, limits, trustProxy). */
   readonly server?: NonNullable<ConfigFileInput["server"]> | undefined
+  /**
+   * dev-idp as a plain OAuth 2.0 provider, GitHub-style, and provider "notes" configured for it: no
+   * discovery (`none`: endpoints in the config) or RFC 8414 metadata, no ID token, no offline scope, the
+   * identity from the GitHub-style `/user`. No provider does token exchange then.
+   */
+  readonly plainOAuth?: "none" | "oauth-authorization-server" | undefined
 }
 
 /**
@@ -95,6 +101,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
   const idp = await startDevIdp({
     mcpAudience: MCP_AUDIENCE,
     redirectUris: [CALLBACK],
+    ...(options.plainOAuth === undefined ? {} : { plainOAuth: { metadata: options.plainOAuth } }),
     ...(options.accessTokenTtlSeconds === undefined
       ? {}
       : { accessTokenTtlSeconds: options.accessTokenTtlSeconds })
@@ -140,7 +147,22 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         resource: idp.notesAudience,
         allowInsecureRequests: true,
         requestTimeout: "5 seconds",
-        tokenExchange: {}
+        ...(options.plainOAuth === undefined
+          ? { tokenExchange: {} }
+          : {
+              discovery: options.plainOAuth,
+              endpoints:
+                options.plainOAuth === "none"
+                  ? {
+                      authorization: idp.endpoints.authorization,
+                      token: idp.endpoints.token,
+                      revocation: idp.endpoints.revocation,
+                      userinfo: idp.endpoints.userinfo
+                    }
+                  : { userinfo: idp.endpoints.userinfo },
+              offlineAccessScope: null,
+              userinfoSubjectField: "id"
+            })
       },
       {
         id: "other",
@@ -150,7 +172,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         scopes: ["notes:read"],
         resource: idp.opaqueAudience,
         allowInsecureRequests: true,
-        tokenExchange: {}
+        ...(options.plainOAuth === undefined ? { tokenExchange: {} } : { identityBinding: "any" as const })
       }
     ],
     sessionTokens: { audience: MCP_AUDIENCE, issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true },

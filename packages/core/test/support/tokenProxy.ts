@@ -12,6 +12,8 @@ export type AnswerFault =
   | { readonly kind: "token_type" }
   /** Replaces the body with text that is not JSON, status 200. */
   | { readonly kind: "not_json" }
+  /** Answers status 200 with this OAuth error as a form body (GitHub without `Accept: application/json`). */
+  | { readonly kind: "form_error"; readonly error: string }
 
 export interface TokenProxy {
   /** The proxy's base URL: point a provider's `internalBaseUrl.to` at it. */
@@ -85,6 +87,12 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
         case "not_json":
           res.writeHead(200, { "content-type": "application/json" })
           res.end(`${text.slice(0, 20)}<truncated`)
+          return
+        case "form_error":
+          res.writeHead(200, { "content-type": "application/x-www-form-urlencoded; charset=utf-8" })
+          res.end(
+            new URLSearchParams({ error: fault.error, error_description: "refused by the proxy" }).toString()
+          )
           return
       }
     })().catch(() => {
