@@ -80,7 +80,17 @@ export interface ProviderClient {
     readonly scopes?: ReadonlyArray<string> | undefined
     readonly resource?: string | undefined
   }) => Effect.Effect<TokenSet, InvalidGrant | UnreadableAnswer | UpstreamError>
-  /** RFC 8693 token exchange of an access token the provider trusts. */
+  /**
+   * What the provider's metadata says of RFC 8693 token exchange: "listed" in `grant_types_supported`,
+   * "not_listed" (the list is there and lacks it), or "unknown" (no `grant_types_supported`, or
+   * discovery "none").
+   */
+  readonly tokenExchangeSupport: Effect.Effect<"listed" | "not_listed" | "unknown", UpstreamError>
+  /**
+   * RFC 8693 token exchange of an access token the provider trusts. A provider whose metadata does not
+   * list the grant, or that answers `unsupported_grant_type`, fails `UpstreamRejected` with error
+   * `unsupported_grant_type` and a message saying it does not support RFC 8693 token exchange.
+   */
   readonly exchange: (request: {
     readonly subjectToken: Redacted.Redacted<string>
     readonly scopes: ReadonlyArray<string>
@@ -138,6 +148,17 @@ export class AuthorizationServers extends Context.Tag("@token-broker/core/Author
 >() {}
 
 export type MakeOptions = internal.MakeOptions
+
+/**
+ * The start-up check of every provider configured for token exchange (`tokenExchange`) against its
+ * metadata: a provider whose `grant_types_supported` lacks the token-exchange grant fails `ConfigInvalid`
+ * naming `providers[i].tokenExchange`. A provider whose metadata says nothing (no `grant_types_supported`,
+ * or discovery "none"), or that cannot be reached now, gives a warning (returned, for the app to log):
+ * it is then known only at the first exchange.
+ */
+export const checkTokenExchange: (
+  servers: AuthorizationServersService
+) => Effect.Effect<ReadonlyArray<string>, ConfigInvalid> = internal.checkTokenExchange
 
 /**
  * Builds every provider's client on openid-client. Checks the configuration at once (an http:// issuer

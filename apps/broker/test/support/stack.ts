@@ -90,6 +90,8 @@ export interface StackOptions {
    * identity from the GitHub-style `/user`. No provider does token exchange then.
    */
   readonly plainOAuth?: "none" | "oauth-authorization-server" | undefined
+  /** Settings laid over provider "notes" (e.g. `tokenExchange` on a plain OAuth 2.0 provider). */
+  readonly notes?: Record<string, unknown> | undefined
 }
 
 /**
@@ -162,7 +164,8 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
                   : { userinfo: idp.endpoints.userinfo },
               offlineAccessScope: null,
               userinfoSubjectField: "id"
-            })
+            }),
+        ...options.notes
       },
       {
         id: "other",
@@ -175,7 +178,16 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         ...(options.plainOAuth === undefined ? { tokenExchange: {} } : { identityBinding: "any" as const })
       }
     ],
-    sessionTokens: { audience: MCP_AUDIENCE, issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true },
+    sessionTokens: {
+      audience: MCP_AUDIENCE,
+      // a plain OAuth 2.0 provider has no discovery to find its JWKS in
+      issuers: [
+        options.plainOAuth === undefined
+          ? { issuer: idp.issuer }
+          : { issuer: idp.issuer, jwksUri: idp.endpoints.jwks }
+      ],
+      allowInsecureRequests: true
+    },
     callers: [
       {
         id: CALLERS.agent.id,

@@ -398,6 +398,22 @@ const makeProviderClient = (
       message: `provider "${provider.id}" has no ${operation} endpoint in its discovery document`
     })
 
+  const exchangeRequest = (request: Parameters<ProviderClient["exchange"]>[0]) =>
+    tokenRequest("token exchange", (config) => {
+      const parameters: Record<string, string> = {
+        subject_token: Redacted.value(request.subjectToken),
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        requested_token_type: ACCESS_TOKEN_TYPE,
+        ...tokenParameters(provider, request.scopes, request.resource)
+      }
+      if (request.audience !== undefined) parameters.audience = request.audience
+      if (request.actorToken !== undefined) {
+        parameters.actor_token = Redacted.value(request.actorToken)
+        parameters.actor_token_type = ACCESS_TOKEN_TYPE
+      }
+      return client.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, parameters)
+    })
+
   const providerClient: ProviderClient = {
     config: provider,
     refresh: (request) =>
@@ -422,20 +438,28 @@ const makeProviderClient = (
         const successor = yield* Effect.promise(() => kept.text().then(successorIn, () => null))
         return yield* Effect.fail(new UnreadableAnswer(provider.id, kept.status, successor, problem))
       }),
+    tokenExchangeSupport: Effect.map(metadata, (server) =>
+      Array.isArray(server.grant_types_supported)
+        ? server.grant_types_supported.includes(TOKEN_EXCHANGE_GRANT)
+          ? ("listed" as const)
+          : ("not_listed" as const)
+        : ("unknown" as const)
+    ),
     exchange: (request) =>
-      tokenRequest("token exchange", (config) => {
-        const parameters: Record<string, string> = {
-          subject_token: Redacted.value(request.subjectToken),
-          subject_token_type: ACCESS_TOKEN_TYPE,
-          requested_token_type: ACCESS_TOKEN_TYPE,
-          ...tokenParameters(provider, request.scopes, request.resource)
+      Effect.gen(function* () {
+        const server = yield* metadata
+        if (
+          Array.isArray(server.grant_types_supported) &&
+          !server.grant_types_supported.includes(TOKEN_EXCHANGE_GRANT)
+        ) {
+          return yield* noTokenExchange(provider.id, "its metadata's grant_types_supported does not list it")
         }
-        if (request.audience !== undefined) parameters.audience = request.audience
-        if (request.actorToken !== undefined) {
-          parameters.actor_token = Redacted.value(request.actorToken)
-          parameters.actor_token_type = ACCESS_TOKEN_TYPE
-        }
-        return client.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, parameters)
+        return yield* exchangeRequest(request).pipe(
+          Effect.catchIf(
+            (error) => error._tag === "UpstreamRejected" && error.error === "unsupported_grant_type",
+            () => noTokenExchange(provider.id, "it answered unsupported_grant_type")
+          )
+        )
       }),
     clientCredentials: (request) =>
       tokenRequest("client_credentials", (config) =>
@@ -552,6 +576,16 @@ const makeProviderClient = (
   return providerClient
 }
 
+/** The provider does not do RFC 8693 token exchange (`why` says how that is known). */
+const noTokenExchange = (provider: string, why: string) =>
+  Effect.fail(
+    new UpstreamRejected({
+      provider,
+      error: "unsupported_grant_type",
+      message: `provider "${provider}" does not support RFC 8693 token exchange (${why}): remove tokenExchange from its config, or use a provider that supports it`
+    })
+  )
+
 /** `invalid_grant` where no grant is involved (revocation, introspection) is a rejection like any other. */
 const rejectedGrant = (provider: string, error: { readonly errorDescription: string | undefined }) =>
   new UpstreamRejected({
@@ -591,6 +625,40 @@ export const make = (
           : Effect.succeed(found)
       }
     }
+  })
+
+export const checkTokenExchange = (
+  servers: AuthorizationServersService
+): Effect.Effect<ReadonlyArray<string>, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const configured = [...servers.providers.entries()].filter(([, p]) => p.tokenExchange !== undefined)
+    // every provider at once: a slow one delays the start by one request timeout at most
+    const outcomes = yield* Effect.forEach(
+      configured,
+      ([index, provider]) =>
+        Effect.flatMap(Effect.orDie(servers.get(provider.id)), (found) =>
+          Effect.map(Effect.either(found.tokenExchangeSupport), (support) => ({ index, provider, support }))
+        ),
+      { concurrency: "unbounded" }
+    )
+    const warnings: Array<string> = []
+    for (const { index, provider, support } of outcomes) {
+      if (support._tag === "Left") {
+        warnings.push(
+          `provider "${provider.id}": its metadata could not be read (${support.left.message}); whether it supports RFC 8693 token exchange is known at the first exchange`
+        )
+      } else if (support.right === "not_listed") {
+        return yield* new ConfigInvalid({
+          field: `providers[${index}].tokenExchange`,
+          message: `provider "${provider.id}" is configured for token exchange, but its metadata's grant_types_supported does not list ${TOKEN_EXCHANGE_GRANT}: it does not support RFC 8693 token exchange; remove tokenExchange, or use a provider that supports it`
+        })
+      } else if (support.right === "unknown") {
+        warnings.push(
+          `provider "${provider.id}" is configured for token exchange, but its metadata has no grant_types_supported: whether it supports RFC 8693 token exchange is known at the first exchange`
+        )
+      }
+    }
+    return warnings
   })
 
 /**
