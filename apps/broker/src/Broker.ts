@@ -1,6 +1,6 @@
 import { type BrokerLayerError, brokerLayer, type Config } from "@token-broker/config"
-import type { KeyRing } from "@token-broker/core"
-import { Duration, type Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
+import { AuthorizationServer, type KeyRing } from "@token-broker/core"
+import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import type { FastifyInstance } from "fastify"
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
 import { buildServer } from "./Server.js"
@@ -96,6 +96,12 @@ export const startBroker = async (config: Config, options: StartOptions = {}): P
   try {
     // builds every layer now: a bad key, an unreachable database or a bad provider fails the start
     await runtime.runtime()
+    // a provider configured for token exchange whose metadata says it has none stops the start
+    const checked = await runtime.runPromiseExit(
+      Effect.flatMap(AuthorizationServer.AuthorizationServers, AuthorizationServer.checkTokenExchange)
+    )
+    if (Exit.isFailure(checked)) throw Cause.squash(checked.cause)
+    for (const warning of checked.value) logger.warn({ check: "token_exchange" }, warning)
     app = await buildServer({ config, runtime, logger })
     await app.listen({ port: options.port ?? config.server.port, host: options.host ?? config.server.host })
   } catch (error) {

@@ -98,7 +98,10 @@ export const problemOf = (error: TokenBrokerError): Problem => {
     case "ProviderNotFound":
       return { ...base, extensions: { provider: error.provider } }
     case "IdentityMismatch":
-      return { ...base, extensions: { subject: error.subject, provider: error.provider } }
+      return {
+        ...base,
+        extensions: { subject: error.subject, provider: error.provider, consented: error.consented }
+      }
     case "StorageUnavailable":
       return {
         ...base,
@@ -143,6 +146,11 @@ export const oauthErrorOf = (error: TokenBrokerError): OAuthError => {
       }
     }
     case "UpstreamRejected":
+      if (error.error === "unsupported_grant_type") {
+        // the provider named by audience/resource cannot do RFC 8693: that target is not one this
+        // token endpoint can issue for (RFC 8693 section 2.2.2); this broker does support the grant
+        return { status: 400, error: "invalid_target", description: error.message }
+      }
       return error.error === "invalid_scope" || error.error === "invalid_target"
         ? { status: 400, error: error.error, description: error.errorDescription ?? error.message }
         : { status: 502, error: "server_error", description: error.message }

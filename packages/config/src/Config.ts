@@ -536,7 +536,13 @@ const resolveConfig = (
         requestTimeout: duration(p.requestTimeout),
         refreshTokenLifetime: duration(p.refreshTokenLifetime),
         tokenExchange: p.tokenExchange,
-        identityBinding: p.identityBinding
+        identityBinding: p.identityBinding,
+        discovery: p.discovery,
+        endpoints: p.endpoints,
+        authorizationParameters: p.authorizationParameters,
+        offlineAccessScope: p.offlineAccessScope,
+        userinfoSubjectField: p.userinfoSubjectField,
+        invalidGrantErrors: p.invalidGrantErrors
       })
     }
 

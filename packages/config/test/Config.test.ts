@@ -60,6 +60,50 @@ describe("parseConfig", () => {
     })
   )
 
+  it.effect("a plain OAuth 2.0 provider (GitHub-style) loads with its endpoints and settings", () =>
+    Effect.gen(function* () {
+      const input = valid()
+      const config = yield* parseConfig(
+        {
+          ...input,
+          providers: [
+            {
+              ...input.providers?.[0],
+              id: "github",
+              issuer: "https://github.com",
+              discovery: "none",
+              endpoints: {
+                authorization: "https://github.com/login/oauth/authorize",
+                token: "https://github.com/login/oauth/access_token",
+                userinfo: "https://api.github.com/user"
+              },
+              offlineAccessScope: null,
+              userinfoSubjectField: "id",
+              invalidGrantErrors: ["bad_refresh_token"],
+              authorizationParameters: { allow_signup: "false" }
+            }
+          ]
+        },
+        env
+      )
+      expect(config.providers[0]).toMatchObject({
+        discovery: "none",
+        endpoints: { token: "https://github.com/login/oauth/access_token" },
+        offlineAccessScope: null,
+        userinfoSubjectField: "id",
+        invalidGrantErrors: ["bad_refresh_token"],
+        authorizationParameters: { allow_signup: "false" },
+        identityBinding: "same-subject"
+      })
+      // the defaults: OpenID Connect discovery and offline_access
+      const plain = yield* parseConfig(valid(), env)
+      expect(plain.providers[0]).toMatchObject({
+        discovery: "openid-configuration",
+        offlineAccessScope: "offline_access"
+      })
+    })
+  )
+
   const cases: Array<[string, (c: Record<string, unknown>) => unknown, string, RegExp]> = [
     ["a missing storage", (c) => ({ ...c, storage: undefined }), "storage", /storage.kind|required/],
     [
@@ -100,6 +144,69 @@ describe("parseConfig", () => {
       }),
       "providers[0].clientAuthentication.clientSecret",
       /./
+    ],
+    [
+      "discovery none without a token endpoint",
+      (c) => ({
+        ...c,
+        providers: [
+          {
+            ...(c.providers as Array<object>)[0],
+            discovery: "none",
+            identityBinding: "any",
+            endpoints: { authorization: "https://github.com/login/oauth/authorize" }
+          }
+        ]
+      }),
+      "providers[0].endpoints.token",
+      /discovery: none, so endpoints.token must be configured/
+    ],
+    [
+      "an unknown discovery",
+      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], discovery: "oauth" }] }),
+      "providers[0].discovery",
+      /openid-configuration, oauth-authorization-server or none/
+    ],
+    [
+      "a plain OAuth 2.0 provider with same-subject and no userinfo endpoint",
+      (c) => ({
+        ...c,
+        providers: [
+          {
+            ...(c.providers as Array<object>)[0],
+            discovery: "none",
+            endpoints: {
+              authorization: "https://github.com/login/oauth/authorize",
+              token: "https://github.com/login/oauth/access_token"
+            }
+          }
+        ]
+      }),
+      "providers[0].identityBinding",
+      /issues no ID token.*endpoints.userinfo.*identityBinding: any/
+    ],
+    [
+      "a reserved authorization parameter",
+      (c) => ({
+        ...c,
+        providers: [
+          {
+            ...(c.providers as Array<object>)[0],
+            authorizationParameters: { access_type: "offline", redirect_uri: "https://evil.example" }
+          }
+        ]
+      }),
+      "providers[0].authorizationParameters.redirect_uri",
+      /may not set "redirect_uri", which the broker sets itself/
+    ],
+    [
+      "an endpoint that is not a URL",
+      (c) => ({
+        ...c,
+        providers: [{ ...(c.providers as Array<object>)[0], endpoints: { userinfo: "api.github.com/user" } }]
+      }),
+      "providers[0].endpoints.userinfo",
+      /absolute URL/
     ],
     [
       "a duplicate provider id",

@@ -44,7 +44,7 @@ export interface TokenSet {
   /** Absolute expiry of the access token; null when the provider sent no `expires_in`. */
   readonly expiresAt: number | null
   readonly refreshToken: Redacted.Redacted<string> | null
-  /** From `refresh_expires_in`, when sent. */
+  /** From `refresh_expires_in` (or `refresh_token_expires_in`), when sent. */
   readonly refreshExpiresAt: number | null
   /** From the response's `scope`, sorted; null when the response names none. */
   readonly scopes: ReadonlyArray<string> | null
@@ -80,7 +80,17 @@ export interface ProviderClient {
     readonly scopes?: ReadonlyArray<string> | undefined
     readonly resource?: string | undefined
   }) => Effect.Effect<TokenSet, InvalidGrant | UnreadableAnswer | UpstreamError>
-  /** RFC 8693 token exchange of an access token the provider trusts. */
+  /**
+   * What the provider's metadata says of RFC 8693 token exchange: "listed" in `grant_types_supported`,
+   * "not_listed" (the list is there and lacks it), or "unknown" (no `grant_types_supported`, or
+   * discovery "none").
+   */
+  readonly tokenExchangeSupport: Effect.Effect<"listed" | "not_listed" | "unknown", UpstreamError>
+  /**
+   * RFC 8693 token exchange of an access token the provider trusts. A provider whose metadata does not
+   * list the grant, or that answers `unsupported_grant_type`, fails `UpstreamRejected` with error
+   * `unsupported_grant_type` and a message saying it does not support RFC 8693 token exchange.
+   */
   readonly exchange: (request: {
     readonly subjectToken: Redacted.Redacted<string>
     readonly scopes: ReadonlyArray<string>
@@ -112,6 +122,12 @@ export interface ProviderClient {
     readonly redirectUri: string
     readonly resource?: string | undefined
   }) => Effect.Effect<TokenSet, InvalidGrant | UpstreamError>
+  /**
+   * The account an access token was issued for, from the provider's userinfo(-style) endpoint (the
+   * configured `endpoints.userinfo` or the metadata's): its `userinfoSubjectField` (default "sub"), a
+   * number given as text. Fails when the provider has no such endpoint or the answer names no account.
+   */
+  readonly userinfoSubject: (accessToken: Redacted.Redacted<string>) => Effect.Effect<string, UpstreamError>
   /** RFC 7009 revocation with client authentication. Fails when the provider has no endpoint. */
   readonly revoke: (request: {
     readonly token: Redacted.Redacted<string>
@@ -132,6 +148,17 @@ export class AuthorizationServers extends Context.Tag("@token-broker/core/Author
 >() {}
 
 export type MakeOptions = internal.MakeOptions
+
+/**
+ * The start-up check of every provider configured for token exchange (`tokenExchange`) against its
+ * metadata: a provider whose `grant_types_supported` lacks the token-exchange grant fails `ConfigInvalid`
+ * naming `providers[i].tokenExchange`. A provider whose metadata says nothing (no `grant_types_supported`,
+ * or discovery "none"), or that cannot be reached now, gives a warning (returned, for the app to log):
+ * it is then known only at the first exchange.
+ */
+export const checkTokenExchange: (
+  servers: AuthorizationServersService
+) => Effect.Effect<ReadonlyArray<string>, ConfigInvalid> = internal.checkTokenExchange
 
 /**
  * Builds every provider's client on openid-client. Checks the configuration at once (an http:// issuer

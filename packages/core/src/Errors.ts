@@ -108,10 +108,14 @@ export class AuthorizationNotPending extends Data.TaggedError("AuthorizationNotP
   readonly code = "authorization_not_pending" as const
 }
 
-/** The identity that consented at the provider may not be bound to the subject that asked. */
+/**
+ * The identity that consented at the provider may not be bound to the subject that asked. `consented`
+ * is the provider's identifier of the account that consented (a `sub`, or a userinfo field: not a secret).
+ */
 export class IdentityMismatch extends Data.TaggedError("IdentityMismatch")<{
   readonly subject: string
   readonly provider: string
+  readonly consented: string
   readonly message: string
 }> {
   readonly code = "identity_mismatch" as const

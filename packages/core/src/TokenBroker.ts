@@ -6,7 +6,7 @@ import {
   AuthorizationNotPending,
   ConsentRequired,
   type DecryptionFailed,
-  IdentityMismatch,
+  type IdentityMismatch,
   InvalidRequest,
   InvalidSubjectToken,
   type ProviderNotFound,
@@ -17,6 +17,7 @@ import {
 import type { GrantFilter, GrantKey, GrantRecord, GrantStatus } from "./Grant.js"
 import { grantKeyString } from "./Grant.js"
 import { GrantStore, grantLeaseName, type LeaseLost, type LeaseTimeout, withLease } from "./GrantStore.js"
+import { checkBinding, consentedIdentity, discardIssued } from "./internal/consentIdentity.js"
 import { decodeCursor, encodeCursor } from "./internal/cursor.js"
 import { count, labelsBy } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
@@ -26,6 +27,7 @@ import { normalizeScopes, requestedScopes, sortScopes } from "./internal/scopes.
 import { makeSingleFlight } from "./internal/singleFlight.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 import * as Metrics from "./Metrics.js"
+import { expectsIdToken, type ProviderConfig } from "./Provider.js"
 import { TokenVerifier } from "./TokenVerifier.js"
 
 /** An access token handed out by the broker. */
@@ -269,7 +271,11 @@ export const toGrantInfo = (record: GrantRecord): GrantInfo => ({
   lastErrorCode: record.lastErrorCode
 })
 
-const OFFLINE_SCOPES = ["openid", "offline_access"]
+/** What a consent asks beside the requested scopes: `openid` where an ID token comes back, the offline scope. */
+const consentScopes = (provider: ProviderConfig): ReadonlyArray<string> => {
+  const offline = provider.offlineAccessScope === undefined ? "offline_access" : provider.offlineAccessScope
+  return [...(expectsIdToken(provider) ? ["openid"] : []), ...(offline === null ? [] : [offline])]
+}
 
 export const make = (
   options: TokenBrokerOptions = {}
@@ -490,7 +496,7 @@ export const make = (
           request.scopes === undefined
             ? yield* normalizeScopes(client.config.defaultScopes, "scopes")
             : yield* requestedScopes(request.scopes, "scopes")
-        const scopes = sortScopes([...asked, ...OFFLINE_SCOPES])
+        const scopes = sortScopes([...asked, ...consentScopes(client.config)])
         const state = randomToken(32)
         const nonce = randomToken(32)
         const verifierText = randomToken(48)
@@ -504,7 +510,8 @@ export const make = (
           scopes,
           redirectUri: client.config.redirectUri,
           resource: client.config.resource,
-          prompt: "consent"
+          // oidc-provider and others drop offline access unless consent is asked again
+          ...(client.config.offlineAccessScope === null ? {} : { prompt: "consent" })
         })
         yield* store.putPending(stateHash, {
           ...key,
@@ -600,24 +607,26 @@ export const make = (
               )
             )
           )
-        const identity =
-          set.idTokenClaims === null
-            ? null
-            : { issuer: set.idTokenClaims.iss, subject: set.idTokenClaims.sub }
-        const binding = client.config.identityBinding ?? "same-subject"
-        if (binding === "same-subject" && identity?.subject !== pending.subject) {
-          return yield* new IdentityMismatch({
-            subject: pending.subject,
-            provider: pending.provider,
-            message: `The account that consented at "${pending.provider}" is not the subject that asked for it`
-          })
-        }
+        // Whatever refuses the consent from here on first revokes what the provider just issued.
+        const refuse = <E extends { readonly message: string }>(error: E) =>
+          Effect.flatMap(discardIssued(client, set), (outcome) =>
+            Effect.fail(Object.assign(error, { message: `${error.message}; ${outcome}` }))
+          )
+        const consented = yield* consentedIdentity(client, set).pipe(Effect.catchAll(refuse))
+        yield* checkBinding(client, pending.subject, consented).pipe(Effect.catchAll(refuse))
+        const identity = consented === null ? null : { issuer: consented.issuer, subject: consented.subject }
         if (set.refreshToken === null) {
-          return yield* new UpstreamRejected({
-            provider: pending.provider,
-            error: "no_refresh_token",
-            message: `Provider "${pending.provider}" issued no refresh token; offline_access was not granted`
-          })
+          return yield* refuse(
+            new UpstreamRejected({
+              provider: pending.provider,
+              error: "no_refresh_token",
+              message: `Provider "${pending.provider}" issued no refresh token; ${
+                client.config.offlineAccessScope === null
+                  ? "it issues none to this client (check the app's refresh-token setting at the provider)"
+                  : `${client.config.offlineAccessScope ?? "offline_access"} was not granted`
+              }`
+            })
+          )
         }
         const now = yield* Clock.currentTimeMillis
         const grantedScopes = set.scopes ?? pending.scopes

@@ -59,11 +59,15 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
   const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: "ES256", use: "sig" }
   const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" }
 
+  // plain OAuth 2.0 mode has no token exchange, so no client may be registered for it
+  const brokerGrants = BROKER_GRANT_TYPES.filter(
+    (grant) => options.plainOAuth === undefined || grant !== TOKEN_EXCHANGE_GRANT_TYPE
+  )
   const basic = secretFor(DefaultClientIds.basic)
   const post = secretFor(DefaultClientIds.post)
   const native = secretFor(DefaultClientIds.native)
   const common = {
-    grant_types: [...BROKER_GRANT_TYPES],
+    grant_types: [...brokerGrants],
     response_types: ["code"],
     redirect_uris: redirectUris
   }
@@ -95,7 +99,7 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
       token_endpoint_auth_method: "none"
     },
     {
-      grant_types: [...BROKER_GRANT_TYPES],
+      grant_types: [...brokerGrants],
       response_types: ["code"],
       application_type: "native",
       redirect_uris: [...LOOPBACK_REDIRECT_URIS],
@@ -110,21 +114,21 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
       clientSecret: basic,
       tokenEndpointAuthMethod: "client_secret_basic",
       redirectUris,
-      grantTypes: [...BROKER_GRANT_TYPES]
+      grantTypes: [...brokerGrants]
     },
     {
       clientId: DefaultClientIds.post,
       clientSecret: post,
       tokenEndpointAuthMethod: "client_secret_post",
       redirectUris,
-      grantTypes: [...BROKER_GRANT_TYPES]
+      grantTypes: [...brokerGrants]
     },
     {
       clientId: DefaultClientIds.privateKeyJwt,
       tokenEndpointAuthMethod: "private_key_jwt",
       privateJwk,
       redirectUris,
-      grantTypes: [...BROKER_GRANT_TYPES]
+      grantTypes: [...brokerGrants]
     },
     {
       clientId: DefaultClientIds.public,
@@ -137,7 +141,7 @@ export const buildClients = async (issuer: string, options: ResolvedDevIdpOption
       clientSecret: native,
       tokenEndpointAuthMethod: "client_secret_basic",
       redirectUris: [...LOOPBACK_REDIRECT_URIS],
-      grantTypes: [...BROKER_GRANT_TYPES]
+      grantTypes: [...brokerGrants]
     }
   ]
 

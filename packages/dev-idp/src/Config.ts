@@ -66,6 +66,16 @@ export const DevIdpOptionsSchema = z
     /** Extra resources besides the notes API and the opaque-token resource. */
     resources: z.array(DevIdpResourceSchema).default([]),
     /**
+     * Plain OAuth 2.0, GitHub-style: no OpenID Connect discovery (`/.well-known/openid-configuration`
+     * answers 404), no ID tokens, refresh tokens without `offline_access`, token-endpoint errors answered
+     * with status 200 and the error in the JSON body, `refresh_token_expires_in` instead of
+     * `refresh_expires_in`, no RFC 8693 token exchange, and a GitHub-style `GET /user` (`id`, `login`).
+     * `metadata`: "none" (default) or "oauth-authorization-server" (serve RFC 8414 metadata).
+     */
+    plainOAuth: z
+      .strictObject({ metadata: z.enum(["none", "oauth-authorization-server"]).default("none") })
+      .optional(),
+    /**
      * Audience of an MCP server (its canonical URL): adds a JWT resource with the scopes
      * `mcp:tools notes:read notes:write`, so a Flow-1 token can later be exchanged for notes scopes.
      */

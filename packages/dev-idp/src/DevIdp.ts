@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto"
 import { createServer, IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { setTimeout as sleep } from "node:timers/promises"
-import { exportJWK, generateKeyPair, type JSONWebKeySet, type JWK } from "jose"
+import { createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet, type JWK, jwtVerify } from "jose"
 import type { Configuration, KoaContextWithOIDC, ResourceServer } from "oidc-provider"
 import { buildClients, type DevIdpClient } from "./Clients.js"
 import {
@@ -16,7 +16,7 @@ import {
 import { TokenCounters } from "./Counters.js"
 import { type Fault, Faults } from "./Faults.js"
 import { handleControl } from "./internal/ControlApi.js"
-import { readBody, sendJson } from "./internal/Http.js"
+import { readBody, sendEmpty, sendJson } from "./internal/Http.js"
 import { errorPage, handleInteraction, INTERACTION_PREFIX } from "./internal/Interactions.js"
 import { loadOidcProvider } from "./internal/LoadProvider.js"
 import { Store } from "./internal/Store.js"
@@ -48,9 +48,23 @@ export type GrantSelector =
   | { readonly accessToken: string }
   | { readonly subject: string; readonly clientId?: string | undefined }
 
+/** The endpoints of dev-idp, for a client configured without discovery. */
+export interface DevIdpEndpoints {
+  readonly authorization: string
+  readonly token: string
+  readonly revocation: string
+  readonly introspection: string
+  readonly jwks: string
+  /** OpenID Connect userinfo (`/me`), or in plain OAuth 2.0 mode the GitHub-style `/user`. */
+  readonly userinfo: string
+}
+
 export interface DevIdp {
   /** The issuer identifier, e.g. `http://127.0.0.1:41234`. */
   readonly issuer: string
+  readonly endpoints: DevIdpEndpoints
+  /** Whether it runs as a plain OAuth 2.0 provider (the `plainOAuth` option). */
+  readonly plainOAuth: boolean
   /** `${issuer}/.well-known/openid-configuration` */
   readonly discoveryUrl: string
   /** Resource indicator and `aud` of the notes API: `${issuer}/notes`. */
@@ -222,6 +236,16 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
 
   const { clients, metadata } = await buildClients(issuer, options)
+  const plain = options.plainOAuth !== undefined
+  const localJwks = createLocalJWKSet(publicJwks)
+  const endpoints: DevIdpEndpoints = {
+    authorization: `${issuer}/auth`,
+    token: `${issuer}/token`,
+    revocation: `${issuer}/token/revocation`,
+    introspection: `${issuer}/token/introspection`,
+    jwks: `${issuer}/jwks`,
+    userinfo: plain ? `${issuer}/user` : `${issuer}/me`
+  }
   const reuses = new Reuses()
   const rotations = new Rotations()
   const store = new Store(options.refreshTokenReuseGraceSeconds, (payload) =>
@@ -310,7 +334,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     extraTokenClaims: (_ctx, token) => extraClaims.get(token),
     interactions: { url: (_ctx, interaction) => `${INTERACTION_PREFIX}${interaction.uid}` },
     issueRefreshToken: (_ctx, client, code) =>
-      client.grantTypeAllowed("refresh_token") && code.scopes.has("offline_access"),
+      client.grantTypeAllowed("refresh_token") && (plain || code.scopes.has("offline_access")),
     pkce: { required: () => true },
     renderError: (ctx, out) => {
       ctx.type = "html"
@@ -332,18 +356,20 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
 
   const provider = new Provider(issuer, configuration)
-  provider.registerGrantType(
-    TOKEN_EXCHANGE_GRANT,
-    tokenExchangeHandler({
-      provider,
-      errors,
-      publicJwks,
-      resourceInfo,
-      isUser: (sub) => userBySub.has(sub),
-      extraClaims
-    }),
-    TOKEN_EXCHANGE_PARAMETERS
-  )
+  if (!plain) {
+    provider.registerGrantType(
+      TOKEN_EXCHANGE_GRANT,
+      tokenExchangeHandler({
+        provider,
+        errors,
+        publicJwks,
+        resourceInfo,
+        isUser: (sub) => userBySub.has(sub),
+        extraClaims
+      }),
+      TOKEN_EXCHANGE_PARAMETERS
+    )
+  }
   provider.use(async (ctx: KoaContextWithOIDC, next) => {
     await next()
     const oidc = ctx.oidc as KoaContextWithOIDC["oidc"] | undefined
@@ -358,11 +384,13 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
         })
       }
       if (refreshToken?.exp !== undefined) {
-        ctx.body = {
-          ...ctx.body,
-          refresh_expires_in: Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000))
-        }
+        const seconds = Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000))
+        ctx.body = { ...ctx.body, [plain ? "refresh_token_expires_in" : "refresh_expires_in"]: seconds }
       }
+    }
+    if (plain && oidc.route === "token" && isRecord(ctx.body) && "id_token" in ctx.body) {
+      const { id_token: _dropped, ...rest } = ctx.body
+      ctx.body = rest
     }
     if (oidc.route === "revocation" && oidc.client !== undefined) {
       const hint = oidc.params?.token_type_hint
@@ -447,7 +475,65 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     if (fault !== undefined && (await applyFault(fault, res)) === "handled") return
     if (res.destroyed) return
     if (fault?.kind === "after_commit") answerAfterCommit(fault, res)
+    if (plain) answerErrorsWith200(res)
     providerCallback(replayRequest(req, body), res)
+  }
+
+  /** GitHub-style: an OAuth error answer of the token endpoint goes out with status 200, same JSON body. */
+  const answerErrorsWith200 = (res: ServerResponse) => {
+    const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse
+    res.end = ((chunk?: unknown) => {
+      if (res.statusCode >= 400 && res.statusCode < 500 && chunk !== undefined && chunk !== null) {
+        try {
+          const parsed: unknown = JSON.parse(Buffer.from(chunk as Buffer).toString("utf8"))
+          if (isRecord(parsed) && typeof parsed.error === "string") {
+            res.statusCode = 200
+            res.removeHeader("www-authenticate")
+          }
+        } catch {
+          // not JSON: passed on as it is
+        }
+      }
+      return end(chunk)
+    }) as typeof res.end
+  }
+
+  /** The RFC 8414 metadata of plain OAuth 2.0 mode: no OpenID Connect fields, no token exchange. */
+  const authorizationServerMetadata = () => ({
+    issuer,
+    authorization_endpoint: endpoints.authorization,
+    token_endpoint: endpoints.token,
+    revocation_endpoint: endpoints.revocation,
+    introspection_endpoint: endpoints.introspection,
+    jwks_uri: endpoints.jwks,
+    response_types_supported: ["code"],
+    grant_types_supported: ["authorization_code", "refresh_token", "client_credentials"],
+    code_challenge_methods_supported: ["S256"],
+    token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+    scopes_supported: [...new Set([...resources.values()].flatMap((resource) => resource.scopes))],
+    authorization_response_iss_parameter_supported: true
+  })
+
+  /** GitHub-style `GET /user`: the account of a (JWT) access token dev-idp issued. */
+  const handleUser = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const header = req.headers.authorization ?? ""
+    const token = /^bearer /i.test(header) ? header.slice(7).trim() : ""
+    const verified = await jwtVerify(token, localJwks, { issuer }).catch(() => undefined)
+    const user = typeof verified?.payload.sub === "string" ? userBySub.get(verified.payload.sub) : undefined
+    if (user === undefined) {
+      sendJson(
+        res,
+        401,
+        { message: "Bad credentials" },
+        { "www-authenticate": 'Bearer error="invalid_token"' }
+      )
+      return
+    }
+    sendJson(res, 200, {
+      id: user.sub,
+      login: user.username,
+      ...(user.name === undefined ? {} : { name: user.name })
+    })
   }
 
   /**
@@ -487,6 +573,12 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     }
     if (path.startsWith(INTERACTION_PREFIX)) return handleInteraction({ provider, users }, req, res, path)
     if (req.method === "POST" && path === "/token") return handleToken(req, res)
+    if (plain && path === "/.well-known/openid-configuration") return sendEmpty(res, 404)
+    if (plain && path === "/.well-known/oauth-authorization-server") {
+      if (options.plainOAuth?.metadata !== "oauth-authorization-server") return sendEmpty(res, 404)
+      return sendJson(res, 200, authorizationServerMetadata())
+    }
+    if (plain && req.method === "GET" && path === "/user") return handleUser(req, res)
     if (req.method === "POST" && path === "/reg") return handleRegistration(req, res)
     providerCallback(req, res)
   }
@@ -521,6 +613,8 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   let closing: Promise<void> | undefined
   idp = {
     issuer,
+    endpoints,
+    plainOAuth: plain,
     discoveryUrl: `${issuer}/.well-known/openid-configuration`,
     notesAudience,
     notesApiUrl: `${issuer}${notesApiPath}`,

@@ -234,7 +234,8 @@ export const login = async (context: LoginContext, options: LoginOptions): Promi
   query.set("redirect_uri", redirectUri)
   query.set("scope", options.scopes.join(" "))
   query.set("state", state)
-  query.set("nonce", nonce)
+  // a nonce belongs in an ID token: plain OAuth 2.0 requests (no `openid`) carry none
+  if (options.scopes.includes("openid")) query.set("nonce", nonce)
   query.set("code_challenge", createHash("sha256").update(verifier).digest("base64url"))
   query.set("code_challenge_method", "S256")
   if (options.scopes.includes("offline_access")) query.set("prompt", "consent")

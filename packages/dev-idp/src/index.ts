@@ -11,7 +11,13 @@ export {
   type ResolvedDevIdpOptions
 } from "./Config.js"
 export { type CounterFilter, type CounterSnapshot, TokenCounters } from "./Counters.js"
-export { type DevIdp, type GrantSelector, OPAQUE_RESOURCE, startDevIdp } from "./DevIdp.js"
+export {
+  type DevIdp,
+  type DevIdpEndpoints,
+  type GrantSelector,
+  OPAQUE_RESOURCE,
+  startDevIdp
+} from "./DevIdp.js"
 export { type ActiveFault, type Fault, type FaultSpec, FaultSpecSchema, Faults } from "./Faults.js"
 export {
   clientAuthentication,

@@ -104,6 +104,14 @@ export interface StackOptions {
   readonly accessTokenTtlSeconds?: number | undefined
   /** More `server` settings (timeouts, limits, trustProxy). */
   readonly server?: NonNullable<ConfigFileInput["server"]> | undefined
+  /**
+   * dev-idp as a plain OAuth 2.0 provider, GitHub-style, and provider "notes" configured for it: no
+   * discovery (`none`: endpoints in the config) or RFC 8414 metadata, no ID token, no offline scope, the
+   * identity from the GitHub-style `/user`. No provider does token exchange then.
+   */
+  readonly plainOAuth?: "none" | "oauth-authorization-server" | undefined
+  /** Settings laid over provider "notes" (e.g. `tokenExchange` on a plain OAuth 2.0 provider). */
+  readonly notes?: Record<string, unknown> | undefined
 }
 
 /**
@@ -115,6 +123,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
   const idp = await startDevIdp({
     mcpAudience: MCP_AUDIENCE,
     redirectUris: [CALLBACK],
+    ...(options.plainOAuth === undefined ? {} : { plainOAuth: { metadata: options.plainOAuth } }),
     ...(options.accessTokenTtlSeconds === undefined
       ? {}
       : { accessTokenTtlSeconds: options.accessTokenTtlSeconds })
@@ -160,7 +169,23 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         resource: idp.notesAudience,
         allowInsecureRequests: true,
         requestTimeout: "5 seconds",
-        tokenExchange: {}
+        ...(options.plainOAuth === undefined
+          ? { tokenExchange: {} }
+          : {
+              discovery: options.plainOAuth,
+              endpoints:
+                options.plainOAuth === "none"
+                  ? {
+                      authorization: idp.endpoints.authorization,
+                      token: idp.endpoints.token,
+                      revocation: idp.endpoints.revocation,
+                      userinfo: idp.endpoints.userinfo
+                    }
+                  : { userinfo: idp.endpoints.userinfo },
+              offlineAccessScope: null,
+              userinfoSubjectField: "id"
+            }),
+        ...options.notes
       },
       {
         id: "other",
@@ -170,10 +195,19 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         scopes: ["notes:read"],
         resource: idp.opaqueAudience,
         allowInsecureRequests: true,
-        tokenExchange: {}
+        ...(options.plainOAuth === undefined ? { tokenExchange: {} } : { identityBinding: "any" as const })
       }
     ],
-    sessionTokens: { audience: MCP_AUDIENCE, issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true },
+    sessionTokens: {
+      audience: MCP_AUDIENCE,
+      // a plain OAuth 2.0 provider has no discovery to find its JWKS in
+      issuers: [
+        options.plainOAuth === undefined
+          ? { issuer: idp.issuer }
+          : { issuer: idp.issuer, jwksUri: idp.endpoints.jwks }
+      ],
+      allowInsecureRequests: true
+    },
     callers: [
       {
         id: CALLERS.agent.id,

@@ -70,7 +70,12 @@ export const coreErrorOf = (body: Body, context: ErrorContext): TokenBrokerError
     case "authorization_not_pending":
       return new AuthorizationNotPending({ message })
     case "identity_mismatch":
-      return new IdentityMismatch({ subject: str(body, "subject", context.subject ?? ""), provider, message })
+      return new IdentityMismatch({
+        subject: str(body, "subject", context.subject ?? ""),
+        provider,
+        consented: str(body, "consented", ""),
+        message
+      })
     case "storage_unavailable":
       return new StorageUnavailable({ operation: "remote", message })
     case "decryption_failed":

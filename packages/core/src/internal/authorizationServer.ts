@@ -10,7 +10,13 @@ import {
   UnreadableAnswer
 } from "../AuthorizationServer.js"
 import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavailable } from "../Errors.js"
-import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
+import {
+  type ClientAuthentication,
+  expectsIdToken,
+  type ProviderConfig,
+  type ProviderEndpoints,
+  providerSettingsProblem
+} from "../Provider.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
 import { type MappedError, mapUpstreamError } from "./upstreamError.js"
@@ -43,7 +49,8 @@ export const makeFetch =
   (
     rewrite: ProviderConfig["internalBaseUrl"],
     interrupt: AbortSignal | undefined,
-    onResponse?: (response: Response) => void
+    onResponse?: (response: Response) => void,
+    invalidGrantErrors: ReadonlyArray<string> = []
   ): client.CustomFetch =>
   async (url, options) => {
     // openid-client's own timeout signal is held strongly by `link` (see linkedSignal), and `link` by
@@ -59,14 +66,70 @@ export const makeFetch =
       signal: link.signal
     }
     if (options.duplex !== undefined) init.duplex = options.duplex
-    const response = await fetch(rewriteUrl(rewrite, url), init).catch((error: unknown) => {
+    const answer = await fetch(rewriteUrl(rewrite, url), init).catch((error: unknown) => {
       link.done()
       throw error
     })
+    const response = options.method === "POST" ? await errorBodyAsError(answer, invalidGrantErrors) : answer
     keepAlive.set(response, link)
     onResponse?.(response)
     return response
   }
+
+const ERROR_BODY_LIMIT = 16 * 1024
+
+/**
+ * An OAuth error in the body of an answer to a POST (token, revocation, introspection) becomes an RFC 6749
+ * error answer: JSON, status 400 where the provider sent a 2xx (GitHub answers errors with 200, as JSON or
+ * as a form body, by the Accept header), and `error` renamed to `invalid_grant` where the provider names a
+ * dead grant otherwise (`invalidGrantErrors`, e.g. GitHub's `bad_refresh_token`). A body with an
+ * `access_token` is never an error. Every other answer is passed on untouched.
+ */
+const errorBodyAsError = async (
+  response: Response,
+  invalidGrantErrors: ReadonlyArray<string>
+): Promise<Response> => {
+  if (!(response.ok || (response.status >= 400 && response.status < 500))) return response
+  const type = (response.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? ""
+  const form = type === "application/x-www-form-urlencoded"
+  const json = type === "application/json" || type.endsWith("+json")
+  // a JSON 4xx is already an RFC 6749 error answer, unless its error needs renaming
+  if (!(form || json) || (!response.ok && json && invalidGrantErrors.length === 0)) return response
+  if (Number(response.headers.get("content-length") ?? "0") > ERROR_BODY_LIMIT) return response
+  const text = await response
+    .clone()
+    .text()
+    .catch(() => "")
+  if (text.length > ERROR_BODY_LIMIT) return response
+  const fields = form ? Object.fromEntries(new URLSearchParams(text)) : jsonObject(text)
+  if (fields === undefined || typeof fields.error !== "string" || "access_token" in fields) return response
+  const error = invalidGrantErrors.includes(fields.error) ? "invalid_grant" : fields.error
+  if (!response.ok && json && error === fields.error) return response
+  const body: Record<string, unknown> = { error }
+  if (typeof fields.error_description === "string") body.error_description = fields.error_description
+  if (typeof fields.error_uri === "string") body.error_uri = fields.error_uri
+  const headers = new Headers(response.headers)
+  headers.set("content-type", "application/json")
+  headers.delete("content-length")
+  headers.delete("content-encoding")
+  await response.body?.cancel().catch(() => undefined)
+  return new Response(JSON.stringify(body), {
+    status: response.ok ? 400 : response.status,
+    statusText: response.ok ? "Bad Request" : response.statusText,
+    headers
+  })
+}
+
+const jsonObject = (text: string): Record<string, unknown> | undefined => {
+  try {
+    const body: unknown = JSON.parse(text)
+    return typeof body === "object" && body !== null && !Array.isArray(body)
+      ? (body as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /** `from` matches a whole origin or path prefix: `https://idp.example` never matches `https://idp.example.evil`. */
 export const rewriteUrl = (rewrite: ProviderConfig["internalBaseUrl"], url: string): string => {
@@ -89,6 +152,13 @@ const prepare = (provider: ProviderConfig, index: number) =>
     if (provider.clientId.length === 0) return yield* invalid("clientId", "the client id must not be empty")
     const insecure = provider.allowInsecureRequests === true
     yield* checkUrl(provider.issuer, insecure, () => invalid("issuer", ""))
+    const problem = providerSettingsProblem(provider)
+    if (problem !== undefined) {
+      return yield* new ConfigInvalid({ field: field(problem.field), message: problem.message })
+    }
+    for (const [name, value] of Object.entries(provider.endpoints ?? {})) {
+      if (value !== undefined) yield* checkUrl(value, insecure, () => invalid(`endpoints.${name}`, ""))
+    }
     if (provider.internalBaseUrl !== undefined) {
       yield* checkUrl(provider.internalBaseUrl.from, true, () => invalid("internalBaseUrl.from", ""))
       yield* checkUrl(provider.internalBaseUrl.to, insecure, () => invalid("internalBaseUrl.to", ""))
@@ -179,7 +249,8 @@ const toTokenSet = (
   now: number,
   withIdToken: boolean
 ): TokenSet => {
-  const refreshExpiresIn = response.refresh_expires_in
+  // `refresh_expires_in` (Keycloak, dev-idp) or `refresh_token_expires_in` (GitHub, Microsoft)
+  const refreshExpiresIn = response.refresh_expires_in ?? response.refresh_token_expires_in
   const claims = withIdToken ? response.claims() : undefined
   return {
     accessToken: Redacted.make(response.access_token),
@@ -230,17 +301,48 @@ const tokenParameters = (
   return parameters
 }
 
-/** The discovery document, fetched lazily through the rewrite, shared and cached (failures for `cooldown`). */
+/** RFC 8414 / OpenID Connect metadata names of the configurable endpoints. */
+const METADATA_NAMES: Record<keyof ProviderEndpoints, keyof client.ServerMetadata> = {
+  authorization: "authorization_endpoint",
+  token: "token_endpoint",
+  revocation: "revocation_endpoint",
+  introspection: "introspection_endpoint",
+  jwks: "jwks_uri",
+  userinfo: "userinfo_endpoint"
+}
+
+/** The configured endpoints laid over the metadata (each one given replaces the metadata's). */
+const withEndpoints = (provider: ProviderConfig, server: client.ServerMetadata): client.ServerMetadata => {
+  const merged: Record<string, unknown> = { ...server }
+  for (const [name, value] of Object.entries(provider.endpoints ?? {})) {
+    if (value !== undefined) merged[METADATA_NAMES[name as keyof ProviderEndpoints]] = value
+  }
+  return merged as client.ServerMetadata
+}
+
+/**
+ * The provider's metadata: OpenID Connect discovery or RFC 8414 metadata, fetched lazily through the
+ * rewrite, shared and cached (failures for `cooldown`); or, with discovery "none", the configured endpoints.
+ */
 const discoverMetadata = (prepared: Prepared, cooldown: Duration.DurationInput) => {
   const { provider, auth, insecure } = prepared
+  const discovery = provider.discovery ?? "openid-configuration"
+  if (discovery === "none") {
+    return Effect.succeed(
+      Effect.succeed<client.ServerMetadata>(withEndpoints(provider, { issuer: provider.issuer }))
+    )
+  }
   const discover = call(provider.id, "discovery", (signal) =>
     client.discovery(new URL(provider.issuer), provider.clientId, undefined, auth, {
       [client.customFetch]: makeFetch(provider.internalBaseUrl, signal),
       timeout: timeoutSeconds(provider),
+      algorithm: discovery === "oauth-authorization-server" ? "oauth2" : "oidc",
       execute: insecure ? [client.allowInsecureRequests] : []
     })
   ).pipe(
-    Effect.map((configuration): client.ServerMetadata => ({ ...configuration.serverMetadata() })),
+    Effect.map(
+      (configuration): client.ServerMetadata => withEndpoints(provider, configuration.serverMetadata())
+    ),
     Effect.mapError((error) =>
       // A discovery request carries no grant: an `invalid_grant` here can only be a broken server.
       error._tag === "InvalidGrant" ? rejectedGrant(provider.id, error) : error
@@ -255,6 +357,7 @@ const makeProviderClient = (
 ): ProviderClient => {
   const { provider, auth, insecure } = prepared
   const timeout = timeoutSeconds(provider)
+  const idToken = expectsIdToken(provider)
 
   /** A Configuration per request: its fetch carries this request's interruption signal. */
   const configuration = (
@@ -264,7 +367,12 @@ const makeProviderClient = (
   ) => {
     const config = new client.Configuration(server, provider.clientId, undefined, auth)
     config.timeout = timeout
-    config[client.customFetch] = makeFetch(provider.internalBaseUrl, signal, onResponse)
+    config[client.customFetch] = makeFetch(
+      provider.internalBaseUrl,
+      signal,
+      onResponse,
+      provider.invalidGrantErrors ?? []
+    )
     if (insecure) client.allowInsecureRequests(config)
     return config
   }
@@ -288,6 +396,22 @@ const makeProviderClient = (
       provider: provider.id,
       error,
       message: `provider "${provider.id}" has no ${operation} endpoint in its discovery document`
+    })
+
+  const exchangeRequest = (request: Parameters<ProviderClient["exchange"]>[0]) =>
+    tokenRequest("token exchange", (config) => {
+      const parameters: Record<string, string> = {
+        subject_token: Redacted.value(request.subjectToken),
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        requested_token_type: ACCESS_TOKEN_TYPE,
+        ...tokenParameters(provider, request.scopes, request.resource)
+      }
+      if (request.audience !== undefined) parameters.audience = request.audience
+      if (request.actorToken !== undefined) {
+        parameters.actor_token = Redacted.value(request.actorToken)
+        parameters.actor_token_type = ACCESS_TOKEN_TYPE
+      }
+      return client.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, parameters)
     })
 
   const providerClient: ProviderClient = {
@@ -314,20 +438,28 @@ const makeProviderClient = (
         const successor = yield* Effect.promise(() => kept.text().then(successorIn, () => null))
         return yield* Effect.fail(new UnreadableAnswer(provider.id, kept.status, successor, problem))
       }),
+    tokenExchangeSupport: Effect.map(metadata, (server) =>
+      Array.isArray(server.grant_types_supported)
+        ? server.grant_types_supported.includes(TOKEN_EXCHANGE_GRANT)
+          ? ("listed" as const)
+          : ("not_listed" as const)
+        : ("unknown" as const)
+    ),
     exchange: (request) =>
-      tokenRequest("token exchange", (config) => {
-        const parameters: Record<string, string> = {
-          subject_token: Redacted.value(request.subjectToken),
-          subject_token_type: ACCESS_TOKEN_TYPE,
-          requested_token_type: ACCESS_TOKEN_TYPE,
-          ...tokenParameters(provider, request.scopes, request.resource)
+      Effect.gen(function* () {
+        const server = yield* metadata
+        if (
+          Array.isArray(server.grant_types_supported) &&
+          !server.grant_types_supported.includes(TOKEN_EXCHANGE_GRANT)
+        ) {
+          return yield* noTokenExchange(provider.id, "its metadata's grant_types_supported does not list it")
         }
-        if (request.audience !== undefined) parameters.audience = request.audience
-        if (request.actorToken !== undefined) {
-          parameters.actor_token = Redacted.value(request.actorToken)
-          parameters.actor_token_type = ACCESS_TOKEN_TYPE
-        }
-        return client.genericGrantRequest(config, TOKEN_EXCHANGE_GRANT, parameters)
+        return yield* exchangeRequest(request).pipe(
+          Effect.catchIf(
+            (error) => error._tag === "UpstreamRejected" && error.error === "unsupported_grant_type",
+            () => noTokenExchange(provider.id, "it answered unsupported_grant_type")
+          )
+        )
       }),
     clientCredentials: (request) =>
       tokenRequest("client_credentials", (config) =>
@@ -337,18 +469,21 @@ const makeProviderClient = (
       Effect.gen(function* () {
         const server = yield* metadata
         return yield* call(provider.id, "authorization URL", async (signal) => {
-          const parameters: Record<string, string> = {
+          const parameters: Record<string, string> = {}
+          if (request.prompt !== undefined) parameters.prompt = request.prompt
+          // configured extras (never a reserved name: refused at load) may replace `prompt`
+          Object.assign(parameters, provider.authorizationParameters, {
             response_type: "code",
             redirect_uri: request.redirectUri,
             scope: request.scopes.join(" "),
             state: request.state,
-            nonce: request.nonce,
             code_challenge: request.codeChallenge,
             code_challenge_method: "S256"
-          }
+          })
+          // the nonce lives in the ID token: a plain OAuth 2.0 provider issues none
+          if (idToken) parameters.nonce = request.nonce
           const resource = request.resource ?? provider.resource
           if (resource !== undefined) parameters.resource = resource
-          if (request.prompt !== undefined) parameters.prompt = request.prompt
           return client.buildAuthorizationUrl(configuration(server, signal), parameters)
         }).pipe(
           Effect.catchIf(
@@ -371,15 +506,49 @@ const makeProviderClient = (
             current,
             {
               expectedState: request.expectedState,
-              expectedNonce: request.nonce,
+              ...(idToken ? { expectedNonce: request.nonce } : {}),
               pkceCodeVerifier: Redacted.value(request.codeVerifier),
-              idTokenExpected: true
+              idTokenExpected: idToken
             },
             resource === undefined ? undefined : { resource }
           )
         },
-        true
+        idToken
       ),
+    userinfoSubject: (accessToken) =>
+      Effect.gen(function* () {
+        const server = yield* metadata
+        const endpoint = server.userinfo_endpoint
+        if (endpoint === undefined) return yield* unsupported("userinfo", "userinfo_not_supported")
+        const field = provider.userinfoSubjectField ?? "sub"
+        const response = yield* call(provider.id, "userinfo", (signal) =>
+          client.fetchProtectedResource(
+            configuration(server, signal),
+            Redacted.value(accessToken),
+            new URL(endpoint),
+            "GET",
+            undefined,
+            new Headers({ accept: "application/json" })
+          )
+        )
+        const body = yield* Effect.promise(() =>
+          response.text().then(
+            (text) => (response.ok ? jsonObject(text) : undefined),
+            () => undefined
+          )
+        )
+        const value = body?.[field]
+        if (typeof value === "string" && value.length > 0) return value
+        if (typeof value === "number" && Number.isFinite(value)) return String(value)
+        return yield* new UpstreamRejected({
+          provider: provider.id,
+          error: "invalid_userinfo",
+          status: response.status,
+          message: response.ok
+            ? `userinfo at provider "${provider.id}" answered no "${field}" (a string or number) naming the account (set userinfoSubjectField)`
+            : `userinfo at provider "${provider.id}" answered HTTP ${response.status}`
+        })
+      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error)))),
     revoke: (request) =>
       Effect.gen(function* () {
         const server = yield* metadata
@@ -406,6 +575,16 @@ const makeProviderClient = (
   }
   return providerClient
 }
+
+/** The provider does not do RFC 8693 token exchange (`why` says how that is known). */
+const noTokenExchange = (provider: string, why: string) =>
+  Effect.fail(
+    new UpstreamRejected({
+      provider,
+      error: "unsupported_grant_type",
+      message: `provider "${provider}" does not support RFC 8693 token exchange (${why}): remove tokenExchange from its config, or use a provider that supports it`
+    })
+  )
 
 /** `invalid_grant` where no grant is involved (revocation, introspection) is a rejection like any other. */
 const rejectedGrant = (provider: string, error: { readonly errorDescription: string | undefined }) =>
@@ -446,6 +625,40 @@ export const make = (
           : Effect.succeed(found)
       }
     }
+  })
+
+export const checkTokenExchange = (
+  servers: AuthorizationServersService
+): Effect.Effect<ReadonlyArray<string>, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const configured = [...servers.providers.entries()].filter(([, p]) => p.tokenExchange !== undefined)
+    // every provider at once: a slow one delays the start by one request timeout at most
+    const outcomes = yield* Effect.forEach(
+      configured,
+      ([index, provider]) =>
+        Effect.flatMap(Effect.orDie(servers.get(provider.id)), (found) =>
+          Effect.map(Effect.either(found.tokenExchangeSupport), (support) => ({ index, provider, support }))
+        ),
+      { concurrency: "unbounded" }
+    )
+    const warnings: Array<string> = []
+    for (const { index, provider, support } of outcomes) {
+      if (support._tag === "Left") {
+        warnings.push(
+          `provider "${provider.id}": its metadata could not be read (${support.left.message}); whether it supports RFC 8693 token exchange is known at the first exchange`
+        )
+      } else if (support.right === "not_listed") {
+        return yield* new ConfigInvalid({
+          field: `providers[${index}].tokenExchange`,
+          message: `provider "${provider.id}" is configured for token exchange, but its metadata's grant_types_supported does not list ${TOKEN_EXCHANGE_GRANT}: it does not support RFC 8693 token exchange; remove tokenExchange, or use a provider that supports it`
+        })
+      } else if (support.right === "unknown") {
+        warnings.push(
+          `provider "${provider.id}" is configured for token exchange, but its metadata has no grant_types_supported: whether it supports RFC 8693 token exchange is known at the first exchange`
+        )
+      }
+    }
+    return warnings
   })
 
 /**

@@ -12,6 +12,8 @@ export type AnswerFault =
   | { readonly kind: "token_type" }
   /** Replaces the body with text that is not JSON, status 200. */
   | { readonly kind: "not_json" }
+  /** Answers status 200 with this OAuth error as a form body (GitHub without `Accept: application/json`). */
+  | { readonly kind: "form_error"; readonly error: string }
 
 export interface TokenProxy {
   /** The proxy's base URL: point a provider's `internalBaseUrl.to` at it. */
@@ -20,6 +22,8 @@ export interface TokenProxy {
   readonly afterNextRefresh: (fault: AnswerFault) => void
   /** Refresh requests that went through the proxy. */
   readonly refreshes: () => number
+  /** The refresh tokens dev-idp issued to code exchanges through the proxy (test memory only). */
+  readonly codeExchangeRefreshTokens: () => ReadonlyArray<string>
   readonly close: () => Promise<void>
 }
 
@@ -38,6 +42,7 @@ const readBody = (req: IncomingMessage): Promise<Buffer> =>
 export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
   const faults: Array<AnswerFault> = []
   let refreshes = 0
+  const issued: Array<string> = []
   const server: Server = createServer((req, res) => {
     void (async () => {
       const body = await readBody(req)
@@ -45,10 +50,11 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
       for (const [name, value] of Object.entries(req.headers)) {
         if (typeof value === "string" && name !== "host" && name !== "connection") headers.set(name, value)
       }
-      const isRefresh =
-        req.method === "POST" &&
-        (req.url ?? "").startsWith("/token") &&
-        new URLSearchParams(body.toString("utf8")).get("grant_type") === "refresh_token"
+      const grantType =
+        req.method === "POST" && (req.url ?? "").startsWith("/token")
+          ? new URLSearchParams(body.toString("utf8")).get("grant_type")
+          : null
+      const isRefresh = grantType === "refresh_token"
       const upstream = await fetch(new URL(req.url ?? "/", target), {
         method: req.method ?? "GET",
         headers,
@@ -56,6 +62,10 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
         redirect: "manual"
       })
       const text = await upstream.text()
+      if (grantType === "authorization_code" && upstream.ok) {
+        const token = (JSON.parse(text) as { refresh_token?: unknown }).refresh_token
+        if (typeof token === "string") issued.push(token)
+      }
       const fault = isRefresh ? faults.shift() : undefined
       if (isRefresh) refreshes += 1
       if (fault === undefined) {
@@ -78,6 +88,12 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
           res.writeHead(200, { "content-type": "application/json" })
           res.end(`${text.slice(0, 20)}<truncated`)
           return
+        case "form_error":
+          res.writeHead(200, { "content-type": "application/x-www-form-urlencoded; charset=utf-8" })
+          res.end(
+            new URLSearchParams({ error: fault.error, error_description: "refused by the proxy" }).toString()
+          )
+          return
       }
     })().catch(() => {
       res.destroy()
@@ -91,6 +107,7 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
       faults.push(fault)
     },
     refreshes: () => refreshes,
+    codeExchangeRefreshTokens: () => [...issued],
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

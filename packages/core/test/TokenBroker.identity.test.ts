@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import { TokenBroker } from "../src/index.js"
+import { brokerLayer, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+
+const dev = withDevIdp()
+let proxy: TokenProxy
+beforeAll(async () => {
+  await dev.start()
+  proxy = await startTokenProxy(dev.idp.issuer)
+})
+afterAll(async () => {
+  await proxy.close()
+  await dev.stop()
+})
+
+/** A refresh of `refreshToken` straight at dev-idp, as the broker's client: the provider's own verdict. */
+const refreshAtProvider = async (refreshToken: string) => {
+  const client = dev.idp.client("token-broker")
+  const response = await fetch(`${dev.idp.issuer}/token`, {
+    method: "POST",
+    headers: {
+      authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret ?? ""}`).toString("base64")}`,
+      "content-type": "application/x-www-form-urlencoded"
+    },
+    body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken })
+  })
+  return { status: response.status, body: (await response.json()) as { error?: string } }
+}
+
+describe("the identity check at consent (case 3)", () => {
+  const layer = Layer.suspend(() =>
+    brokerLayer(dev.idp, {
+      provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url } }
+    })
+  )
+
+  it.live("a mismatch names what was compared and both values, and revokes the tokens it just received", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const bob = user(dev.idp, 1)
+      const broker = yield* TokenBroker.TokenBroker
+      // Bob starts consent for his subject, but Alice's account answers at the provider.
+      const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      const before = dev.idp.revocations.list().length
+      const issuedBefore = proxy.codeExchangeRefreshTokens().length
+      const error = yield* Effect.flip(broker.completeAuthorization(callback))
+      expect(error._tag).toBe("IdentityMismatch")
+      expect(error.message).toContain(`"${alice.sub}"`)
+      expect(error.message).toContain(`"${bob.sub}"`)
+      expect(error.message).toContain("ID token")
+      if (error._tag === "IdentityMismatch") {
+        expect(error.consented).toBe(alice.sub)
+        expect(error.subject).toBe(bob.sub)
+      }
+      expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
+      // what the provider issued to this consent is dead there (RFC 7009 with client authentication)
+      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      expect(issued).toHaveLength(1)
+      const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))
+      expect(refreshed).toMatchObject({ status: 400, body: { error: "invalid_grant" } })
+      const revoked = dev.idp.revocations.list().slice(before)
+      expect(revoked.map((r) => r.tokenTypeHint)).toContain("refresh_token")
+      expect(revoked.every((r) => r.clientId === "token-broker")).toBe(true)
+    }).pipe(Effect.provide(layer))
+  )
+
+  it.live("control: a consent that passes the check leaves its refresh token live at the provider", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      const broker = yield* TokenBroker.TokenBroker
+      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
+      const callback = yield* Effect.promise(() =>
+        dev.idp.driveAuthorization(started.authorizationUrl, {
+          username: alice.username,
+          password: alice.password
+        })
+      )
+      const issuedBefore = proxy.codeExchangeRefreshTokens().length
+      const completed = yield* broker.completeAuthorization(callback)
+      expect(completed.grant.identity).toEqual({ issuer: dev.idp.issuer, subject: alice.sub })
+      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      expect(issued).toHaveLength(1)
+      // the broker's own token is that one; a refresh with it here works (and rotates it away)
+      const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))
+      expect(refreshed.status).toBe(200)
+    }).pipe(Effect.provide(layer))
+  )
+})
