@@ -40,6 +40,7 @@ await chmod(new URL("./dist/bin.js", import.meta.url), 0o755)
 
 const main = new URL("./dist/main.js", import.meta.url).pathname
 const helpIn = (/** @type {Record<string, string>} */ colorEnv) => {
+  // biome-ignore lint/style/noProcessEnv: the build is an entry point; the recording runs without the caller's colour settings
   const { NO_COLOR: _noColor, FORCE_COLOR: _forceColor, ...rest } = process.env
   return execFileSync(process.execPath, [main, "--help"], { env: { ...rest, ...colorEnv }, encoding: "utf8" })
 }
