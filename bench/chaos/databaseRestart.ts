@@ -14,7 +14,14 @@ import { startPrivateCluster } from "@token-broker/storage-postgres/testing"
 import { Effect } from "effect"
 import { migrateStore, type StoreSpec } from "../src/StoreSpec.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import { type ChaosWorker, killAllChaosWorkers, sleep, startChaosWorker, tokenChecker } from "./harness.js"
+import {
+  type ChaosWorker,
+  killAllChaosWorkers,
+  retireProvisioner,
+  sleep,
+  startChaosWorker,
+  tokenChecker
+} from "./harness.js"
 import type { ChaosInit, LoadResult, TokenResult } from "./protocol.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
 
@@ -163,7 +170,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         })
       } finally {
         await killAllChaosWorkers()
-        await provisioner.close()
+        await retireProvisioner(provisioner, NAME)
       }
     } finally {
       await idp.close()

@@ -2,7 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { DevIdp } from "@token-broker/dev-idp"
+import { formatFindings, type KnownSecret, SecretList, scanForSecrets } from "@token-broker/secret-scan"
+import type { Provisioner } from "../test/support/provisioning.js"
 import type { ChaosInit, ChaosOp, FromChaosWorker, RefreshStep, ToChaosWorker } from "./protocol.js"
+import { type ScenarioRow, say } from "./report.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const WORKER_ENTRY = join(here, "worker.ts")
@@ -39,9 +42,65 @@ const outputs: Array<() => string> = []
 /** Every worker's output so far (for the secrets scan at the end of a run). */
 export const allWorkerOutput = (): string => outputs.map((read) => read()).join("\n")
 
+/**
+ * Every secret the run's workers and provisioners handled, for the secret scan of the workers' output:
+ * each worker's client secret and keys, every access token a worker reported, and what each
+ * provisioner collected (consents' passwords, PKCE verifiers, nonces, codes and states, and the stored
+ * refresh and access tokens it decrypted as it was retired).
+ */
+export const chaosSecrets = new SecretList()
+
+const rememberServed = (value: unknown) => {
+  if (typeof value !== "object" || value === null) return
+  const token = (value as { accessToken?: unknown }).accessToken
+  if (typeof token === "string" && token.length > 0)
+    chaosSecrets.add("access token served by a worker", token)
+}
+
+/**
+ * The last row of the chaos table: no secret of the run, in any form the secret scan knows (raw, URL- and
+ * form-encoded, base64, base64url, hex, 12-character pieces), and no credential pattern (Bearer, Basic,
+ * `refresh_token=`, `client_secret=`, a JWT) in anything the workers printed.
+ */
+export const secretScanRow = (printed: string, secrets: Iterable<KnownSecret>): ScenarioRow => {
+  const list = [...secrets]
+  const findings = scanForSecrets(printed, list)
+  return {
+    scenario: "no secret in any broker process's output",
+    backend: "-",
+    runs: 1,
+    lost: 0,
+    unavoidable: 0,
+    wrongTokens: 0,
+    ok: findings.length === 0,
+    outcome:
+      findings.length === 0
+        ? `${printed.length} characters scanned for ${list.length} secrets and the credential patterns`
+        : formatFindings(findings)
+  }
+}
+
+/**
+ * Closes a provisioner after adding its secrets to `chaosSecrets`, with every grant's stored tokens as
+ * they are now. A store it can no longer read (a scenario broke it on purpose) is said, not hidden.
+ */
+export const retireProvisioner = async (provisioner: Provisioner, scenario: string): Promise<void> => {
+  await provisioner.rememberStored().catch((error: unknown) => {
+    say(scenario, `the stored grants could not be read for the secret scan: ${String(error)}`)
+  })
+  chaosSecrets.addAll(provisioner.secrets)
+  await provisioner.close()
+}
+
 /** Spawns `node --import tsx worker.ts`, sends `init` over IPC and waits for `ready`. */
 export const startChaosWorker = (init: ChaosInit, events: WorkerEvents = {}): Promise<ChaosWorker> =>
   new Promise((resolve, reject) => {
+    chaosSecrets.add(`client secret of ${init.base.provider.clientId}`, init.base.provider.clientSecret)
+    for (const key of init.base.keys) {
+      chaosSecrets
+        .add(`key ${key.kid}`, key.material)
+        .add(`key ${key.kid} (bytes)`, Buffer.from(key.material, "base64"))
+    }
     const child = spawn(process.execPath, ["--import", "tsx", WORKER_ENTRY], {
       cwd: PACKAGE_DIR,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -91,6 +150,7 @@ export const startChaosWorker = (init: ChaosInit, events: WorkerEvents = {}): Pr
           output += `${message.message}\n`
           return
         case "response":
+          rememberServed(message.value)
           pending.get(message.id)?.resolve(message.value)
           pending.delete(message.id)
           return
@@ -98,6 +158,7 @@ export const startChaosWorker = (init: ChaosInit, events: WorkerEvents = {}): Pr
           events.onStep?.(message.step, message.subject)
           return
         case "token":
+          rememberServed(message)
           events.onToken?.(message)
           return
       }

@@ -14,7 +14,13 @@ import { startDevIdp } from "@token-broker/dev-idp"
 import { describeStore } from "../src/StoreSpec.js"
 import { prepareBackend } from "../test/support/backends.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import { killAllChaosWorkers, startChaosWorker, waitUntil, wrongTokenReason } from "./harness.js"
+import {
+  killAllChaosWorkers,
+  retireProvisioner,
+  startChaosWorker,
+  waitUntil,
+  wrongTokenReason
+} from "./harness.js"
 import type { RefreshStep, TokenResult } from "./protocol.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
 
@@ -140,7 +146,7 @@ export const killAtStep = async (ctx: ChaosContext): Promise<Array<ScenarioRow>>
           }
         } finally {
           await killAllChaosWorkers()
-          await provisioner.close()
+          await retireProvisioner(provisioner, NAME)
           await backend.cleanup()
         }
       }

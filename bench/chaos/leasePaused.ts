@@ -15,7 +15,14 @@ import { Redacted } from "effect"
 import { describeStore } from "../src/StoreSpec.js"
 import { prepareBackend } from "../test/support/backends.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import { killAllChaosWorkers, sleep, startChaosWorker, waitUntil, wrongTokenReason } from "./harness.js"
+import {
+  killAllChaosWorkers,
+  retireProvisioner,
+  sleep,
+  startChaosWorker,
+  waitUntil,
+  wrongTokenReason
+} from "./harness.js"
 import type { RefreshStep, TokenResult } from "./protocol.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
 
@@ -154,7 +161,7 @@ export const leasePaused = async (ctx: ChaosContext): Promise<Array<ScenarioRow>
           }
         } finally {
           await killAllChaosWorkers()
-          await provisioner.close()
+          await retireProvisioner(provisioner, NAME)
           await backend.cleanup()
         }
       }

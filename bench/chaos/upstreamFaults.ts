@@ -12,7 +12,14 @@ import { describeStore } from "../src/StoreSpec.js"
 import { startUpstreamProxy } from "../src/upstreamProxy.js"
 import { prepareBackend } from "../test/support/backends.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import { type ChaosWorker, killAllChaosWorkers, sleep, startChaosWorker, tokenChecker } from "./harness.js"
+import {
+  type ChaosWorker,
+  killAllChaosWorkers,
+  retireProvisioner,
+  sleep,
+  startChaosWorker,
+  tokenChecker
+} from "./harness.js"
 import type { ChaosInit, LoadResult, MetricsSnapshot, TokenResult } from "./protocol.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
 
@@ -177,7 +184,7 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
       })
     } finally {
       await killAllChaosWorkers()
-      await provisioner.close()
+      await retireProvisioner(provisioner, NAME)
       await backend.cleanup()
       await proxy.close()
       await idp.close()

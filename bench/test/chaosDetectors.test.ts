@@ -1,6 +1,17 @@
 import { startDevIdp } from "@token-broker/dev-idp"
 import { describe, expect, it } from "vitest"
-import { tokenChecker } from "../chaos/harness.js"
+import {
+  allWorkerOutput,
+  chaosSecrets,
+  killAllChaosWorkers,
+  retireProvisioner,
+  secretScanRow,
+  startChaosWorker,
+  tokenChecker
+} from "../chaos/harness.js"
+import type { TokenResult } from "../chaos/protocol.js"
+import { prepareBackend } from "./support/backends.js"
+import { startProvisioner } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
 
 // Controls of the chaos suite's per-serve check (issue 12): a deliberately wrong serve is caught.
@@ -47,5 +58,49 @@ describe("chaos detectors: every sampled serve is checked", () => {
       expect.stringMatching(/expired 1000 ms before it was served/),
       expect.stringMatching(/served from store while the grant read reconsent_required/)
     ])
+  })
+})
+
+describe("chaos detectors: the secret scan of the workers' output", () => {
+  it("knows the run's stored refresh tokens, verifiers and served tokens, and fires on a planted one", async () => {
+    const dev = await idp()
+    const alice = dev.users[0]
+    if (alice === undefined) throw new Error("dev-idp has no users")
+    const backend = await prepareBackend("sqlite")
+    const provisioner = await startProvisioner(dev, backend.spec)
+    try {
+      await provisioner.connect(alice)
+      await provisioner.expireAccessToken(alice.sub)
+      const worker = await startChaosWorker({
+        base: provisioner.workerInit("scan-control", { ttlMs: 5_000, waitMs: 10_000 })
+      })
+      const served = await worker.request<TokenResult>({ kind: "token", subject: alice.sub })
+      expect(served.ok).toBe(true)
+    } finally {
+      await killAllChaosWorkers()
+      await retireProvisioner(provisioner, "scan control")
+      await backend.cleanup()
+    }
+    for (const label of [
+      "refresh token of",
+      "PKCE code verifier of",
+      "access token served by a worker",
+      "client secret of",
+      "key bench"
+    ]) {
+      expect(chaosSecrets.count(label), label).toBeGreaterThan(0)
+    }
+    const printed = allWorkerOutput()
+    const clean = secretScanRow(printed, chaosSecrets)
+    expect(clean.ok, clean.outcome).toBe(true)
+    // a refresh token printed as base64, and a piece of a verifier, are caught
+    const refresh = [...chaosSecrets].find((s) => s.label.startsWith("refresh token of"))
+    const verifier = [...chaosSecrets].find((s) => s.label.startsWith("PKCE code verifier of"))
+    const planted = `${printed}\nrefreshed ${Buffer.from(String(refresh?.value)).toString("base64")}\nv=${String(verifier?.value).slice(5, 20)}\n`
+    const caught = secretScanRow(planted, chaosSecrets)
+    expect(caught.ok).toBe(false)
+    expect(caught.outcome).toMatch(/\(base64\) refresh token of u-alice/)
+    expect(caught.outcome).toMatch(/\(substring\) PKCE code verifier of u-alice/)
+    expect(caught.outcome).not.toContain(String(refresh?.value).slice(0, 12))
   })
 })

@@ -10,6 +10,8 @@ import {
   TokenVerifier
 } from "@token-broker/core"
 import type { DevIdp } from "@token-broker/dev-idp"
+import { SecretList } from "@token-broker/secret-scan"
+import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
 import { Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { type StoreSpec, storeLayer } from "../../src/StoreSpec.js"
 import { providerConfig } from "./provider.js"
@@ -64,6 +66,13 @@ export interface Provisioner {
   readonly decrypt: (
     record: GrantRecord
   ) => Promise<{ refreshToken: Redacted.Redacted<string>; accessToken: Redacted.Redacted<string> | null }>
+  /**
+   * The secrets this provisioner handled, for the chaos suite's secret scan: the client secret and key,
+   * each consent's password, PKCE verifier, nonce, code and state, and what `rememberStored` adds.
+   */
+  readonly secrets: SecretList
+  /** Adds every stored grant's refresh and access tokens (decrypted with the shared key ring) to `secrets`. */
+  readonly rememberStored: () => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -95,6 +104,10 @@ export const startProvisioner = async (idp: DevIdp, spec: StoreSpec): Promise<Pr
         Effect.map(Option.getOrThrowWith(() => new Error(`no grant stored for ${subject}`)))
       )
     )
+  const secrets = new SecretList()
+    .add(`client secret of ${provider.clientId}`, provider.clientSecret)
+    .add("key bench", material)
+    .add("key bench (bytes)", Buffer.from(material, "base64"))
   // build now: a store that cannot start fails here, not in the middle of a test
   await run(Effect.void)
   return {
@@ -110,12 +123,16 @@ export const startProvisioner = async (idp: DevIdp, spec: StoreSpec): Promise<Pr
         Effect.gen(function* () {
           const broker = yield* TokenBroker.TokenBroker
           const started = yield* broker.startAuthorization({ subject: user.sub, provider: PROVIDER })
+          secrets.add(`password of ${user.username}`, user.password)
+          secrets.addAll(yield* pendingConsentSecrets(Redacted.value(started.state)))
           const callback = yield* Effect.promise(() =>
             idp.driveAuthorization(started.authorizationUrl, {
               username: user.username,
               password: user.password
             })
           )
+          for (const name of ["code", "state"])
+            secrets.add(`consent ${name}`, callback.searchParams.get(name) ?? "")
           yield* broker.completeAuthorization(callback)
         })
       ),
@@ -155,6 +172,10 @@ export const startProvisioner = async (idp: DevIdp, spec: StoreSpec): Promise<Pr
           return { refreshToken, accessToken }
         })
       ),
+    secrets,
+    rememberStored: async () => {
+      secrets.addAll(await run(storedGrantSecrets))
+    },
     close: () => runtime.dispose()
   }
 }
