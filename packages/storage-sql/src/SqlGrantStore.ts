@@ -10,8 +10,9 @@ import {
   parsePendingAuthorization,
   StorageUnavailable
 } from "@token-broker/core"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, type Context, Duration, Effect, Option } from "effect"
 import { storageUnavailable } from "./internal/errors.js"
+import { requireSchemaVersion, schemaVersion } from "./SqlMigrations.js"
 
 /**
  * Maps a driver failure to `StorageUnavailable` naming the backend, the operation and the error code
@@ -296,4 +297,32 @@ export const makeDriver = (
         )
     }
     return driver
+  })
+
+/** The GrantStore service an adapter's `make` builds. */
+export type Store = Context.Tag.Service<GrantStore.GrantStore>
+
+export interface StoreOptions {
+  readonly dialect: SqlDialect
+  readonly capabilities: GrantStore.GrantStoreCapabilities
+  /** The latest schema version the adapter's migrations know: the store refuses any other. */
+  readonly schemaVersion: number
+  /** Whether `schema_migrations` exists (a backend's catalog query). */
+  readonly tableExists: Effect.Effect<boolean, SqlError>
+}
+
+/**
+ * The GrantStore service on an open client: refuses a schema older or newer than the adapter's
+ * migrations (naming the fix), then the driver with the adapter's capabilities.
+ */
+export const makeStore = (
+  sql: SqlClient.SqlClient,
+  options: StoreOptions
+): Effect.Effect<Store, StorageUnavailable> =>
+  Effect.gen(function* () {
+    const { backend } = options.dialect
+    const version = yield* schemaVersion(sql, backend, options.tableExists)
+    yield* requireSchemaVersion(version, options.schemaVersion, backend)
+    const driver = yield* Effect.provideService(makeDriver(options.dialect), SqlClient.SqlClient, sql)
+    return { ...driver, capabilities: options.capabilities }
   })
