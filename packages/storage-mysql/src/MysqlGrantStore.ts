@@ -3,7 +3,7 @@ import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import { ConfigInvalid, GrantStore, type StorageUnavailable } from "@token-broker/core"
 import { SqlGrantStore, SqlMigrations } from "@token-broker/storage-sql"
 import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
-import { backend, dialect, migrationLock } from "./internal/dialect.js"
+import { backend, dialect, hasCode, migrationLock } from "./internal/dialect.js"
 import { migrations } from "./internal/migrations.js"
 
 export interface MysqlGrantStoreOptions {
@@ -37,9 +37,8 @@ const urlOf = (options: MysqlGrantStoreOptions): Effect.Effect<URL, ConfigInvali
   const url = URL.canParse(raw) ? new URL(raw) : undefined
   if (url?.protocol !== "mysql:")
     return invalidUrl("The URL must look like mysql://user:password@host:3306/database")
-  if (!DATABASE.test(decodeURIComponent(url.pathname.slice(1)))) {
+  if (!DATABASE.test(decodeURIComponent(url.pathname.slice(1))))
     return invalidUrl(`The database name (the URL's path) must match ${DATABASE}`)
-  }
   url.searchParams.set("connectTimeout", String(Duration.toMillis(options.connectTimeout ?? "5 seconds")))
   // matched rows, not changed rows, in the affected-row count: the compare-and-set answer
   url.searchParams.set("flags", "FOUND_ROWS")
@@ -51,6 +50,10 @@ const urlOf = (options: MysqlGrantStoreOptions): Effect.Effect<URL, ConfigInvali
 const connect = (url: URL, maxConnections: number) =>
   MysqlClient.make({ url: Redacted.make(url.href), maxConnections }).pipe(
     Effect.provide(Reactivity.layer),
+    // a database not created yet is schema version 0 (`migrate` creates it)
+    Effect.catchIf(hasCode("ER_BAD_DB_ERROR"), () =>
+      Effect.fail(SqlMigrations.schemaMismatch(0, schemaVersion, backend))
+    ),
     Effect.mapError(SqlGrantStore.storageUnavailable(backend, "connect"))
   )
 

@@ -148,20 +148,23 @@ export const hasMigrationsTable = (
     (rows) => Number(rows[0]?.found) > 0
   )
 
+/**
+ * The refusal of a schema at `actual` by a release that needs `expected`, naming the fix (run the
+ * migrations, or upgrade token-broker).
+ */
+export const schemaMismatch = (actual: number, expected: number, backend: string): StorageUnavailable =>
+  new StorageUnavailable({
+    operation: "start",
+    message:
+      actual < expected
+        ? `The ${backend} database is at schema version ${actual}, this release needs ${expected}: run the migrations (migrate, or the layer option migrate: true)`
+        : `The ${backend} database is at schema version ${actual}, newer than this release knows (${expected}): upgrade token-broker`
+  })
+
 /** Fails unless the database is exactly at `expected` (the latest version this release knows). */
 export const requireSchemaVersion = (
   actual: number,
   expected: number,
   backend: string
 ): Effect.Effect<void, StorageUnavailable> =>
-  actual === expected
-    ? Effect.void
-    : Effect.fail(
-        new StorageUnavailable({
-          operation: "start",
-          message:
-            actual < expected
-              ? `The ${backend} database is at schema version ${actual}, this release needs ${expected}: run the migrations (migrate, or the layer option migrate: true)`
-              : `The ${backend} database is at schema version ${actual}, newer than this release knows (${expected}): upgrade token-broker`
-        })
-      )
+  actual === expected ? Effect.void : Effect.fail(schemaMismatch(actual, expected, backend))

@@ -4,8 +4,11 @@ import { Effect } from "effect"
 
 export const backend = "mysql"
 
-const isDuplicateKey = (error: SqlError): boolean =>
-  (error.cause as { code?: unknown } | undefined)?.code === "ER_DUP_ENTRY"
+/** Whether the server answered with error `code` (mysql2's name of the error number). */
+export const hasCode =
+  (code: string) =>
+  (error: SqlError): boolean =>
+    (error.cause as { code?: unknown } | undefined)?.code === code
 
 /** MariaDB's SQL where it differs from the shared driver's defaults; `timeout` in seconds. */
 export const dialect = (timeout: number): SqlGrantStore.SqlDialect => ({
@@ -19,7 +22,7 @@ export const dialect = (timeout: number): SqlGrantStore.SqlDialect => ({
   insertIfAbsent: (sql, insert) =>
     sql`${insert}`.raw.pipe(
       Effect.as(true),
-      Effect.catchIf(isDuplicateKey, () => Effect.succeed(false))
+      Effect.catchIf(hasCode("ER_DUP_ENTRY"), () => Effect.succeed(false))
     ),
   upsertClause: (sql, _key, columns) =>
     sql.literal(`ON DUPLICATE KEY UPDATE ${columns.map((c) => `${c} = VALUES(${c})`).join(", ")}`),
@@ -34,11 +37,7 @@ export const migrationLock = (database: string): SqlMigrations.MigrationLock => 
   const name = `token_broker_migrate:${database}`
   return SqlMigrations.sessionLock(
     backend,
-    (sql) =>
-      Effect.map(
-        sql<{ got: number | null }>`SELECT GET_LOCK(${name}, 60) AS got`,
-        (rows) => Number(rows[0]?.got) === 1
-      ),
+    (sql) => Effect.map(sql<{ got: number }>`SELECT GET_LOCK(${name}, 60) AS got`, ([row]) => row?.got === 1),
     (sql) => sql`SELECT RELEASE_LOCK(${name})`
   )
 }

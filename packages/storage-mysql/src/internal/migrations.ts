@@ -1,8 +1,7 @@
 import { SqlMigrations } from "@token-broker/storage-sql"
 
-// Key columns use utf8mb4_nopad_bin: byte-wise (code point) order, the order of `list` in the other
-// stores, and no PAD SPACE ("alice" and "alice " are distinct keys; utf8mb4_bin would make them one).
-// Key parts hold up to 255 characters (the primary key's 3072-byte limit).
+// Keys: utf8mb4_nopad_bin, byte (code point) order as `list` in the other stores, and NO PAD ("alice " is
+// not "alice", as utf8mb4_bin would have it); up to 255 characters a part (the 3072-byte key limit).
 const key = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL"
 const table = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
 const ddl = SqlMigrations.statements
