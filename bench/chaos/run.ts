@@ -3,13 +3,15 @@
  * PostgreSQL), each printing what it did and its outcome, then one table. Exits non-zero when a grant
  * was lost where no loss was unavoidable, a wrong token was served, or a scenario failed otherwise.
  *
- *   pnpm chaos                      every scenario, SQLite, PostgreSQL and Vault (its emulator)
+ *   pnpm chaos                      every scenario, SQLite, PostgreSQL, MariaDB and Vault (its emulator)
  *   pnpm chaos -- --short           the CI version (a few minutes)
  *   pnpm chaos -- --only=kill,pause scenarios by name: kill, pause, upstream, database, explorer
+ *   pnpm chaos -- --backends=mysql  the scenarios that take a backend, on these only (sqlite, postgres, mysql, vault)
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import type { StoreKind } from "../src/StoreSpec.js"
 import { databaseUrl } from "../test/support/backends.js"
 import { databaseRestart } from "./databaseRestart.js"
 import { explorer } from "./explorer.js"
@@ -26,8 +28,21 @@ const only = args
   .find((arg) => arg.startsWith("--only="))
   ?.slice("--only=".length)
   .split(",")
+const ALL_BACKENDS: ReadonlyArray<StoreKind> = ["sqlite", "postgres", "mysql", "vault"]
+const chosen = args
+  .find((arg) => arg.startsWith("--backends="))
+  ?.slice("--backends=".length)
+  .split(",")
+const unknown = chosen?.filter((b) => !ALL_BACKENDS.includes(b as StoreKind)) ?? []
+if (unknown.length > 0) {
+  console.error(`unknown backend(s) ${unknown.join(", ")} in --backends (known: ${ALL_BACKENDS.join(", ")})`)
+  process.exit(2)
+}
 // Vault is its emulator of the documented HTTP API, served from this process; the brokers reach it over HTTP
-const ctx: ChaosContext = { short, backends: ["sqlite", "postgres", "vault"] }
+const ctx: ChaosContext = {
+  short,
+  backends: chosen === undefined ? ALL_BACKENDS : ALL_BACKENDS.filter((b) => chosen.includes(b))
+}
 
 const scenarios: ReadonlyArray<readonly [string, (ctx: ChaosContext) => Promise<Array<ScenarioRow>>]> = [
   ["kill", killAtStep],
@@ -78,7 +93,7 @@ rows.push(secretScanRow(allWorkerOutput(), chaosSecrets))
 
 const seconds = Math.round((Date.now() - started) / 1000)
 console.log(`\nchaos suite${short ? " (short)" : ""}: ${seconds} s\n`)
-if (only === undefined) {
+if (only === undefined && chosen === undefined) {
   mkdirSync(RESULTS, { recursive: true })
   writeFileSync(
     join(RESULTS, "chaos.json"),

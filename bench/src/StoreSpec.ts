@@ -1,4 +1,5 @@
 import type { GrantStore } from "@token-broker/core"
+import { MysqlGrantStore } from "@token-broker/storage-mysql"
 import { PgGrantStore } from "@token-broker/storage-postgres"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
 import { VaultGrantStore } from "@token-broker/storage-vault"
@@ -15,6 +16,11 @@ export type StoreSpec =
       readonly kind: "postgres"
       /** `url` is a plain string here: the spec crosses process boundaries as JSON. */
       readonly options: PgGrantStore.PgGrantStoreOptions & { readonly url: string; readonly schema: string }
+    }
+  | {
+      readonly kind: "mysql"
+      /** `url` (with its database) is a plain string here: the spec crosses process boundaries as JSON. */
+      readonly options: MysqlGrantStore.MysqlGrantStoreOptions & { readonly url: string }
     }
   | {
       readonly kind: "vault"
@@ -35,18 +41,22 @@ export const storeLayer = (spec: StoreSpec): Layer.Layer<GrantStore.GrantStore, 
       return SqliteGrantStore.layer(spec.options)
     case "postgres":
       return PgGrantStore.layer(spec.options)
+    case "mysql":
+      return MysqlGrantStore.layer(spec.options)
     case "vault":
       return VaultGrantStore.layer(spec.options)
   }
 }
 
-/** Applies the store's migrations (creates the file or schema). */
+/** Applies the store's migrations (creates the file, schema or MariaDB database). */
 export const migrateStore = (spec: StoreSpec): Effect.Effect<void, unknown> => {
   switch (spec.kind) {
     case "sqlite":
       return Effect.asVoid(SqliteGrantStore.migrate(spec.options))
     case "postgres":
       return Effect.asVoid(PgGrantStore.migrate(spec.options))
+    case "mysql":
+      return Effect.asVoid(MysqlGrantStore.migrate(spec.options))
     case "vault":
       // KV v2 needs no schema: secrets are created on first write.
       return Effect.void
@@ -63,6 +73,8 @@ export const describeStore = (spec: StoreSpec): string => {
       return `sqlite ${spec.options.filename}`
     case "postgres":
       return `postgres ${withoutCredentials(spec.options.url)} schema ${spec.options.schema}`
+    case "mysql":
+      return `mysql (MariaDB) ${withoutCredentials(spec.options.url)}`
     case "vault":
       return `vault ${spec.options.address} prefix ${spec.options.prefix}`
   }

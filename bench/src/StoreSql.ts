@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type { GrantRecord } from "@token-broker/core"
@@ -7,12 +8,13 @@ import { Effect, type Layer, Redacted } from "effect"
 import type { StoreSpec } from "./StoreSpec.js"
 
 /**
- * Direct SQL access to the tables of a SQL store (the schema of storage-sqlite and storage-postgres),
+ * Direct SQL access to the tables of a SQL store (the schema of storage-sqlite, storage-postgres and
+ * storage-mysql),
  * for what the GrantStore port deliberately does not offer: bulk loading a benchmark's million rows,
  * reading a lease row to see who holds it until when, and dropping a test schema. Never used to
  * change what the broker under test reads, except where a test says so.
  */
-export type SqlStoreSpec = Extract<StoreSpec, { kind: "sqlite" | "postgres" }>
+export type SqlStoreSpec = Extract<StoreSpec, { kind: "sqlite" | "postgres" | "mysql" }>
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/
 
@@ -20,6 +22,8 @@ const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/
 export const tableName = (spec: SqlStoreSpec, table: "grants" | "leases"): string => {
   switch (spec.kind) {
     case "sqlite":
+    case "mysql":
+      // MariaDB: the URL's database holds the tables
       return table
     case "postgres":
       if (!SCHEMA.test(spec.options.schema)) throw new Error(`unsafe schema name ${spec.options.schema}`)
@@ -38,6 +42,8 @@ export const sqlLayer = (spec: SqlStoreSpec): Layer.Layer<SqlClient.SqlClient, u
         maxConnections: 2,
         connectTimeout: "5 seconds"
       })
+    case "mysql":
+      return MysqlClient.layer({ url: Redacted.make(spec.options.url), maxConnections: 2 })
   }
 }
 
@@ -80,6 +86,15 @@ export const leaseClockNow = (spec: SqlStoreSpec): Effect.Effect<number, SqlErro
           (rows) => Number(rows[0]?.now)
         )
       )
+    case "mysql":
+      return Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.map(
+          sql<{
+            now: number | string
+          }>`SET STATEMENT time_zone = '+00:00' FOR SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) AS now`,
+          (rows) => Number(rows[0]?.now)
+        )
+      )
   }
 }
 
@@ -92,7 +107,7 @@ const rowOf = (record: GrantRecord) => {
 /**
  * Inserts records with one statement per batch, the bulk path of the benchmark's loader: the batch
  * travels as one JSON parameter (an array of rows) that the database unpacks itself (SQLite
- * `json_each`, PostgreSQL `json_array_elements`). The encoding is storage-sql's; the benchmark checks
+ * `json_each`, PostgreSQL `json_array_elements`, MariaDB `JSON_TABLE`). The encoding is storage-sql's; the benchmark checks
  * it by reading a row back through the store.
  */
 export const insertBatch = (
@@ -120,6 +135,16 @@ export const insertBatch = (
           [rows]
         )
         return
+      case "mysql":
+        yield* sql.unsafe(
+          `${insert}
+           SELECT * FROM JSON_TABLE(?, '$[*]' COLUMNS (
+             tenant VARCHAR(255) PATH '$[0]', subject VARCHAR(255) PATH '$[1]', provider VARCHAR(255) PATH '$[2]',
+             version INT PATH '$[3]', status VARCHAR(32) PATH '$[4]', updated_at BIGINT PATH '$[5]',
+             data MEDIUMTEXT PATH '$[6]')) AS r`,
+          [rows]
+        )
+        return
     }
   })
 
@@ -132,7 +157,7 @@ export const insertBatch = (
 export const settle = (spec: SqlStoreSpec): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    yield* sql.unsafe(`ANALYZE ${tableName(spec, "grants")}`)
+    yield* sql.unsafe(`${spec.kind === "mysql" ? "ANALYZE TABLE" : "ANALYZE"} ${tableName(spec, "grants")}`)
     switch (spec.kind) {
       case "sqlite":
         yield* sql.unsafe("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -140,13 +165,29 @@ export const settle = (spec: SqlStoreSpec): Effect.Effect<void, SqlError, SqlCli
       case "postgres":
         yield* sql.unsafe("CHECKPOINT").pipe(Effect.ignore)
         return
+      case "mysql":
+        // InnoDB flushes by itself; nothing a client can ask for short of SUPER
+        return
     }
   })
 
-/** Drops a PostgreSQL schema with everything in it (a no-op for SQLite: delete the file). */
+const DATABASE = /^[A-Za-z0-9_]{1,64}$/
+
+/**
+ * Drops a PostgreSQL schema or a MariaDB database with everything in it (a no-op for SQLite: delete
+ * the file).
+ */
 export const dropSchema = (spec: SqlStoreSpec): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
-  spec.kind === "postgres"
-    ? Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        Effect.asVoid(sql.unsafe(`DROP SCHEMA IF EXISTS ${tableName(spec, "grants").split(".")[0]} CASCADE`))
-      )
-    : Effect.void
+  spec.kind === "mysql"
+    ? Effect.flatMap(SqlClient.SqlClient, (sql) => {
+        const database = new URL(spec.options.url).pathname.slice(1)
+        if (!DATABASE.test(database)) return Effect.dieMessage(`unsafe database name ${database}`)
+        return Effect.asVoid(sql.unsafe(`DROP DATABASE IF EXISTS \`${database}\``))
+      })
+    : spec.kind === "postgres"
+      ? Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          Effect.asVoid(
+            sql.unsafe(`DROP SCHEMA IF EXISTS ${tableName(spec, "grants").split(".")[0]} CASCADE`)
+          )
+        )
+      : Effect.void

@@ -9,8 +9,9 @@
  *   BENCH_GRANTS=100000 BENCH_BACKENDS=sqlite pnpm --filter @token-broker/bench bench
  *
  * Environment: `BENCH_GRANTS` (default 1000000; the baseline is 10,000, or a tenth of a smaller
- * BENCH_GRANTS), `BENCH_BACKENDS` (default `sqlite,postgres`), `DATABASE_URL` (default
- * `postgres://postgres@127.0.0.1:5432/test`; a fresh schema is created and dropped).
+ * BENCH_GRANTS), `BENCH_BACKENDS` (default `sqlite,postgres,mysql`), `DATABASE_URL` (default
+ * `postgres://postgres@127.0.0.1:5432/test`; a fresh schema is created and dropped), `MARIADB_URL`
+ * (default `mysql://root@127.0.0.1:3306/test`; a fresh database is created and dropped).
  */
 import { randomBytes } from "node:crypto"
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -28,8 +29,9 @@ import { dropSchema, insertBatch, type SqlStoreSpec, settle, sqlLayer } from "./
 const FULL = Number(process.env.BENCH_GRANTS ?? 1_000_000)
 if (!Number.isInteger(FULL) || FULL < 1_000) throw new Error("BENCH_GRANTS must be an integer >= 1000")
 const BASELINE = Math.min(10_000, Math.floor(FULL / 10))
-const BACKENDS = (process.env.BENCH_BACKENDS ?? "sqlite,postgres").split(",").map((b) => b.trim())
+const BACKENDS = (process.env.BENCH_BACKENDS ?? "sqlite,postgres,mysql").split(",").map((b) => b.trim())
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+const MARIADB_URL = process.env.MARIADB_URL ?? "mysql://root@127.0.0.1:3306/test"
 const GET_OPS = 5_000
 const CAS_OPS = 2_000
 const WARMUP = 2_000
@@ -139,7 +141,7 @@ const measure = (store: GrantStore.GrantStoreDriver, grants: number, versions: M
 const BATCH = 5_000
 
 /**
- * Bulk-loads grants [from, to) straight into the tables, printing progress. PostgreSQL gets two batches
+ * Bulk-loads grants [from, to) straight into the tables, printing progress. A database server gets two batches
  * in flight (the server indexes one while this process builds the next); SQLite runs in this process.
  */
 const load = (spec: SqlStoreSpec, from: number, to: number) =>
@@ -172,7 +174,7 @@ const load = (spec: SqlStoreSpec, from: number, to: number) =>
           )
         )
       },
-      { concurrency: spec.kind === "postgres" ? 2 : 1, discard: true }
+      { concurrency: spec.kind === "sqlite" ? 1 : 2, discard: true }
     )
     return (performance.now() - started) / 1000
   })
@@ -198,8 +200,17 @@ const prepare = (backend: string): { spec: SqlStoreSpec; cleanup: () => Promise<
         cleanup: () => Effect.runPromise(Effect.provide(dropSchema(spec), sqlLayer(spec)))
       }
     }
+    case "mysql": {
+      const url = new URL(MARIADB_URL)
+      url.pathname = `/tb_bench_storage_${randomBytes(5).toString("hex")}`
+      const spec: SqlStoreSpec = { kind: "mysql", options: { url: url.href } }
+      return {
+        spec,
+        cleanup: () => Effect.runPromise(Effect.provide(dropSchema(spec), sqlLayer(spec)))
+      }
+    }
     default:
-      throw new Error(`unknown backend "${backend}" in BENCH_BACKENDS (sqlite, postgres)`)
+      throw new Error(`unknown backend "${backend}" in BENCH_BACKENDS (sqlite, postgres, mysql)`)
   }
 }
 
@@ -213,7 +224,9 @@ const run = async (backend: string, cleanups: Array<() => Promise<void>>): Promi
     throw new Error(
       spec.kind === "postgres"
         ? `PostgreSQL does not answer at ${withoutCredentials(DATABASE_URL)} (set DATABASE_URL, or BENCH_BACKENDS=sqlite): ${String(cause)}`
-        : `cannot create the SQLite file: ${String(cause)}`
+        : spec.kind === "mysql"
+          ? `MariaDB does not answer at ${withoutCredentials(MARIADB_URL)} (set MARIADB_URL, or leave mysql out of BENCH_BACKENDS): ${String(cause)}`
+          : `cannot create the SQLite file: ${String(cause)}`
     )
   }
   const sql = ManagedRuntime.make(sqlLayer(spec))

@@ -131,6 +131,19 @@ describe("init", () => {
     expect(text).toMatch(/kind: postgres/)
     expect(text).toMatch(/url: \{ env: DATABASE_URL \}/)
     expect(text).not.toMatch(/allowInsecureRequests/)
-    expect((await runCli(["init", "--storage", "mysql"])).code).toBe(2)
+    expect((await runCli(["init", "--storage", "oracle"])).code).toBe(2)
+  })
+
+  it("--storage mysql writes a config reading MARIADB_URL, and says what to export", async () => {
+    const path = join(dir, "mysql", "broker.yaml")
+    const result = await runCli(["init", "--storage", "mysql", "--config", path])
+    expect(result.code).toBe(0)
+    expect(result.stderr + result.stdout).toMatch(
+      /export MARIADB_URL=mysql:\/\/user:password@host:3306\/token_broker/
+    )
+    const text = await readFile(path, "utf8")
+    expect(text).toMatch(/kind: mysql/)
+    expect(text).toMatch(/url: \{ env: MARIADB_URL \}/)
+    expect(text).toMatch(/migrate: false/)
   })
 })

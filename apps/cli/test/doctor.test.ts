@@ -77,6 +77,36 @@ describe("doctor names the fault", () => {
     }
   })
 
+  it("when MariaDB is down: the storage check names it and the fix, never the password", async () => {
+    const idp = await startDevIdp()
+    try {
+      const closed = await freePort()
+      const backend: Backend = {
+        name: "mysql",
+        storageYaml: () =>
+          [
+            "storage:",
+            "  kind: mysql",
+            "  url: { env: TB_TEST_MARIADB_URL }",
+            "  connectTimeout: 2 seconds"
+          ].join("\n"),
+        env: { TB_TEST_MARIADB_URL: `mysql://root:s3cret-pw@127.0.0.1:${closed}/token_broker` },
+        cleanup: async () => undefined
+      }
+      const { config } = await setup("mariadb-down", backend, idp.issuer)
+      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
+      expect(result.code).toBe(1)
+      expect(result.stdout).toMatch(
+        new RegExp(`✖ storage: mysql mysql://root@127.0.0.1:${closed}/token_broker: .*ECONNREFUSED`)
+      )
+      expect(result.stdout).toMatch(/fix: check that MariaDB runs/)
+      expect(result.stdout).toMatch(/- migrations: storage unreachable/)
+      expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
+    } finally {
+      await idp.close()
+    }
+  })
+
   it("when the key is wrong, and keys rotate leaves those grants untouched", async () => {
     const idp = await startDevIdp()
     try {

@@ -10,8 +10,11 @@ import { dropSchema, withSql } from "../../src/StoreSql.js"
 /** The PostgreSQL the tests use: `DATABASE_URL`, else the machine's server (trust auth, database `test`). */
 export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
+/** The MariaDB the tests use: `MARIADB_URL`, else the machine's server (root, empty password). */
+export const mariadbUrl = process.env.MARIADB_URL ?? "mysql://root@127.0.0.1:3306/test"
+
 /** The backends every reliability test runs on. */
-export const SQL_BACKENDS: ReadonlyArray<StoreKind> = ["sqlite", "postgres"]
+export const SQL_BACKENDS: ReadonlyArray<StoreKind> = ["sqlite", "postgres", "mysql"]
 
 /** The backends of tests that use the store through its GrantStore interface only. */
 export const ALL_BACKENDS: ReadonlyArray<StoreKind> = [...SQL_BACKENDS, "vault"]
@@ -23,8 +26,8 @@ export interface Backend {
 }
 
 /**
- * A fresh, migrated store: SQLite in a new temp folder, or a new PostgreSQL schema (`tb_bench_<random>`).
- * When PostgreSQL does not answer this rejects with a message saying so: the tests fail, never skip.
+ * A fresh, migrated store: SQLite in a new temp folder, a new PostgreSQL schema or MariaDB database
+ * (`tb_bench_<random>`), or a Vault emulator. When a database server does not answer this rejects with a message saying so: the tests fail, never skip.
  */
 export const prepareBackend = async (kind: StoreKind): Promise<Backend> => {
   switch (kind) {
@@ -50,6 +53,20 @@ export const prepareBackend = async (kind: StoreKind): Promise<Backend> => {
         throw new Error(
           `PostgreSQL does not answer at ${withoutCredentials(databaseUrl)} (set DATABASE_URL, or start the ` +
             `server: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start): ${String(cause)}`
+        )
+      }
+      return { spec, cleanup: () => withSql(spec, dropSchema(spec)) }
+    }
+    case "mysql": {
+      const url = new URL(mariadbUrl)
+      url.pathname = `/tb_bench_${randomBytes(6).toString("hex")}`
+      const spec: StoreSpec = { kind, options: { url: url.href, poolSize: 4, connectTimeout: "5 seconds" } }
+      try {
+        await Effect.runPromise(migrateStore(spec))
+      } catch (cause) {
+        throw new Error(
+          `MariaDB does not answer at ${withoutCredentials(mariadbUrl)} (set MARIADB_URL, or start the server: ` +
+            `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd): ${String(cause)}`
         )
       }
       return { spec, cleanup: () => withSql(spec, dropSchema(spec)) }

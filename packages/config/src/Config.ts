@@ -84,6 +84,15 @@ export type StorageConfig =
       readonly migrate: boolean
       readonly applicationName?: string | undefined
     }
+  | {
+      /** MariaDB (tested: 10.11). */
+      readonly kind: "mysql"
+      readonly url: Redacted.Redacted<string>
+      readonly poolSize?: number | undefined
+      readonly statementTimeout?: Duration.Duration | undefined
+      readonly connectTimeout?: Duration.Duration | undefined
+      readonly migrate: boolean
+    }
   | ({
       readonly kind: "vault"
       readonly mount: string
@@ -476,13 +485,22 @@ const resolveConfig = (
                 migrate: storageIn.migrate,
                 applicationName: storageIn.applicationName
               }
-            : {
-                kind: "vault",
-                mount: storageIn.mount,
-                prefix: storageIn.prefix,
-                leaseClockMargin: duration(storageIn.leaseClockMargin),
-                ...(yield* resolveVault(storageIn, "storage", env, baseDir))
-              }
+            : storageIn.kind === "mysql"
+              ? {
+                  kind: "mysql",
+                  url: yield* readSecret(storageIn.url, "storage.url", env, baseDir),
+                  poolSize: storageIn.poolSize,
+                  statementTimeout: duration(storageIn.statementTimeout),
+                  connectTimeout: duration(storageIn.connectTimeout),
+                  migrate: storageIn.migrate
+                }
+              : {
+                  kind: "vault",
+                  mount: storageIn.mount,
+                  prefix: storageIn.prefix,
+                  leaseClockMargin: duration(storageIn.leaseClockMargin),
+                  ...(yield* resolveVault(storageIn, "storage", env, baseDir))
+                }
 
     const keyRingIn = file.keyRing
     let keyRing: KeyRingConfig

@@ -9,6 +9,7 @@ import {
   TokenBroker,
   TokenVerifier
 } from "@token-broker/core"
+import { MysqlGrantStore } from "@token-broker/storage-mysql"
 import { PgGrantStore } from "@token-broker/storage-postgres"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
 import { TransitKeyRing, type VaultConnectionOptions, VaultGrantStore } from "@token-broker/storage-vault"
@@ -55,6 +56,14 @@ export const storeLayer = (storage: StorageConfig): Layer.Layer<GrantStore.Grant
         connectTimeout: storage.connectTimeout,
         migrate: storage.migrate,
         applicationName: storage.applicationName
+      })
+    case "mysql":
+      return MysqlGrantStore.layer({
+        url: storage.url,
+        poolSize: storage.poolSize,
+        statementTimeout: storage.statementTimeout,
+        connectTimeout: storage.connectTimeout,
+        migrate: storage.migrate
       })
     case "vault":
       return VaultGrantStore.layer({

@@ -1,4 +1,5 @@
 import type { ConfigInvalid, StorageUnavailable } from "@token-broker/core"
+import { MysqlGrantStore } from "@token-broker/storage-mysql"
 import { PgGrantStore } from "@token-broker/storage-postgres"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
 import { Effect } from "effect"
@@ -7,7 +8,7 @@ import type { StorageConfig } from "./Config.js"
 /** What `migrateStorage` did. */
 export type StorageMigration =
   | {
-      readonly backend: "sqlite" | "postgres"
+      readonly backend: "sqlite" | "postgres" | "mysql"
       /** The schema version before and after. */
       readonly from: number
       readonly to: number
@@ -20,7 +21,7 @@ export type StorageMigration =
     }
 
 /**
- * Applies the pending storage migrations of the configured backend (SQLite, PostgreSQL); a no-op on a
+ * Applies the pending storage migrations of the configured backend (SQLite, PostgreSQL, MariaDB); a no-op on a
  * current schema and on backends without one (Vault, memory). Safe to run from several processes at once.
  */
 export const migrateStorage = (
@@ -42,6 +43,15 @@ export const migrateStorage = (
           applicationName: storage.applicationName
         }),
         (result) => ({ backend: "postgres" as const, ...result })
+      )
+    case "mysql":
+      return Effect.map(
+        MysqlGrantStore.migrate({
+          url: storage.url,
+          statementTimeout: storage.statementTimeout,
+          connectTimeout: storage.connectTimeout
+        }),
+        (result) => ({ backend: "mysql" as const, ...result })
       )
     case "vault":
     case "memory":

@@ -5,7 +5,15 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { GrantStore, KeyRing, TokenBroker } from "@token-broker/core"
 import { Duration, Effect, Layer, Redacted } from "effect"
-import { brokerLayer, type ConfigFileInput, jsonSchemaText, loadConfig, parseConfig } from "../src/index.js"
+import Mysql from "mysql2/promise"
+import {
+  brokerLayer,
+  type ConfigFileInput,
+  jsonSchemaText,
+  loadConfig,
+  migrateStorage,
+  parseConfig
+} from "../src/index.js"
 
 const KEY = randomBytes(32).toString("base64")
 /** A hash of the form and parameters hashSecret writes (of no secret anyone knows): config checks only its shape. */
@@ -110,7 +118,7 @@ describe("parseConfig", () => {
       "an unknown storage kind",
       (c) => ({ ...c, storage: { kind: "redis" } }),
       "storage.kind",
-      /sqlite, postgres, vault or memory/
+      /sqlite, postgres, mysql, vault or memory/
     ],
     ["an unknown key (typo)", (c) => ({ ...c, provders: [] }), "(root)", /unknown key "provders".*spelling/],
     [
@@ -350,6 +358,33 @@ describe("parseConfig", () => {
     })
   )
 
+  it.effect("mysql (MariaDB) storage reads its URL from env, keeps it redacted and checks its options", () =>
+    Effect.gen(function* () {
+      const config = yield* parseConfig(
+        {
+          ...valid(),
+          storage: { kind: "mysql", url: { env: "DB" }, poolSize: 4, statementTimeout: "2 seconds" }
+        },
+        { ...env, DB: "mysql://tb:secret-password@db:3306/token_broker" }
+      )
+      expect(config.storage.kind === "mysql" && Redacted.value(config.storage.url)).toBe(
+        "mysql://tb:secret-password@db:3306/token_broker"
+      )
+      expect(config.storage).toMatchObject({ kind: "mysql", poolSize: 4, migrate: true })
+      expect(config.storage.kind === "mysql" && Duration.toMillis(config.storage.statementTimeout ?? 0)).toBe(
+        2000
+      )
+      expect(JSON.stringify(config.storage)).not.toContain("secret-password")
+      const badPool = yield* failure({
+        ...valid(),
+        storage: { kind: "mysql", url: { env: "DB" }, poolSize: 0 }
+      })
+      expect(badPool.message).toMatch(/storage.poolSize/)
+      const noUrl = yield* failure({ ...valid(), storage: { kind: "mysql" } })
+      expect(noUrl.message).toMatch(/storage.url/)
+    })
+  )
+
   it.effect("vault storage and transit key ring resolve their tokens; http needs the explicit flag", () =>
     Effect.gen(function* () {
       const vault = { address: "https://vault.example.com:8200", auth: { token: { env: "VAULT_TOKEN" } } }
@@ -438,6 +473,40 @@ describe("brokerLayer", () => {
         expect(error._tag).toBe("ConsentRequired")
       })
       yield* Effect.scoped(Effect.provide(program, Layer.fresh(brokerLayer(config))))
+    })
+  )
+
+  it.live("builds the broker on MariaDB (the machine's server, a fresh database), and migrates it", () =>
+    Effect.gen(function* () {
+      const base = new URL(process.env.MARIADB_URL ?? "mysql://root@127.0.0.1:3306/test")
+      const database = `tb_config_${randomBytes(6).toString("hex")}`
+      base.pathname = `/${database}`
+      const config = yield* parseConfig(
+        { ...valid(), storage: { kind: "mysql", url: { env: "DB" }, migrate: false } },
+        { ...env, DB: base.href }
+      )
+      expect(yield* migrateStorage(config.storage)).toEqual({
+        backend: "mysql",
+        from: 0,
+        to: 3,
+        applied: [1, 2, 3]
+      })
+      const program = Effect.gen(function* () {
+        const store = yield* GrantStore.GrantStore
+        expect(store.capabilities).toEqual({ crossProcessLeases: true, durable: true })
+        const broker = yield* TokenBroker.TokenBroker
+        const error = yield* Effect.flip(broker.backgroundToken({ subject: "u", provider: "notes" }))
+        expect(error._tag).toBe("ConsentRequired")
+      })
+      yield* Effect.scoped(Effect.provide(program, Layer.fresh(brokerLayer(config)))).pipe(
+        Effect.ensuring(
+          Effect.promise(async () => {
+            const conn = await Mysql.createConnection({ uri: base.href })
+            await conn.query(`DROP DATABASE IF EXISTS \`${database}\``)
+            await conn.end()
+          })
+        )
+      )
     })
   )
 

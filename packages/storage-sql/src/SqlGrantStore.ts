@@ -10,8 +10,9 @@ import {
   parsePendingAuthorization,
   StorageUnavailable
 } from "@token-broker/core"
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, type Context, Duration, Effect, Option } from "effect"
 import { storageUnavailable } from "./internal/errors.js"
+import { requireSchemaVersion, schemaVersion } from "./SqlMigrations.js"
 
 /**
  * Maps a driver failure to `StorageUnavailable` naming the backend, the operation and the error code
@@ -19,15 +20,46 @@ import { storageUnavailable } from "./internal/errors.js"
  */
 export { storageUnavailable }
 
-/** Where the SQL dialects differ, for the GrantStore driver. */
+/**
+ * Where the SQL dialects differ, for the GrantStore driver. Only `backend` and `leaseNow` are required:
+ * the other hooks default to the PostgreSQL/SQLite forms (`RETURNING`, `ON CONFLICT`).
+ */
 export interface SqlDialect {
-  /** Backend name for error messages ("sqlite", "postgres"). */
+  /** Backend name for error messages ("sqlite", "postgres", "mysql"). */
   readonly backend: string
   /**
    * The lease clock's current time in epoch milliseconds, as SQL: the database server's clock
-   * (PostgreSQL: every replica agrees) or a parameter taken from the process clock (SQLite: one machine).
+   * (PostgreSQL, MariaDB: every replica agrees) or a parameter taken from the process clock (SQLite: one
+   * machine).
    */
   readonly leaseNow: (sql: SqlClient.SqlClient) => Effect.Effect<Fragment>
+  /**
+   * Runs a write (UPDATE or DELETE) and answers how many rows its WHERE clause matched. Default: the
+   * statement with `RETURNING 1`, counting the rows. MariaDB/MySQL have no `UPDATE ... RETURNING`: the
+   * affected-row count with `CLIENT_FOUND_ROWS` (matched, not changed, rows).
+   */
+  readonly matchedRows?: (sql: SqlClient.SqlClient, write: Fragment) => Effect.Effect<number, SqlError>
+  /**
+   * Runs an INSERT of one row and answers whether it was inserted (`false`: a row with its primary key
+   * exists; nothing was written). Default: `ON CONFLICT DO NOTHING RETURNING 1`. MariaDB/MySQL: the
+   * plain INSERT, a duplicate-key error meaning `false` (`INSERT IGNORE` would also hide truncation).
+   */
+  readonly insertIfAbsent?: (sql: SqlClient.SqlClient, insert: Fragment) => Effect.Effect<boolean, SqlError>
+  /**
+   * The clause that turns an INSERT into an upsert: on a duplicate `key`, overwrite the `columns` with
+   * the inserted values. Default `ON CONFLICT (key) DO UPDATE SET c = excluded.c`; MariaDB/MySQL
+   * `ON DUPLICATE KEY UPDATE c = VALUES(c)`.
+   */
+  readonly upsertClause?: (
+    sql: SqlClient.SqlClient,
+    key: ReadonlyArray<string>,
+    columns: ReadonlyArray<string>
+  ) => Fragment
+  /**
+   * Put before every statement of the driver, for per-statement settings (MariaDB:
+   * `SET STATEMENT max_statement_time=5 FOR`). Default none.
+   */
+  readonly statementPrefix?: string | undefined
 }
 
 interface GrantRow {
@@ -82,18 +114,34 @@ const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailab
  * `grants` (tenant, subject, provider, version, status, updated_at, data), `pending_authorizations`
  * (state_hash, expires_at, data), `leases` (name, owner, expires_at), `grant_tombstones` (the last
  * version of each deleted grant, written by a delete trigger; an insert starts above it, so versions of
- * a key never repeat). Every statement is one atomic
- * statement; no transaction spans two calls.
+ * a key never repeat). Every operation is one atomic statement (acquireLease: two, each atomic);
+ * no transaction spans two calls. The dialect's hooks say how a backend counts matched rows, inserts
+ * only when absent and upserts.
  */
 export const makeDriver = (
   dialect: SqlDialect
 ): Effect.Effect<GrantStore.GrantStoreDriver, never, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    // put before every top-level statement (never before a fragment inside one)
+    const head = sql.literal(dialect.statementPrefix === undefined ? "" : `${dialect.statementPrefix} `)
     const fail =
       (operation: string) =>
       <A, R>(effect: Effect.Effect<A, SqlError | StorageUnavailable, R>) =>
         Effect.mapError(effect, storageUnavailable(dialect.backend, `GrantStore.${operation}`))
+    const matchedRows =
+      dialect.matchedRows ??
+      ((_, write: Fragment) => Effect.map(sql`${write} RETURNING 1`, (rows) => rows.length))
+    const insertIfAbsent =
+      dialect.insertIfAbsent ??
+      ((_, insert: Fragment) =>
+        Effect.map(sql`${insert} ON CONFLICT DO NOTHING RETURNING 1`, (rows) => rows.length === 1))
+    const upsertClause =
+      dialect.upsertClause ??
+      ((_, key: ReadonlyArray<string>, columns: ReadonlyArray<string>) =>
+        sql.literal(
+          `ON CONFLICT (${key.join(", ")}) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(", ")}`
+        ))
     const keyIs = (key: GrantKey) =>
       sql`tenant = ${key.tenant} AND subject = ${key.subject} AND provider = ${key.provider}`
 
@@ -113,7 +161,7 @@ export const makeDriver = (
 
     const driver: GrantStore.GrantStoreDriver = {
       get: (key) =>
-        sql<GrantRow>`SELECT tenant, subject, provider, version, status, data FROM grants WHERE ${keyIs(key)}`.pipe(
+        sql<GrantRow>`${head}SELECT tenant, subject, provider, version, status, data FROM grants WHERE ${keyIs(key)}`.pipe(
           Effect.flatMap((rows) =>
             rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeGrant(rows[0]))
           ),
@@ -121,70 +169,83 @@ export const makeDriver = (
         ),
 
       list: (filter, after, limit) =>
-        sql<GrantRow>`SELECT tenant, subject, provider, version, status, data FROM grants
+        sql<GrantRow>`${head}SELECT tenant, subject, provider, version, status, data FROM grants
           WHERE ${sql.and(filterClauses(filter, after))}
           ORDER BY tenant, subject, provider
           LIMIT ${limit}`.pipe(Effect.flatMap(Effect.forEach(decodeGrant)), fail("list")),
 
       insert: (record) => {
         const row = toRow(record)
-        return sql`INSERT INTO grants (tenant, subject, provider, version, status, updated_at, data)
+        return insertIfAbsent(
+          sql,
+          sql`${head}INSERT INTO grants (tenant, subject, provider, version, status, updated_at, data)
           VALUES (${record.tenant}, ${record.subject}, ${record.provider},
             COALESCE((SELECT CASE WHEN version >= ${row.version} THEN version + 1 ELSE ${row.version} END
               FROM grant_tombstones WHERE ${keyIs(record)}), ${row.version}),
-            ${row.status}, ${row.updatedAt}, ${row.data})
-          ON CONFLICT (tenant, subject, provider) DO NOTHING
-          RETURNING version`.pipe(
-          Effect.map((rows) => (rows.length === 1 ? ("ok" as const) : ("exists" as const))),
+            ${row.status}, ${row.updatedAt}, ${row.data})`
+        ).pipe(
+          Effect.map((inserted) => (inserted ? ("ok" as const) : ("exists" as const))),
           fail("insert")
         )
       },
 
       compareAndSet: (key, expectedVersion, next) => {
         const row = toRow(next)
-        return sql`UPDATE grants
+        return matchedRows(
+          sql,
+          sql`${head}UPDATE grants
           SET version = ${row.version}, status = ${row.status}, updated_at = ${row.updatedAt}, data = ${row.data}
-          WHERE ${keyIs(key)} AND version = ${expectedVersion}
-          RETURNING version`.pipe(
-          Effect.map((rows) => (rows.length === 1 ? ("ok" as const) : ("conflict" as const))),
+          WHERE ${keyIs(key)} AND version = ${expectedVersion}`
+        ).pipe(
+          Effect.map((matched) => (matched === 1 ? ("ok" as const) : ("conflict" as const))),
           fail("compareAndSet")
         )
       },
 
       delete: (key) =>
-        sql`DELETE FROM grants WHERE ${keyIs(key)} RETURNING version`.pipe(
-          Effect.map((rows) => rows.length > 0),
+        matchedRows(sql, sql`${head}DELETE FROM grants WHERE ${keyIs(key)}`).pipe(
+          Effect.map((matched) => matched > 0),
           fail("delete")
         ),
 
+      // Two atomic statements: take a free name (insert), else take over an expired lease or re-enter
+      // one's own (update). A lease released between the two answers "not acquired"; withLease retries.
       acquireLease: (name, owner, ttl) =>
-        Effect.flatMap(
-          dialect.leaseNow(sql),
-          (now) =>
-            sql`INSERT INTO leases (name, owner, expires_at)
-            VALUES (${name}, ${owner}, ${now} + ${Duration.toMillis(ttl)})
-            ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-            WHERE leases.expires_at <= ${now} OR leases.owner = excluded.owner
-            RETURNING owner`
-        ).pipe(
-          Effect.map((rows) => rows.length === 1),
-          fail("acquireLease")
-        ),
+        Effect.flatMap(dialect.leaseNow(sql), (now) =>
+          insertIfAbsent(
+            sql,
+            sql`${head}INSERT INTO leases (name, owner, expires_at)
+            VALUES (${name}, ${owner}, ${now} + ${Duration.toMillis(ttl)})`
+          ).pipe(
+            Effect.flatMap((inserted) =>
+              inserted
+                ? Effect.succeed(true)
+                : Effect.map(
+                    matchedRows(
+                      sql,
+                      sql`${head}UPDATE leases SET owner = ${owner}, expires_at = ${now} + ${Duration.toMillis(ttl)}
+                      WHERE name = ${name} AND (expires_at <= ${now} OR owner = ${owner})`
+                    ),
+                    (matched) => matched === 1
+                  )
+            )
+          )
+        ).pipe(fail("acquireLease")),
 
       renewLease: (name, owner, ttl) =>
-        Effect.flatMap(
-          dialect.leaseNow(sql),
-          (now) =>
-            sql`UPDATE leases SET expires_at = ${now} + ${Duration.toMillis(ttl)}
-            WHERE name = ${name} AND owner = ${owner} AND expires_at > ${now}
-            RETURNING owner`
+        Effect.flatMap(dialect.leaseNow(sql), (now) =>
+          matchedRows(
+            sql,
+            sql`${head}UPDATE leases SET expires_at = ${now} + ${Duration.toMillis(ttl)}
+            WHERE name = ${name} AND owner = ${owner} AND expires_at > ${now}`
+          )
         ).pipe(
-          Effect.map((rows) => rows.length === 1),
+          Effect.map((matched) => matched === 1),
           fail("renewLease")
         ),
 
       releaseLease: (name, owner) =>
-        sql`DELETE FROM leases WHERE name = ${name} AND owner = ${owner}`.pipe(
+        sql`${head}DELETE FROM leases WHERE name = ${name} AND owner = ${owner}`.pipe(
           Effect.asVoid,
           fail("releaseLease")
         ),
@@ -192,17 +253,17 @@ export const makeDriver = (
       putPending: (stateHash, record) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.zipRight(
-            sql`DELETE FROM pending_authorizations WHERE expires_at <= ${now}`,
-            sql`INSERT INTO pending_authorizations (state_hash, expires_at, data)
+            sql`${head}DELETE FROM pending_authorizations WHERE expires_at <= ${now}`,
+            sql`${head}INSERT INTO pending_authorizations (state_hash, expires_at, data)
               VALUES (${stateHash}, ${record.expiresAt}, ${JSON.stringify(record)})
-              ON CONFLICT (state_hash) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data`
+              ${upsertClause(sql, ["state_hash"], ["expires_at", "data"])}`
           )
         ).pipe(Effect.asVoid, fail("putPending")),
 
       takePending: (stateHash) =>
         sql<{
           data: string
-        }>`DELETE FROM pending_authorizations WHERE state_hash = ${stateHash} RETURNING data`.pipe(
+        }>`${head}DELETE FROM pending_authorizations WHERE state_hash = ${stateHash} RETURNING data`.pipe(
           Effect.flatMap((rows) =>
             rows[0] === undefined
               ? Effect.succeedNone
@@ -236,4 +297,32 @@ export const makeDriver = (
         )
     }
     return driver
+  })
+
+/** The GrantStore service an adapter's `make` builds. */
+export type Store = Context.Tag.Service<GrantStore.GrantStore>
+
+export interface StoreOptions {
+  readonly dialect: SqlDialect
+  readonly capabilities: GrantStore.GrantStoreCapabilities
+  /** The latest schema version the adapter's migrations know: the store refuses any other. */
+  readonly schemaVersion: number
+  /** Whether `schema_migrations` exists (a backend's catalog query). */
+  readonly tableExists: Effect.Effect<boolean, SqlError>
+}
+
+/**
+ * The GrantStore service on an open client: refuses a schema older or newer than the adapter's
+ * migrations (naming the fix), then the driver with the adapter's capabilities.
+ */
+export const makeStore = (
+  sql: SqlClient.SqlClient,
+  options: StoreOptions
+): Effect.Effect<Store, StorageUnavailable> =>
+  Effect.gen(function* () {
+    const { backend } = options.dialect
+    const version = yield* schemaVersion(sql, backend, options.tableExists)
+    yield* requireSchemaVersion(version, options.schemaVersion, backend)
+    const driver = yield* Effect.provideService(makeDriver(options.dialect), SqlClient.SqlClient, sql)
+    return { ...driver, capabilities: options.capabilities }
   })

@@ -1,5 +1,5 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import { StorageUnavailable } from "@token-broker/core"
 import { Effect } from "effect"
 import { storageUnavailable } from "./internal/errors.js"
@@ -10,6 +10,12 @@ export interface Migration {
   readonly name: string
   readonly up: (sql: SqlClient.SqlClient) => Effect.Effect<void, SqlError>
 }
+
+/** A migration step of plain statements run in order (DDL, which needs no parameters). */
+export const statements =
+  (...ddl: ReadonlyArray<string>): Migration["up"] =>
+  (sql) =>
+    Effect.forEach(ddl, (statement) => sql.unsafe(statement), { discard: true })
 
 /** How a backend serializes migrations between processes. */
 export interface MigrationLock {
@@ -101,20 +107,64 @@ export const schemaVersion = (
     return Number(rows[0]?.version ?? 0)
   }).pipe(Effect.mapError(storageUnavailable(backend, "schemaVersion")))
 
+/**
+ * A `MigrationLock` for a backend whose lock belongs to a session (MariaDB/MySQL `GET_LOCK`, SQL Server
+ * `sp_getapplock`): `lock` is taken on the one connection of the migration transaction and answers
+ * whether it was granted within the backend's wait; `unlock` runs after, whatever the outcome (a
+ * connection that dies drops its lock with it).
+ */
+export const sessionLock = (
+  backend: string,
+  lock: (sql: SqlClient.SqlClient) => Effect.Effect<boolean, SqlError>,
+  unlock: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, SqlError>
+): MigrationLock => ({
+  backend,
+  withLock: (sql, effect) =>
+    sql.withTransaction(
+      Effect.acquireUseRelease(
+        Effect.filterOrFail(
+          lock(sql),
+          (granted) => granted,
+          () =>
+            new SqlError({ cause: undefined, message: "Another process held the migration lock too long" })
+        ),
+        () => effect,
+        () => Effect.ignore(unlock(sql))
+      )
+    )
+})
+
+/**
+ * Whether `schema_migrations` exists in the current schema, by the standard `information_schema`
+ * (`currentSchema`: the SQL of the current schema's name, MariaDB/MySQL `DATABASE()`).
+ */
+export const hasMigrationsTable = (
+  sql: SqlClient.SqlClient,
+  currentSchema: string
+): Effect.Effect<boolean, SqlError> =>
+  Effect.map(
+    sql<{ found: number | string }>`SELECT COUNT(*) AS found FROM information_schema.tables
+      WHERE table_schema = ${sql.literal(currentSchema)} AND table_name = 'schema_migrations'`,
+    (rows) => Number(rows[0]?.found) > 0
+  )
+
+/**
+ * The refusal of a schema at `actual` by a release that needs `expected`, naming the fix (run the
+ * migrations, or upgrade token-broker).
+ */
+export const schemaMismatch = (actual: number, expected: number, backend: string): StorageUnavailable =>
+  new StorageUnavailable({
+    operation: "start",
+    message:
+      actual < expected
+        ? `The ${backend} database is at schema version ${actual}, this release needs ${expected}: run the migrations (migrate, or the layer option migrate: true)`
+        : `The ${backend} database is at schema version ${actual}, newer than this release knows (${expected}): upgrade token-broker`
+  })
+
 /** Fails unless the database is exactly at `expected` (the latest version this release knows). */
 export const requireSchemaVersion = (
   actual: number,
   expected: number,
   backend: string
 ): Effect.Effect<void, StorageUnavailable> =>
-  actual === expected
-    ? Effect.void
-    : Effect.fail(
-        new StorageUnavailable({
-          operation: "start",
-          message:
-            actual < expected
-              ? `The ${backend} database is at schema version ${actual}, this release needs ${expected}: run the migrations (migrate, or the layer option migrate: true)`
-              : `The ${backend} database is at schema version ${actual}, newer than this release knows (${expected}): upgrade token-broker`
-        })
-      )
+  actual === expected ? Effect.void : Effect.fail(schemaMismatch(actual, expected, backend))

@@ -33,4 +33,22 @@ describe("storageUnavailable", () => {
     )
     expect(error.message).toContain("Connection terminated unexpectedly")
   })
+
+  it("never repeats a MariaDB server message whose number the driver has no name for; names the number", () => {
+    // mysql2 names MySQL's error numbers only: MariaDB's own (1969, max_statement_time) arrive without a
+    // code, and their text may quote values like any server message
+    const cause = Object.assign(new Error("Duplicate entry 'alice@example.com' for key 'PRIMARY'"), {
+      errno: 1969,
+      sqlState: "70100",
+      sqlMessage: "Duplicate entry 'alice@example.com' for key 'PRIMARY'"
+    })
+    const error = SqlGrantStore.storageUnavailable(
+      "mysql",
+      "GrantStore.get"
+    )(new SqlError({ cause, message: "Failed to execute statement" }))
+    expect(error.message).not.toContain("alice")
+    expect(error.message).toBe(
+      "mysql storage failed during GrantStore.get: Failed to execute statement (errno 1969, SQLSTATE 70100)"
+    )
+  })
 })

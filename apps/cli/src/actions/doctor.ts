@@ -64,7 +64,9 @@ const storageChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
       }
       // migrate: false - the doctor looks, it never changes the schema
       const layer = storeLayer(
-        storage.kind === "sqlite" || storage.kind === "postgres" ? { ...storage, migrate: false } : storage
+        storage.kind === "sqlite" || storage.kind === "postgres" || storage.kind === "mysql"
+          ? { ...storage, migrate: false }
+          : storage
       )
       const built = yield* Effect.either(timed(Layer.build(layer), where))
       if (Either.isLeft(built)) {
@@ -88,9 +90,11 @@ const storageChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
             `${where}: ${error.message}`,
             storage.kind === "postgres"
               ? "check that PostgreSQL runs and that storage.url (host, port, user, password, database) is right"
-              : storage.kind === "vault"
-                ? "check that Vault is reachable and the token or AppRole is valid"
-                : "check the file's path and permissions"
+              : storage.kind === "mysql"
+                ? "check that MariaDB runs and that storage.url (host, port, user, password, database) is right"
+                : storage.kind === "vault"
+                  ? "check that Vault is reachable and the token or AppRole is valid"
+                  : "check the file's path and permissions"
           ),
           skip("migrations", "storage unreachable"),
           ...(yield* keyChecks(config, null))
@@ -98,7 +102,7 @@ const storageChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
       }
       const store = Context.get(built.right, GrantStore.GrantStore)
       const migrations =
-        storage.kind === "sqlite" || storage.kind === "postgres"
+        storage.kind === "sqlite" || storage.kind === "postgres" || storage.kind === "mysql"
           ? ok("migrations", "the schema is current")
           : ok("migrations", `${storage.kind} has no schema`)
       return [ok("storage", `${where}: reachable`), migrations, ...(yield* keyChecks(config, store))]

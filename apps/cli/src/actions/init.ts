@@ -8,7 +8,7 @@ import { printLine, printNote } from "../internal/Output.js"
 
 export interface InitArgs {
   readonly path: string
-  readonly storage: "sqlite" | "postgres"
+  readonly storage: "sqlite" | "postgres" | "mysql"
   readonly providerId: string
   readonly issuer: string
   readonly clientId: string
@@ -22,12 +22,18 @@ const starterConfig = (args: InitArgs, keyFile: string, dbFile: string): string 
   const storage =
     args.storage === "sqlite"
       ? ["storage:", "  kind: sqlite", `  filename: ./${dbFile}   # relative to this file`]
-      : [
-          "storage:",
-          "  kind: postgres",
-          "  url: { env: DATABASE_URL }   # postgres://user:password@host:5432/db",
-          "  schema: token_broker"
-        ]
+      : args.storage === "mysql"
+        ? [
+            "storage:",
+            "  kind: mysql   # MariaDB 10.11",
+            "  url: { env: MARIADB_URL }   # mysql://user:password@host:3306/token_broker"
+          ]
+        : [
+            "storage:",
+            "  kind: postgres",
+            "  url: { env: DATABASE_URL }   # postgres://user:password@host:5432/db",
+            "  schema: token_broker"
+          ]
   return [
     "# token-broker configuration. Check it with: token-broker doctor",
     "# Secrets are never written here: each is { env: NAME } or { file: path } (mode 0600).",
@@ -112,6 +118,8 @@ export const init = (args: InitArgs): Effect.Effect<void, CliFailure, CliEnviron
     )
     if (args.storage === "postgres")
       yield* printNote("  export DATABASE_URL=postgres://user:password@host:5432/db")
+    if (args.storage === "mysql")
+      yield* printNote("  export MARIADB_URL=mysql://user:password@host:3306/token_broker")
     yield* printNote(`  token-broker migrate --config ${shown}`)
     yield* printNote(`  token-broker doctor --config ${shown}`)
   })

@@ -4,9 +4,9 @@ import { configPath } from "../internal/ConfigPath.js"
 import { lazy } from "../internal/Lazy.js"
 import * as Shared from "../internal/Options.js"
 
-const storage = Options.choice("storage", ["sqlite", "postgres"]).pipe(
+const storage = Options.choice("storage", ["sqlite", "postgres", "mysql"]).pipe(
   Options.withDescription(
-    "Where grants are stored: a SQLite file beside the config, or PostgreSQL ($DATABASE_URL)"
+    "Where grants are stored: a SQLite file beside the config, PostgreSQL ($DATABASE_URL) or MariaDB ($MARIADB_URL)"
   ),
   Options.withDefault("sqlite" as const)
 )

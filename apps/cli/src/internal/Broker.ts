@@ -57,6 +57,8 @@ export const describeStorage = (config: Config): string => {
       return `sqlite ${storage.filename}`
     case "postgres":
       return `postgres ${safeUrl(storage.url)} (schema ${storage.schema})`
+    case "mysql":
+      return `mysql ${safeUrl(storage.url)}`
     case "vault":
       return `vault ${storage.address} (${storage.mount}/${storage.prefix})`
     case "memory":

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto"
 import { mkdir, writeFile } from "node:fs/promises"
 import { join } from "node:path"
+import Mysql from "mysql2/promise"
 import Pg from "pg"
 
-/** Where the tests' grants live: a SQLite file in the test's folder, or a fresh PostgreSQL schema. */
+/** Where the tests' grants live: a SQLite file in the test's folder, a fresh PostgreSQL schema or MariaDB database. */
 export interface Backend {
-  readonly name: "sqlite" | "postgres"
+  readonly name: "sqlite" | "postgres" | "mysql"
   /** The `storage:` section of a config in `dir`. */
   readonly storageYaml: (dir: string) => string
   /** Environment the config needs (the database URL). */
@@ -50,6 +51,36 @@ export const postgresBackend = async (): Promise<Backend> => {
       await c.connect()
       await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
       await c.end()
+    }
+  }
+}
+
+export const MARIADB_URL = process.env.MARIADB_URL ?? "mysql://root@127.0.0.1:3306/test"
+
+/** A database of its own per run (created by `migrate`); fails (never skips) when MariaDB does not answer. */
+export const mysqlBackend = async (): Promise<Backend> => {
+  const connect = async () => {
+    try {
+      return await Mysql.createConnection({ uri: MARIADB_URL, connectTimeout: 5000 })
+    } catch (error) {
+      throw new Error(
+        `MariaDB does not answer at ${MARIADB_URL.replace(/:[^:@/]*@/, ":***@")} (${(error as Error).message}); start it (see STACK.md) or set MARIADB_URL`
+      )
+    }
+  }
+  await (await connect()).end()
+  const database = `tb_cli_${randomBytes(5).toString("hex")}`
+  const url = new URL(MARIADB_URL)
+  url.pathname = `/${database}`
+  return {
+    name: "mysql",
+    storageYaml: () =>
+      ["storage:", "  kind: mysql", "  url: { env: TB_TEST_MARIADB_URL }", "  migrate: false"].join("\n"),
+    env: { TB_TEST_MARIADB_URL: url.href },
+    cleanup: async () => {
+      const conn = await connect()
+      await conn.query(`DROP DATABASE IF EXISTS \`${database}\``)
+      await conn.end()
     }
   }
 }

@@ -300,6 +300,18 @@ export const StorageSchema = z.discriminatedUnion(
       .describe("PostgreSQL: several replicas"),
     z
       .strictObject({
+        kind: z.literal("mysql"),
+        url: SecretRef.describe(
+          "mysql://user:password@host:3306/database (MariaDB 10.11), e.g. { env: MARIADB_URL }; ?socketPath=/run/mysqld/mysqld.sock for a Unix socket"
+        ),
+        poolSize: z.number().int().min(1).max(1000).optional(),
+        statementTimeout: Duration.optional(),
+        connectTimeout: Duration.optional(),
+        migrate: z.boolean().default(true)
+      })
+      .describe("MariaDB: several replicas"),
+    z
+      .strictObject({
         kind: z.literal("vault"),
         ...VaultConnectionSchema.shape,
         mount: z.string().min(1).default("secret").describe("The KV v2 mount"),
@@ -308,7 +320,7 @@ export const StorageSchema = z.discriminatedUnion(
       })
       .describe("HashiCorp Vault / OpenBao KV v2")
   ],
-  { message: "set storage.kind to sqlite, postgres, vault or memory" }
+  { message: "set storage.kind to sqlite, postgres, mysql, vault or memory" }
 )
 
 export const KeyRingSchema = z.discriminatedUnion(

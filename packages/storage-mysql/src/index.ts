@@ -1,0 +1,1 @@
+export * as MysqlGrantStore from "./MysqlGrantStore.js"
