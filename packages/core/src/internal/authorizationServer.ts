@@ -5,6 +5,7 @@ import { Agent } from "undici"
 import {
   type AuthorizationServersService,
   type IntrospectionResult,
+  InvalidGrant,
   type ProviderClient,
   type TokenSet,
   UnreadableAnswer
@@ -13,7 +14,12 @@ import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavail
 import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
-import { type MappedError, mapUpstreamError } from "./upstreamError.js"
+import {
+  describeRefusal,
+  isRefusalWithoutError,
+  type MappedError,
+  mapUpstreamError
+} from "./upstreamError.js"
 
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -296,12 +302,16 @@ const makeProviderClient = (
       Effect.gen(function* () {
         const server = yield* metadata
         // A copy of the answer, read only when a 2xx fails validation: the provider has then rotated
-        // the refresh token, and the successor must not be dropped with the rest of the body.
+        // the refresh token, and the successor must not be dropped with the rest of the body. A 400/401
+        // is kept too: without an OAuth error it is a refusal, and the log says what came back.
         let answer: Response | undefined
         const result = yield* call(provider.id, "refresh", (signal) =>
           client.refreshTokenGrant(
             configuration(server, signal, (response) => {
-              answer = response.ok ? response.clone() : undefined
+              answer =
+                response.ok || response.status === 400 || response.status === 401
+                  ? response.clone()
+                  : undefined
             }),
             Redacted.value(request.refreshToken),
             tokenParameters(provider, request.scopes, request.resource)
@@ -309,7 +319,15 @@ const makeProviderClient = (
         ).pipe(Effect.either)
         if (Either.isRight(result)) return toTokenSet(result.right, yield* Clock.currentTimeMillis, false)
         const kept = answer
-        if (kept === undefined || result.left._tag === "InvalidGrant") return yield* Effect.fail(result.left)
+        if (kept !== undefined && !kept.ok && isRefusalWithoutError(kept.status, result.left)) {
+          const refusal = yield* Effect.promise(() => describeRefusal(kept))
+          return yield* Effect.fail(
+            new InvalidGrant(provider.id, `HTTP ${refusal.status} without an OAuth error`, refusal)
+          )
+        }
+        if (kept === undefined || !kept.ok || result.left._tag === "InvalidGrant") {
+          return yield* Effect.fail(result.left)
+        }
         const problem = result.left._tag === "UpstreamRejected" ? result.left.error : result.left.reason
         const successor = yield* Effect.promise(() => kept.text().then(successorIn, () => null))
         return yield* Effect.fail(new UnreadableAnswer(provider.id, kept.status, successor, problem))

@@ -318,13 +318,32 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
           return yield* again(false)
         }
-        const reason: ConsentRequiredReason = interrupted ? "rotation_lost" : "invalid_grant"
+        const refusal = error.refusal
+        const reason: ConsentRequiredReason = interrupted
+          ? "rotation_lost"
+          : refusal !== undefined
+            ? "refused_without_error"
+            : "invalid_grant"
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: reason })
         if (reason === "rotation_lost") {
           yield* logOutcome(
             key,
             reason,
             "the provider refused a refresh token whose successor was never stored"
+          )
+        }
+        if (refusal !== undefined) {
+          // what came back, once: status, content type and the body's first bytes (tokens redacted)
+          yield* logOutcome(
+            key,
+            "refused_without_error",
+            `the provider refused the refresh with HTTP ${refusal.status} and no OAuth error; grant marked for consent`
+          ).pipe(
+            Effect.annotateLogs({
+              status: refusal.status,
+              contentType: refusal.contentType,
+              body: refusal.body
+            })
           )
         }
         yield* writeFenced(key, marked.version, {
@@ -343,7 +362,9 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           reason,
           interrupted
             ? "an earlier refresh may have rotated the token without its result being stored, and the provider refused the stored token"
-            : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
+            : refusal !== undefined
+              ? `the provider refused the refresh with HTTP ${refusal.status} and no OAuth error (content type ${refusal.contentType})`
+              : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
         )
       }
 
