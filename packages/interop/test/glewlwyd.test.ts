@@ -74,4 +74,39 @@ describe("the broker against Glewlwyd 2.7.5 (an OpenID Provider we did not write
     const after = await stack.call("POST", tokenPath, {})
     expect(after.status).toBe(409)
   })
+
+  it("a replayed refresh token: Glewlwyd's bare 400 sends the user to consent (refused_without_error)", async () => {
+    expect((await stack.consent()).status).toBe(200)
+    const current = await stack.call("POST", tokenPath, {})
+    expect(current.status).toBe(200)
+    // someone else uses the stored refresh token first: the broker's copy is now a replay
+    const stolen = await stack.storedRefreshToken()
+    const used = await fetch(`${stack.glewlwyd.issuer}/token`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: stolen,
+        client_id: stack.glewlwyd.client.id,
+        client_secret: stack.glewlwyd.client.secret
+      }).toString()
+    })
+    expect(used.status).toBe(200)
+    await used.text()
+    const refused = await refreshAfterRefusal(stack, String(current.body.accessToken))
+    expect(refused.status, JSON.stringify(refused.body)).toBe(409)
+    expect(refused.body).toMatchObject({ code: "consent_required", reason: "refused_without_error" })
+    const grant = await stack.call("GET", `/v1/grants/${SUBJECT}/${PROVIDER}`)
+    expect(grant.body).toMatchObject({ status: "reconsent_required", lastErrorCode: "refused_without_error" })
+    const logged = stack.logs.lines.filter((line) => line.outcome === "refused_without_error")
+    expect(logged).toHaveLength(1)
+    expect(logged[0]).toMatchObject({
+      level: 40,
+      provider: PROVIDER,
+      status: 400,
+      contentType: "none",
+      body: ""
+    })
+    expect(stack.logs.text()).not.toContain(stolen)
+  })
 })

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Writable } from "node:stream"
 import { type RunningBroker, startBroker } from "@token-broker/broker-app/src/Broker.js"
-import { type ConfigFileInput, hashSecret, parseConfig } from "@token-broker/config"
-import { Effect } from "effect"
+import { type ConfigFileInput, hashSecret, keyRingLayer, parseConfig, storeLayer } from "@token-broker/config"
+import { GrantStore, KeyRing } from "@token-broker/core"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { type Browser, chromium } from "playwright-core"
 import { type Glewlwyd, startGlewlwyd } from "../../src/Glewlwyd.js"
 
@@ -58,6 +59,8 @@ export interface InteropStack {
     path: string,
     json?: unknown
   ) => Promise<{ status: number; body: Record<string, unknown> }>
+  /** The refresh token the broker stores for SUBJECT (decrypted with the broker's own key). */
+  readonly storedRefreshToken: () => Promise<string>
   /** Consent in Chromium: Glewlwyd's login and grant pages, then the broker's callback page. */
   readonly consent: () => Promise<{ status: number; text: string }>
   readonly stop: () => Promise<void>
@@ -169,13 +172,19 @@ export const startInteropStack = async (
         await page.goto(String(started.body.authorizationUrl))
         await page.fill("#username", glewlwyd.user.username)
         await page.fill("#password", glewlwyd.user.password)
-        await page.click("#loginbut")
-        await page.check("#grant-offline_access")
-        await page.click("button:has-text('Grant access')")
         const callback = page.waitForResponse((response) =>
           response.url().startsWith(`${PUBLIC_URL}/connect/callback`)
         )
-        await page.click("button:has-text('Continue')")
+        await page.click("#loginbut")
+        // the grant page the first time; later Glewlwyd remembers the grant (it ignores prompt=consent)
+        // and offers only "Continue"
+        const proceed = page.locator(".card-footer button:has-text('Continue')")
+        await proceed.waitFor()
+        if ((await page.locator("#grant-offline_access").count()) > 0) {
+          await page.check("#grant-offline_access")
+          await page.click("button:has-text('Grant access')")
+        }
+        await proceed.click()
         const answered = await callback
         await page.waitForLoadState("load")
         return { status: answered.status(), text: (await page.textContent("body")) ?? "" }
@@ -183,9 +192,23 @@ export const startInteropStack = async (
         await context.close()
       }
     }
+    const storedRefreshToken = () =>
+      Effect.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const store = yield* GrantStore.GrantStore
+            const keyRing = yield* KeyRing.KeyRing
+            const found = yield* store.get({ tenant: "default", subject: SUBJECT, provider: PROVIDER })
+            const record = Option.getOrThrow(found)
+            const token = yield* keyRing.decrypt(record.refreshToken, KeyRing.aadFor(record, "refresh_token"))
+            return Redacted.value(token)
+          }).pipe(Effect.provide(Layer.merge(storeLayer(config.storage), keyRingLayer(config.keyRing))))
+        )
+      )
     return {
       glewlwyd,
       broker: running,
+      storedRefreshToken,
       logs,
       dir,
       configFile,
