@@ -135,7 +135,11 @@ const clientAuth = (
 ): Effect.Effect<client.ClientAuth, ConfigInvalid> => {
   switch (authentication.method) {
     case "client_secret_basic":
-      return Effect.succeed(client.ClientSecretBasic(Redacted.value(authentication.clientSecret)))
+      return Effect.succeed(
+        authentication.encoding === "plain"
+          ? plainBasic(authentication.clientSecret)
+          : client.ClientSecretBasic(Redacted.value(authentication.clientSecret))
+      )
     case "client_secret_post":
       return Effect.succeed(client.ClientSecretPost(Redacted.value(authentication.clientSecret)))
     case "none":
@@ -154,6 +158,19 @@ const clientAuth = (
       })
   }
 }
+
+/**
+ * `client_secret_basic` without RFC 6749's form-encoding of id and secret: openid-client offers only the
+ * encoded form, which providers that do not decode the credentials refuse (F24).
+ */
+const plainBasic =
+  (secret: Redacted.Redacted<string>): client.ClientAuth =>
+  (_server, metadata, _body, headers) => {
+    const credentials = Buffer.from(`${metadata.client_id}:${Redacted.value(secret)}`, "utf8").toString(
+      "base64"
+    )
+    headers.set("authorization", `Basic ${credentials}`)
+  }
 
 const defaultAlg = (jwk: JWK): string | undefined => {
   if (jwk.kty === "RSA") return "RS256"
