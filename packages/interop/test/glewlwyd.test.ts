@@ -67,10 +67,20 @@ describe("the broker against Glewlwyd 2.7.5 (an OpenID Provider we did not write
     expect(stack.glewlwyd.accessTokensIssued()).toBe(before + 1)
   })
 
-  it("revoke removes the grant and revokes the refresh token at the provider", async () => {
+  it("revoke removes the grant and revokes the refresh token and the current access token at the provider", async () => {
+    const current = await stack.call("POST", tokenPath, {})
+    const accessToken = String(current.body.accessToken)
+    expect((await userinfo(stack, accessToken)).status).toBe(200)
     const revoked = await stack.call("DELETE", `/v1/grants/${SUBJECT}/${PROVIDER}`)
     expect(revoked.status).toBe(200)
-    expect(revoked.body).toMatchObject({ removed: true, upstream: "revoked" })
+    expect(revoked.body).toMatchObject({
+      removed: true,
+      upstream: "revoked",
+      accessTokens: "revoked",
+      revokedAtProvider: { refreshToken: true, accessTokens: 1 }
+    })
+    // the access token stops working at once, not when it expires
+    expect((await userinfo(stack, accessToken)).status).toBe(401)
     const after = await stack.call("POST", tokenPath, {})
     expect(after.status).toBe(409)
   })
