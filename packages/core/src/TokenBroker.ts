@@ -25,6 +25,7 @@ import { makeReportRejected } from "./internal/reportRejected.js"
 import { revokeAtProvider } from "./internal/revokeUpstream.js"
 import { normalizeScopes, requestedScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
+import { logUpstreamFailure } from "./internal/upstreamLog.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 import * as Metrics from "./Metrics.js"
 import { TokenVerifier } from "./TokenVerifier.js"
@@ -427,6 +428,7 @@ export const make = (
               actorToken
             })
             .pipe(
+              Effect.tapError((e) => logUpstreamFailure("token exchange", { provider: request.provider }, e)),
               Effect.catchTag("InvalidGrant", (e) =>
                 Effect.fail(
                   new InvalidSubjectToken({
@@ -471,6 +473,7 @@ export const make = (
         const hit = cache.lookup(actorKey, now, earlyRefreshMs)
         if (hit !== undefined) return hit.accessToken
         const set = yield* client.clientCredentials({ scopes: [] }).pipe(
+          Effect.tapError((e) => logUpstreamFailure("client_credentials (actor token)", { provider }, e)),
           Effect.catchTag("InvalidGrant", () =>
             Effect.fail(
               new UpstreamRejected({
@@ -597,6 +600,20 @@ export const make = (
             resource: client.config.resource
           })
           .pipe(
+            Effect.tapError((e) =>
+              logUpstreamFailure(
+                "code exchange",
+                {
+                  provider: pending.provider,
+                  grant: grantKeyString({
+                    tenant: pending.tenant,
+                    subject: pending.subject,
+                    provider: pending.provider
+                  })
+                },
+                e
+              )
+            ),
             Effect.catchTag("InvalidGrant", (e) =>
               Effect.fail(
                 new UpstreamRejected({

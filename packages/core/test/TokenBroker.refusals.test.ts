@@ -1,15 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@effect/vitest"
 import { Effect, HashMap, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
 import { aadFor } from "../src/KeyRing.js"
 import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
 
 // Real time, real dev-idp: a provider that refuses a refresh with a bare status and no OAuth error body
-// (Glewlwyd 2.7.5 does this for a replayed or unknown refresh token, F23). Tokens live 60 s: a call asking
-// for 60 s of life always refreshes.
-const dev = withDevIdp({ accessTokenTtlSeconds: 60 })
+// (Glewlwyd 2.7.5 does this for a replayed or unknown refresh token, F23). Each test drops the current
+// access token (reported refused upstream) so that the next call refreshes.
+const dev = withDevIdp()
 beforeAll(dev.start)
 afterAll(dev.stop)
+// a fault a failed test left unconsumed never spills into the next one
+beforeEach(() => dev.idp.faults.clear())
 
 interface Line {
   readonly level: string
@@ -30,6 +32,14 @@ const capturing = (lines: Array<Line>) =>
     })
   )
 
+/** The next call must refresh: the current token is reported refused upstream, so the broker drops it. */
+const dropCurrent = (subject: string) =>
+  Effect.gen(function* () {
+    const broker = yield* TokenBroker.TokenBroker
+    const current = yield* broker.backgroundToken({ subject, provider: PROVIDER })
+    yield* broker.reportRejected({ subject, provider: PROVIDER, accessToken: current.accessToken })
+  })
+
 const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token" })
 const keyOf = (subject: string) => ({ tenant: "default", subject, provider: PROVIDER })
 
@@ -48,12 +58,11 @@ describe("a refresh refused without an OAuth error body", () => {
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
+      yield* dropCurrent(alice.sub)
       const refreshToken = yield* storedRefreshToken(alice.sub)
       dev.idp.counters.reset()
       dev.idp.faults.inject({ kind: "bare_status", status: 400, grantType: "refresh_token" })
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "60 seconds" })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("refused_without_error")
       expect(error.message).toMatch(/HTTP 400/)
@@ -81,6 +90,7 @@ describe("a refresh refused without an OAuth error body", () => {
       const bob = user(dev.idp, 1)
       yield* connect(dev.idp, bob)
       const broker = yield* TokenBroker.TokenBroker
+      yield* dropCurrent(bob.sub)
       dev.idp.faults.inject({
         kind: "bare_status",
         status: 401,
@@ -88,9 +98,7 @@ describe("a refresh refused without an OAuth error body", () => {
         contentType: "text/html; charset=utf-8",
         grantType: "refresh_token"
       })
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: bob.sub, provider: PROVIDER, minTtl: "60 seconds" })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("refused_without_error")
       const warned = lines.filter((l) => l.annotations.outcome === "refused_without_error")
@@ -106,10 +114,9 @@ describe("a refresh refused without an OAuth error body", () => {
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
+      yield* dropCurrent(alice.sub)
       dev.idp.faults.inject({ kind: "bare_status", status: 500, grantType: "refresh_token" })
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "60 seconds" })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag).toBe("UpstreamUnavailable")
       const status = Option.getOrThrow(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))
       expect(status.status).toBe("active")
@@ -121,10 +128,9 @@ describe("a refresh refused without an OAuth error body", () => {
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
+      yield* dropCurrent(alice.sub)
       dev.idp.faults.inject({ kind: "invalid_grant", grantType: "refresh_token" })
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "60 seconds" })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
       if (error._tag !== "ConsentRequired") throw new Error(`expected ConsentRequired, got ${error._tag}`)
       expect(error.reason).toBe("invalid_grant")
     }).pipe(Effect.provide(Layer.merge(brokerLayer(dev.idp), Logger.minimumLogLevel(LogLevel.Info))))

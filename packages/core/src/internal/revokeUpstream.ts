@@ -6,10 +6,11 @@ import type {
   UpstreamRejected,
   UpstreamUnavailable
 } from "../Errors.js"
-import type { GrantKey, GrantRecord } from "../Grant.js"
+import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import type { RevokeResult } from "../TokenBroker.js"
 import { sharedTokensOf } from "./sharedTokens.js"
+import { logUpstreamFailure } from "./upstreamLog.js"
 
 type Failure = DecryptionFailed | StorageUnavailable | UpstreamUnavailable | UpstreamRejected
 
@@ -51,6 +52,15 @@ export const revokeAtProvider = (
         client.revoke({ token, tokenTypeHint: "refresh_token" })
       )
     )
+    const grant = grantKeyString(key)
+    if (refresh._tag === "Left" && !isUnsupported(refresh.left)) {
+      const error = refresh.left
+      if (error._tag === "UpstreamRejected" || error._tag === "UpstreamUnavailable") {
+        yield* logUpstreamFailure("revocation", { provider: key.provider, grant }, error, {
+          tokenType: "refresh_token"
+        })
+      }
+    }
     const refreshPart =
       refresh._tag === "Right"
         ? { upstream: "revoked" as const }
@@ -78,7 +88,14 @@ export const revokeAtProvider = (
       )
       if (result._tag === "Right") revoked += 1
       else if (isUnsupported(result.left)) unsupported = true
-      else failed = true
+      else {
+        failed = true
+        if (result.left._tag === "UpstreamRejected" || result.left._tag === "UpstreamUnavailable") {
+          yield* logUpstreamFailure("revocation", { provider: key.provider, grant }, result.left, {
+            tokenType: "access_token"
+          })
+        }
+      }
     }
     return {
       ...refreshPart,
