@@ -18,6 +18,15 @@ describe("client_secret_basic at Glewlwyd, with a client id containing `-`", () 
     expect(page.status).toBeGreaterThanOrEqual(400)
     const grant = await stack.call("GET", `/v1/grants/${SUBJECT}/${PROVIDER}`)
     expect(grant.status).toBe(404)
+    // the refusal is logged once, with what Glewlwyd answered
+    const warned = stack.logs.lines.filter((line) => line.level === 40 && line.operation === "code exchange")
+    expect(warned, JSON.stringify(warned)).toHaveLength(1)
+    expect(warned[0]).toMatchObject({
+      provider: PROVIDER,
+      grant: expect.stringContaining(SUBJECT),
+      errorCode: "unauthorized_client",
+      status: 403
+    })
   })
 
   it('encoding "plain": consent, a background token and a refresh work', async () => {

@@ -113,6 +113,9 @@ describe("the broker against Glewlwyd 2.7.5 (an OpenID Provider we did not write
     expect(logged[0]).toMatchObject({
       level: 40,
       provider: PROVIDER,
+      grant: expect.stringContaining(SUBJECT),
+      operation: "refresh",
+      errorCode: "refused_without_error",
       status: 400,
       contentType: "none",
       body: ""
