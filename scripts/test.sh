@@ -2,7 +2,8 @@
 # The one test command. README's `pnpm test` and CI's `.ci/run` both run this script, so what passes for a
 # user on a fresh machine is what CI judges. It:
 #   1. installs what is missing: pnpm (the pinned version), the workspace's packages, and Debian's
-#      chromium (the MCP server's consent tests) and tmux (the CLI's terminal test);
+#      chromium (the MCP server's consent tests), tmux (the CLI's terminal test) and glewlwyd (the
+#      interop suite's independent OpenID Provider);
 #   2. starts PostgreSQL and MariaDB where they do not answer;
 #   3. runs lint, typecheck, every package's tests (never from turbo's cache) and the short chaos run;
 #   4. prints the closing line, last: every step and every package's vitest report added up
@@ -72,6 +73,8 @@ setup_tools() {
   # Debian's chromium: no browser download is possible here, and Playwright only drives a system browser
   if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then apt_install chromium || return 1; fi
   command -v tmux >/dev/null 2>&1 || apt_install tmux || return 1
+  # Debian's Glewlwyd: the interop suite's independent OpenID Provider (packages/interop)
+  if [ -z "${GLEWLWYD_PATH:-}" ] && ! command -v glewlwyd >/dev/null 2>&1; then apt_install glewlwyd || return 1; fi
 }
 
 answers() { # answers PORT: something accepts TCP connections on 127.0.0.1:PORT

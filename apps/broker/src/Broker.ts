@@ -1,6 +1,6 @@
 import { type BrokerLayerError, brokerLayer, type Config } from "@token-broker/config"
 import { AuthorizationServer, type KeyRing } from "@token-broker/core"
-import { Cause, Duration, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
+import { Cause, Duration, Effect, Exit, HashMap, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import type { FastifyInstance } from "fastify"
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
 import { buildServer } from "./Server.js"
@@ -48,16 +48,21 @@ export const makeLogger = (level: Config["server"]["logLevel"], stream?: Destina
     stream ?? pino.destination(1)
   )
 
-/** Effect's logs (from core and the stores) go to the same pino logger, at the matching level. */
+/**
+ * Effect's logs (from core and the stores) go to the same pino logger, at the matching level, with their
+ * annotations as fields (provider, grant, outcome, status...: core never annotates a secret, and the
+ * redaction paths apply to them as to every other field).
+ */
 const effectLogger = (log: PinoLogger) =>
   Logger.replace(
     Logger.defaultLogger,
-    Logger.make(({ logLevel, message }) => {
+    Logger.make(({ logLevel, message, annotations }) => {
       const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-      if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) log.error({ source: "effect" }, text)
-      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) log.warn({ source: "effect" }, text)
-      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Info)) log.info({ source: "effect" }, text)
-      else log.debug({ source: "effect" }, text)
+      const fields = { ...Object.fromEntries(HashMap.toEntries(annotations)), source: "effect" }
+      if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) log.error(fields, text)
+      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) log.warn(fields, text)
+      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Info)) log.info(fields, text)
+      else log.debug(fields, text)
     })
   )
 

@@ -126,7 +126,13 @@ export const GrantListResponse = z.object({ items: z.array(GrantView), nextCurso
 export const RevokeResponse = z.object({
   removed: z.boolean(),
   upstream: z.enum(["revoked", "failed", "not_supported", "not_attempted"]),
-  upstreamError: z.object({ code: z.string(), message: z.string() }).optional()
+  upstreamError: z.object({ code: z.string(), message: z.string() }).optional(),
+  accessTokens: z
+    .enum(["revoked", "none", "not_supported", "failed", "not_attempted"])
+    .describe("The grant's current access tokens, revoked too (token_type_hint=access_token)"),
+  revokedAtProvider: z
+    .object({ refreshToken: z.boolean(), accessTokens: z.number().int() })
+    .describe("What the provider confirmed it revoked")
 })
 
 export const AuthorizeResponse = z.object({ authorizationUrl: z.string(), expiresAt: z.string() })

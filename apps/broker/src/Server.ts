@@ -605,7 +605,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     return {
       removed: result.removed,
       upstream: result.upstream,
-      ...(result.upstreamError === undefined ? {} : { upstreamError: result.upstreamError })
+      ...(result.upstreamError === undefined ? {} : { upstreamError: result.upstreamError }),
+      accessTokens: result.accessTokens,
+      revokedAtProvider: result.revokedAtProvider
     }
   })
 

@@ -353,7 +353,12 @@ describe("the client against the real broker: answers and requests", () => {
       { subject: BOB.sub, provider: "nope" },
       { subject: "u-nobody", provider: "notes" }
     ]) {
-      expect(await agent.revoke(ref)).toEqual({ removed: false, upstream: "not_attempted" })
+      expect(await agent.revoke(ref)).toEqual({
+        removed: false,
+        upstream: "not_attempted",
+        accessTokens: "not_attempted",
+        revokedAtProvider: { refreshToken: false, accessTokens: 0 }
+      })
     }
 
     const invalid: Array<[string, () => Promise<unknown>]> = [

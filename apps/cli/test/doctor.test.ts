@@ -115,7 +115,8 @@ describe("doctor names the fault", () => {
       const { folder, config } = await setup("wrong-key", backend, idp.issuer, original)
       expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
       await seed(config, backend, decode("k1", original), 3)
-      expect((await runCli(["doctor", "--config", config], { env: env(backend) })).code).toBe(0)
+      const secret = { ...env(backend), TB_TEST_CLIENT_SECRET: idp.client("token-broker").clientSecret ?? "" }
+      expect((await runCli(["doctor", "--config", config], { env: secret })).code).toBe(0)
       // the configured key is replaced by another one
       await writeFile(join(folder, "keys", "k1.key"), `${newKeyMaterial()}\n`, { mode: 0o600 })
       const result = await runCli(["doctor", "--config", config], { env: env(backend) })
@@ -134,6 +135,32 @@ describe("doctor names the fault", () => {
       const rotate = await runCli(["keys", "rotate", "--config", config], { env: env(backend) })
       expect(rotate.code).toBe(1)
       expect(rotate.stderr).toMatch(/3 grants could not be decrypted and were left as they are/)
+    } finally {
+      await idp.close()
+    }
+  })
+
+  it("when the client secret is wrong (and, as a control, passes with the right one)", async () => {
+    const idp = await startDevIdp()
+    try {
+      const backend = sqliteBackend()
+      const { config } = await setup("wrong-secret", backend, idp.issuer)
+      expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
+      const right = { ...env(backend), TB_TEST_CLIENT_SECRET: idp.client("token-broker").clientSecret ?? "" }
+      const passing = await runCli(["doctor", "--config", config], { env: right })
+      expect(passing.code).toBe(0)
+      expect(passing.stdout).toMatch(
+        /✔ provider dev-idp credentials: Basic credentials accepted form-encoded \(RFC 6749\) \(configured\) and plain: revocation of a random token answered 200/
+      )
+      expect(passing.stdout).toMatch(/✔ provider dev-idp features: the metadata offers what the config uses/)
+      const wrong = { ...env(backend), TB_TEST_CLIENT_SECRET: "not-the-secret" }
+      const result = await runCli(["doctor", "--config", config], { env: wrong })
+      expect(result.code).toBe(1)
+      expect(result.stdout).toMatch(
+        /✖ provider dev-idp credentials: the provider refuses the client credentials: revocation answered invalid_client \(HTTP 401\)/
+      )
+      expect(result.stdout).toMatch(/fix: check providers\[0\]\.clientId and the client's credentials/)
+      expect(result.stdout + result.stderr).not.toContain("not-the-secret")
     } finally {
       await idp.close()
     }

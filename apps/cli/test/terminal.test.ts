@@ -110,9 +110,8 @@ describe("in a terminal", () => {
     await waitForScreen(/Revoke the grant of user-00001 for dev-idp\?/)
     tmux("send-keys", "-t", "cli", "y")
     const accepted = await waitForScreen(/EXIT=\d+/)
-    expect(accepted).toMatch(
-      /Revoked the grant of user-00001 for dev-idp at the provider and removed it here\./
-    )
+    // the line goes on to say which tokens were revoked; the terminal may wrap it
+    expect(accepted).toMatch(/Revoked the grant of user-00001 for dev-idp at the provider/)
     expect(accepted).toMatch(/EXIT=0/)
     const gone = await runCli(["grants", "show", "-s", "user-00001", "-p", "dev-idp", "--config", config], {
       env: environment

@@ -141,7 +141,10 @@ const GrantList = z.object({ items: z.array(GrantView), nextCursor: z.string().n
 const RevokeView = z.object({
   removed: z.boolean(),
   upstream: z.enum(["revoked", "failed", "not_supported", "not_attempted"]),
-  upstreamError: z.object({ code: z.string(), message: z.string() }).optional()
+  upstreamError: z.object({ code: z.string(), message: z.string() }).optional(),
+  // absent from brokers before the access tokens were revoked too
+  accessTokens: z.enum(["revoked", "none", "not_supported", "failed", "not_attempted"]).optional(),
+  revokedAtProvider: z.object({ refreshToken: z.boolean(), accessTokens: z.number().int() }).optional()
 })
 
 const AuthorizeView = z.object({ authorizationUrl: z.url(), expiresAt: z.string() })
@@ -349,7 +352,12 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
       Effect.map(call(RevokeView, "DELETE", grantPath(ref), ref), (view) => ({
         removed: view.removed,
         upstream: view.upstream,
-        upstreamError: view.upstreamError
+        upstreamError: view.upstreamError,
+        accessTokens: view.accessTokens ?? "not_attempted",
+        revokedAtProvider: view.revokedAtProvider ?? {
+          refreshToken: view.upstream === "revoked",
+          accessTokens: 0
+        }
       })),
     reportRejected: (report) =>
       Effect.flatMap(

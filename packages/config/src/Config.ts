@@ -537,10 +537,16 @@ const resolveConfig = (
                 method: auth.method,
                 privateJwk: yield* readSecret(auth.privateJwk, `${field}.privateJwk`, env, baseDir)
               }
-            : {
-                method: auth.method,
-                clientSecret: yield* readSecret(auth.clientSecret, `${field}.clientSecret`, env, baseDir)
-              }
+            : auth.method === "client_secret_basic"
+              ? {
+                  method: auth.method,
+                  clientSecret: yield* readSecret(auth.clientSecret, `${field}.clientSecret`, env, baseDir),
+                  encoding: auth.encoding
+                }
+              : {
+                  method: auth.method,
+                  clientSecret: yield* readSecret(auth.clientSecret, `${field}.clientSecret`, env, baseDir)
+                }
       providers.push({
         id: p.id,
         issuer: p.issuer.replace(/\/+$/, ""),

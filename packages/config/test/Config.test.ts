@@ -61,6 +61,8 @@ describe("parseConfig", () => {
       expect(provider?.identityBinding).toBe("same-subject")
       const auth = provider?.clientAuthentication
       expect(auth?.method === "client_secret_basic" && Redacted.isRedacted(auth.clientSecret)).toBe(true)
+      // RFC 6749's form-encoding unless the config says "plain"
+      expect(auth?.method === "client_secret_basic" && auth.encoding).toBe("form")
       // never printed
       expect(JSON.stringify(config)).not.toContain(env.NOTES_SECRET)
       expect(config.tokenSource).toEqual({ kind: "in-process" })
@@ -285,6 +287,24 @@ describe("parseConfig", () => {
       }),
       "callers[0].tokenExchange",
       /sessionTokens/
+    ],
+    [
+      "an unknown Basic encoding",
+      (c) => ({
+        ...c,
+        providers: [
+          {
+            ...(c.providers as Array<Record<string, unknown>>)[0],
+            clientAuthentication: {
+              method: "client_secret_basic",
+              clientSecret: { env: "NOTES_SECRET" },
+              encoding: "utf8"
+            }
+          }
+        ]
+      }),
+      "providers[0].clientAuthentication.encoding",
+      /"form" \(RFC 6749.*"plain"/
     ],
     [
       "a current key that is not in the ring",

@@ -11,12 +11,28 @@ import type { ProviderConfig } from "./Provider.js"
  * `UpstreamRejected` (keeping `error`, `error_description` and the status).
  */
 
-/** The provider answered `invalid_grant`: the refresh token (or code) is not (or no longer) valid. */
+/**
+ * What came back when a provider refused a refresh with a 400 or 401 and no OAuth error body (Glewlwyd
+ * 2.7.5 answers a replayed or unknown refresh token with a bare 400). Never a secret: `body` is the
+ * answer's first bytes with every token-like run replaced.
+ */
+export interface RefusalWithoutError {
+  readonly status: number
+  /** The answer's Content-Type, "none" when it sent none. */
+  readonly contentType: string
+  readonly body: string
+}
+
+/**
+ * The provider answered `invalid_grant`: the refresh token (or code) is not (or no longer) valid. A
+ * refresh refused with a 400/401 and no OAuth error is one too, with `refusal` saying what came back.
+ */
 export class InvalidGrant {
   readonly _tag = "InvalidGrant"
   constructor(
     readonly provider: string,
-    readonly errorDescription: string | undefined
+    readonly errorDescription: string | undefined,
+    readonly refusal?: RefusalWithoutError | undefined
   ) {}
 }
 

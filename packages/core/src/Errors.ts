@@ -20,6 +20,11 @@ export type ConsentRequiredReason =
   | "no_grant"
   /** The provider answered `invalid_grant` and no other writer had rotated the token. */
   | "invalid_grant"
+  /**
+   * The provider refused the refresh with a 400 or 401 and no OAuth error body (as Glewlwyd does for a
+   * replayed or unknown refresh token), and no other writer had rotated the token.
+   */
+  | "refused_without_error"
   /** The grant was marked earlier (`reconsent_required`). */
   | "reconsent_required"
   /** The refresh token's own lifetime has ended. */

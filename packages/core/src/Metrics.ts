@@ -12,7 +12,8 @@ export const tokenRequests = Metric.counter("token_requests_total", {
 })
 
 /**
- * `outcome`: success | invalid_grant | transient | race_recovered | rotation_lost, and where the
+ * `outcome`: success | invalid_grant | refused_without_error (a 400/401 without an OAuth error) |
+ * transient | race_recovered | rotation_lost, and where the
  * provider may have rotated without the broker storing a clean result:
  * - outcome_unknown: a 5xx, timeout, dropped connection or unreadable 2xx without a refresh token; the
  *   attempt marker stays, nothing is retried with the consumed token;

@@ -1,8 +1,21 @@
 import type { Duration, Redacted } from "effect"
 
+/** How `client_secret_basic` encodes the client id and secret before Base64. */
+export type BasicEncoding = "form" | "plain"
+
 /** How the broker authenticates to a provider's token, revocation and introspection endpoints. */
 export type ClientAuthentication =
-  | { readonly method: "client_secret_basic"; readonly clientSecret: Redacted.Redacted<string> }
+  | {
+      readonly method: "client_secret_basic"
+      readonly clientSecret: Redacted.Redacted<string>
+      /**
+       * How id and secret are put in the Basic credentials. "form" (the default): form-encoded before
+       * Base64, as RFC 6749 section 2.3.1 asks (`-`, `_`, `.` and others become `%2D`...). "plain": as
+       * they are, for providers that do not decode them (Glewlwyd 2.7.5, many others); `token-broker
+       * doctor` tells which one a provider accepts.
+       */
+      readonly encoding?: BasicEncoding | undefined
+    }
   | { readonly method: "client_secret_post"; readonly clientSecret: Redacted.Redacted<string> }
   | {
       readonly method: "private_key_jwt"

@@ -23,8 +23,10 @@ import { count, labelsBy } from "./internal/metrics.js"
 import { randomToken, s256, sha256 } from "./internal/random.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
 import { makeReportRejected } from "./internal/reportRejected.js"
+import { revokeAtProvider } from "./internal/revokeUpstream.js"
 import { normalizeScopes, requestedScopes, sortScopes } from "./internal/scopes.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
+import { logUpstreamFailure } from "./internal/upstreamLog.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 import * as Metrics from "./Metrics.js"
 import { expectsIdToken, type ProviderConfig } from "./Provider.js"
@@ -110,6 +112,14 @@ export interface RevokeResult {
   /** What the provider said to the RFC 7009 call. */
   readonly upstream: "revoked" | "failed" | "not_supported" | "not_attempted"
   readonly upstreamError?: { readonly code: string; readonly message: string } | undefined
+  /**
+   * The grant's current (unexpired) access tokens, revoked too with `token_type_hint=access_token`:
+   * "revoked" (every one), "none" (no current one), "not_supported" (the provider answered
+   * `unsupported_token_type`, or has no revocation endpoint), "failed", "not_attempted" (no grant).
+   */
+  readonly accessTokens: "revoked" | "none" | "not_supported" | "failed" | "not_attempted"
+  /** What the provider confirmed it revoked. */
+  readonly revokedAtProvider: { readonly refreshToken: boolean; readonly accessTokens: number }
 }
 
 export interface GrantList {
@@ -425,6 +435,7 @@ export const make = (
               actorToken
             })
             .pipe(
+              Effect.tapError((e) => logUpstreamFailure("token exchange", { provider: request.provider }, e)),
               Effect.catchTag("InvalidGrant", (e) =>
                 Effect.fail(
                   new InvalidSubjectToken({
@@ -469,6 +480,7 @@ export const make = (
         const hit = cache.lookup(actorKey, now, earlyRefreshMs)
         if (hit !== undefined) return hit.accessToken
         const set = yield* client.clientCredentials({ scopes: [] }).pipe(
+          Effect.tapError((e) => logUpstreamFailure("client_credentials (actor token)", { provider }, e)),
           Effect.catchTag("InvalidGrant", () =>
             Effect.fail(
               new UpstreamRejected({
@@ -596,6 +608,20 @@ export const make = (
             resource: client.config.resource
           })
           .pipe(
+            Effect.tapError((e) =>
+              logUpstreamFailure(
+                "code exchange",
+                {
+                  provider: pending.provider,
+                  grant: grantKeyString({
+                    tenant: pending.tenant,
+                    subject: pending.subject,
+                    provider: pending.provider
+                  })
+                },
+                e
+              )
+            ),
             Effect.catchTag("InvalidGrant", (e) =>
               Effect.fail(
                 new UpstreamRejected({
@@ -726,40 +752,20 @@ export const make = (
           provider: ref.provider
         }
         const grantId = grantKeyString(key)
-        const revokeUpstream = (record: GrantRecord) =>
-          Effect.gen(function* () {
-            const client = yield* servers.get(key.provider)
-            const refreshToken = yield* keyRing.decrypt(record.refreshToken, aadFor(key, "refresh_token"))
-            return yield* client.revoke({ token: refreshToken, tokenTypeHint: "refresh_token" })
-          }).pipe(
-            Effect.as({ upstream: "revoked" as const }),
-            Effect.catchAll((error) =>
-              Effect.succeed({
-                upstream:
-                  error._tag === "UpstreamRejected" && error.error === "revocation_not_supported"
-                    ? ("not_supported" as const)
-                    : ("failed" as const),
-                upstreamError: {
-                  code:
-                    error._tag === "UpstreamRejected"
-                      ? error.error
-                      : error._tag === "UpstreamUnavailable"
-                        ? error.reason
-                        : error.code,
-                  message: error.message
-                }
-              })
-            )
-          )
         const revokeUnderLease = Effect.gen(function* () {
           const found = yield* store.get(key)
           if (Option.isNone(found)) {
             yield* cache.invalidateGrant(grantId)
-            return { removed: false, upstream: "not_attempted" as const }
+            return {
+              removed: false,
+              upstream: "not_attempted" as const,
+              accessTokens: "not_attempted" as const,
+              revokedAtProvider: { refreshToken: false, accessTokens: 0 }
+            }
           }
           // A grant that does not decrypt, or whose provider is gone, is still deleted: the upstream part
           // is reported failed.
-          const upstream = yield* revokeUpstream(found.value)
+          const upstream = yield* revokeAtProvider({ servers, keyRing }, key, found.value)
           // The grant goes locally whatever the provider said; a failure upstream is reported.
           const removed = yield* store.delete(key)
           yield* cache.invalidateGrant(grantId)

@@ -482,6 +482,52 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
   )
 })
 
+describe("AuthorizationServers: client_secret_basic encodings", () => {
+  // the client id "token-broker" has a `-`: RFC 6749 form-encoding sends it as `token%2Dbroker`
+  for (const [encoding, expectedId] of [
+    [undefined, "token%2Dbroker"],
+    ["form", "token%2Dbroker"],
+    ["plain", "token-broker"]
+  ] as const) {
+    it.live(
+      `encoding ${encoding ?? "(default)"}: the Basic credentials carry ${expectedId}; dev-idp accepts them`,
+      () =>
+        withForwarder((forwarder) =>
+          Effect.gen(function* () {
+            const secret = idp.client("token-broker").clientSecret ?? ""
+            const seen: Array<string> = []
+            forwarder.intercept = (req) => {
+              const header = req.headers.authorization
+              if (typeof header === "string" && header.startsWith("Basic ")) {
+                seen.push(Buffer.from(header.slice(6), "base64").toString("utf8"))
+              }
+              return undefined
+            }
+            const client = yield* clientOf(
+              providerFor("token-broker", {
+                clientAuthentication: {
+                  method: "client_secret_basic",
+                  clientSecret: Redacted.make(secret),
+                  ...(encoding === undefined ? {} : { encoding })
+                },
+                internalBaseUrl: { from: idp.issuer, to: forwarder.url }
+              })
+            )
+            const tokens = yield* login("token-broker")
+            idp.revocations.clear()
+            yield* client.revoke({ token: refreshTokenOf(tokens), tokenTypeHint: "refresh_token" })
+            expect(idp.revocations.list()).toEqual([
+              expect.objectContaining({ clientId: "token-broker", authMethod: "client_secret_basic" })
+            ])
+            expect(seen).toHaveLength(1)
+            expect(seen[0]?.startsWith(`${expectedId}:`)).toBe(true)
+            if (encoding === "plain") expect(seen[0]).toBe(`token-broker:${secret}`)
+          })
+        )
+    )
+  }
+})
+
 describe("AuthorizationServers: revocation and introspection against dev-idp", () => {
   it.live("revokes a refresh token with client authentication (RFC 7009)", () =>
     Effect.gen(function* () {

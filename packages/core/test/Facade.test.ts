@@ -65,7 +65,9 @@ describe("createTokenBroker: the Promise facade", () => {
 
       expect(await broker.revoke({ subject: alice.sub, provider: PROVIDER })).toEqual({
         removed: true,
-        upstream: "revoked"
+        upstream: "revoked",
+        accessTokens: "not_supported",
+        revokedAtProvider: { refreshToken: true, accessTokens: 0 }
       })
       expect(await broker.grantStatus({ subject: alice.sub, provider: PROVIDER })).toBeUndefined()
     } finally {

@@ -409,6 +409,19 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       case "status":
         sendJson(res, fault.status, faultBody(fault.status))
         return "handled"
+      case "bare_status":
+        if (fault.body === undefined) {
+          res.writeHead(fault.status, { "content-length": "0" })
+          res.end()
+        } else {
+          const body = Buffer.from(fault.body)
+          res.writeHead(fault.status, {
+            "content-type": fault.contentType,
+            "content-length": String(body.length)
+          })
+          res.end(body)
+        }
+        return "handled"
       case "rate_limit":
         sendJson(res, 429, faultBody(429), { "retry-after": String(fault.retryAfterSeconds) })
         return "handled"

@@ -11,6 +11,18 @@ const filters = {
 /** A fault for the next `count` token-endpoint requests (that match the optional filters). */
 export const FaultSpecSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("status"), status: z.number().int().min(400).max(599), count, ...filters }),
+  /**
+   * That status without an OAuth error: no body at all (as Glewlwyd refuses a replayed refresh token), or
+   * `body` sent as `contentType` (default text/plain), e.g. an HTML error page of a proxy.
+   */
+  z.object({
+    kind: z.literal("bare_status"),
+    status: z.number().int().min(400).max(599),
+    body: z.string().optional(),
+    contentType: z.string().min(1).default("text/plain"),
+    count,
+    ...filters
+  }),
   z.object({
     kind: z.literal("rate_limit"),
     retryAfterSeconds: z.number().int().min(0).default(1),

@@ -54,6 +54,38 @@ describe("fault injection and counters", () => {
     expect(idp.counters.count({ clientId: "token-broker", grantType: "refresh_token" })).toBe(3)
   })
 
+  it("bare_status answers the status without an OAuth error: no body, or the body given", async () => {
+    idp.faults.inject({ kind: "bare_status", status: 400, count: 1, grantType: "refresh_token" })
+    idp.faults.inject({
+      kind: "bare_status",
+      status: 401,
+      body: "<html>denied</html>",
+      contentType: "text/html",
+      count: 1,
+      grantType: "refresh_token"
+    })
+    const client = idp.client("token-broker")
+    const send = () =>
+      fetch(`${idp.issuer}/token`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          authorization: `Basic ${Buffer.from(`token-broker:${client.clientSecret}`).toString("base64")}`
+        },
+        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }).toString()
+      })
+    const bare = await send()
+    expect(bare.status).toBe(400)
+    expect(bare.headers.get("content-type")).toBeNull()
+    expect(await bare.text()).toBe("")
+    const html = await send()
+    expect(html.status).toBe(401)
+    expect(html.headers.get("content-type")).toBe("text/html")
+    expect(await html.text()).toBe("<html>denied</html>")
+    // the refresh token was never used: it still works
+    await refresh()
+  })
+
   it("invalid_grant is answered without touching the grant", async () => {
     idp.faults.inject({ kind: "invalid_grant", count: 1 })
     expect(await oauthError(refresh())).toEqual({ error: "invalid_grant", status: 400 })

@@ -12,6 +12,7 @@ import { describeStorage } from "../internal/Broker.js"
 import { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, operationFailed } from "../internal/Failure.js"
 import { formatCount, printJson, printLine, printNote, styled } from "../internal/Output.js"
+import { credentialChecks, featureChecks } from "./doctorProvider.js"
 
 type Status = "ok" | "warn" | "fail" | "skip"
 
@@ -187,7 +188,7 @@ const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
     const servers = built.right
     const checks: Array<Check> = []
     let skew: { provider: string; seconds: number } | null = null
-    for (const provider of config.providers) {
+    for (const [index, provider] of config.providers.entries()) {
       const name = `provider ${provider.id}`
       const discovered = yield* Effect.either(
         timed(
@@ -214,10 +215,16 @@ const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
         continue
       }
       checks.push(ok(name, `discovery at ${provider.issuer} answers`))
-      if (skew === null) {
-        const measured = yield* measureSkew(provider)
-        if (measured !== null) skew = { provider: provider.id, seconds: measured }
-      }
+      const discovery = yield* readDiscovery(provider)
+      checks.push(
+        ...(yield* timed(credentialChecks(provider, index, discovery.metadata), provider.issuer).pipe(
+          Effect.catchAll((timeout) =>
+            Effect.succeed([fail(`${name} credentials`, timeout.message, "check that the provider answers")])
+          )
+        ))
+      )
+      checks.push(...featureChecks(provider, index, discovery.metadata))
+      if (skew === null && discovery.skew !== null) skew = { provider: provider.id, seconds: discovery.skew }
     }
     if (skew === null) {
       checks.push(skip("clock", "no provider answered with a Date header"))
@@ -239,8 +246,13 @@ const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
     return checks
   })
 
-/** Seconds the local clock is behind the provider's (positive: local is behind), from the HTTP Date header. */
-const measureSkew = (provider: ProviderConfig): Effect.Effect<number | null> =>
+/**
+ * The discovery document (for the feature checks) and the seconds the local clock is behind the
+ * provider's (positive: local is behind), from the answer's HTTP Date header.
+ */
+const readDiscovery = (
+  provider: ProviderConfig
+): Effect.Effect<{ readonly skew: number | null; readonly metadata: Record<string, unknown> | null }> =>
   Effect.gen(function* () {
     let url = `${provider.issuer}/.well-known/openid-configuration`
     const rewrite = provider.internalBaseUrl
@@ -251,12 +263,18 @@ const measureSkew = (provider: ProviderConfig): Effect.Effect<number | null> =>
       Effect.tryPromise(() => fetch(url, { method: "GET", signal: AbortSignal.timeout(10_000) }))
     )
     const after = yield* Clock.currentTimeMillis
-    if (Either.isLeft(response)) return null
+    if (Either.isLeft(response)) return { skew: null, metadata: null }
     const date = response.right.headers.get("date")
-    yield* Effect.promise(() => response.right.body?.cancel() ?? Promise.resolve())
-    if (date === null || Number.isNaN(Date.parse(date))) return null
+    const body = yield* Effect.promise(() =>
+      response.right.json().then(
+        (json: unknown) => json,
+        () => null
+      )
+    )
+    const metadata = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : null
+    if (date === null || Number.isNaN(Date.parse(date))) return { skew: null, metadata }
     // the Date header is truncated to the second: compare with the request's midpoint, rounded the same way
-    return (Date.parse(date) + 500 - (before + after) / 2) / 1000
+    return { skew: (Date.parse(date) + 500 - (before + after) / 2) / 1000, metadata }
   })
 
 const MARK: Record<Status, string> = { ok: "✔", warn: "!", fail: "✖", skip: "-" }

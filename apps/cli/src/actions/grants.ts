@@ -176,9 +176,19 @@ export const revoke = (args: {
     if (args.json) yield* printJson({ ...ref, ...result })
     const what = `grant of ${ref.subject} for ${ref.provider}`
     switch (result.upstream) {
-      case "revoked":
-        if (!args.json) yield* printLine(`Revoked the ${what} at the provider and removed it here.`)
+      case "revoked": {
+        const count = result.revokedAtProvider.accessTokens
+        const access =
+          result.accessTokens === "revoked"
+            ? ` (its refresh token and ${count} current access token${count === 1 ? "" : "s"})`
+            : result.accessTokens === "not_supported"
+              ? " (its refresh token; the provider does not revoke access tokens, they work until they expire)"
+              : result.accessTokens === "failed"
+                ? " (its refresh token; revoking its current access tokens failed, they work until they expire)"
+                : ""
+        if (!args.json) yield* printLine(`Revoked the ${what} at the provider${access} and removed it here.`)
         return
+      }
       case "not_supported":
         if (!args.json) yield* printLine(`Removed the ${what}; the provider has no revocation endpoint.`)
         return

@@ -258,7 +258,9 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
         "--yes"
       )
       expect(revoked.code).toBe(0)
-      expect(revoked.stdout).toMatch(/Revoked the grant of .* at the provider and removed it here/)
+      expect(revoked.stdout).toMatch(
+        /Revoked the grant of .* at the provider( \(its refresh token.*\))? and removed it here/
+      )
       expect(idp.revocations.list()).toEqual([
         expect.objectContaining({ clientId: DefaultClientIds.native, tokenTypeHint: "refresh_token" })
       ])

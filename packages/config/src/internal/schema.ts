@@ -99,7 +99,19 @@ const ProviderSchema = z
     clientAuthentication: z.discriminatedUnion(
       "method",
       [
-        z.strictObject({ method: z.literal("client_secret_basic"), clientSecret: SecretRef }),
+        z.strictObject({
+          method: z.literal("client_secret_basic"),
+          clientSecret: SecretRef,
+          encoding: z
+            .enum(["form", "plain"], {
+              message:
+                'set encoding to "form" (RFC 6749: id and secret form-encoded before Base64) or "plain" (as they are)'
+            })
+            .default("form")
+            .describe(
+              "form: id and secret form-encoded before Base64 (RFC 6749 2.3.1); plain: as they are, for providers that do not decode them. token-broker doctor tells which one the provider accepts"
+            )
+        }),
         z.strictObject({ method: z.literal("client_secret_post"), clientSecret: SecretRef }),
         z.strictObject({
           method: z.literal("private_key_jwt"),

@@ -5,6 +5,7 @@ import { Agent } from "undici"
 import {
   type AuthorizationServersService,
   type IntrospectionResult,
+  InvalidGrant,
   type ProviderClient,
   type TokenSet,
   UnreadableAnswer
@@ -19,7 +20,12 @@ import {
 } from "../Provider.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
-import { type MappedError, mapUpstreamError } from "./upstreamError.js"
+import {
+  describeRefusal,
+  isRefusalWithoutError,
+  type MappedError,
+  mapUpstreamError
+} from "./upstreamError.js"
 
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -199,7 +205,11 @@ const clientAuth = (
 ): Effect.Effect<client.ClientAuth, ConfigInvalid> => {
   switch (authentication.method) {
     case "client_secret_basic":
-      return Effect.succeed(client.ClientSecretBasic(Redacted.value(authentication.clientSecret)))
+      return Effect.succeed(
+        authentication.encoding === "plain"
+          ? plainBasic(authentication.clientSecret)
+          : client.ClientSecretBasic(Redacted.value(authentication.clientSecret))
+      )
     case "client_secret_post":
       return Effect.succeed(client.ClientSecretPost(Redacted.value(authentication.clientSecret)))
     case "none":
@@ -218,6 +228,19 @@ const clientAuth = (
       })
   }
 }
+
+/**
+ * `client_secret_basic` without RFC 6749's form-encoding of id and secret: openid-client offers only the
+ * encoded form, which providers that do not decode the credentials refuse (F24).
+ */
+const plainBasic =
+  (secret: Redacted.Redacted<string>): client.ClientAuth =>
+  (_server, metadata, _body, headers) => {
+    const credentials = Buffer.from(`${metadata.client_id}:${Redacted.value(secret)}`, "utf8").toString(
+      "base64"
+    )
+    headers.set("authorization", `Basic ${credentials}`)
+  }
 
 const defaultAlg = (jwk: JWK): string | undefined => {
   if (jwk.kty === "RSA") return "RS256"
@@ -420,12 +443,16 @@ const makeProviderClient = (
       Effect.gen(function* () {
         const server = yield* metadata
         // A copy of the answer, read only when a 2xx fails validation: the provider has then rotated
-        // the refresh token, and the successor must not be dropped with the rest of the body.
+        // the refresh token, and the successor must not be dropped with the rest of the body. A 400/401
+        // is kept too: without an OAuth error it is a refusal, and the log says what came back.
         let answer: Response | undefined
         const result = yield* call(provider.id, "refresh", (signal) =>
           client.refreshTokenGrant(
             configuration(server, signal, (response) => {
-              answer = response.ok ? response.clone() : undefined
+              answer =
+                response.ok || response.status === 400 || response.status === 401
+                  ? response.clone()
+                  : undefined
             }),
             Redacted.value(request.refreshToken),
             tokenParameters(provider, request.scopes, request.resource)
@@ -433,7 +460,15 @@ const makeProviderClient = (
         ).pipe(Effect.either)
         if (Either.isRight(result)) return toTokenSet(result.right, yield* Clock.currentTimeMillis, false)
         const kept = answer
-        if (kept === undefined || result.left._tag === "InvalidGrant") return yield* Effect.fail(result.left)
+        if (kept !== undefined && !kept.ok && isRefusalWithoutError(kept.status, result.left)) {
+          const refusal = yield* Effect.promise(() => describeRefusal(kept))
+          return yield* Effect.fail(
+            new InvalidGrant(provider.id, `HTTP ${refusal.status} without an OAuth error`, refusal)
+          )
+        }
+        if (kept === undefined || !kept.ok || result.left._tag === "InvalidGrant") {
+          return yield* Effect.fail(result.left)
+        }
         const problem = result.left._tag === "UpstreamRejected" ? result.left.error : result.left.reason
         const successor = yield* Effect.promise(() => kept.text().then(successorIn, () => null))
         return yield* Effect.fail(new UnreadableAnswer(provider.id, kept.status, successor, problem))

@@ -132,7 +132,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         return Effect.fail(
           consent(
             key,
-            record.lastErrorCode === "rotation_lost" || record.lastErrorCode === "access_token_rejected"
+            record.lastErrorCode === "rotation_lost" ||
+              record.lastErrorCode === "access_token_rejected" ||
+              record.lastErrorCode === "refused_without_error"
               ? record.lastErrorCode
               : "reconsent_required",
             `the grant was marked after "${record.lastErrorCode ?? "an earlier failure"}"`

@@ -20,6 +20,7 @@ import type { ObtainError, Obtained, RefreshStep } from "./refreshProtocol.js"
 import { isNotProcessed, type RefreshFailure } from "./refreshUpstream.js"
 import { sameScopes } from "./scopes.js"
 import { NO_SHARED_TOKENS } from "./sharedTokens.js"
+import { logUpstreamFailure } from "./upstreamLog.js"
 
 /** What the refresh under the lease needs from the protocol around it. */
 export interface UnderLeaseContext {
@@ -279,7 +280,13 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           // No successor to recover: the outcome is unknown. The marker stays, so a later invalid_grant
           // reads as a lost rotation, and nothing is retried with the consumed token.
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "outcome_unknown" })
-          yield* logOutcome(key, "outcome_unknown", "refresh answer unreadable and carried no refresh token")
+          yield* logUpstreamFailure(
+            "refresh",
+            { provider: key.provider, grant: grantId },
+            error,
+            { outcome: "outcome_unknown" },
+            "refresh answer unreadable and carried no refresh token"
+          )
           return yield* failWith(
             new UpstreamUnavailable({
               provider: key.provider,
@@ -306,7 +313,13 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
         const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
         yield* settle(client, key, rotation, written)
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: "salvaged" })
-        yield* logOutcome(key, "salvaged", "refresh answer failed validation; its refresh token was kept")
+        yield* logUpstreamFailure(
+          "refresh",
+          { provider: key.provider, grant: grantId },
+          error,
+          { outcome: "salvaged" },
+          "refresh answer failed validation; its refresh token was kept"
+        )
         yield* cache.invalidateGrant(grantId)
         return yield* Effect.fail(rejected)
       }
@@ -318,15 +331,29 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
           return yield* again(false)
         }
-        const reason: ConsentRequiredReason = interrupted ? "rotation_lost" : "invalid_grant"
+        const refusal = error.refusal
+        const reason: ConsentRequiredReason = interrupted
+          ? "rotation_lost"
+          : refusal !== undefined
+            ? "refused_without_error"
+            : "invalid_grant"
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: reason })
-        if (reason === "rotation_lost") {
-          yield* logOutcome(
-            key,
-            reason,
-            "the provider refused a refresh token whose successor was never stored"
-          )
-        }
+        // once: the outcome, and for a refusal without an OAuth error what came back (status, content
+        // type, the body's first bytes with token-like runs redacted)
+        yield* logUpstreamFailure(
+          "refresh",
+          { provider: key.provider, grant: grantId },
+          error,
+          {
+            outcome: reason,
+            ...(refusal === undefined ? {} : { contentType: refusal.contentType, body: refusal.body })
+          },
+          reason === "rotation_lost"
+            ? "the provider refused a refresh token whose successor was never stored; grant marked for consent"
+            : refusal !== undefined
+              ? `the provider refused the refresh with HTTP ${refusal.status} and no OAuth error; grant marked for consent`
+              : "grant marked for consent"
+        )
         yield* writeFenced(key, marked.version, {
           ...marked,
           version: marked.version + 1,
@@ -343,7 +370,9 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           reason,
           interrupted
             ? "an earlier refresh may have rotated the token without its result being stored, and the provider refused the stored token"
-            : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
+            : refusal !== undefined
+              ? `the provider refused the refresh with HTTP ${refusal.status} and no OAuth error (content type ${refusal.contentType})`
+              : `the provider answered invalid_grant${error.errorDescription ? ` (${error.errorDescription})` : ""}`
         )
       }
 
@@ -354,6 +383,12 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
         provider: key.provider,
         outcome: processed ? "outcome_unknown" : "transient"
       })
+      if (!(error._tag === "UpstreamUnavailable" && error.reason === "circuit_open")) {
+        // an open circuit sent nothing: the failures that opened it were logged
+        yield* logUpstreamFailure("refresh", { provider: key.provider, grant: grantId }, error, {
+          outcome: processed ? "outcome_unknown" : "transient"
+        })
+      }
       return yield* failWith(error, processed, error._tag === "UpstreamRejected" ? error.error : error.reason)
     })
 

@@ -1,6 +1,6 @@
 import { Clock, Duration, Effect } from "effect"
 import * as client from "openid-client"
-import { InvalidGrant } from "../AuthorizationServer.js"
+import { InvalidGrant, type RefusalWithoutError } from "../AuthorizationServer.js"
 import { UpstreamRejected, UpstreamUnavailable } from "../Errors.js"
 
 /**
@@ -157,4 +157,35 @@ export const parseRetryAfter = (header: string | null, now: number): Duration.Du
   const date = Date.parse(value)
   if (Number.isNaN(date)) return undefined
   return Duration.millis(Math.max(0, date - now))
+}
+
+/** How much of a refusal's body the log shows. */
+const REFUSAL_PREVIEW = 80
+
+/**
+ * A refresh answered 400 or 401 without an OAuth error body: the provider refused the refresh token
+ * (F23). Only such a status with no `error` the client library could read is one; a 5xx, a 429 and an
+ * OAuth error keep their own meaning.
+ */
+export const isRefusalWithoutError = (status: number, error: MappedError): boolean =>
+  (status === 400 || status === 401) &&
+  error._tag === "UpstreamRejected" &&
+  error.error === "unexpected_response"
+
+/**
+ * What came back, fit for a log line: the status, the content type and the body's first bytes, with
+ * every run that could be a token or a key (16 or more characters of a token alphabet) replaced.
+ */
+export const describeRefusal = async (response: Response): Promise<RefusalWithoutError> => {
+  const text = await response.text().catch(() => "")
+  const preview = text
+    .slice(0, REFUSAL_PREVIEW * 4)
+    .replace(/[A-Za-z0-9+/=_.~-]{16,}/g, "[redacted]")
+    .replace(/\s+/g, " ")
+    .slice(0, REFUSAL_PREVIEW)
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type") ?? "none",
+    body: preview
+  }
 }
