@@ -66,6 +66,17 @@ const effectLogger = (log: PinoLogger) =>
     })
   )
 
+/** Effect drops lines below Info unless told: the runtime's minimum follows `server.logLevel`. */
+const EFFECT_LEVELS: Record<Config["server"]["logLevel"], LogLevel.LogLevel> = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  silent: LogLevel.None
+}
+
 export interface RunningBroker {
   readonly app: FastifyInstance
   /** e.g. `http://127.0.0.1:8080` */
@@ -92,10 +103,11 @@ export interface StartOptions {
 export const startBroker = async (config: Config, options: StartOptions = {}): Promise<RunningBroker> => {
   const logger = makeLogger(config.server.logLevel, options.logStream)
   const runtime = ManagedRuntime.make(
-    Layer.merge(brokerLayer(config), effectLogger(logger)) as Layer.Layer<
-      Layer.Layer.Success<ReturnType<typeof brokerLayer>>,
-      BrokerLayerError
-    >
+    Layer.mergeAll(
+      brokerLayer(config),
+      effectLogger(logger),
+      Logger.minimumLogLevel(EFFECT_LEVELS[config.server.logLevel])
+    ) as Layer.Layer<Layer.Layer.Success<ReturnType<typeof brokerLayer>>, BrokerLayerError>
   )
   let app: FastifyInstance
   try {
