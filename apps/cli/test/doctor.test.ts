@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { startDevIdp } from "@token-broker/dev-idp"
+import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Backend, freePort, newKeyMaterial, sqliteBackend, writeConfig } from "./support/backends.js"
 import { runCli } from "./support/cli.js"
@@ -164,6 +164,134 @@ describe("doctor names the fault", () => {
     } finally {
       await idp.close()
     }
+  })
+
+  /** dev-idp as GitHub is configured: no ID token, no offline scope, the account from GET /user. */
+  const plainProvider = (
+    idp: DevIdp,
+    discovery: "none" | "oauth-authorization-server",
+    endpoints: ReadonlyArray<"authorization" | "token" | "revocation">,
+    more: ReadonlyArray<string> = ["offlineAccessScope: null"]
+  ) => [
+    `discovery: ${discovery}`,
+    "endpoints:",
+    ...endpoints.map((endpoint) => `  ${endpoint}: ${idp.endpoints[endpoint]}`),
+    `  userinfo: ${idp.endpoints.userinfo}`,
+    "userinfoSubjectField: id",
+    ...more
+  ]
+
+  const runDoctor = async (idp: DevIdp, name: string, extra: ReadonlyArray<string>, secret?: string) => {
+    const backend = sqliteBackend()
+    const folder = join(dir, name)
+    const config = await writeConfig(folder, backend, { issuer: idp.issuer, clientSecret: "", extra }, [
+      { kid: "k1", material: newKeyMaterial() }
+    ])
+    expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
+    const clientSecret = secret ?? idp.client("token-broker").clientSecret ?? ""
+    return runCli(["doctor", "--config", config], {
+      env: { ...env(backend), TB_TEST_CLIENT_SECRET: clientSecret }
+    })
+  }
+
+  describe("a plain OAuth 2.0 provider with discovery: none", () => {
+    let idp: DevIdp
+    beforeAll(async () => {
+      idp = await startDevIdp({ plainOAuth: { metadata: "none" } })
+    })
+    afterAll(async () => {
+      await idp.close()
+    })
+
+    it("proves the credentials at the configured revocation endpoint and says there is no metadata to check features against (control: a wrong secret fails)", async () => {
+      const extra = plainProvider(idp, "none", ["authorization", "token", "revocation"])
+      const result = await runDoctor(idp, "plain-none", extra)
+      expect(result.stdout).toMatch(
+        new RegExp(
+          `✔ provider dev-idp: discovery: none, no metadata is read; the configured endpoints: authorization ${idp.endpoints.authorization}, token ${idp.endpoints.token}, revocation ${idp.endpoints.revocation}`
+        )
+      )
+      expect(result.stdout).toMatch(
+        /✔ provider dev-idp credentials: Basic credentials accepted .*: revocation of a random token answered 200/
+      )
+      expect(result.stdout).toMatch(
+        /- provider dev-idp features: discovery: none, so there is no metadata to check features against \(refresh\)/
+      )
+      // nothing read from a discovery document the provider does not serve
+      expect(result.stdout).not.toMatch(/openid-configuration|could not be read/)
+      expect(result.stdout).toMatch(/✔ clock: /)
+      expect(result.code).toBe(0)
+      const wrong = await runDoctor(idp, "plain-none-wrong", extra, "not-the-secret")
+      expect(wrong.code).toBe(1)
+      expect(wrong.stdout).toMatch(
+        /✖ provider dev-idp credentials: the provider refuses the client credentials: revocation answered invalid_client/
+      )
+      expect(wrong.stdout + wrong.stderr).not.toContain("not-the-secret")
+    })
+
+    it("without endpoints.revocation proves the credentials by a refresh at the configured token endpoint, warns that revocation stays local, and repeats core's token exchange warning", async () => {
+      idp.counters.reset()
+      const result = await runDoctor(idp, "plain-none-no-revocation", [
+        ...plainProvider(idp, "none", ["authorization", "token"]),
+        "tokenExchange: {}"
+      ])
+      expect(result.stdout).toMatch(
+        /✔ provider dev-idp credentials: Basic credentials accepted .*: a refresh with a random refresh token answered invalid_grant/
+      )
+      expect(idp.counters.count({ grantType: "refresh_token" })).toBeGreaterThan(0)
+      expect(result.stdout).toMatch(
+        /! provider dev-idp features: no revocation endpoint \(no providers\[0\]\.endpoints\.revocation\): revoking a grant deletes it here only/
+      )
+      expect(result.stdout).toMatch(
+        /! provider dev-idp features: provider "dev-idp" is configured for token exchange, but its metadata has no grant_types_supported/
+      )
+      // warnings do not fail
+      expect(result.code).toBe(0)
+    })
+  })
+
+  describe("a plain OAuth 2.0 provider with discovery: oauth-authorization-server", () => {
+    let idp: DevIdp
+    beforeAll(async () => {
+      idp = await startDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
+    })
+    afterAll(async () => {
+      await idp.close()
+    })
+
+    it("reads the RFC 8414 metadata and checks the features against it", async () => {
+      const result = await runDoctor(idp, "plain-8414", plainProvider(idp, "oauth-authorization-server", []))
+      expect(result.stdout).toMatch(
+        new RegExp(
+          `✔ provider dev-idp: RFC 8414 metadata at ${idp.issuer}/\\.well-known/oauth-authorization-server answers`
+        )
+      )
+      expect(result.stdout).toMatch(
+        /✔ provider dev-idp credentials: Basic credentials accepted .*: revocation of a random token answered 200/
+      )
+      expect(result.stdout).toMatch(
+        /✔ provider dev-idp features: the metadata offers what the config uses \(refresh, revocation\)/
+      )
+      expect(result.code).toBe(0)
+    })
+
+    it("fails token exchange the metadata does not list (core's start-up rule) and an offline scope it does not support", async () => {
+      const result = await runDoctor(
+        idp,
+        "plain-8414-faults",
+        plainProvider(idp, "oauth-authorization-server", [], ["tokenExchange: {}"])
+      )
+      expect(result.code).toBe(1)
+      expect(result.stdout).toMatch(
+        /✖ provider dev-idp features: provider "dev-idp" is configured for token exchange, but its metadata's grant_types_supported does not list urn:ietf:params:oauth:grant-type:token-exchange/
+      )
+      expect(result.stdout).toMatch(/fix: remove providers\[0\]\.tokenExchange/)
+      expect(result.stdout).toMatch(
+        /✖ provider dev-idp features: every consent asks offline_access \(offlineAccessScope\) but scopes_supported \(notes:read, notes:write\) does not list it/
+      )
+      expect(result.stdout).toMatch(/fix: set providers\[0\]\.offlineAccessScope /)
+      expect(result.stderr).toMatch(/error: 2 checks failed/)
+    })
   })
 
   it("when the config is missing or invalid", async () => {

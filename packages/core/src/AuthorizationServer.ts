@@ -1,7 +1,7 @@
 import { Context, type Effect, Layer, type Redacted } from "effect"
 import type { ConfigInvalid, ProviderNotFound, UpstreamRejected, UpstreamUnavailable } from "./Errors.js"
 import * as internal from "./internal/authorizationServer.js"
-import type { ProviderConfig } from "./Provider.js"
+import type { Discovery, ProviderConfig } from "./Provider.js"
 
 /**
  * The OAuth 2.0 / OpenID Connect client of one provider, on openid-client: cached discovery, refresh,
@@ -88,8 +88,25 @@ export interface IntrospectionResult {
 
 export type UpstreamError = UpstreamUnavailable | UpstreamRejected
 
+/** The metadata a provider's client works with (see `ProviderClient.metadata`). */
+export interface ProviderMetadata {
+  readonly discovery: Discovery
+  /** Where it was read (`metadataUrl`); null with discovery "none". */
+  readonly url: string | null
+  /**
+   * The RFC 8414 / OpenID Connect fields: the provider's document with the configured `endpoints` laid
+   * over it; with discovery "none", only `issuer` and the configured endpoints.
+   */
+  readonly document: Readonly<Record<string, unknown>>
+}
+
 export interface ProviderClient {
   readonly config: ProviderConfig
+  /**
+   * The metadata every request of this client uses: read (once, cached) from the provider's OpenID
+   * Connect discovery or RFC 8414 document, as `discovery` says, or with "none" the configured endpoints.
+   */
+  readonly metadata: Effect.Effect<ProviderMetadata, UpstreamError>
   /** Refresh grant; `scopes` downscopes the access token (the grant keeps its scope). */
   readonly refresh: (request: {
     readonly refreshToken: Redacted.Redacted<string>
@@ -177,6 +194,16 @@ export const checkTokenExchange: (
 ) => Effect.Effect<ReadonlyArray<string>, ConfigInvalid> = internal.checkTokenExchange
 
 /**
+ * `checkTokenExchange` for one provider (configured at `providers[index]`): `ConfigInvalid` when its
+ * metadata does not list the grant, a warning when the metadata says nothing or cannot be read, null
+ * when the grant is listed or the provider is not configured for token exchange.
+ */
+export const checkProviderTokenExchange: (
+  client: ProviderClient,
+  index: number
+) => Effect.Effect<string | null, ConfigInvalid> = internal.checkProviderTokenExchange
+
+/**
  * Builds every provider's client on openid-client. Checks the configuration at once (an http:// issuer
  * without `allowInsecureRequests`, a bad private JWK, a duplicate id: `ConfigInvalid` naming the field);
  * discovery happens lazily on first use, is shared by concurrent callers and cached, and a failed discovery
@@ -192,3 +219,10 @@ export const layer = (
   options?: MakeOptions
 ): Layer.Layer<AuthorizationServers, ConfigInvalid> =>
   Layer.effect(AuthorizationServers, internal.make(providers, options))
+
+/**
+ * The `internalBaseUrl` rewrite every request of a provider's client goes through: a URL starting with
+ * `from` (a whole origin or path prefix) starts with `to` instead; any other URL is unchanged.
+ */
+export const rewriteUrl: (rewrite: ProviderConfig["internalBaseUrl"], url: string) => string =
+  internal.rewriteUrl

@@ -131,6 +131,30 @@ export const RESERVED_AUTHORIZATION_PARAMETERS: ReadonlyArray<string> = [
   "request_uri"
 ]
 
+/**
+ * The scope every consent asks so that the provider issues a refresh token: `offlineAccessScope`
+ * ("offline_access" when unset), or null when the provider issues refresh tokens without one.
+ */
+export const offlineScopeOf = (provider: Pick<ProviderConfig, "offlineAccessScope">): string | null =>
+  provider.offlineAccessScope === undefined ? "offline_access" : provider.offlineAccessScope
+
+/**
+ * Where the provider's metadata is read (before any `internalBaseUrl` rewrite): OpenID Connect discovery
+ * appends `/.well-known/openid-configuration` to the issuer, RFC 8414 inserts
+ * `/.well-known/oauth-authorization-server` before the issuer's path; null with discovery "none".
+ */
+export const metadataUrl = (provider: Pick<ProviderConfig, "issuer" | "discovery">): string | null => {
+  const discovery = provider.discovery ?? "openid-configuration"
+  if (discovery === "none") return null
+  const url = new URL(provider.issuer)
+  const path = url.pathname === "/" ? "" : url.pathname.replace(/\/$/, "")
+  url.pathname =
+    discovery === "openid-configuration"
+      ? `${path}/.well-known/openid-configuration`
+      : `/.well-known/oauth-authorization-server${path}`
+  return url.href
+}
+
 /** Whether the provider's code exchange carries an ID token (OpenID Connect discovery only). */
 export const expectsIdToken = (provider: Pick<ProviderConfig, "discovery">): boolean =>
   (provider.discovery ?? "openid-configuration") === "openid-configuration"

@@ -29,7 +29,7 @@ import { makeSingleFlight } from "./internal/singleFlight.js"
 import { logUpstreamFailure } from "./internal/upstreamLog.js"
 import { aadFor, KeyRing } from "./KeyRing.js"
 import * as Metrics from "./Metrics.js"
-import { expectsIdToken, type ProviderConfig } from "./Provider.js"
+import { expectsIdToken, offlineScopeOf, type ProviderConfig } from "./Provider.js"
 import { TokenVerifier } from "./TokenVerifier.js"
 
 /** An access token handed out by the broker. */
@@ -283,7 +283,7 @@ export const toGrantInfo = (record: GrantRecord): GrantInfo => ({
 
 /** What a consent asks beside the requested scopes: `openid` where an ID token comes back, the offline scope. */
 const consentScopes = (provider: ProviderConfig): ReadonlyArray<string> => {
-  const offline = provider.offlineAccessScope === undefined ? "offline_access" : provider.offlineAccessScope
+  const offline = offlineScopeOf(provider)
   return [...(expectsIdToken(provider) ? ["openid"] : []), ...(offline === null ? [] : [offline])]
 }
 

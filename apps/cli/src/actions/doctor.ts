@@ -5,6 +5,7 @@ import {
   type GrantRecord,
   GrantStore,
   KeyRing,
+  metadataUrl,
   type ProviderConfig
 } from "@token-broker/core"
 import { Clock, Context, Duration, Effect, Either, Layer } from "effect"
@@ -180,7 +181,16 @@ const keyChecks = (
     })
   )
 
-/** Discovery through the broker's own client (the same path refreshes take), then the clock against the provider's Date header. */
+const DISCOVERY_NAME = {
+  "openid-configuration": "OpenID Connect discovery",
+  "oauth-authorization-server": "RFC 8414 metadata"
+} as const
+
+/**
+ * The provider's metadata read by the broker's own client, as its `discovery` says (the same path
+ * refreshes take), then the credentials and features against it, and the clock against the provider's
+ * Date header.
+ */
 const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
   Effect.gen(function* () {
     const built = yield* Effect.either(AuthorizationServer.make(config.providers))
@@ -190,41 +200,42 @@ const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
     let skew: { provider: string; seconds: number } | null = null
     for (const [index, provider] of config.providers.entries()) {
       const name = `provider ${provider.id}`
-      const discovered = yield* Effect.either(
-        timed(
-          Effect.flatMap(servers.get(provider.id), (client) =>
-            client.authorizationUrl({
-              state: "doctor",
-              nonce: "doctor",
-              codeChallenge: "doctor",
-              scopes: ["openid"],
-              redirectUri: provider.redirectUri
-            })
-          ),
-          provider.issuer
-        )
-      )
-      if (Either.isLeft(discovered)) {
+      const client = yield* Effect.orDie(servers.get(provider.id))
+      const read = yield* Effect.either(timed(client.metadata, provider.issuer))
+      if (Either.isLeft(read)) {
+        const url = metadataUrl(provider) ?? provider.issuer
         checks.push(
           fail(
             name,
-            `discovery at ${provider.issuer} failed: ${discovered.left.message}`,
-            `check that ${provider.issuer}/.well-known/openid-configuration answers from this machine (the provider may be down), and the issuer in the config`
+            `discovery at ${provider.issuer} failed: ${read.left.message}`,
+            `check that ${url} answers from this machine (the provider may be down), the issuer in the config, and providers[${index}].discovery`
           )
         )
         continue
       }
-      checks.push(ok(name, `discovery at ${provider.issuer} answers`))
-      const discovery = yield* readDiscovery(provider)
+      const metadata = read.right
+      const endpoints = provider.endpoints ?? {}
       checks.push(
-        ...(yield* timed(credentialChecks(provider, index, discovery.metadata), provider.issuer).pipe(
+        ok(
+          name,
+          metadata.discovery === "none"
+            ? `discovery: none, no metadata is read; the configured endpoints: ${Object.entries(endpoints)
+                .filter(([, url]) => url !== undefined)
+                .map(([endpoint, url]) => `${endpoint} ${url}`)
+                .join(", ")}`
+            : `${DISCOVERY_NAME[metadata.discovery]} at ${metadata.url} answers`
+        )
+      )
+      checks.push(
+        ...(yield* timed(credentialChecks(provider, index, metadata), provider.issuer).pipe(
           Effect.catchAll((timeout) =>
             Effect.succeed([fail(`${name} credentials`, timeout.message, "check that the provider answers")])
           )
         ))
       )
-      checks.push(...featureChecks(provider, index, discovery.metadata))
-      if (skew === null && discovery.skew !== null) skew = { provider: provider.id, seconds: discovery.skew }
+      checks.push(...(yield* featureChecks(client, index, metadata)))
+      const seconds = yield* readSkew(provider, metadata.url ?? endpoints.token)
+      if (skew === null && seconds !== null) skew = { provider: provider.id, seconds }
     }
     if (skew === null) {
       checks.push(skip("clock", "no provider answered with a Date header"))
@@ -247,34 +258,29 @@ const providerChecks = (config: Config): Effect.Effect<ReadonlyArray<Check>> =>
   })
 
 /**
- * The discovery document (for the feature checks) and the seconds the local clock is behind the
- * provider's (positive: local is behind), from the answer's HTTP Date header.
+ * The seconds the local clock is behind the provider's (positive: local is behind), from the HTTP Date
+ * header of a GET of `url` (the metadata document, or with discovery "none" the token endpoint: any
+ * answer carries the header, and a GET sends no credentials), through the provider's rewrite.
  */
-const readDiscovery = (
-  provider: ProviderConfig
-): Effect.Effect<{ readonly skew: number | null; readonly metadata: Record<string, unknown> | null }> =>
+const readSkew = (provider: ProviderConfig, url: string | undefined): Effect.Effect<number | null> =>
   Effect.gen(function* () {
-    let url = `${provider.issuer}/.well-known/openid-configuration`
-    const rewrite = provider.internalBaseUrl
-    if (rewrite !== undefined && url.startsWith(rewrite.from))
-      url = rewrite.to + url.slice(rewrite.from.length)
+    if (url === undefined) return null
     const before = yield* Clock.currentTimeMillis
     const response = yield* Effect.either(
-      Effect.tryPromise(() => fetch(url, { method: "GET", signal: AbortSignal.timeout(10_000) }))
-    )
-    const after = yield* Clock.currentTimeMillis
-    if (Either.isLeft(response)) return { skew: null, metadata: null }
-    const date = response.right.headers.get("date")
-    const body = yield* Effect.promise(() =>
-      response.right.json().then(
-        (json: unknown) => json,
-        () => null
+      Effect.tryPromise(() =>
+        fetch(AuthorizationServer.rewriteUrl(provider.internalBaseUrl, url), {
+          method: "GET",
+          signal: AbortSignal.timeout(10_000)
+        })
       )
     )
-    const metadata = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : null
-    if (date === null || Number.isNaN(Date.parse(date))) return { skew: null, metadata }
+    const after = yield* Clock.currentTimeMillis
+    if (Either.isLeft(response)) return null
+    const date = response.right.headers.get("date")
+    yield* Effect.promise(() => response.right.arrayBuffer().catch(() => undefined))
+    if (date === null || Number.isNaN(Date.parse(date))) return null
     // the Date header is truncated to the second: compare with the request's midpoint, rounded the same way
-    return { skew: (Date.parse(date) + 500 - (before + after) / 2) / 1000, metadata }
+    return (Date.parse(date) + 500 - (before + after) / 2) / 1000
   })
 
 const MARK: Record<Status, string> = { ok: "✔", warn: "!", fail: "✖", skip: "-" }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto"
-import { AuthorizationServer, type ProviderConfig } from "@token-broker/core"
+import { AuthorizationServer, offlineScopeOf, type ProviderConfig } from "@token-broker/core"
 import { Effect, Either, Redacted } from "effect"
 
 /** One line of the doctor's report (see doctor.ts). */
@@ -9,8 +9,6 @@ export interface ProviderCheck {
   readonly detail: string
   readonly fix?: string | undefined
 }
-
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 /** The provider's answer to a harmless client-authenticated request. */
 type Probe =
@@ -83,13 +81,14 @@ const ENCODING_NAME = { form: "form-encoded (RFC 6749)", plain: "plain" } as con
 export const credentialChecks = (
   provider: ProviderConfig,
   index: number,
-  metadata: Record<string, unknown> | null
+  metadata: AuthorizationServer.ProviderMetadata
 ): Effect.Effect<ReadonlyArray<ProviderCheck>> =>
   Effect.gen(function* () {
     const name = `provider ${provider.id} credentials`
     const auth = provider.clientAuthentication
     if (auth.method === "none") return [{ name, status: "skip", detail: "a public client (method none)" }]
-    const hasRevocation = metadata === null || typeof metadata.revocation_endpoint === "string"
+    // the metadata with the configured endpoints over it: what the probe's own client uses
+    const hasRevocation = typeof metadata.document.revocation_endpoint === "string"
     const fixCredentials = `check providers[${index}].clientId and the client's credentials, and that the provider registered the client for ${auth.method}`
     if (auth.method !== "client_secret_basic") {
       const result = yield* probe(provider, hasRevocation)
@@ -133,66 +132,88 @@ const verdict = (name: string, result: Probe, accepted: string, fix: string): Pr
 const listOf = (value: unknown): ReadonlyArray<string> | null =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : null
 
-/** What the config uses, against what the provider's metadata says it offers. */
+/**
+ * What the config uses, against what the provider's metadata says it offers, by core's rules: token
+ * exchange as the broker's start-up check judges it (refused when `grant_types_supported` lacks it, a
+ * warning when the metadata says nothing), revocation at the endpoint the broker would use (the
+ * metadata's or `endpoints.revocation`), the refresh grant, and the scope every consent asks for a refresh
+ * token (`offlineAccessScope`). With discovery "none" there is no metadata to check features against.
+ */
 export const featureChecks = (
-  provider: ProviderConfig,
+  client: AuthorizationServer.ProviderClient,
   index: number,
-  metadata: Record<string, unknown> | null
-): ReadonlyArray<ProviderCheck> => {
-  const name = `provider ${provider.id} features`
-  if (metadata === null) return [{ name, status: "skip", detail: "the discovery document could not be read" }]
-  const checks: Array<ProviderCheck> = []
-  const grants = listOf(metadata.grant_types_supported)
-  const scopes = listOf(metadata.scopes_supported)
-  if (grants !== null && !grants.includes("refresh_token")) {
-    checks.push({
-      name,
-      status: "warn",
-      detail: `grant_types_supported (${grants.join(", ")}) does not list refresh_token; the broker refreshes anyway, and some providers (Glewlwyd) do refresh`,
-      fix: "check that the provider issues refresh tokens to this client (a consent with offline_access, then: token-broker token)"
-    })
-  }
-  if (provider.tokenExchange !== undefined && !(grants ?? []).includes(TOKEN_EXCHANGE)) {
-    checks.push({
-      name,
-      status: "fail",
-      detail: `tokenExchange is configured but grant_types_supported ${grants === null ? "is absent" : `(${grants.join(", ")})`} does not list ${TOKEN_EXCHANGE}`,
-      fix: `remove providers[${index}].tokenExchange, or enable RFC 8693 token exchange at the provider`
-    })
-  }
-  if (typeof metadata.revocation_endpoint !== "string") {
-    checks.push({
-      name,
-      status: "warn",
-      detail:
-        "no revocation_endpoint: revoking a grant deletes it here only; its tokens stay valid at the provider",
-      fix: "revoke the broker's tokens at the provider itself when a grant is revoked"
-    })
-  }
-  if (
-    provider.defaultScopes.includes("offline_access") &&
-    scopes !== null &&
-    !scopes.includes("offline_access")
-  ) {
-    checks.push({
-      name,
-      status: "fail",
-      detail: `scopes asks offline_access but scopes_supported (${scopes.join(", ")}) does not list it`,
-      fix: `remove offline_access from providers[${index}].scopes (the provider may issue refresh tokens without it), or enable it at the provider`
-    })
-  }
-  if (checks.length === 0) {
-    const used = [
-      "refresh",
-      ...(provider.tokenExchange === undefined ? [] : ["token exchange"]),
-      "revocation",
-      ...(provider.defaultScopes.includes("offline_access") ? ["offline_access"] : [])
-    ]
-    checks.push({
-      name,
-      status: "ok",
-      detail: `the metadata offers what the config uses (${used.join(", ")})`
-    })
-  }
-  return checks
-}
+  metadata: AuthorizationServer.ProviderMetadata
+): Effect.Effect<ReadonlyArray<ProviderCheck>> =>
+  Effect.gen(function* () {
+    const provider = client.config
+    const name = `provider ${provider.id} features`
+    const document = metadata.document
+    const checks: Array<ProviderCheck> = []
+    const offline = offlineScopeOf(provider)
+    const none = metadata.discovery === "none"
+    if (none) {
+      checks.push({
+        name,
+        status: "skip",
+        detail: `discovery: none, so there is no metadata to check features against (refresh${
+          offline === null ? "" : `, the ${offline} scope`
+        }); they are known at first use`
+      })
+    }
+    const exchange = yield* Effect.either(AuthorizationServer.checkProviderTokenExchange(client, index))
+    if (Either.isLeft(exchange)) {
+      checks.push({
+        name,
+        status: "fail",
+        detail: exchange.left.message,
+        fix: `remove providers[${index}].tokenExchange, or enable RFC 8693 token exchange at the provider`
+      })
+    } else if (exchange.right !== null) {
+      checks.push({
+        name,
+        status: "warn",
+        detail: exchange.right,
+        fix: "try one exchange (a session token through the broker) to learn whether the provider supports it"
+      })
+    }
+    const grants = listOf(document.grant_types_supported)
+    const scopes = listOf(document.scopes_supported)
+    if (grants !== null && !grants.includes("refresh_token")) {
+      checks.push({
+        name,
+        status: "warn",
+        detail: `grant_types_supported (${grants.join(", ")}) does not list refresh_token; the broker refreshes anyway, and some providers (Glewlwyd) do refresh`,
+        fix: "check that the provider issues refresh tokens to this client (a consent, then: token-broker token)"
+      })
+    }
+    if (typeof document.revocation_endpoint !== "string") {
+      checks.push({
+        name,
+        status: "warn",
+        detail: `no revocation endpoint (${none ? "" : "not in the metadata, "}no providers[${index}].endpoints.revocation): revoking a grant deletes it here only; its tokens stay valid at the provider`,
+        fix: "revoke the broker's tokens at the provider itself when a grant is revoked"
+      })
+    }
+    if (offline !== null && scopes !== null && !scopes.includes(offline)) {
+      checks.push({
+        name,
+        status: "fail",
+        detail: `every consent asks ${offline} (offlineAccessScope) but scopes_supported (${scopes.join(", ")}) does not list it`,
+        fix: `set providers[${index}].offlineAccessScope to the scope that asks this provider for a refresh token, or to null when it issues refresh tokens without one`
+      })
+    }
+    if (checks.length === 0) {
+      const used = [
+        "refresh",
+        ...(provider.tokenExchange === undefined ? [] : ["token exchange"]),
+        "revocation",
+        ...(offline === null ? [] : [offline])
+      ]
+      checks.push({
+        name,
+        status: "ok",
+        detail: `the metadata offers what the config uses (${used.join(", ")})`
+      })
+    }
+    return checks
+  })

@@ -90,6 +90,8 @@ export interface ProviderSetup {
   readonly clientSecret: string
   /** Default `token-broker`. */
   readonly clientId?: string
+  /** More lines of the provider's entry (YAML at the provider's indentation, without it). */
+  readonly extra?: ReadonlyArray<string>
 }
 
 /** Writes keys/<kid>.key (0600) and a config using them; answers the config's path. */
@@ -122,6 +124,7 @@ export const writeConfig = async (
       "      clientSecret: { env: TB_TEST_CLIENT_SECRET }",
       "    scopes: [notes:read, notes:write]",
       "    allowInsecureRequests: true",
+      ...(provider.extra ?? []).map((line) => `    ${line}`),
       ""
     ].join("\n"),
     { mode: 0o600 }

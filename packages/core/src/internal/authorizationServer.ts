@@ -14,6 +14,7 @@ import { ConfigInvalid, ProviderNotFound, UpstreamRejected, type UpstreamUnavail
 import {
   type ClientAuthentication,
   expectsIdToken,
+  metadataUrl,
   type ProviderConfig,
   type ProviderEndpoints,
   providerSettingsProblem
@@ -439,6 +440,11 @@ const makeProviderClient = (
 
   const providerClient: ProviderClient = {
     config: provider,
+    metadata: Effect.map(metadata, (server) => ({
+      discovery: provider.discovery ?? "openid-configuration",
+      url: metadataUrl(provider),
+      document: server as Readonly<Record<string, unknown>>
+    })),
     refresh: (request) =>
       Effect.gen(function* () {
         const server = yield* metadata
@@ -662,6 +668,29 @@ export const make = (
     }
   })
 
+export const checkProviderTokenExchange = (
+  found: ProviderClient,
+  index: number
+): Effect.Effect<string | null, ConfigInvalid> =>
+  Effect.gen(function* () {
+    const provider = found.config
+    if (provider.tokenExchange === undefined) return null
+    const support = yield* Effect.either(found.tokenExchangeSupport)
+    if (Either.isLeft(support)) {
+      return `provider "${provider.id}": its metadata could not be read (${support.left.message}); whether it supports RFC 8693 token exchange is known at the first exchange`
+    }
+    if (support.right === "not_listed") {
+      return yield* new ConfigInvalid({
+        field: `providers[${index}].tokenExchange`,
+        message: `provider "${provider.id}" is configured for token exchange, but its metadata's grant_types_supported does not list ${TOKEN_EXCHANGE_GRANT}: it does not support RFC 8693 token exchange; remove tokenExchange, or use a provider that supports it`
+      })
+    }
+    if (support.right === "unknown") {
+      return `provider "${provider.id}" is configured for token exchange, but its metadata has no grant_types_supported: whether it supports RFC 8693 token exchange is known at the first exchange`
+    }
+    return null
+  })
+
 export const checkTokenExchange = (
   servers: AuthorizationServersService
 ): Effect.Effect<ReadonlyArray<string>, ConfigInvalid> =>
@@ -672,26 +701,14 @@ export const checkTokenExchange = (
       configured,
       ([index, provider]) =>
         Effect.flatMap(Effect.orDie(servers.get(provider.id)), (found) =>
-          Effect.map(Effect.either(found.tokenExchangeSupport), (support) => ({ index, provider, support }))
+          Effect.either(checkProviderTokenExchange(found, index))
         ),
       { concurrency: "unbounded" }
     )
     const warnings: Array<string> = []
-    for (const { index, provider, support } of outcomes) {
-      if (support._tag === "Left") {
-        warnings.push(
-          `provider "${provider.id}": its metadata could not be read (${support.left.message}); whether it supports RFC 8693 token exchange is known at the first exchange`
-        )
-      } else if (support.right === "not_listed") {
-        return yield* new ConfigInvalid({
-          field: `providers[${index}].tokenExchange`,
-          message: `provider "${provider.id}" is configured for token exchange, but its metadata's grant_types_supported does not list ${TOKEN_EXCHANGE_GRANT}: it does not support RFC 8693 token exchange; remove tokenExchange, or use a provider that supports it`
-        })
-      } else if (support.right === "unknown") {
-        warnings.push(
-          `provider "${provider.id}" is configured for token exchange, but its metadata has no grant_types_supported: whether it supports RFC 8693 token exchange is known at the first exchange`
-        )
-      }
+    for (const outcome of outcomes) {
+      if (Either.isLeft(outcome)) return yield* Effect.fail(outcome.left)
+      if (outcome.right !== null) warnings.push(outcome.right)
     }
     return warnings
   })
