@@ -80,7 +80,8 @@ describe("token-broker doctor against Glewlwyd 2.7.5", () => {
     )
     expect(result.code).toBe(1)
     expect(result.stdout).toMatch(
-      /✖ provider glewlwyd features: tokenExchange is configured but grant_types_supported \(authorization_code, implicit\) does not list urn:ietf:params:oauth:grant-type:token-exchange/
+      /✖ provider glewlwyd features: provider "glewlwyd" is configured for token exchange, but its metadata's grant_types_supported does not list urn:ietf:params:oauth:grant-type:token-exchange/
     )
+    expect(result.stdout).toMatch(/fix: remove providers\[0\]\.tokenExchange/)
   })
 })
