@@ -108,7 +108,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
       expect(result.stdout).toMatch(/✔ storage: /)
       expect(result.stdout).toMatch(/✔ migrations: the schema is current/)
       expect(result.stdout).toMatch(/✔ keys: k1 \(current\)/)
-      expect(result.stdout).toMatch(/✔ provider dev-idp: discovery/)
+      expect(result.stdout).toMatch(/✔ provider dev-idp: OpenID Connect discovery at \S+ answers/)
       expect(result.stdout).toMatch(/✔ clock: /)
       expect(result.stdout).not.toMatch(/✖/)
       expect(result.code).toBe(0)
