@@ -14,7 +14,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { watch } from "node:fs"
+import { rmSync, watch } from "node:fs"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
@@ -52,6 +52,19 @@ const dir = await mkdtemp(join(tmpdir(), "tb-bench-"))
 const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 await writeFile(join(dir, "dev-idp.json"), JSON.stringify({ mcpAudience: MCP_AUDIENCE }))
 const idp = await spawnDevIdp({ args: ["--config", join(dir, "dev-idp.json")] })
+// whatever ends this process - a failed check included - ends the servers and removes the folder that
+// holds the config, the database and the subject token's body file
+process.once("exit", () => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM")
+  if (idp.pid > 0) {
+    try {
+      process.kill(idp.pid, "SIGTERM")
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(dir, { recursive: true, force: true })
+})
 const secret = randomBytes(24).toString("base64url")
 const configPath = join(dir, "token-broker.json")
 await writeFile(

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import { Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
 import { aadFor } from "../src/KeyRing.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { brokerLayer, capturing, connect, type Line, PROVIDER, user, withDevIdp } from "./support/harness.js"
 
 // Real time, real dev-idp: a provider that refuses a refresh with a bare status and no OAuth error body
 // (Glewlwyd 2.7.5 does this for a replayed or unknown refresh token, F23). Each test drops the current
@@ -12,25 +12,6 @@ beforeAll(dev.start)
 afterAll(dev.stop)
 // a fault a failed test left unconsumed never spills into the next one
 beforeEach(() => dev.idp.faults.clear())
-
-interface Line {
-  readonly level: string
-  readonly message: string
-  readonly annotations: Record<string, unknown>
-}
-
-/** Every log line of the effect, with its annotations. */
-const capturing = (lines: Array<Line>) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ logLevel, message, annotations }) => {
-      lines.push({
-        level: logLevel.label,
-        message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
-        annotations: Object.fromEntries(HashMap.toEntries(annotations))
-      })
-    })
-  )
 
 /** The next call must refresh: the current token is reported refused upstream, so the broker drops it. */
 const dropCurrent = (subject: string) =>

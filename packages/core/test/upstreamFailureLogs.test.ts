@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Layer, Logger, Redacted } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { brokerLayer, capturing, connect, type Line, PROVIDER, user, withDevIdp } from "./support/harness.js"
 
 // Every refused or failed upstream call is logged once at warn level with the provider, the grant (where
 // there is one), the error code and the status - never a token (issue 13, case 4).
@@ -9,24 +9,6 @@ const MCP = "http://127.0.0.1/mcp"
 const dev = withDevIdp({ mcpAudience: MCP })
 beforeAll(dev.start)
 afterAll(dev.stop)
-
-interface Line {
-  readonly level: string
-  readonly message: string
-  readonly annotations: Record<string, unknown>
-}
-
-const capturing = (lines: Array<Line>) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ logLevel, message, annotations }) => {
-      lines.push({
-        level: logLevel.label,
-        message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
-        annotations: Object.fromEntries(HashMap.toEntries(annotations))
-      })
-    })
-  )
 
 const withLogs = <A, E>(run: (lines: Array<Line>) => Effect.Effect<A, E, TokenBroker.TokenBroker>) => {
   const lines: Array<Line> = []

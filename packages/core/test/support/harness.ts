@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { type DevIdp, type DevIdpOptions, startDevIdp } from "@token-broker/dev-idp"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, HashMap, Layer, Logger, Redacted } from "effect"
 import {
   AccessTokenCache,
   AuthorizationServer,
@@ -109,3 +109,23 @@ export const claims = (token: Redacted.Redacted<string> | string) => {
   const payload = text.split(".")[1] ?? ""
   return JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>
 }
+
+/** A log line as a test sees it: level, message and annotations. */
+export interface Line {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Record<string, unknown>
+}
+
+/** A logger layer that appends every log line of the effect, with its annotations, to `lines`. */
+export const capturing = (lines: Array<Line>) =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message, annotations }) => {
+      lines.push({
+        level: logLevel.label,
+        message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
+        annotations: Object.fromEntries(HashMap.toEntries(annotations))
+      })
+    })
+  )
