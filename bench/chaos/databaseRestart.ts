@@ -1,6 +1,7 @@
 /**
- * The database restarted under load: a private PostgreSQL cluster (never the machine's shared server)
- * stopped with `pg_ctl -m fast` (every connection dropped) and started again while three broker
+ * The database restarted under load: a private PostgreSQL cluster or MariaDB server (never the machine's
+ * shared servers) stopped - `pg_ctl -m fast`, or SIGTERM to mariadbd, either way every connection is
+ * dropped - and started again while three broker
  * processes keep asking for tokens whose access tokens are refreshed every few seconds. Expected: every
  * call gets a still-valid token or a typed retryable error (StorageUnavailable / UpstreamUnavailable),
  * never a wrong token; afterwards every grant yields tokens again. The one loss that cannot be avoided:
@@ -10,9 +11,10 @@
  */
 import { randomBytes } from "node:crypto"
 import { startDevIdp } from "@token-broker/dev-idp"
+import { startPrivateServer } from "@token-broker/storage-mysql/testing"
 import { startPrivateCluster } from "@token-broker/storage-postgres/testing"
 import { Effect } from "effect"
-import { migrateStore, type StoreSpec } from "../src/StoreSpec.js"
+import { describeStore, migrateStore, type StoreKind, type StoreSpec } from "../src/StoreSpec.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
 import {
   type ChaosWorker,
@@ -29,23 +31,74 @@ const NAME = "database restarted under load"
 const WORKERS = 3
 const GRANTS = 12
 
+/** A database server of our own that the scenario may really stop and start, and the store spec on it. */
+interface RestartableDatabase {
+  readonly label: string
+  readonly spec: StoreSpec
+  readonly stop: () => Promise<void>
+  readonly start: () => Promise<void>
+  readonly destroy: () => Promise<void>
+}
+
+const RESTARTABLE: Partial<Record<StoreKind, () => Promise<RestartableDatabase>>> = {
+  postgres: async () => {
+    const cluster = await startPrivateCluster()
+    return {
+      label: "postgres (private cluster)",
+      spec: {
+        kind: "postgres",
+        options: {
+          url: cluster.url,
+          schema: `tb_chaos_${randomBytes(4).toString("hex")}`,
+          poolSize: 4,
+          connectTimeout: "2 seconds"
+        }
+      },
+      stop: async () => cluster.stop(),
+      start: async () => cluster.start(),
+      destroy: async () => cluster.destroy()
+    }
+  },
+  mysql: async () => {
+    const server = await startPrivateServer()
+    return {
+      label: "mysql (MariaDB, private server)",
+      spec: {
+        kind: "mysql",
+        options: {
+          url: server.url(`tb_chaos_${randomBytes(4).toString("hex")}`),
+          poolSize: 4,
+          connectTimeout: "2 seconds"
+        }
+      },
+      stop: server.stop,
+      start: server.start,
+      destroy: server.destroy
+    }
+  }
+}
+
 export const databaseRestart = async (ctx: ChaosContext): Promise<Array<ScenarioRow>> => {
+  const rows: Array<ScenarioRow> = []
+  for (const kind of ctx.backends) {
+    const open = RESTARTABLE[kind]
+    if (open !== undefined) rows.push(...(await restartUnderLoad(ctx, open)))
+  }
+  return rows
+}
+
+const restartUnderLoad = async (
+  ctx: ChaosContext,
+  open: () => Promise<RestartableDatabase>
+): Promise<Array<ScenarioRow>> => {
   const graces = ctx.short ? [60] : [0, 60]
   const restarts = ctx.short ? 1 : 2
   const rows: Array<ScenarioRow> = []
   const users = benchUsers(GRANTS)
   for (const grace of graces) {
-    const cluster = await startPrivateCluster()
+    const database = await open()
     const idp = await startDevIdp({ users, accessTokenTtlSeconds: 12, refreshTokenReuseGraceSeconds: grace })
-    const spec: StoreSpec = {
-      kind: "postgres",
-      options: {
-        url: cluster.url,
-        schema: `tb_chaos_${randomBytes(4).toString("hex")}`,
-        poolSize: 4,
-        connectTimeout: "2 seconds"
-      }
-    }
+    const spec = database.spec
     const problems: Array<string> = []
     try {
       await Effect.runPromise(migrateStore(spec))
@@ -53,7 +106,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
       try {
         say(
           NAME,
-          `grace ${grace} s; private cluster ${cluster.url.replace(/\/\/[^@/]*@/, "//")}; ${WORKERS} broker processes, ${GRANTS} grants, ${restarts} restart(s)`
+          `grace ${grace} s; ${describeStore(spec)}; ${WORKERS} broker processes, ${GRANTS} grants, ${restarts} restart(s)`
         )
         for (const user of users) await provisioner.connect(user)
         const init = (id: string): ChaosInit => ({
@@ -63,7 +116,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         const checker = tokenChecker(idp)
         const workers: Array<ChaosWorker> = await Promise.all(
           Array.from({ length: WORKERS }, (_, i) =>
-            startChaosWorker(init(`pg-load-${i}`), {
+            startChaosWorker(init(`${spec.kind}-load-${i}`), {
               onToken: (token) =>
                 checker.check(token.subject, token.accessToken, token.servedAt, {
                   source: token.source,
@@ -86,13 +139,13 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         for (let i = 0; i < restarts; i++) {
           await sleep(5_000)
           const before = idp.counters.count({ grantType: "refresh_token" })
-          cluster.stop()
+          await database.stop()
           const stoppedAt = Date.now()
           await sleep(4_000)
-          cluster.start()
+          await database.start()
           say(
             NAME,
-            `grace ${grace}: database down for ${Date.now() - stoppedAt} ms; ${idp.counters.count({ grantType: "refresh_token" }) - before} refresh requests reached dev-idp meanwhile`
+            `grace ${grace}: ${database.label} down for ${Date.now() - stoppedAt} ms; ${idp.counters.count({ grantType: "refresh_token" }) - before} refresh requests reached dev-idp meanwhile`
           )
           await sleep(cycleMs - 9_000)
         }
@@ -111,7 +164,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
         )
         if (untyped.length > 0) problems.push(`untyped or unexpected errors: ${untyped.join(", ")}`)
 
-        const verifier = await startChaosWorker(init("pg-verifier"))
+        const verifier = await startChaosWorker(init(`${spec.kind}-verifier`))
         let lost = 0
         let unavoidable = 0
         for (const subject of subjects) {
@@ -157,7 +210,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
           .join(", ")
         rows.push({
           scenario: `${NAME}, grace ${grace}s`,
-          backend: "postgres (private cluster)",
+          backend: database.label,
           runs: restarts,
           lost,
           unavoidable,
@@ -174,7 +227,7 @@ export const databaseRestart = async (ctx: ChaosContext): Promise<Array<Scenario
       }
     } finally {
       await idp.close()
-      cluster.destroy()
+      await database.destroy()
     }
   }
   return rows

@@ -4,7 +4,7 @@ import { fullRecord } from "@token-broker/core/testing"
 import { Duration, Effect, Layer, Option } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { MysqlGrantStore } from "../src/index.js"
-import { type PrivateServer, startPrivateServer } from "./privateServer.js"
+import { type PrivateServer, startPrivateServer } from "../src/testing.js"
 
 // A private throwaway server: the machine's shared MariaDB is never stopped.
 let server: PrivateServer
