@@ -1,4 +1,5 @@
 import { z } from "zod"
+import { formatZodIssues } from "./ZodIssues.js"
 
 /**
  * The stored grant: one subject's consent for one provider. Secrets inside it are envelopes produced by
@@ -167,9 +168,5 @@ export const parsePendingAuthorization = (
 const parseWith = <S extends z.ZodType, A>(schema: S, input: unknown, cast: (value: z.output<S>) => A) => {
   const result = schema.safeParse(input)
   if (result.success) return { ok: true as const, record: cast(result.data) }
-  const issue = result.error.issues[0]
-  return {
-    ok: false as const,
-    problem: `${issue?.path.join(".") || "record"}: ${issue?.message ?? "invalid"}`
-  }
+  return { ok: false as const, problem: formatZodIssues(result.error, { root: "record" }) }
 }

@@ -24,3 +24,10 @@ export * from "./Provider.js"
 export * as TokenBroker from "./TokenBroker.js"
 export * as TokenSource from "./TokenSource.js"
 export * as TokenVerifier from "./TokenVerifier.js"
+export * as ZodIssues from "./ZodIssues.js"
+export {
+  firstZodProblem,
+  formatZodIssues,
+  type ZodProblem,
+  zodIssueMessage
+} from "./ZodIssues.js"
