@@ -26,6 +26,22 @@ export const ProviderId = z
   .string()
   .regex(/^[A-Za-z0-9._-]{1,64}$/, { message: "a provider id is 1-64 characters of A-Z a-z 0-9 . _ -" })
 
+/**
+ * A JSON body a request may leave out: no body (fastify hands the schema `null`) or `null` reads as `{}`,
+ * so a missing required field is named as in any other body.
+ */
+export const bodyOrEmpty = <S extends z.ZodType>(schema: S) => z.preprocess((value) => value ?? {}, schema)
+
+/** A body the request may leave out (read as `{}`), documented as not required. */
+export const optionalBody = <S extends z.ZodType>(schema: S) => {
+  const body = bodyOrEmpty(schema)
+  optionalBodies.add(body)
+  return body
+}
+
+/** The bodies of `optionalBody`: the API document marks them not required. */
+export const optionalBodies = new WeakSet<z.ZodType>()
+
 export const GrantPath = z.strictObject({ subject: Subject, provider: ProviderId })
 
 export const BackgroundTokenBody = z
@@ -145,28 +161,26 @@ export const TokenExchangeResponse = z.object({
   scope: z.string().optional()
 })
 
-export const ProblemResponse = z.object({
-  type: z.string(),
-  title: z.string(),
-  status: z.number().int(),
-  detail: z.string(),
-  code: z.string(),
-  instance: z.string(),
-  requestId: z.string()
-})
+/** An RFC 9457 problem; extension members (field, reason, provider, authorize...) vary by code. */
+export const ProblemResponse = z
+  .looseObject({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string(),
+    instance: z.string(),
+    requestId: z.string()
+  })
+  .meta({ id: "Problem" })
 
 export const OAuthErrorResponse = z.object({ error: z.string(), error_description: z.string() })
 
-/** "first problem" message of a zod error, naming the field. */
-export const describeZodError = (error: z.ZodError, where: string): { field: string; message: string } => {
-  const issue = error.issues[0]
-  const field = issue === undefined || issue.path.length === 0 ? where : issue.path.map(String).join(".")
-  if (issue === undefined) return { field, message: `${where} is invalid` }
-  if (issue.code === "unrecognized_keys") {
-    return {
-      field,
-      message: `${where}: unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k.slice(0, 64)}"`).join(", ")}`
-    }
-  }
-  return { field, message: `${field}: ${issue.message}` }
-}
+export const HealthResponse = z.object({ status: z.literal("ok") })
+
+const CheckStatus = z.string().describe('"ok", "timeout", "failed" or the failing error\'s code')
+
+export const ReadinessResponse = z.object({
+  status: z.enum(["ready", "not_ready"]),
+  checks: z.object({ storage: CheckStatus, providers: z.record(z.string(), CheckStatus) })
+})

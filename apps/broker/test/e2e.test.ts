@@ -379,9 +379,16 @@ describe.each(["sqlite", "postgres"] as const)("the HTTP broker end to end on %s
     const openapi = await call(stack, "GET", "/openapi.json")
     expect(openapi.body.openapi).toBe("3.1.0")
     expect(Object.keys(openapi.body.paths as object)).toContain("/oauth/token")
+    // /docs is Swagger UI: its page, its own scripts (no inline ones), and the same generated document
     const docs = await fetch(`${stack.url}/docs`)
     expect(docs.headers.get("content-type")).toContain("text/html")
-    expect(await docs.text()).toContain("/v1/grants/{subject}/{provider}/token")
+    expect(docs.headers.get("content-security-policy")).toContain("script-src 'self'")
+    expect(await docs.text()).toContain('<div id="swagger-ui">')
+    const bundle = await fetch(`${stack.url}/docs/static/swagger-ui-bundle.js`)
+    expect(bundle.status).toBe(200)
+    await bundle.arrayBuffer()
+    const uiDocument = await call(stack, "GET", "/docs/json")
+    expect(Object.keys(uiDocument.body.paths as object)).toContain("/v1/grants/{subject}/{provider}/token")
     const id = (
       await call(stack, "GET", "/healthz", { headers: { "x-request-id": "trace-123" } })
     ).headers.get("x-request-id")

@@ -4,7 +4,6 @@ import {
   type GrantFilter,
   type InvalidRequest,
   InvalidSubjectToken,
-  linkedSignal,
   ProviderNotFound,
   type StorageUnavailable,
   type TokenBroker,
@@ -12,9 +11,21 @@ import {
   UpstreamRejected,
   UpstreamUnavailable
 } from "@token-broker/core"
-import { Cause, Data, Duration, Effect, Exit, Option, Redacted } from "effect"
-import { z } from "zod"
-import { coreErrorOf, type ErrorContext } from "./internal/errors.js"
+import { Cause, Duration, Effect, Exit, Option, Redacted } from "effect"
+import { BrokerRequestError } from "./BrokerRequestError.js"
+import {
+  ACCESS_TOKEN_TYPE,
+  AuthorizeView,
+  ExchangeView,
+  GrantList,
+  GrantView,
+  grantPath,
+  RevokeView,
+  TOKEN_EXCHANGE,
+  TokenView,
+  toIssued
+} from "./internal/answers.js"
+import { makeTransport } from "./internal/transport.js"
 
 /**
  * A typed client of the token-broker HTTP API. Every method exists twice: as an Effect (`client.effect`)
@@ -33,15 +44,7 @@ export interface BrokerClientOptions {
   readonly fetch?: typeof fetch | undefined
 }
 
-/** The broker refused a request for a reason of its own (authentication, policy, rate limit, routing). */
-export class BrokerRequestError extends Data.TaggedError("BrokerRequestError")<{
-  readonly status: number
-  /** The problem's `code` (`unauthorized`, `forbidden`, `rate_limited`, `grant_not_found`, ...) or OAuth `error`. */
-  readonly code: string
-  readonly message: string
-  readonly reason?: string | undefined
-  readonly retryAfter?: Duration.Duration | undefined
-}> {}
+export { BrokerRequestError }
 
 export type ClientError = TokenBrokerError | BrokerRequestError
 
@@ -108,190 +111,8 @@ export interface BrokerClient {
   ) => Promise<{ readonly authorizationUrl: URL; readonly expiresAt: number }>
 }
 
-const TokenView = z.object({
-  accessToken: z.string().min(1),
-  tokenType: z.literal("Bearer"),
-  expiresAt: z.string(),
-  scopes: z.array(z.string()),
-  source: z.enum(["cache", "store", "refresh", "exchange"])
-})
-
-const time = z.string().transform((text) => Date.parse(text))
-const nullableTime = time.nullable()
-
-const GrantView = z.object({
-  tenant: z.string(),
-  subject: z.string(),
-  provider: z.string(),
-  version: z.number(),
-  status: z.enum(["active", "reconsent_required"]),
-  scopes: z.array(z.string()),
-  identity: z.object({ issuer: z.string(), subject: z.string() }).nullable(),
-  refreshTokenExpiresAt: nullableTime,
-  accessTokenExpiresAt: nullableTime,
-  createdAt: time,
-  updatedAt: time,
-  lastRefreshedAt: nullableTime,
-  failureCount: z.number(),
-  lastErrorCode: z.string().nullable()
-})
-
-const GrantList = z.object({ items: z.array(GrantView), nextCursor: z.string().nullable() })
-
-const RevokeView = z.object({
-  removed: z.boolean(),
-  upstream: z.enum(["revoked", "failed", "not_supported", "not_attempted"]),
-  upstreamError: z.object({ code: z.string(), message: z.string() }).optional(),
-  // absent from brokers before the access tokens were revoked too
-  accessTokens: z.enum(["revoked", "none", "not_supported", "failed", "not_attempted"]).optional(),
-  revokedAtProvider: z.object({ refreshToken: z.boolean(), accessTokens: z.number().int() }).optional()
-})
-
-const AuthorizeView = z.object({ authorizationUrl: z.url(), expiresAt: z.string() })
-
-const ExchangeView = z.object({
-  access_token: z.string().min(1),
-  token_type: z.string(),
-  expires_in: z.number(),
-  scope: z.string().optional()
-})
-
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-
-const grantPath = (ref: { readonly subject: string; readonly provider: string }) =>
-  `/v1/grants/${encodeURIComponent(ref.subject)}/${encodeURIComponent(ref.provider)}`
-
-const toIssued = (view: z.output<typeof TokenView>): TokenBroker.IssuedToken => ({
-  accessToken: Redacted.make(view.accessToken),
-  tokenType: "Bearer",
-  expiresAt: Date.parse(view.expiresAt),
-  scopes: view.scopes,
-  source: view.source
-})
-
-interface Answer {
-  readonly status: number
-  readonly body: Readonly<Record<string, unknown>>
-  readonly retryAfter: Duration.Duration | undefined
-}
-
 export const make = (options: BrokerClientOptions): BrokerClient => {
-  const base = options.url.replace(/\/+$/, "")
-  const secret =
-    typeof options.clientSecret === "string" ? options.clientSecret : Redacted.value(options.clientSecret)
-  const encode = (text: string) => encodeURIComponent(text).replace(/%20/g, "+")
-  const authorization = `Basic ${Buffer.from(`${encode(options.clientId)}:${encode(secret)}`).toString("base64")}`
-  const timeoutMs = Duration.toMillis(options.timeout ?? "10 seconds")
-  const doFetch = options.fetch ?? fetch
-
-  /** One request; an unreachable broker is UpstreamUnavailable (retryable), never a defect. */
-  const request = (
-    method: string,
-    path: string,
-    context: ErrorContext,
-    body?: { readonly json: unknown } | { readonly form: URLSearchParams }
-  ): Effect.Effect<Answer, UpstreamUnavailable> =>
-    Effect.tryPromise({
-      try: async (signal) => {
-        const headers: Record<string, string> = { authorization, accept: "application/json" }
-        let payload: string | undefined
-        if (body !== undefined && "json" in body) {
-          headers["content-type"] = "application/json"
-          payload = JSON.stringify(body.json)
-        } else if (body !== undefined) {
-          headers["content-type"] = "application/x-www-form-urlencoded"
-          payload = body.form.toString()
-        }
-        const deadline = linkedSignal([signal], timeoutMs)
-        let text: string
-        let response: Response
-        try {
-          response = await doFetch(`${base}${path}`, {
-            method,
-            headers,
-            ...(payload === undefined ? {} : { body: payload }),
-            signal: deadline.signal
-          })
-          text = await response.text()
-        } finally {
-          deadline.done()
-        }
-        let parsed: unknown = {}
-        try {
-          parsed = text.length === 0 ? {} : JSON.parse(text)
-        } catch {
-          parsed = {}
-        }
-        const retryAfterText = response.headers.get("retry-after")
-        const retrySeconds = retryAfterText === null ? Number.NaN : Number(retryAfterText)
-        return {
-          status: response.status,
-          body: (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>,
-          retryAfter: Number.isFinite(retrySeconds) ? Duration.seconds(retrySeconds) : undefined
-        }
-      },
-      catch: (cause) =>
-        new UpstreamUnavailable({
-          provider: context.provider ?? "broker",
-          reason: cause instanceof Error && cause.name === "TimeoutError" ? "timeout" : "network",
-          message: `The token broker at ${base} could not be reached`
-        })
-    })
-
-  /** A non-2xx answer: core's error by `code`, else the broker's own refusal. */
-  const failure = (answer: Answer, context: ErrorContext): ClientError => {
-    const core = coreErrorOf(answer.body, context)
-    if (core !== undefined) return core
-    const code =
-      typeof answer.body.code === "string"
-        ? answer.body.code
-        : typeof answer.body.error === "string"
-          ? answer.body.error
-          : `http_${answer.status}`
-    const message =
-      typeof answer.body.detail === "string"
-        ? answer.body.detail
-        : typeof answer.body.error_description === "string"
-          ? answer.body.error_description
-          : `HTTP ${answer.status}`
-    return new BrokerRequestError({
-      status: answer.status,
-      code,
-      message,
-      reason: typeof answer.body.reason === "string" ? answer.body.reason : undefined,
-      retryAfter: answer.retryAfter
-    })
-  }
-
-  const decode = <S extends z.ZodType>(
-    schema: S,
-    answer: Answer
-  ): Effect.Effect<z.output<S>, BrokerRequestError> => {
-    const parsed = schema.safeParse(answer.body)
-    return parsed.success
-      ? Effect.succeed(parsed.data)
-      : Effect.fail(
-          new BrokerRequestError({
-            status: answer.status,
-            code: "invalid_response",
-            message: "The broker's answer does not have the expected shape"
-          })
-        )
-  }
-
-  const call = <S extends z.ZodType>(
-    schema: S,
-    method: string,
-    path: string,
-    context: ErrorContext,
-    body?: { readonly json: unknown } | { readonly form: URLSearchParams }
-  ): Effect.Effect<z.output<S>, ClientError> =>
-    Effect.flatMap(request(method, path, context, body), (answer) =>
-      answer.status >= 200 && answer.status < 300
-        ? decode(schema, answer)
-        : Effect.fail(failure(answer, context))
-    )
+  const { request, failure, decode, call } = makeTransport(options)
 
   const effect: BrokerClientEffects = {
     backgroundToken: (req) => {

@@ -15,7 +15,7 @@ import {
   UpstreamUnavailable
 } from "@token-broker/core"
 import { Duration } from "effect"
-import type { BrokerRequestError } from "../BrokerClient.js"
+import type { BrokerRequestError } from "../BrokerRequestError.js"
 
 type Body = Readonly<Record<string, unknown>>
 

@@ -1,0 +1,89 @@
+import type { CallerPolicy } from "@token-broker/config"
+import type { FastifyInstance, FastifyRequest } from "fastify"
+import { type CallerAuth, parseBasic } from "./Callers.js"
+import { HttpOAuthError, httpProblem, unauthorized } from "./Problems.js"
+
+/**
+ * Authentication of registered callers at the routes that ask for it (`config.auth: "caller"`): HTTP Basic
+ * everywhere, or client_secret_post at /oauth/token. It runs first among the `preValidation` hooks, so
+ * the rate limiter (keyed by the caller) and the route's schemas come after it: an unauthenticated
+ * request learns nothing about its input.
+ */
+declare module "fastify" {
+  interface FastifyRequest {
+    caller: CallerPolicy | null
+  }
+  interface FastifyContextConfig {
+    /** "caller": a registered caller must authenticate. */
+    auth?: "caller" | "none"
+  }
+}
+
+const BASIC_CHALLENGE = { "www-authenticate": 'Basic realm="token-broker", charset="UTF-8"' }
+
+const oauthError = (status: number, error: string, description: string, headers?: Record<string, string>) =>
+  new HttpOAuthError({ status, error, description, headers })
+
+export const installCallerAuthentication = (app: FastifyInstance, callerAuth: CallerAuth) => {
+  app.decorateRequest("caller", null)
+  app.addHook("preValidation", async (request) => {
+    if (request.routeOptions.config?.auth !== "caller") return
+    const oauth = request.routeOptions.config.errors === "oauth"
+    const fail = (description: string) =>
+      oauth ? oauthError(401, "invalid_client", description, BASIC_CHALLENGE) : unauthorized(description)
+    const header = request.headers.authorization
+    let credentials: { clientId: string; secret: string } | undefined
+    if (header !== undefined) {
+      credentials = parseBasic(header)
+      if (credentials === undefined) throw fail("The Authorization header must be Basic client credentials")
+    }
+    if (oauth && request.body instanceof URLSearchParams && request.body.has("client_id")) {
+      if (credentials !== undefined) {
+        throw oauthError(
+          400,
+          "invalid_request",
+          "Use one client authentication method, not Basic and client_secret_post together"
+        )
+      }
+      const form = request.body
+      if (form.getAll("client_id").length > 1 || form.getAll("client_secret").length > 1) {
+        throw oauthError(400, "invalid_request", "client_id and client_secret must not be repeated")
+      }
+      credentials = { clientId: form.get("client_id") ?? "", secret: form.get("client_secret") ?? "" }
+    }
+    if (credentials === undefined)
+      throw fail("Client authentication is required (HTTP Basic with the caller's id and secret)")
+    if (
+      credentials.clientId.length === 0 ||
+      credentials.clientId.length > 256 ||
+      credentials.secret.length > 1024
+    ) {
+      throw fail("Client authentication failed")
+    }
+    const outcome = await callerAuth.authenticate(credentials.clientId, credentials.secret, request.ip)
+    if (outcome._tag === "Limited") {
+      request.log.info({ reason: outcome.reason }, "client authentication limited")
+      const detail =
+        outcome.reason === "failures"
+          ? `Too many failed authentications from this address; retry after ${outcome.retryAfterSeconds} s`
+          : "Too many authentications at once; retry shortly"
+      const headers = { "retry-after": String(outcome.retryAfterSeconds) }
+      throw oauth
+        ? oauthError(429, "slow_down", detail, headers)
+        : httpProblem(429, "rate_limited", "Too many requests", detail, { headers })
+    }
+    if (outcome._tag === "Refused") {
+      request.log.debug({ clientId: credentials.clientId.slice(0, 128) }, "client authentication failed")
+      throw fail("Client authentication failed")
+    }
+    const caller = outcome.caller
+    request.log.debug({ caller: caller.id }, "caller authenticated")
+    request.caller = caller
+  })
+}
+
+/** The authenticated caller of a route that asked for one. */
+export const callerOf = (request: FastifyRequest): CallerPolicy => {
+  if (request.caller === null) throw unauthorized("Client authentication is required")
+  return request.caller
+}

@@ -1,0 +1,115 @@
+import type { TokenBroker } from "@token-broker/core"
+import { Option, Redacted } from "effect"
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
+import type { Logger } from "pino"
+import { z } from "zod"
+import type { BrokerContext } from "../BrokerContext.js"
+import { checkGrantAccess, grantedScopes, needBackgroundTokens } from "../CallerAccess.js"
+import { callerOf } from "../CallerAuthentication.js"
+import {
+  BackgroundTokenBody,
+  bodyOrEmpty,
+  GrantPath,
+  GrantView,
+  IssuedTokenResponse,
+  optionalBody,
+  RejectedTokenBody
+} from "../Schemas.js"
+import { grantView, tokenView } from "../Views.js"
+import { callerProblems, callerRoute, problem } from "./answers.js"
+
+/** Background tokens: minted from a subject's stored grant, and the report of one an upstream refused. */
+export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, context) => {
+  const { broker, run } = context
+  // fastify types its logger as pino's base; the instance is the pino logger the server was given
+  const debugEnabled = (app.log as unknown as Logger).isLevelEnabled("debug")
+
+  app.post(
+    "/v1/grants/:subject/:provider/token",
+    {
+      config: callerRoute,
+      schema: {
+        summary: "Background token from the stored grant",
+        description:
+          "An access token minted from the subject's stored grant (works while the user is offline). A caller restricted to scopes gets tokens with exactly its scopes unless it names a subset.",
+        params: GrantPath,
+        body: optionalBody(BackgroundTokenBody),
+        response: {
+          200: IssuedTokenResponse.describe("The token"),
+          ...callerProblems,
+          404: problem("provider_not_found"),
+          409: problem("consent_required: the user must consent first (see `authorize`)"),
+          503: problem("upstream_unavailable or storage_unavailable, with Retry-After")
+        }
+      }
+    },
+    async (request, reply) => {
+      const caller = callerOf(request)
+      needBackgroundTokens(caller)
+      const { subject, provider } = request.params
+      checkGrantAccess(caller, subject, provider)
+      const body = request.body
+      const tokenRequest: TokenBroker.BackgroundTokenRequest = {
+        tenant: caller.tenant,
+        subject,
+        provider,
+        scopes: grantedScopes(caller, body.scopes),
+        minTtl: body.minTtl === undefined ? undefined : body.minTtl * 1000
+      }
+      // the hot path: a cache hit settles without entering the runtime
+      const token = broker.cachedToken(tokenRequest) ?? (await run(broker.backgroundToken(tokenRequest)))
+      if (debugEnabled) {
+        request.log.debug(
+          {
+            caller: caller.id,
+            provider,
+            source: token.source,
+            scopes: token.scopes,
+            expiresAt: token.expiresAt
+          },
+          "background token issued"
+        )
+      }
+      void reply.header("cache-control", "no-store")
+      return tokenView(token, Date.now())
+    }
+  )
+
+  // The upstream API refused a token this broker issued: drop it, so the next token call refreshes;
+  // repeated refusals after refreshes mark the grant for consent (core's reportRejected).
+  app.post(
+    "/v1/grants/:subject/:provider/token/rejected",
+    {
+      config: callerRoute,
+      schema: {
+        summary: "Report a background token the upstream API refused",
+        description:
+          "The upstream API answered 401 to a token this broker issued. The token is dropped from the broker's cache and store, so the next token call refreshes; when the newest token is refused after several refreshes in a row the grant is marked for consent (status reconsent_required).",
+        params: GrantPath,
+        body: bodyOrEmpty(RejectedTokenBody),
+        response: {
+          200: GrantView.describe("The grant after the report (metadata only)"),
+          204: z.null().describe("No grant is stored for this subject and provider"),
+          ...callerProblems,
+          503: problem("storage_unavailable, with Retry-After")
+        }
+      }
+    },
+    async (request, reply) => {
+      const caller = callerOf(request)
+      needBackgroundTokens(caller)
+      const { subject, provider } = request.params
+      checkGrantAccess(caller, subject, provider)
+      const grant = await run(
+        broker.reportRejected({
+          tenant: caller.tenant,
+          subject,
+          provider,
+          accessToken: Redacted.make(request.body.accessToken)
+        })
+      )
+      if (Option.isNone(grant)) return reply.code(204).send(null)
+      return grantView(grant.value)
+    }
+  )
+}

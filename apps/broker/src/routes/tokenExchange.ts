@@ -1,0 +1,162 @@
+import type { ProviderConfig } from "@token-broker/core"
+import { Redacted } from "effect"
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
+import type { BrokerContext } from "../BrokerContext.js"
+import { callerOf } from "../CallerAuthentication.js"
+import { allowsAnyScope, allowsProvider, allowsSubject, allowsSubjectToken, deniedScope } from "../Callers.js"
+import { HttpOAuthError } from "../Problems.js"
+import {
+  ACCESS_TOKEN_TYPE,
+  OAuthErrorResponse,
+  TOKEN_EXCHANGE,
+  TokenExchangeForm,
+  TokenExchangeFormDoc,
+  TokenExchangeResponse
+} from "../Schemas.js"
+
+const oauthError = (status: number, error: string, description: string) =>
+  new HttpOAuthError({ status, error, description })
+
+/**
+ * The form's schema documents the body but does not validate it before the handler: RFC 6749 and 8693
+ * name a different error for each step (a repeated parameter, a missing or other grant_type, a client
+ * not allowed token exchange, then the parameters), and the client's permission sits between them, so
+ * the handler checks the form in that order itself.
+ */
+const formCheckedByHandler = () => () => true
+
+/** The RFC 8693 security token service: the user's own token for an upstream access token. */
+export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, context) => {
+  const { config, broker, verifier, run } = context
+
+  app.post(
+    "/oauth/token",
+    {
+      config: { auth: "caller", errors: "oauth" },
+      validatorCompiler: formCheckedByHandler,
+      schema: {
+        summary: "RFC 8693 token exchange",
+        description:
+          "Exchanges the user's own token (subject_token) for an upstream access token. Name the upstream by audience (provider id or resource) or resource. Client authentication: client_secret_basic or client_secret_post. Policy denials answer 403 with unauthorized_client, invalid_target or invalid_scope.",
+        consumes: ["application/x-www-form-urlencoded"],
+        body: TokenExchangeFormDoc,
+        response: {
+          200: TokenExchangeResponse.describe("RFC 8693 token response"),
+          400: OAuthErrorResponse.describe(
+            "invalid_request, invalid_target, invalid_scope, unsupported_grant_type"
+          ),
+          401: OAuthErrorResponse.describe("invalid_client (with WWW-Authenticate)"),
+          403: OAuthErrorResponse.describe(
+            "unauthorized_client, invalid_target, invalid_scope: the caller's policy"
+          ),
+          503: OAuthErrorResponse.describe("temporarily_unavailable (Retry-After)")
+        }
+      }
+    },
+    async (request, reply) => {
+      const caller = callerOf(request)
+      const form: unknown = request.body
+      if (!(form instanceof URLSearchParams)) {
+        throw oauthError(400, "invalid_request", "The body must be application/x-www-form-urlencoded")
+      }
+      for (const name of new Set(form.keys())) {
+        if (form.getAll(name).length > 1)
+          throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
+      }
+      const grantType = form.get("grant_type")
+      if (grantType === null) throw oauthError(400, "invalid_request", "grant_type is required")
+      if (grantType !== TOKEN_EXCHANGE) {
+        throw oauthError(400, "unsupported_grant_type", `Only ${TOKEN_EXCHANGE} is supported here`)
+      }
+      if (!caller.tokenExchange) {
+        throw oauthError(403, "unauthorized_client", `Client "${caller.id}" may not use token exchange`)
+      }
+      const fields = Object.fromEntries(
+        [...form].filter(([name]) => name !== "client_id" && name !== "client_secret")
+      )
+      const parsed = TokenExchangeForm.safeParse(fields)
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]
+        const name = issue?.path.map(String).join(".") ?? "request"
+        const hint =
+          name === "subject_token_type" || name === "requested_token_type"
+            ? `${name} must be ${ACCESS_TOKEN_TYPE}`
+            : name === "subject_token"
+              ? "subject_token is required (the user's access token)"
+              : `${name}: ${issue?.message ?? "invalid"}`
+        throw oauthError(400, "invalid_request", hint)
+      }
+      const input = parsed.data
+      const targets = [input.audience, input.resource].filter((t): t is string => t !== undefined)
+      if (targets.length === 0) {
+        throw oauthError(
+          400,
+          "invalid_target",
+          "Name the upstream with audience (a provider id or its resource) or resource"
+        )
+      }
+      const provider = config.providers.find((p: ProviderConfig) =>
+        targets.every((target) => target === p.id || (p.resource !== undefined && target === p.resource))
+      )
+      if (provider === undefined)
+        throw oauthError(400, "invalid_target", "No configured upstream matches the audience/resource")
+      if (!allowsProvider(caller, provider.id)) {
+        throw oauthError(
+          403,
+          "invalid_target",
+          `Client "${caller.id}" may not obtain tokens for "${provider.id}"`
+        )
+      }
+      const asked = input.scope?.split(" ").filter((s) => s.length > 0)
+      if (asked !== undefined && asked.length === 0) {
+        throw oauthError(
+          400,
+          "invalid_scope",
+          "scope is empty: name at least one scope, or leave scope out for the client's allowed scopes"
+        )
+      }
+      const scopes = asked ?? (allowsAnyScope(caller) ? undefined : [...caller.scopes])
+      const denied = scopes === undefined ? undefined : deniedScope(caller, scopes)
+      if (denied !== undefined)
+        throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
+      const subjectToken = Redacted.make(input.subject_token)
+      const verified = await run(
+        verifier.verify(subjectToken, { audience: config.sessionTokens?.audience ?? [] }),
+        "oauth"
+      )
+      if (!allowsSubjectToken(caller, verified)) {
+        throw oauthError(
+          403,
+          "unauthorized_client",
+          `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+        )
+      }
+      if (!allowsSubject(caller, verified.subject)) {
+        throw oauthError(
+          403,
+          "unauthorized_client",
+          `Client "${caller.id}" may not act for the subject of this token`
+        )
+      }
+      const token = await run(broker.sessionToken({ subjectToken, provider: provider.id, scopes }), "oauth")
+      request.log.debug(
+        {
+          caller: caller.id,
+          provider: provider.id,
+          subject: verified.subject,
+          scopes: token.scopes,
+          expiresAt: token.expiresAt
+        },
+        "token exchanged"
+      )
+      void reply.header("cache-control", "no-store").header("pragma", "no-cache")
+      return {
+        access_token: Redacted.value(token.accessToken),
+        issued_token_type: ACCESS_TOKEN_TYPE as typeof ACCESS_TOKEN_TYPE,
+        token_type: "Bearer" as const,
+        expires_in: Math.max(0, Math.floor((token.expiresAt - Date.now()) / 1000)),
+        ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
+      }
+    }
+  )
+}

@@ -1,0 +1,138 @@
+import { linkedSignal, UpstreamUnavailable } from "@token-broker/core"
+import { Duration, Effect, Redacted } from "effect"
+import type { z } from "zod"
+import type { BrokerClientOptions, ClientError } from "../BrokerClient.js"
+import { BrokerRequestError } from "../BrokerRequestError.js"
+import { coreErrorOf, type ErrorContext } from "./errors.js"
+
+/**
+ * The client's HTTP: one request with the caller's Basic credentials and a time budget, the answer
+ * decoded with its schema, and a refusal turned back into core's error (by `code`) or the broker's own.
+ */
+export interface Answer {
+  readonly status: number
+  readonly body: Readonly<Record<string, unknown>>
+  readonly retryAfter: Duration.Duration | undefined
+}
+
+export type RequestBody = { readonly json: unknown } | { readonly form: URLSearchParams }
+
+export const makeTransport = (options: BrokerClientOptions) => {
+  const base = options.url.replace(/\/+$/, "")
+  const secret =
+    typeof options.clientSecret === "string" ? options.clientSecret : Redacted.value(options.clientSecret)
+  const encode = (text: string) => encodeURIComponent(text).replace(/%20/g, "+")
+  const authorization = `Basic ${Buffer.from(`${encode(options.clientId)}:${encode(secret)}`).toString("base64")}`
+  const timeoutMs = Duration.toMillis(options.timeout ?? "10 seconds")
+  const doFetch = options.fetch ?? fetch
+
+  /** One request; an unreachable broker is UpstreamUnavailable (retryable), never a defect. */
+  const request = (
+    method: string,
+    path: string,
+    context: ErrorContext,
+    body?: RequestBody
+  ): Effect.Effect<Answer, UpstreamUnavailable> =>
+    Effect.tryPromise({
+      try: async (signal) => {
+        const headers: Record<string, string> = { authorization, accept: "application/json" }
+        let payload: string | undefined
+        if (body !== undefined && "json" in body) {
+          headers["content-type"] = "application/json"
+          payload = JSON.stringify(body.json)
+        } else if (body !== undefined) {
+          headers["content-type"] = "application/x-www-form-urlencoded"
+          payload = body.form.toString()
+        }
+        const deadline = linkedSignal([signal], timeoutMs)
+        let text: string
+        let response: Response
+        try {
+          response = await doFetch(`${base}${path}`, {
+            method,
+            headers,
+            ...(payload === undefined ? {} : { body: payload }),
+            signal: deadline.signal
+          })
+          text = await response.text()
+        } finally {
+          deadline.done()
+        }
+        let parsed: unknown = {}
+        try {
+          parsed = text.length === 0 ? {} : JSON.parse(text)
+        } catch {
+          parsed = {}
+        }
+        const retryAfterText = response.headers.get("retry-after")
+        const retrySeconds = retryAfterText === null ? Number.NaN : Number(retryAfterText)
+        return {
+          status: response.status,
+          body: (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>,
+          retryAfter: Number.isFinite(retrySeconds) ? Duration.seconds(retrySeconds) : undefined
+        }
+      },
+      catch: (cause) =>
+        new UpstreamUnavailable({
+          provider: context.provider ?? "broker",
+          reason: cause instanceof Error && cause.name === "TimeoutError" ? "timeout" : "network",
+          message: `The token broker at ${base} could not be reached`
+        })
+    })
+
+  /** A non-2xx answer: core's error by `code`, else the broker's own refusal. */
+  const failure = (answer: Answer, context: ErrorContext): ClientError => {
+    const core = coreErrorOf(answer.body, context)
+    if (core !== undefined) return core
+    const code =
+      typeof answer.body.code === "string"
+        ? answer.body.code
+        : typeof answer.body.error === "string"
+          ? answer.body.error
+          : `http_${answer.status}`
+    const message =
+      typeof answer.body.detail === "string"
+        ? answer.body.detail
+        : typeof answer.body.error_description === "string"
+          ? answer.body.error_description
+          : `HTTP ${answer.status}`
+    return new BrokerRequestError({
+      status: answer.status,
+      code,
+      message,
+      reason: typeof answer.body.reason === "string" ? answer.body.reason : undefined,
+      retryAfter: answer.retryAfter
+    })
+  }
+
+  const decode = <S extends z.ZodType>(
+    schema: S,
+    answer: Answer
+  ): Effect.Effect<z.output<S>, BrokerRequestError> => {
+    const parsed = schema.safeParse(answer.body)
+    return parsed.success
+      ? Effect.succeed(parsed.data)
+      : Effect.fail(
+          new BrokerRequestError({
+            status: answer.status,
+            code: "invalid_response",
+            message: "The broker's answer does not have the expected shape"
+          })
+        )
+  }
+
+  const call = <S extends z.ZodType>(
+    schema: S,
+    method: string,
+    path: string,
+    context: ErrorContext,
+    body?: RequestBody
+  ): Effect.Effect<z.output<S>, ClientError> =>
+    Effect.flatMap(request(method, path, context, body), (answer) =>
+      answer.status >= 200 && answer.status < 300
+        ? decode(schema, answer)
+        : Effect.fail(failure(answer, context))
+    )
+
+  return { request, failure, decode, call }
+}
