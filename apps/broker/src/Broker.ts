@@ -1,81 +1,16 @@
 import { type BrokerLayerError, brokerLayer, type Config } from "@token-broker/config"
 import { AuthorizationServer, type KeyRing } from "@token-broker/core"
-import { Cause, Duration, Effect, Exit, HashMap, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
+import { EffectLogger, Logger } from "@token-broker/server-kit"
+import { Cause, Duration, Effect, Exit, Layer, ManagedRuntime } from "effect"
 import type { FastifyInstance } from "fastify"
-import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
+import type { DestinationStream, Logger as PinoLogger } from "pino"
 import { buildServer } from "./Server.js"
 
-/**
- * Log redaction: whatever a log line carries, these never reach the output. The request serializer
- * already logs only method, path (no query string: a consent callback's `code` and `state` live there),
- * request id and remote address; bodies are never logged.
- */
-export const REDACT_PATHS = [
-  "req.headers.authorization",
-  "req.headers.cookie",
-  "headers.authorization",
-  "headers.cookie",
-  "*.authorization",
-  "*.client_secret",
-  "*.clientSecret",
-  "*.subject_token",
-  "*.access_token",
-  "*.accessToken",
-  "*.refresh_token",
-  "*.refreshToken",
-  "*.id_token",
-  "*.password",
-  "*.secret",
-  "*.code",
-  "*.state"
-]
-
+/** The broker's logger: the servers' one pino setup and redaction list (`@token-broker/server-kit`). */
 export const makeLogger = (level: Config["server"]["logLevel"], stream?: DestinationStream): PinoLogger =>
-  pino(
-    {
-      level,
-      base: { service: "token-broker" },
-      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-      serializers: {
-        req: (req: { method?: string; url?: string; id?: string; ip?: string }) => ({
-          method: req.method,
-          path: (req.url ?? "").split("?")[0],
-          remoteAddress: req.ip
-        }),
-        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
-      }
-    },
-    stream ?? pino.destination(1)
-  )
+  Logger.makeLogger({ level, service: "token-broker", stream })
 
-/**
- * Effect's logs (from core and the stores) go to the same pino logger, at the matching level, with their
- * annotations as fields (provider, grant, outcome, status...: core never annotates a secret, and the
- * redaction paths apply to them as to every other field).
- */
-const effectLogger = (log: PinoLogger) =>
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ logLevel, message, annotations }) => {
-      const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-      const fields = { ...Object.fromEntries(HashMap.toEntries(annotations)), source: "effect" }
-      if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) log.error(fields, text)
-      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) log.warn(fields, text)
-      else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Info)) log.info(fields, text)
-      else log.debug(fields, text)
-    })
-  )
-
-/** Effect drops lines below Info unless told: the runtime's minimum follows `server.logLevel`. */
-const EFFECT_LEVELS: Record<Config["server"]["logLevel"], LogLevel.LogLevel> = {
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warn: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  silent: LogLevel.None
-}
+export const REDACT_PATHS = Logger.REDACT_PATHS
 
 export interface RunningBroker {
   readonly app: FastifyInstance
@@ -105,8 +40,7 @@ export const startBroker = async (config: Config, options: StartOptions = {}): P
   const runtime = ManagedRuntime.make(
     Layer.mergeAll(
       brokerLayer(config),
-      effectLogger(logger),
-      Logger.minimumLogLevel(EFFECT_LEVELS[config.server.logLevel])
+      EffectLogger.layerEffectLogger(logger, config.server.logLevel)
     ) as Layer.Layer<Layer.Layer.Success<ReturnType<typeof brokerLayer>>, BrokerLayerError>
   )
   let app: FastifyInstance

@@ -1,43 +1,15 @@
 import { layerRemote } from "@token-broker/client"
 import { type BrokerLayerError, brokerLayer, type Config, type McpServerConfig } from "@token-broker/config"
 import { ConfigInvalid, KeyRing, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import { Logger } from "@token-broker/server-kit"
 import { Context, Effect, type Exit, Layer, ManagedRuntime, Option } from "effect"
 import type { FastifyInstance } from "fastify"
-import { type DestinationStream, type Logger as PinoLogger, pino } from "pino"
+import type { DestinationStream, Logger as PinoLogger } from "pino"
 import { buildServer, MCP_PATH } from "./Server.js"
 
-/**
- * Log redaction: the request serializer logs only method and path (no query string: a consent
- * callback's `code` and `state` live there); headers and bodies are never logged.
- */
-const REDACT_PATHS = [
-  "req.headers.authorization",
-  "headers.authorization",
-  "*.authorization",
-  "*.token",
-  "*.accessToken",
-  "*.access_token",
-  "*.refresh_token",
-  "*.code",
-  "*.state"
-]
-
+/** The MCP server's logger: the servers' one pino setup and redaction list (`@token-broker/server-kit`). */
 export const makeLogger = (level: McpServerConfig["logLevel"], stream?: DestinationStream): PinoLogger =>
-  pino(
-    {
-      level,
-      base: { service: "token-broker-mcp" },
-      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-      serializers: {
-        req: (req: { method?: string; url?: string }) => ({
-          method: req.method,
-          path: (req.url ?? "").split("?")[0]
-        }),
-        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
-      }
-    },
-    stream ?? pino.destination(1)
-  )
+  Logger.makeLogger({ level, service: "token-broker-mcp", stream })
 
 export interface RunningMcpServer {
   readonly app: FastifyInstance

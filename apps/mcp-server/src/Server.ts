@@ -13,18 +13,20 @@ import {
   type TokenSource,
   type TokenVerifier
 } from "@token-broker/core"
+import { ResultPage } from "@token-broker/server-kit"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { makeNotesApi } from "./internal/notesApi.js"
 import { makeRequestOriginCheck } from "./internal/origins.js"
-import { resultPage } from "./internal/resultPage.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
 import { makeWindowCounter } from "./internal/windowCounter.js"
 import { makeScopePolicy } from "./Scopes.js"
 import type { Run, ToolContext } from "./ToolContext.js"
 import { registerConnectionTools } from "./tools/connection.js"
 import { registerNotesTools } from "./tools/notes.js"
+
+const RESULT_PAGE_PRODUCT = "token-broker MCP server"
 
 /** The path of the MCP endpoint; `${publicUrl}${MCP_PATH}` is this server's resource identifier (token audience). */
 export const MCP_PATH = "/mcp"
@@ -389,7 +391,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
         const grant = exit.value.grant
         request.log.info({ provider: grant.provider }, "consent completed")
         return reply.send(
-          resultPage({
+          ResultPage.resultPage(RESULT_PAGE_PRODUCT, {
             ok: true,
             title: `Connected to ${grant.provider}`,
             detail: "You can close this window and return to your MCP client."
@@ -408,7 +410,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           : consentFailure(error)
       return reply
         .code(error?._tag === "AuthorizationNotPending" ? 400 : error === undefined ? 500 : 400)
-        .send(resultPage({ ok: false, ...page }))
+        .send(ResultPage.resultPage(RESULT_PAGE_PRODUCT, { ok: false, ...page }))
     })
   }
 

@@ -3,6 +3,7 @@ import { createServer, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { TokenBroker } from "@token-broker/core"
 import { Deferred, Duration, Effect, Either } from "effect"
+import escapeHtml from "escape-html"
 import { loadCliConfig, withBroker } from "../internal/Broker.js"
 import { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, operationFailed, usageError } from "../internal/Failure.js"
@@ -17,12 +18,6 @@ interface Callback {
 
 const page = (title: string, text: string) =>
   `<!doctype html><html lang="en"><meta charset="utf-8"><title>${escapeHtml(title)}</title><body style="font-family:sans-serif;margin:3em"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p></body></html>`
-
-const escapeHtml = (text: string) =>
-  text.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c
-  )
 
 /** The loopback server (RFC 8252 section 7.3): the first request to /callback completes `received`. */
 const loopbackServer = (host: string, port: number, received: Deferred.Deferred<Callback>) =>

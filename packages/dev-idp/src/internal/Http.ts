@@ -52,12 +52,5 @@ export const sendHtml = (res: ServerResponse, status: number, html: string): voi
   res.end(html)
 }
 
-const HTML_ESCAPES: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;"
-}
-
-export const escapeHtml = (value: string): string => value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c)
+/** HTML escaping for the pages above: the `escape-html` library (`&`, `<`, `>`, `"`, `'`). */
+export { default as escapeHtml } from "escape-html"

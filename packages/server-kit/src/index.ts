@@ -1,0 +1,3 @@
+export * as EffectLogger from "./EffectLogger.js"
+export * as Logger from "./Logger.js"
+export * as ResultPage from "./ResultPage.js"

@@ -1,0 +1,3 @@
+import { definePackageConfig } from "@token-broker/vitest-config"
+
+export default definePackageConfig()
