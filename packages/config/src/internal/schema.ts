@@ -170,7 +170,7 @@ const CallerSchema = z
       .string()
       .regex(/^scrypt\$/, {
         message:
-          'store the secret hashed: run `pnpm --filter @token-broker/broker-app run hash-secret` and paste its "scrypt$..." output'
+          'store the secret hashed: run `printf \'%s\' "$SECRET" | token-broker hash-secret` (the @token-broker/cli package) and paste its "scrypt$..." output'
       })
       .superRefine((hash, ctx) => {
         if (!hash.startsWith("scrypt$")) return
@@ -178,7 +178,7 @@ const CallerSchema = z
         if (problem !== undefined) {
           ctx.addIssue({
             code: "custom",
-            message: `${problem}: hash the secret again with \`pnpm --filter @token-broker/broker-app run hash-secret\``
+            message: `${problem}: hash the secret again with \`token-broker hash-secret\` (the @token-broker/cli package)`
           })
         }
       })
