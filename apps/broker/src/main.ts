@@ -1,6 +1,7 @@
+#!/usr/bin/env node
 import { rename, writeFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import { describeKeyRingReload, followKeyRing, hashSecret, loadConfig } from "@token-broker/config"
+import { describeKeyRingReload, followKeyRing, loadConfig } from "@token-broker/config"
 import { Cause, Effect, Exit } from "effect"
 import { startBroker } from "./Broker.js"
 
@@ -17,8 +18,9 @@ const { values, positionals } = parseArgs({
 })
 
 if (values.help === true) {
-  console.log(`Usage: broker [--config token-broker.yaml] [--address-file path]     start the HTTP broker
-       broker hash-secret                          read a caller secret on stdin, print its scrypt hash
+  console.log(`Usage: token-broker-server [--config token-broker.yaml] [--address-file path]   start the HTTP broker
+
+Callers' secret hashes come from the CLI: printf '%s' "$SECRET" | token-broker hash-secret
 
 The config path may also come from TOKEN_BROKER_CONFIG. Secrets come from the environment variables the file names.
 The local key ring is reloaded from the file whenever it changes and on SIGHUP (other settings need a restart).
@@ -28,15 +30,10 @@ http://127.0.0.1:41234) and a newline to this file, for server.port 0.`)
 }
 
 if (positionals[0] === "hash-secret") {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  const secret = Buffer.concat(chunks).toString("utf8").trim()
-  if (secret.length < 16) {
-    console.error("broker: give a secret of at least 16 characters on stdin")
-    process.exit(2)
-  }
-  console.log(await Effect.runPromise(hashSecret(secret)))
-  process.exit(0)
+  console.error(
+    `broker: hash-secret moved to the CLI (@token-broker/cli): printf '%s' "$SECRET" | token-broker hash-secret`
+  )
+  process.exit(2)
 }
 
 const path = values.config ?? process.env.TOKEN_BROKER_CONFIG ?? "token-broker.yaml"

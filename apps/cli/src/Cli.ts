@@ -6,6 +6,7 @@ import packageJson from "../package.json" with { type: "json" }
 import { connect } from "./commands/connect.js"
 import { doctor } from "./commands/doctor.js"
 import { grants } from "./commands/grants.js"
+import { hashSecret } from "./commands/hashSecret.js"
 import { init } from "./commands/init.js"
 import { keys } from "./commands/keys.js"
 import { migrate } from "./commands/migrate.js"
@@ -26,9 +27,9 @@ export const root = Command.make("token-broker", {}, () =>
     : Effect.fail(ValidationError.helpRequested(descriptorHolder.descriptor))
 ).pipe(
   Command.withDescription(
-    "Administer a token-broker: set up, migrate, inspect and revoke grants, rotate keys, connect users and diagnose. Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 not found or consent required"
+    "Administer a token-broker: set up, migrate, inspect and revoke grants, rotate keys, connect users, diagnose and hash callers' secrets. Exit codes: 0 ok, 1 failed, 2 usage or config error, 3 not found or consent required"
   ),
-  Command.withSubcommands([init, migrate, grants, keys, token, connect, doctor])
+  Command.withSubcommands([init, migrate, grants, keys, token, connect, doctor, hashSecret])
 )
 descriptorHolder.descriptor = root.descriptor
 

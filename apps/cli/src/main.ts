@@ -27,6 +27,11 @@ const environment = Layer.succeed(CliEnvironment, {
   },
   writeStderr: (text) => {
     process.stderr.write(text)
+  },
+  readStdin: async () => {
+    const chunks: Array<Buffer> = []
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks).toString("utf8")
   }
 })
 

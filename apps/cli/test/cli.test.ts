@@ -1,6 +1,9 @@
+import { randomBytes } from "node:crypto"
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { isSecretHash, verifySecret } from "@token-broker/config"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BIN, runCli } from "./support/cli.js"
 
@@ -19,7 +22,8 @@ const COMMANDS = [
   ["keys", "retire"],
   ["token"],
   ["connect"],
-  ["doctor"]
+  ["doctor"],
+  ["hash-secret"]
 ]
 
 describe("usage", () => {
@@ -46,7 +50,8 @@ describe("usage", () => {
       "keys retire",
       "token",
       "connect",
-      "doctor"
+      "doctor",
+      "hash-secret"
     ]) {
       expect(stdout).toContain(`- ${name} `)
     }
@@ -78,6 +83,26 @@ describe("usage", () => {
     expect((await runCli(["grants", "list", "--frob"])).code).toBe(2)
     expect((await runCli(["grants", "list", "--limit", "many"])).code).toBe(2)
     expect((await runCli(["keys", "retire"])).code).toBe(2)
+  })
+})
+
+describe("hash-secret", () => {
+  it("prints the scrypt hash of the secret on stdin, one that config's verifySecret accepts", async () => {
+    const secret = randomBytes(18).toString("base64url")
+    const result = await runCli(["hash-secret"], { input: `${secret}\n` })
+    expect(result.code).toBe(0)
+    const hash = result.stdout.trim()
+    expect(hash).toMatch(/^scrypt\$N=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=_-]+\$[A-Za-z0-9+/=_-]+$/)
+    expect(isSecretHash(hash)).toBe(true)
+    expect(await Effect.runPromise(verifySecret(secret, hash))).toBe(true)
+    expect(result.stdout + result.stderr).not.toContain(secret)
+  })
+
+  it("a secret shorter than 16 characters is a usage error (exit 2), and nothing is printed on stdout", async () => {
+    const result = await runCli(["hash-secret"], { input: "too-short\n" })
+    expect(result.code).toBe(2)
+    expect(result.stdout).toBe("")
+    expect(result.stderr).toContain("at least 16 characters")
   })
 })
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { parseArgs } from "node:util"
 import { describeKeyRingReload, followKeyRing, loadConfig } from "@token-broker/config"
 import { Cause, Effect, Exit } from "effect"
@@ -8,7 +9,7 @@ const { values } = parseArgs({
 })
 
 if (values.help === true) {
-  console.log(`Usage: mcp-server [--config token-broker.yaml]   start the MCP server (Streamable HTTP)
+  console.log(`Usage: token-broker-mcp [--config token-broker.yaml]   start the MCP server (Streamable HTTP)
 
 The config path may also come from TOKEN_BROKER_CONFIG. It is the broker's config file with an
 mcpServer section; secrets come from the environment variables the file names. With the broker in this

@@ -9,12 +9,9 @@ import {
   TokenBroker,
   TokenVerifier
 } from "@token-broker/core"
-import { MysqlGrantStore } from "@token-broker/storage-mysql"
-import { PgGrantStore } from "@token-broker/storage-postgres"
-import { SqliteGrantStore } from "@token-broker/storage-sqlite"
-import { TransitKeyRing, type VaultConnectionOptions, VaultGrantStore } from "@token-broker/storage-vault"
 import { Effect, Layer } from "effect"
 import type { Config, KeyRingConfig, SessionTokensConfig, StorageConfig, VaultConnection } from "./Config.js"
+import { loadAdapter } from "./internal/adapters.js"
 
 /** Every service the broker's use cases run on, as built from one config. */
 export type BrokerServices =
@@ -27,7 +24,7 @@ export type BrokerServices =
 
 export type BrokerLayerError = ConfigInvalid | StorageUnavailable
 
-const vaultOptions = (connection: VaultConnection): VaultConnectionOptions => ({
+const vaultOptions = (connection: VaultConnection) => ({
   address: connection.address,
   auth: connection.auth,
   namespace: connection.namespace,
@@ -36,54 +33,87 @@ const vaultOptions = (connection: VaultConnection): VaultConnectionOptions => ({
   retries: connection.retries
 })
 
-/** The GrantStore chosen by `storage.kind`. */
+/**
+ * The GrantStore chosen by `storage.kind`. Its adapter package (an optional peer dependency) is imported when
+ * the layer is built; when it is not installed, building fails with `ConfigInvalid` naming the package.
+ */
 export const storeLayer = (storage: StorageConfig): Layer.Layer<GrantStore.GrantStore, BrokerLayerError> => {
   switch (storage.kind) {
     case "memory":
       return GrantStore.layerMemory
     case "sqlite":
-      return SqliteGrantStore.layer({
-        filename: storage.filename,
-        migrate: storage.migrate,
-        busyTimeout: storage.busyTimeout
-      })
+      return Layer.unwrapEffect(
+        Effect.map(
+          loadAdapter("@token-broker/storage-sqlite", "storage.kind", "sqlite"),
+          ({ SqliteGrantStore }) =>
+            SqliteGrantStore.layer({
+              filename: storage.filename,
+              migrate: storage.migrate,
+              busyTimeout: storage.busyTimeout
+            })
+        )
+      )
     case "postgres":
-      return PgGrantStore.layer({
-        url: storage.url,
-        schema: storage.schema,
-        poolSize: storage.poolSize,
-        statementTimeout: storage.statementTimeout,
-        connectTimeout: storage.connectTimeout,
-        migrate: storage.migrate,
-        applicationName: storage.applicationName
-      })
+      return Layer.unwrapEffect(
+        Effect.map(
+          loadAdapter("@token-broker/storage-postgres", "storage.kind", "postgres"),
+          ({ PgGrantStore }) =>
+            PgGrantStore.layer({
+              url: storage.url,
+              schema: storage.schema,
+              poolSize: storage.poolSize,
+              statementTimeout: storage.statementTimeout,
+              connectTimeout: storage.connectTimeout,
+              migrate: storage.migrate,
+              applicationName: storage.applicationName
+            })
+        )
+      )
     case "mysql":
-      return MysqlGrantStore.layer({
-        url: storage.url,
-        poolSize: storage.poolSize,
-        statementTimeout: storage.statementTimeout,
-        connectTimeout: storage.connectTimeout,
-        migrate: storage.migrate
-      })
+      return Layer.unwrapEffect(
+        Effect.map(
+          loadAdapter("@token-broker/storage-mysql", "storage.kind", "mysql"),
+          ({ MysqlGrantStore }) =>
+            MysqlGrantStore.layer({
+              url: storage.url,
+              poolSize: storage.poolSize,
+              statementTimeout: storage.statementTimeout,
+              connectTimeout: storage.connectTimeout,
+              migrate: storage.migrate
+            })
+        )
+      )
     case "vault":
-      return VaultGrantStore.layer({
-        ...vaultOptions(storage),
-        mount: storage.mount,
-        prefix: storage.prefix,
-        leaseClockMargin: storage.leaseClockMargin
-      })
+      return Layer.unwrapEffect(
+        Effect.map(
+          loadAdapter("@token-broker/storage-vault", "storage.kind", "vault"),
+          ({ VaultGrantStore }) =>
+            VaultGrantStore.layer({
+              ...vaultOptions(storage),
+              mount: storage.mount,
+              prefix: storage.prefix,
+              leaseClockMargin: storage.leaseClockMargin
+            })
+        )
+      )
   }
 }
 
-/** The KeyRing chosen by `keyRing.kind`. */
+/** The KeyRing chosen by `keyRing.kind`; `vault-transit` imports the optional `@token-broker/storage-vault`. */
 export const keyRingLayer = (keyRing: KeyRingConfig): Layer.Layer<KeyRing.KeyRing, BrokerLayerError> =>
   keyRing.kind === "local"
     ? KeyRing.layerLocal({ keys: keyRing.keys, current: keyRing.current })
-    : Layer.project(
-        TransitKeyRing.layer({ ...vaultOptions(keyRing), mount: keyRing.mount, key: keyRing.key }),
-        KeyRing.KeyRing,
-        KeyRing.KeyRing,
-        (service) => service
+    : Layer.unwrapEffect(
+        Effect.map(
+          loadAdapter("@token-broker/storage-vault", "keyRing.kind", "vault-transit"),
+          ({ TransitKeyRing }) =>
+            Layer.project(
+              TransitKeyRing.layer({ ...vaultOptions(keyRing), mount: keyRing.mount, key: keyRing.key }),
+              KeyRing.KeyRing,
+              KeyRing.KeyRing,
+              (service) => service
+            )
+        )
       )
 
 /** Without a sessionTokens section, users' tokens are refused with a message that says what to configure. */

@@ -1,9 +1,7 @@
 import type { ConfigInvalid, StorageUnavailable } from "@token-broker/core"
-import { MysqlGrantStore } from "@token-broker/storage-mysql"
-import { PgGrantStore } from "@token-broker/storage-postgres"
-import { SqliteGrantStore } from "@token-broker/storage-sqlite"
 import { Effect } from "effect"
 import type { StorageConfig } from "./Config.js"
+import { loadAdapter } from "./internal/adapters.js"
 
 /** What `migrateStorage` did. */
 export type StorageMigration =
@@ -23,35 +21,42 @@ export type StorageMigration =
 /**
  * Applies the pending storage migrations of the configured backend (SQLite, PostgreSQL, MariaDB); a no-op on a
  * current schema and on backends without one (Vault, memory). Safe to run from several processes at once.
+ * The backend's adapter package is imported here; when it is not installed, this fails with `ConfigInvalid`.
  */
 export const migrateStorage = (
   storage: StorageConfig
 ): Effect.Effect<StorageMigration, StorageUnavailable | ConfigInvalid> => {
   switch (storage.kind) {
     case "sqlite":
-      return Effect.map(
-        SqliteGrantStore.migrate({ filename: storage.filename, busyTimeout: storage.busyTimeout }),
-        (result) => ({ backend: "sqlite" as const, ...result })
+      return loadAdapter("@token-broker/storage-sqlite", "storage.kind", "sqlite").pipe(
+        Effect.flatMap(({ SqliteGrantStore }) =>
+          SqliteGrantStore.migrate({ filename: storage.filename, busyTimeout: storage.busyTimeout })
+        ),
+        Effect.map((result) => ({ backend: "sqlite" as const, ...result }))
       )
     case "postgres":
-      return Effect.map(
-        PgGrantStore.migrate({
-          url: storage.url,
-          schema: storage.schema,
-          statementTimeout: storage.statementTimeout,
-          connectTimeout: storage.connectTimeout,
-          applicationName: storage.applicationName
-        }),
-        (result) => ({ backend: "postgres" as const, ...result })
+      return loadAdapter("@token-broker/storage-postgres", "storage.kind", "postgres").pipe(
+        Effect.flatMap(({ PgGrantStore }) =>
+          PgGrantStore.migrate({
+            url: storage.url,
+            schema: storage.schema,
+            statementTimeout: storage.statementTimeout,
+            connectTimeout: storage.connectTimeout,
+            applicationName: storage.applicationName
+          })
+        ),
+        Effect.map((result) => ({ backend: "postgres" as const, ...result }))
       )
     case "mysql":
-      return Effect.map(
-        MysqlGrantStore.migrate({
-          url: storage.url,
-          statementTimeout: storage.statementTimeout,
-          connectTimeout: storage.connectTimeout
-        }),
-        (result) => ({ backend: "mysql" as const, ...result })
+      return loadAdapter("@token-broker/storage-mysql", "storage.kind", "mysql").pipe(
+        Effect.flatMap(({ MysqlGrantStore }) =>
+          MysqlGrantStore.migrate({
+            url: storage.url,
+            statementTimeout: storage.statementTimeout,
+            connectTimeout: storage.connectTimeout
+          })
+        ),
+        Effect.map((result) => ({ backend: "mysql" as const, ...result }))
       )
     case "vault":
     case "memory":

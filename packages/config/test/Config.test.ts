@@ -231,7 +231,7 @@ describe("parseConfig", () => {
         callers: [{ id: "app", secretHash: "plain", providers: ["*"], subjects: ["*"], scopes: ["*"] }]
       }),
       "callers[0].secretHash",
-      /scrypt/
+      /store the secret hashed: run `printf '%s' "\$SECRET" \| token-broker hash-secret` \(the @token-broker\/cli package\)/
     ],
     [
       "a caller whose hash is below the scrypt floor",
@@ -248,7 +248,7 @@ describe("parseConfig", () => {
         ]
       }),
       "callers[0].secretHash",
-      /N=16384,r=8,p=1 are below the accepted floor.*hash the secret again/
+      /N=16384,r=8,p=1 are below the accepted floor.*hash the secret again with `token-broker hash-secret`/
     ],
     [
       "a caller whose hash is malformed",

@@ -16,6 +16,8 @@ export interface CliEnvironmentService {
   readonly colorStderr: boolean
   readonly writeStdout: (text: string) => void
   readonly writeStderr: (text: string) => void
+  /** All of stdin, to its end (for `hash-secret`, which takes the secret there). */
+  readonly readStdin: () => Promise<string>
 }
 
 export class CliEnvironment extends Context.Tag("@token-broker/cli/CliEnvironment")<

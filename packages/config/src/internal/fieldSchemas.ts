@@ -1,0 +1,32 @@
+import { z } from "zod"
+
+// The pieces every section of the config file is written with: secret references, ids, URLs, scopes.
+
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** Where a secret comes from: an environment variable, or a file readable by the owner only (mode 0600). */
+export const SecretRef = z
+  .union(
+    [
+      z.strictObject({
+        env: z.string().regex(ENV_NAME, { message: "name an environment variable, e.g. NOTES_CLIENT_SECRET" })
+      }),
+      z.strictObject({ file: z.string().min(1, { message: "give the path of the secret's file" }) })
+    ],
+    {
+      message:
+        "write a secret as { env: NAME } (an environment variable) or { file: path } (a file with mode 0600), never the secret itself"
+    }
+  )
+  .describe("A secret: { env: NAME } reads an environment variable, { file: path } a file with mode 0600")
+
+export const PROVIDER_ID = /^[A-Za-z0-9._-]{1,64}$/
+export const KID = /^[A-Za-z0-9_-]{1,64}$/
+export const CALLER_ID = /^[A-Za-z0-9._:@-]{1,128}$/
+const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/
+export const PG_SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/
+
+export const url = (what: string) => z.url({ message: `must be an absolute URL (${what})` })
+export const scope = z
+  .string()
+  .regex(SCOPE, { message: "a scope is one word of printable ASCII (no spaces or quotes)" })
