@@ -10,7 +10,7 @@ import { createTokenBroker, KeyRing, type TokenBrokerClient } from "@token-broke
 import { Duration, Effect, Metric } from "effect"
 import { storeLayer } from "../src/StoreSpec.js"
 import { providerConfig } from "../test/support/provider.js"
-import { decodeKeys, describeError, send as post, runWorkerLoop } from "../test/support/workerLoop.js"
+import { bump, decodeKeys, describeError, send as post, runWorkerLoop } from "../test/support/workerLoop.js"
 import type { CallError } from "../test/support/workerProtocol.js"
 import type {
   ChaosInit,
@@ -101,10 +101,6 @@ const call = async (broker: TokenBrokerClient, provider: string, subject: string
   } catch (error) {
     return { startedAt, endedAt: Date.now(), ok: false, error: describeError(error) }
   }
-}
-
-const bump = (counts: Record<string, number>, key: string) => {
-  counts[key] = (counts[key] ?? 0) + 1
 }
 
 const load = async (

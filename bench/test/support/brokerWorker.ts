@@ -10,7 +10,7 @@ import { createTokenBroker, GrantStore, KeyRing, type TokenBrokerClient } from "
 import { Duration, Effect, Layer } from "effect"
 import { storeLayer } from "../../src/StoreSpec.js"
 import { providerConfig, tokenHash } from "./provider.js"
-import { decodeKeys, describeError, runWorkerLoop } from "./workerLoop.js"
+import { bump, decodeKeys, describeError, runWorkerLoop } from "./workerLoop.js"
 import type { BurstResult, CallOutcome, SubjectOutcome, WorkerInit, WorkerOp } from "./workerProtocol.js"
 
 const start = async (init: WorkerInit): Promise<TokenBrokerClient> => {
@@ -51,10 +51,6 @@ const call = async (broker: TokenBrokerClient, provider: string, subject: string
   } catch (error) {
     return { startedAt, endedAt: Date.now(), ok: false, error: describeError(error) }
   }
-}
-
-const bump = (counts: Record<string, number>, key: string) => {
-  counts[key] = (counts[key] ?? 0) + 1
 }
 
 const burst = async (

@@ -22,6 +22,11 @@ export const describeError = (error: unknown): CallError => {
 export const decodeKeys = (keys: ReadonlyArray<{ readonly kid: string; readonly material: string }>) =>
   keys.map(({ kid, material }) => Effect.runSync(KeyRing.decodeKey(kid, Redacted.make(material))))
 
+/** Counts one more `key` in a tally sent back to the parent. */
+export const bump = (counts: Record<string, number>, key: string): void => {
+  counts[key] = (counts[key] ?? 0) + 1
+}
+
 export const send = (message: unknown): void => {
   process.send?.(message)
 }

@@ -48,18 +48,9 @@ export interface ProviderDeps {
 }
 
 /** oidc-provider's configuration: clients, claims, features, lifetimes (refresh tokens with an idle window). */
-export const providerConfiguration = ({
-  options,
-  store,
-  metadata,
-  signingJwk,
-  users: userBySub,
-  errors,
-  notesAudience,
-  resourceInfo,
-  extraClaims,
-  plain
-}: ProviderDeps): Configuration => {
+export const providerConfiguration = (deps: ProviderDeps): Configuration => {
+  const { options, store, errors, plain } = deps
+  const userBySub = deps.users
   const refreshTokenTtl = (age: number): number => {
     const remaining = options.refreshTokenTtlSeconds - age
     const idle = options.refreshTokenIdleSeconds
@@ -67,7 +58,7 @@ export const providerConfiguration = ({
   }
   return {
     adapter: (name: string) => store.adapter(name),
-    clients: metadata as Configuration["clients"],
+    clients: deps.metadata as Configuration["clients"],
     clientBasedCORS: () => false,
     cookies: { keys: [randomBytes(32).toString("base64url")] },
     claims: {
@@ -94,7 +85,7 @@ export const providerConfiguration = ({
         })
       }
     },
-    jwks: { keys: [signingJwk] } as Configuration["jwks"],
+    jwks: { keys: [deps.signingJwk] } as Configuration["jwks"],
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -115,19 +106,19 @@ export const providerConfiguration = ({
       resourceIndicators: {
         enabled: true,
         defaultResource: (_ctx, _client, oneOf) => {
-          if (oneOf === undefined) return notesAudience
-          return oneOf.includes(notesAudience) ? notesAudience : (oneOf[0] ?? notesAudience)
+          if (oneOf === undefined) return deps.notesAudience
+          return oneOf.includes(deps.notesAudience) ? deps.notesAudience : (oneOf[0] ?? deps.notesAudience)
         },
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, indicator) => {
-          const info = resourceInfo(indicator)
+          const info = deps.resourceInfo(indicator)
           if (info === undefined) throw new errors.InvalidTarget(`unknown resource ${indicator}`)
           return info
         }
       },
       userinfo: { enabled: true }
     },
-    extraTokenClaims: (_ctx, token) => extraClaims.get(token),
+    extraTokenClaims: (_ctx, token) => deps.extraClaims.get(token),
     interactions: { url: (_ctx, interaction) => `${INTERACTION_PREFIX}${interaction.uid}` },
     issueRefreshToken: (_ctx, client, code) =>
       client.grantTypeAllowed("refresh_token") && (plain || code.scopes.has("offline_access")),

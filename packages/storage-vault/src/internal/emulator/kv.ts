@@ -159,7 +159,8 @@ export const handleKv = (
       return noContent()
     }
   }
-  if (area === "delete" && (method === "POST" || method === "PUT")) {
+  if ((area === "delete" || area === "destroy") && (method === "POST" || method === "PUT")) {
+    // soft delete marks versions deleted; destroy removes their data for good
     const denied = check("update")
     if (denied !== undefined) return denied
     const secret = mount.secrets.get(path)
@@ -167,22 +168,11 @@ export const handleKv = (
     if (versions.length === 0) return errors(400, "no version number provided")
     for (const n of versions) {
       const v = secret?.versions.get(Number(n))
-      if (v !== undefined && v.deletionTime === "") v.deletionTime = vaultTime(now)
-    }
-    return noContent()
-  }
-  if (area === "destroy" && (method === "POST" || method === "PUT")) {
-    const denied = check("update")
-    if (denied !== undefined) return denied
-    const secret = mount.secrets.get(path)
-    const versions = Array.isArray(body.versions) ? body.versions : []
-    if (versions.length === 0) return errors(400, "no version number provided")
-    for (const n of versions) {
-      const v = secret?.versions.get(Number(n))
-      if (v !== undefined) {
+      if (v === undefined) continue
+      if (area === "destroy") {
         v.destroyed = true
         v.data = {}
-      }
+      } else if (v.deletionTime === "") v.deletionTime = vaultTime(now)
     }
     return noContent()
   }
