@@ -1,15 +1,18 @@
-import { type ChildProcess, spawn } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { formatFindings, type KnownSecret, SecretList, scanForSecrets } from "@token-broker/secret-scan"
 import type { Provisioner } from "../test/support/provisioning.js"
+import {
+  allWorkerProcessOutput,
+  killAllWorkerProcesses,
+  spawnWorkerProcess
+} from "../test/support/workerProcess.js"
 import type { ChaosInit, ChaosOp, FromChaosWorker, RefreshStep, ToChaosWorker } from "./protocol.js"
 import { type ScenarioRow, say } from "./report.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const WORKER_ENTRY = join(here, "worker.ts")
-const PACKAGE_DIR = join(here, "..")
 const STARTUP_TIMEOUT_MS = 60_000
 
 export interface ChaosWorker {
@@ -35,12 +38,6 @@ export interface WorkerEvents {
     grantStatus: string
   }) => void
 }
-
-const live = new Set<ChildProcess>()
-const outputs: Array<() => string> = []
-
-/** Every worker's output so far (for the secrets scan at the end of a run). */
-export const allWorkerOutput = (): string => outputs.map((read) => read()).join("\n")
 
 /**
  * Every secret the run's workers and provisioners handled, for the secret scan of the workers' output:
@@ -101,102 +98,46 @@ export const startChaosWorker = (init: ChaosInit, events: WorkerEvents = {}): Pr
         .add(`key ${key.kid}`, key.material)
         .add(`key ${key.kid} (bytes)`, Buffer.from(key.material, "base64"))
     }
-    const child = spawn(process.execPath, ["--import", "tsx", WORKER_ENTRY], {
-      cwd: PACKAGE_DIR,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      serialization: "json"
-    })
-    live.add(child)
-    let output = ""
-    outputs.push(() => output)
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8")
-    })
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8")
-    })
-    const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
-    let nextId = 0
-    let ready = false
-    const exited = new Promise<void>((done) => {
-      child.on("exit", (code, signal) => {
-        live.delete(child)
-        const why = `chaos worker ${child.pid} (${init.base.broker.instanceId}) exited (code ${code}, signal ${signal})`
-        if (!ready) reject(new Error(`${why} before it was ready\n${output.slice(-4000)}`))
-        for (const waiter of pending.values())
-          waiter.reject(new Error(signal === "SIGKILL" ? why : `${why}\n${output.slice(-3000)}`))
-        pending.clear()
-        done()
-      })
-    })
-    child.on("error", (error) => reject(new Error(`chaos worker failed to start: ${error.message}`)))
-    const timer = setTimeout(() => {
-      if (!ready) {
-        child.kill("SIGKILL")
-        reject(new Error(`chaos worker did not get ready in ${STARTUP_TIMEOUT_MS / 1000} s\n${output}`))
+    spawnWorkerProcess<ChaosOp, FromChaosWorker>({
+      entry: WORKER_ENTRY,
+      init,
+      label: "chaos worker",
+      instanceId: init.base.broker.instanceId,
+      startupTimeoutMs: STARTUP_TIMEOUT_MS,
+      quietOnKill: true,
+      onMessage: (message) => {
+        switch (message.type) {
+          case "response":
+            rememberServed(message.value)
+            return
+          case "step":
+            events.onStep?.(message.step, message.subject)
+            return
+          case "token":
+            rememberServed(message)
+            events.onToken?.(message)
+            return
+        }
       }
-    }, STARTUP_TIMEOUT_MS)
-    const post = (message: ToChaosWorker) => {
-      if (child.connected) child.send(message)
-    }
-    child.on("message", (message: FromChaosWorker) => {
-      switch (message.type) {
-        case "ready":
-          ready = true
-          clearTimeout(timer)
-          resolve(worker)
-          return
-        case "fatal":
-          output += `${message.message}\n`
-          return
-        case "response":
-          rememberServed(message.value)
-          pending.get(message.id)?.resolve(message.value)
-          pending.delete(message.id)
-          return
-        case "step":
-          events.onStep?.(message.step, message.subject)
-          return
-        case "token":
-          rememberServed(message)
-          events.onToken?.(message)
-          return
-      }
-    })
-    const worker: ChaosWorker = {
-      pid: child.pid ?? -1,
-      request: <A>(op: ChaosOp) =>
-        new Promise<A>((resolveRequest, rejectRequest) => {
-          const id = nextId++
-          pending.set(id, { resolve: (value) => resolveRequest(value as A), reject: rejectRequest })
-          post({ type: "request", id, op })
+    }).then(
+      (worker) =>
+        resolve({
+          pid: worker.pid,
+          request: worker.request,
+          resume: () => worker.post({ type: "continue" } satisfies ToChaosWorker),
+          signal: worker.signal,
+          kill: worker.kill,
+          output: worker.output
         }),
-      resume: () => post({ type: "continue" }),
-      signal: (signal) => {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-      },
-      kill: async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-        await exited
-      },
-      output: () => output
-    }
-    post({ type: "init", init })
+      reject
+    )
   })
 
 /** SIGKILLs every chaos worker still running (stopped ones too) and waits for them. */
-export const killAllChaosWorkers = async (): Promise<void> => {
-  await Promise.all(
-    [...live].map(
-      (child) =>
-        new Promise<void>((done) => {
-          if (child.exitCode !== null || child.signalCode !== null) return done()
-          child.once("exit", () => done())
-          child.kill("SIGKILL")
-        })
-    )
-  )
-}
+export const killAllChaosWorkers = killAllWorkerProcesses
+
+/** Every worker's output so far (for the secrets scan at the end of a run). */
+export const allWorkerOutput = allWorkerProcessOutput
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 

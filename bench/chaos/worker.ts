@@ -7,9 +7,10 @@
  */
 import { performance } from "node:perf_hooks"
 import { createTokenBroker, KeyRing, type TokenBrokerClient } from "@token-broker/core"
-import { Duration, Effect, Metric, Redacted } from "effect"
+import { Duration, Effect, Metric } from "effect"
 import { storeLayer } from "../src/StoreSpec.js"
 import { providerConfig } from "../test/support/provider.js"
+import { bump, decodeKeys, describeError, send as post, runWorkerLoop } from "../test/support/workerLoop.js"
 import type { CallError } from "../test/support/workerProtocol.js"
 import type {
   ChaosInit,
@@ -22,29 +23,14 @@ import type {
   TokenResult
 } from "./protocol.js"
 
-const send = (message: FromChaosWorker): void => {
-  process.send?.(message)
-}
-
-const describeError = (error: unknown): CallError => {
-  const fields = (typeof error === "object" && error !== null ? error : {}) as Record<string, unknown>
-  const text = (value: unknown) => (typeof value === "string" ? value : undefined)
-  return {
-    tag: text(fields._tag) ?? (error instanceof Error ? error.name : "unknown"),
-    code: text(fields.code),
-    reason: text(fields.reason),
-    message: text(fields.message) ?? String(error)
-  }
-}
+const send = (message: FromChaosWorker): void => post(message)
 
 let releaseStop: (() => void) | undefined
 let stopped = false
 
 const start = (init: ChaosInit): Promise<TokenBrokerClient> => {
   const base = init.base
-  const keys = base.keys.map(({ kid, material }) =>
-    Effect.runSync(KeyRing.decodeKey(kid, Redacted.make(material)))
-  )
+  const keys = decodeKeys(base.keys)
   const provider = providerConfig(base.provider)
   const stopAt = init.stopAt
   return createTokenBroker({
@@ -115,10 +101,6 @@ const call = async (broker: TokenBrokerClient, provider: string, subject: string
   } catch (error) {
     return { startedAt, endedAt: Date.now(), ok: false, error: describeError(error) }
   }
-}
-
-const bump = (counts: Record<string, number>, key: string) => {
-  counts[key] = (counts[key] ?? 0) + 1
 }
 
 const load = async (
@@ -235,41 +217,13 @@ const serve = (broker: TokenBrokerClient, init: ChaosInit, op: ChaosOp): Promise
   }
 }
 
-let broker: TokenBrokerClient | undefined
-let initialized: ChaosInit | undefined
-
-process.on("disconnect", () => process.exit(1))
-process.on("message", (message: ToChaosWorker) => {
-  switch (message.type) {
-    case "init":
-      initialized = message.init
-      start(message.init).then(
-        (built) => {
-          broker = built
-          send({ type: "ready", pid: process.pid })
-        },
-        (error: unknown) => {
-          const described = describeError(error)
-          send({
-            type: "fatal",
-            message: `building the broker failed: ${described.tag}: ${described.message}`
-          })
-          process.exit(1)
-        }
-      )
-      return
-    case "continue":
+runWorkerLoop<ChaosInit, ChaosOp>({
+  start,
+  serve,
+  other: (message) => {
+    if ((message as ToChaosWorker).type === "continue") {
       releaseStop?.()
       releaseStop = undefined
-      return
-    case "request": {
-      const ready = broker
-      const init = initialized
-      if (ready === undefined || init === undefined) {
-        send({ type: "fatal", message: "request before the broker was ready" })
-        process.exit(1)
-      }
-      void serve(ready, init, message.op).then((value) => send({ type: "response", id: message.id, value }))
     }
   }
 })

@@ -5,18 +5,11 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
 import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
-import {
-  consentFailure,
-  type ProviderConfig,
-  RESULT_PAGE_HEADERS,
-  type TokenBroker,
-  type TokenSource,
-  type TokenVerifier
-} from "@token-broker/core"
-import { ResultPage } from "@token-broker/server-kit"
+import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
+import { registerConsentCallback } from "./internal/consentCallback.js"
 import { makeNotesApi } from "./internal/notesApi.js"
 import { makeRequestOriginCheck } from "./internal/origins.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
@@ -25,8 +18,6 @@ import { makeScopePolicy } from "./Scopes.js"
 import type { Run, ToolContext } from "./ToolContext.js"
 import { registerConnectionTools } from "./tools/connection.js"
 import { registerNotesTools } from "./tools/notes.js"
-
-const RESULT_PAGE_PRODUCT = "token-broker MCP server"
 
 /** The path of the MCP endpoint; `${publicUrl}${MCP_PATH}` is this server's resource identifier (token audience). */
 export const MCP_PATH = "/mcp"
@@ -381,37 +372,8 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   app.delete(MCP_PATH, handleMcp)
 
   // --- the consent callback (in-process token source) ------------------------------------------------
-  const completeAuthorization = services.completeAuthorization
-  if (completeAuthorization !== undefined) {
-    app.get("/connect/callback", async (request, reply) => {
-      const params = new URL(request.url, "http://callback.invalid").searchParams
-      const exit = await run(completeAuthorization(params))
-      void reply.headers(RESULT_PAGE_HEADERS)
-      if (Exit.isSuccess(exit)) {
-        const grant = exit.value.grant
-        request.log.info({ provider: grant.provider }, "consent completed")
-        return reply.send(
-          ResultPage.resultPage(RESULT_PAGE_PRODUCT, {
-            ok: true,
-            title: `Connected to ${grant.provider}`,
-            detail: "You can close this window and return to your MCP client."
-          })
-        )
-      }
-      const failure = Cause.failureOption(exit.cause)
-      const error = Option.isSome(failure) ? failure.value : undefined
-      request.log.info({ reason: error?._tag ?? "defect" }, "consent failed")
-      const page =
-        error === undefined
-          ? {
-              title: "Not connected",
-              detail: "Something went wrong on the server; start again from your MCP client."
-            }
-          : consentFailure(error)
-      return reply
-        .code(error?._tag === "AuthorizationNotPending" ? 400 : error === undefined ? 500 : 400)
-        .send(ResultPage.resultPage(RESULT_PAGE_PRODUCT, { ok: false, ...page }))
-    })
+  if (services.completeAuthorization !== undefined) {
+    registerConsentCallback(app, services.completeAuthorization, run)
   }
 
   app.get("/healthz", async () => ({ status: "ok", sessions: sessions.size() }))

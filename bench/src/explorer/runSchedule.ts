@@ -6,123 +6,34 @@ import {
   GrantStore,
   KeyRing,
   KeyRotation,
-  type ProviderConfig,
   TokenBroker,
   TokenVerifier
 } from "@token-broker/core"
-import type { DevIdp, DevIdpUser, Fault, FaultSpec } from "@token-broker/dev-idp"
+import type { DevIdpUser, Fault } from "@token-broker/dev-idp"
 import { SqliteGrantStore } from "@token-broker/storage-sqlite"
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
-import { type FaultyStoreOptions, faultyStore, type StoreFaults } from "./FaultyStore.js"
+import { Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import { faultyStore, type StoreFaults } from "./FaultyStore.js"
 import { makeJumpingClock } from "./JumpingClock.js"
 import { type CallSpec, describeStep, type ProviderFault, type Step } from "./Schedule.js"
 
-export const PROVIDER = "notes"
+import {
+  claimsOf,
+  type Epoch,
+  type ExplorerEnv,
+  failureOf,
+  faultSpec,
+  LEASE_TTL_MS,
+  LOSES_SUCCESSOR,
+  OUTCOME_UNKNOWN,
+  PROVIDER,
+  providerConfig,
+  type RunOptions,
+  rotationViolations,
+  type ScheduleOutcome,
+  STALL_MS
+} from "./ScheduleSetup.js"
 
-/** What every schedule shares: dev-idp, the migrated SQLite file, the users grants are made for. */
-export interface ExplorerEnv {
-  readonly idp: DevIdp
-  /** A migrated SQLite file; each schedule uses its own tenant in it. */
-  readonly filename: string
-  readonly users: ReadonlyArray<DevIdpUser>
-}
-
-export interface ScheduleOutcome {
-  readonly violations: ReadonlyArray<string>
-  /** The schedule step by step with what happened (no token, no secret). */
-  readonly trace: ReadonlyArray<string>
-}
-
-export interface RunOptions extends FaultyStoreOptions {
-  readonly brokers: number
-}
-
-/** The lease lives 300 ms (renewed every 100 ms); a stall (350 ms) outlives it. */
-const LEASE_TTL_MS = 300
-const STALL_MS = 350
-const REQUEST_TIMEOUT_MS = 1_000
-
-/** Faults after which the successor refresh token is physically lost: no answer carried it. */
-const LOSES_SUCCESSOR: ReadonlySet<ProviderFault> = new Set([
-  "commit_then_502",
-  "commit_then_non_json",
-  "commit_then_drop"
-])
-
-/**
- * Faults whose answer leaves the broker unable to tell whether the provider rotated (a 5xx without
- * Retry-After, a timeout, a spoiled or dropped answer): a later refusal is then reported as
- * `rotation_lost`, since from the broker's side a successor may have been issued and lost.
- */
-const OUTCOME_UNKNOWN: ReadonlySet<ProviderFault> = new Set([
-  "status_500",
-  "status_503",
-  "hang",
-  "commit_then_502",
-  "commit_then_non_json",
-  "commit_then_drop"
-])
-
-const faultSpec = (fault: ProviderFault): FaultSpec => {
-  const only = { grantType: "refresh_token", count: 1 } as const
-  switch (fault) {
-    case "status_500":
-      return { kind: "status", status: 500, ...only }
-    case "status_503":
-      return { kind: "status", status: 503, ...only }
-    case "rate_limit":
-      return { kind: "rate_limit", retryAfterSeconds: 0, ...only }
-    case "hang":
-      return { kind: "hang", ...only }
-    case "invalid_grant":
-      return { kind: "invalid_grant", ...only }
-    case "commit_then_502":
-      return { kind: "after_commit", answer: "status", status: 502, ...only }
-    case "commit_then_json_invalid":
-      return { kind: "after_commit", answer: "json_invalid", ...only }
-    case "commit_then_non_json":
-      return { kind: "after_commit", answer: "non_json", ...only }
-    case "commit_then_drop":
-      return { kind: "after_commit", answer: "drop", ...only }
-  }
-}
-
-const claimsOf = (token: string): Record<string, unknown> => {
-  try {
-    return JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as Record<
-      string,
-      unknown
-    >
-  } catch {
-    return {}
-  }
-}
-
-/** A short description of a failure: tag and reason/code, never a message that could carry a value. */
-const failureOf = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isNone(failure)) return Cause.isInterruptedOnly(cause) ? "interrupted" : "defect"
-  const e = failure.value as { _tag?: string; reason?: string; error?: string }
-  return `${e._tag ?? "error"}${e.reason !== undefined ? `:${e.reason}` : e.error !== undefined ? `:${e.error}` : ""}`
-}
-
-const providerConfig = (idp: DevIdp): ProviderConfig => {
-  const client = idp.client("token-broker")
-  return {
-    id: PROVIDER,
-    issuer: idp.issuer,
-    clientId: client.clientId,
-    clientAuthentication: {
-      method: "client_secret_basic",
-      clientSecret: Redacted.make(client.clientSecret ?? "")
-    },
-    redirectUri: `${idp.issuer}/__dev/callback`,
-    defaultScopes: ["notes:read", "notes:write"],
-    resource: idp.notesAudience,
-    allowInsecureRequests: true,
-    requestTimeout: Duration.millis(REQUEST_TIMEOUT_MS)
-  }
-}
+export { type ExplorerEnv, PROVIDER, type RunOptions, type ScheduleOutcome } from "./ScheduleSetup.js"
 
 let runs = 0
 
@@ -241,13 +152,6 @@ export const runSchedule = (
     let grantExists = true
     let revokedBy = -1
     let upstreamRevoked = false
-    interface Epoch {
-      readonly startedAt: number
-      readonly scopeSets: Set<string>
-      extraAllowed: number
-      /** outcome-unknown faults injected in this epoch: each allows one extra rotation, in this epoch or a later one (the fault waits for the next refresh) */
-      commitFaults: number
-    }
     const epochs: Array<Epoch> = [
       { startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0, commitFaults: 0 }
     ]
@@ -468,23 +372,7 @@ export const runSchedule = (
       if (!healthy) violations.push(`recovery: broker b${i} answered ${f} after every fault was cleared`)
     })
     // 4: rotations per access-token lifetime (each epoch starts with a clock jump past every token)
-    // An outcome-unknown fault is consumed by the next refresh, which may come epochs after the fault
-    // was injected: its allowance carries forward until a rotation beyond the base allowance uses it.
-    let commitCredit = 0
-    epochs.forEach((e, n) => {
-      const end = epochs[n + 1]?.startedAt ?? Number.POSITIVE_INFINITY
-      const count = rotations.filter((r) => r.at >= e.startedAt && r.at < end).length
-      commitCredit += e.commitFaults
-      const base = Math.max(1, e.scopeSets.size) + e.extraAllowed
-      const used = Math.min(commitCredit, Math.max(0, count - base))
-      commitCredit -= used
-      const allowed = base + used
-      if (n < epochs.length - 1 && count > allowed) {
-        violations.push(
-          `${count} rotations between clock jumps ${n} and ${n + 1}, at most ${allowed} allowed (${e.scopeSets.size} scope set(s))`
-        )
-      }
-    })
+    violations.push(...rotationViolations(epochs, rotations))
     trace.push(
       `end: grant ${Option.match(final, { onNone: () => "none", onSome: (g) => `${g.status}${g.lastErrorCode === null ? "" : ` (${g.lastErrorCode})`} v${g.version}` })}; ${rotations.length} rotation(s), ${reuses.length} reuse(s); provider faults consumed: ${consumed.join(", ") || "none"}`
     )

@@ -7,39 +7,14 @@
  */
 import { performance } from "node:perf_hooks"
 import { createTokenBroker, GrantStore, KeyRing, type TokenBrokerClient } from "@token-broker/core"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import { storeLayer } from "../../src/StoreSpec.js"
 import { providerConfig, tokenHash } from "./provider.js"
-import type {
-  BurstResult,
-  CallError,
-  CallOutcome,
-  FromWorker,
-  SubjectOutcome,
-  ToWorker,
-  WorkerInit,
-  WorkerOp
-} from "./workerProtocol.js"
-
-const send = (message: FromWorker): void => {
-  process.send?.(message)
-}
-
-const describeError = (error: unknown): CallError => {
-  const fields = (typeof error === "object" && error !== null ? error : {}) as Record<string, unknown>
-  const text = (value: unknown) => (typeof value === "string" ? value : undefined)
-  return {
-    tag: text(fields._tag) ?? (error instanceof Error ? error.name : "unknown"),
-    code: text(fields.code),
-    reason: text(fields.reason),
-    message: text(fields.message) ?? String(error)
-  }
-}
+import { bump, decodeKeys, describeError, runWorkerLoop } from "./workerLoop.js"
+import type { BurstResult, CallOutcome, SubjectOutcome, WorkerInit, WorkerOp } from "./workerProtocol.js"
 
 const start = async (init: WorkerInit): Promise<TokenBrokerClient> => {
-  const keys = init.keys.map(({ kid, material }) =>
-    Effect.runSync(KeyRing.decodeKey(kid, Redacted.make(material)))
-  )
+  const keys = decodeKeys(init.keys)
   const store =
     init.control === "lease-excludes-nothing"
       ? Layer.effect(
@@ -76,10 +51,6 @@ const call = async (broker: TokenBrokerClient, provider: string, subject: string
   } catch (error) {
     return { startedAt, endedAt: Date.now(), ok: false, error: describeError(error) }
   }
-}
-
-const bump = (counts: Record<string, number>, key: string) => {
-  counts[key] = (counts[key] ?? 0) + 1
 }
 
 const burst = async (
@@ -131,31 +102,4 @@ const serve = (broker: TokenBrokerClient, init: WorkerInit, op: WorkerOp): Promi
   }
 }
 
-let broker: TokenBrokerClient | undefined
-let initialized: WorkerInit | undefined
-
-process.on("disconnect", () => process.exit(1))
-process.on("message", (message: ToWorker) => {
-  if (message.type === "init") {
-    initialized = message.init
-    start(message.init).then(
-      (built) => {
-        broker = built
-        send({ type: "ready", pid: process.pid })
-      },
-      (error: unknown) => {
-        const described = describeError(error)
-        send({ type: "fatal", message: `building the broker failed: ${described.tag}: ${described.message}` })
-        process.exit(1)
-      }
-    )
-    return
-  }
-  const ready = broker
-  const init = initialized
-  if (ready === undefined || init === undefined) {
-    send({ type: "fatal", message: "request before the broker was ready" })
-    process.exit(1)
-  }
-  void serve(ready, init, message.op).then((value) => send({ type: "response", id: message.id, value }))
-})
+runWorkerLoop<WorkerInit, WorkerOp>({ start, serve })

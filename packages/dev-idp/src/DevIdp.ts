@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto"
-import { createServer, IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { setTimeout as sleep } from "node:timers/promises"
 import { createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet, type JWK, jwtVerify } from "jose"
-import type { Configuration, KoaContextWithOIDC, ResourceServer } from "oidc-provider"
+import type { ResourceServer } from "oidc-provider"
 import { buildClients, type DevIdpClient } from "./Clients.js"
 import {
   type DevIdpOptions,
@@ -14,11 +13,14 @@ import {
   parseDevIdpOptions
 } from "./Config.js"
 import { TokenCounters } from "./Counters.js"
-import { type Fault, Faults } from "./Faults.js"
+import { Faults } from "./Faults.js"
 import { handleControl } from "./internal/ControlApi.js"
+import { answerAfterCommit, applyFault } from "./internal/FaultAnswers.js"
 import { readBody, sendEmpty, sendJson } from "./internal/Http.js"
-import { errorPage, handleInteraction, INTERACTION_PREFIX } from "./internal/Interactions.js"
+import { handleInteraction, INTERACTION_PREFIX } from "./internal/Interactions.js"
 import { loadOidcProvider } from "./internal/LoadProvider.js"
+import { defaultUsers, providerConfiguration, recordTokenAnswers } from "./internal/ProviderConfig.js"
+import { answerErrorsWith200, clientIdOf, handleRegistration, replayRequest } from "./internal/Requests.js"
 import { Store } from "./internal/Store.js"
 import {
   TOKEN_EXCHANGE_GRANT,
@@ -40,7 +42,6 @@ import { Rotations } from "./Rotations.js"
 /** The resource indicator of the opaque-token resource (its tokens can be introspected). */
 export const OPAQUE_RESOURCE = "urn:token-broker:opaque"
 const MCP_SCOPES = ["mcp:tools", NOTES_READ, NOTES_WRITE]
-const OIDC_SCOPES = ["openid", "profile", "email", "offline_access"]
 
 /** What `revokeGrantOf` looks a grant up by. */
 export type GrantSelector =
@@ -100,78 +101,6 @@ export interface DevIdp {
   /** Stops the server and destroys every open connection, including hanging ones. */
   close(): Promise<void>
 }
-
-const defaultUsers = (): DevIdpUser[] => [
-  {
-    sub: "u-alice",
-    username: "alice",
-    password: randomBytes(9).toString("base64url"),
-    name: "Alice Example",
-    email: "alice@example.test"
-  },
-  {
-    sub: "u-bob",
-    username: "bob",
-    password: randomBytes(9).toString("base64url"),
-    name: "Bob Example",
-    email: "bob@example.test"
-  }
-]
-
-const clientIdOf = (authorization: string | undefined, params: URLSearchParams): string | undefined => {
-  if (authorization !== undefined && /^basic /i.test(authorization)) {
-    const decoded = Buffer.from(authorization.slice(6).trim(), "base64").toString("utf8")
-    const user = decoded.slice(0, Math.max(0, decoded.indexOf(":")))
-    try {
-      return decodeURIComponent(user.replace(/\+/g, "%20"))
-    } catch {
-      return user
-    }
-  }
-  const clientId = params.get("client_id")
-  if (clientId !== null) return clientId
-  const assertion = params.get("client_assertion")
-  const payload = assertion?.split(".")[1]
-  if (payload !== undefined) {
-    try {
-      const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>
-      const sub = claims.sub ?? claims.iss
-      return typeof sub === "string" ? sub : undefined
-    } catch {
-      return undefined
-    }
-  }
-  return undefined
-}
-
-const faultBody = (status: number): { error: string; error_description: string } => ({
-  error:
-    status === 503 || status === 429
-      ? "temporarily_unavailable"
-      : status >= 500
-        ? "server_error"
-        : "invalid_request",
-  error_description: "fault injected by dev-idp"
-})
-
-/** A request whose body was already read, handed on to oidc-provider as if it were unread. */
-const replayRequest = (req: IncomingMessage, body: Buffer): IncomingMessage => {
-  const replay = new IncomingMessage(req.socket)
-  replay.method = req.method ?? "POST"
-  replay.url = req.url ?? "/"
-  replay.headers = req.headers
-  replay.rawHeaders = req.rawHeaders
-  replay.httpVersion = req.httpVersion
-  replay.httpVersionMajor = req.httpVersionMajor
-  replay.httpVersionMinor = req.httpVersionMinor
-  replay.complete = true
-  replay.push(body)
-  replay.push(null)
-  return replay
-}
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  value !== null && typeof value === "object"
 
 /**
  * Starts dev-idp: a real OpenID Provider (oidc-provider) with refresh-token rotation and reuse
@@ -263,99 +192,21 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   const notes = new NotesApi({ issuer, audience: notesAudience, jwks: publicJwks, basePath: notesApiPath })
   const lifetime = new AbortController()
 
-  const refreshTokenTtl = (age: number): number => {
-    const remaining = options.refreshTokenTtlSeconds - age
-    const idle = options.refreshTokenIdleSeconds
-    return Math.max(1, idle === undefined ? remaining : Math.min(idle, remaining))
-  }
-
-  const configuration: Configuration = {
-    adapter: (name: string) => store.adapter(name),
-    clients: metadata as Configuration["clients"],
-    clientBasedCORS: () => false,
-    cookies: { keys: [randomBytes(32).toString("base64url")] },
-    claims: {
-      acr: null,
-      sid: null,
-      auth_time: null,
-      iss: null,
-      openid: ["sub"],
-      profile: ["name", "preferred_username"],
-      email: ["email", "email_verified"]
-    },
-    scopes: [...OIDC_SCOPES],
-    clockTolerance: 5,
-    findAccount: (_ctx, sub) => {
-      const user = userBySub.get(sub)
-      if (user === undefined) return undefined
-      return {
-        accountId: user.sub,
-        claims: () => ({
-          sub: user.sub,
-          preferred_username: user.username,
-          ...(user.name === undefined ? {} : { name: user.name }),
-          ...(user.email === undefined ? {} : { email: user.email, email_verified: true })
-        })
-      }
-    },
-    jwks: { keys: [signingJwk] } as Configuration["jwks"],
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      introspection: {
-        enabled: true,
-        allowedPolicy: (_ctx, client, token) =>
-          client.clientAuthMethod !== "none" || token.clientId === client.clientId
-      },
-      revocation: {
-        enabled: true,
-        allowedPolicy: (_ctx, client, token) => {
-          if (token.clientId === client.clientId) return true
-          if (client.clientAuthMethod === "none") return false
-          throw new errors.InvalidRequest("client is not authorized to revoke the presented token")
-        }
-      },
-      registration: { enabled: true, initialAccessToken: false },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: (_ctx, _client, oneOf) => {
-          if (oneOf === undefined) return notesAudience
-          return oneOf.includes(notesAudience) ? notesAudience : (oneOf[0] ?? notesAudience)
-        },
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, indicator) => {
-          const info = resourceInfo(indicator)
-          if (info === undefined) throw new errors.InvalidTarget(`unknown resource ${indicator}`)
-          return info
-        }
-      },
-      userinfo: { enabled: true }
-    },
-    extraTokenClaims: (_ctx, token) => extraClaims.get(token),
-    interactions: { url: (_ctx, interaction) => `${INTERACTION_PREFIX}${interaction.uid}` },
-    issueRefreshToken: (_ctx, client, code) =>
-      client.grantTypeAllowed("refresh_token") && (plain || code.scopes.has("offline_access")),
-    pkce: { required: () => true },
-    renderError: (ctx, out) => {
-      ctx.type = "html"
-      ctx.body = errorPage(out as unknown as Record<string, unknown>)
-    },
-    responseTypes: ["code"],
-    rotateRefreshToken: true,
-    ttl: {
-      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSeconds,
-      ClientCredentials: (_ctx, token) =>
-        token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSeconds,
-      AuthorizationCode: 60,
-      IdToken: 3600,
-      Interaction: 600,
-      Session: 24 * 60 * 60,
-      Grant: options.refreshTokenTtlSeconds + 60,
-      RefreshToken: (_ctx, token) => refreshTokenTtl(token.totalLifetime())
-    }
-  }
-
-  const provider = new Provider(issuer, configuration)
+  const provider = new Provider(
+    issuer,
+    providerConfiguration({
+      options,
+      store,
+      metadata,
+      signingJwk,
+      users: userBySub,
+      errors,
+      notesAudience,
+      resourceInfo,
+      extraClaims,
+      plain
+    })
+  )
   if (!plain) {
     provider.registerGrantType(
       TOKEN_EXCHANGE_GRANT,
@@ -370,113 +221,8 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       TOKEN_EXCHANGE_PARAMETERS
     )
   }
-  provider.use(async (ctx: KoaContextWithOIDC, next) => {
-    await next()
-    const oidc = ctx.oidc as KoaContextWithOIDC["oidc"] | undefined
-    if (oidc === undefined || ctx.status !== 200) return
-    if (oidc.route === "token" && isRecord(ctx.body) && typeof ctx.body.refresh_token === "string") {
-      const refreshToken = await provider.RefreshToken.find(ctx.body.refresh_token)
-      if (refreshToken !== undefined && oidc.params?.grant_type === "refresh_token") {
-        rotations.record({
-          subject: String(refreshToken.accountId ?? ""),
-          clientId: String(refreshToken.clientId ?? ""),
-          at: Date.now()
-        })
-      }
-      if (refreshToken?.exp !== undefined) {
-        const seconds = Math.max(0, refreshToken.exp - Math.floor(Date.now() / 1000))
-        ctx.body = { ...ctx.body, [plain ? "refresh_token_expires_in" : "refresh_expires_in"]: seconds }
-      }
-    }
-    if (plain && oidc.route === "token" && isRecord(ctx.body) && "id_token" in ctx.body) {
-      const { id_token: _dropped, ...rest } = ctx.body
-      ctx.body = rest
-    }
-    if (oidc.route === "revocation" && oidc.client !== undefined) {
-      const hint = oidc.params?.token_type_hint
-      revocations.record({
-        clientId: oidc.client.clientId,
-        authMethod: String(oidc.client.clientAuthMethod),
-        tokenTypeHint: typeof hint === "string" ? hint : undefined,
-        at: Date.now()
-      })
-    }
-  })
+  recordTokenAnswers(provider, { plain, rotations, revocations })
   const providerCallback = provider.callback()
-
-  const applyFault = async (fault: Fault, res: ServerResponse): Promise<"handled" | "continue"> => {
-    switch (fault.kind) {
-      case "status":
-        sendJson(res, fault.status, faultBody(fault.status))
-        return "handled"
-      case "bare_status":
-        if (fault.body === undefined) {
-          res.writeHead(fault.status, { "content-length": "0" })
-          res.end()
-        } else {
-          const body = Buffer.from(fault.body)
-          res.writeHead(fault.status, {
-            "content-type": fault.contentType,
-            "content-length": String(body.length)
-          })
-          res.end(body)
-        }
-        return "handled"
-      case "rate_limit":
-        sendJson(res, 429, faultBody(429), { "retry-after": String(fault.retryAfterSeconds) })
-        return "handled"
-      case "invalid_grant":
-        sendJson(res, 400, { error: "invalid_grant", error_description: "fault injected by dev-idp" })
-        return "handled"
-      case "latency":
-        await sleep(fault.ms, undefined, { signal: lifetime.signal })
-        return "continue"
-      case "hang":
-        // Never answer: the connection stays open until the client gives up or dev-idp closes.
-        return "handled"
-      case "after_commit":
-        return "continue"
-    }
-  }
-
-  /**
-   * Lets the provider answer `res` for real (the rotation commits), then replaces what it would send
-   * with the fault's answer. The provider's answer is held at `res.end`, before any byte is sent.
-   */
-  const answerAfterCommit = (fault: Extract<Fault, { kind: "after_commit" }>, res: ServerResponse) => {
-    const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse
-    res.end = ((chunk?: unknown) => {
-      const text = chunk === undefined || chunk === null ? "" : Buffer.from(chunk as Buffer).toString("utf8")
-      const replace = (status: number, body: string) => {
-        res.statusCode = status
-        res.setHeader("content-type", "application/json; charset=utf-8")
-        res.setHeader("content-length", String(Buffer.byteLength(body)))
-        return end(body)
-      }
-      switch (fault.answer) {
-        case "status":
-          return replace(fault.status, JSON.stringify(faultBody(fault.status)))
-        case "json_invalid": {
-          let parsed: unknown
-          try {
-            parsed = JSON.parse(text)
-          } catch {
-            return end(chunk)
-          }
-          return isRecord(parsed) && res.statusCode === 200
-            ? replace(200, JSON.stringify({ ...parsed, token_type: "x-unknown" }))
-            : end(chunk)
-        }
-        case "non_json":
-          return res.statusCode === 200
-            ? replace(200, text.slice(0, Math.max(1, text.length >> 1)))
-            : end(chunk)
-        case "drop":
-          res.destroy()
-          return res
-      }
-    }) as typeof res.end
-  }
 
   const handleToken = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const body = await readBody(req)
@@ -485,30 +231,11 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     const clientId = clientIdOf(req.headers.authorization, params)
     counters.record(grantType, clientId)
     const fault = faults.take({ grantType, clientId })
-    if (fault !== undefined && (await applyFault(fault, res)) === "handled") return
+    if (fault !== undefined && (await applyFault(fault, res, lifetime.signal)) === "handled") return
     if (res.destroyed) return
     if (fault?.kind === "after_commit") answerAfterCommit(fault, res)
     if (plain) answerErrorsWith200(res)
     providerCallback(replayRequest(req, body), res)
-  }
-
-  /** GitHub-style: an OAuth error answer of the token endpoint goes out with status 200, same JSON body. */
-  const answerErrorsWith200 = (res: ServerResponse) => {
-    const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse
-    res.end = ((chunk?: unknown) => {
-      if (res.statusCode >= 400 && res.statusCode < 500 && chunk !== undefined && chunk !== null) {
-        try {
-          const parsed: unknown = JSON.parse(Buffer.from(chunk as Buffer).toString("utf8"))
-          if (isRecord(parsed) && typeof parsed.error === "string") {
-            res.statusCode = 200
-            res.removeHeader("www-authenticate")
-          }
-        } catch {
-          // not JSON: passed on as it is
-        }
-      }
-      return end(chunk)
-    }) as typeof res.end
   }
 
   /** The RFC 8414 metadata of plain OAuth 2.0 mode: no OpenID Connect fields, no token exchange. */
@@ -549,31 +276,6 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
     })
   }
 
-  /**
-   * Dynamic registration (RFC 7591). MCP clients register with the resource scopes they will ask for
-   * (`scope: "mcp:tools notes:read"`); oidc-provider only knows its OpenID scopes at registration (a
-   * client's `scope` gates only those) and would refuse the client. Resource scopes are dropped from
-   * the metadata: which of them a token gets is decided per resource at authorization.
-   */
-  const handleRegistration = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const body = await readBody(req)
-    let metadata: unknown
-    try {
-      metadata = JSON.parse(body.toString("utf8"))
-    } catch {
-      return providerCallback(replayRequest(req, body), res)
-    }
-    if (!isRecord(metadata) || typeof metadata.scope !== "string") {
-      return providerCallback(replayRequest(req, body), res)
-    }
-    const { scope, ...rest } = metadata
-    const kept = scope.split(" ").filter((value) => OIDC_SCOPES.includes(value))
-    const rewritten = Buffer.from(JSON.stringify(kept.length > 0 ? { ...rest, scope: kept.join(" ") } : rest))
-    const replay = replayRequest(req, rewritten)
-    replay.headers = { ...req.headers, "content-length": String(rewritten.length) }
-    providerCallback(replay, res)
-  }
-
   let idp: DevIdp
   const control = { get: () => idp }
 
@@ -592,7 +294,7 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       return sendJson(res, 200, authorizationServerMetadata())
     }
     if (plain && req.method === "GET" && path === "/user") return handleUser(req, res)
-    if (req.method === "POST" && path === "/reg") return handleRegistration(req, res)
+    if (req.method === "POST" && path === "/reg") return handleRegistration(providerCallback)(req, res)
     providerCallback(req, res)
   }
 

@@ -1,3 +1,5 @@
+import { RecordLog } from "./internal/RecordLog.js"
+
 /**
  * One presentation of a refresh token that had already been rotated away (consumed), outside the reuse
  * grace period: at the token endpoint (oidc-provider then revokes the whole grant) or for revocation.
@@ -12,18 +14,4 @@ export interface ReuseRecord {
 }
 
 /** The record of refresh-token reuses: a broker that loses a rotation, or races itself, shows up here. */
-export class Reuses {
-  #records: ReuseRecord[] = []
-
-  record(entry: ReuseRecord): void {
-    this.#records.push(entry)
-  }
-
-  list(): ReadonlyArray<ReuseRecord> {
-    return [...this.#records]
-  }
-
-  clear(): void {
-    this.#records = []
-  }
-}
+export class Reuses extends RecordLog<ReuseRecord> {}

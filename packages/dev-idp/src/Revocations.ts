@@ -1,3 +1,5 @@
+import { RecordLog } from "./internal/RecordLog.js"
+
 /** One RFC 7009 revocation request that the provider accepted (the token itself is never kept). */
 export interface RevocationRecord {
   readonly clientId: string
@@ -9,18 +11,4 @@ export interface RevocationRecord {
 }
 
 /** The record of revocation requests. */
-export class Revocations {
-  #records: RevocationRecord[] = []
-
-  record(entry: RevocationRecord): void {
-    this.#records.push(entry)
-  }
-
-  list(): ReadonlyArray<RevocationRecord> {
-    return [...this.#records]
-  }
-
-  clear(): void {
-    this.#records = []
-  }
-}
+export class Revocations extends RecordLog<RevocationRecord> {}

@@ -1,3 +1,5 @@
+import { RecordLog } from "./internal/RecordLog.js"
+
 /** One refresh that rotated a refresh token (the provider issued a successor), whatever answer followed. */
 export interface RotationRecord {
   /** The `sub` of the grant's user. */
@@ -11,18 +13,4 @@ export interface RotationRecord {
  * The record of rotations, counted when the provider issued the successor - also when an `after_commit`
  * fault then spoils or drops the answer - so tests can count refreshes per grant that really happened.
  */
-export class Rotations {
-  #records: RotationRecord[] = []
-
-  record(entry: RotationRecord): void {
-    this.#records.push(entry)
-  }
-
-  list(): ReadonlyArray<RotationRecord> {
-    return [...this.#records]
-  }
-
-  clear(): void {
-    this.#records = []
-  }
-}
+export class Rotations extends RecordLog<RotationRecord> {}

@@ -5,21 +5,10 @@ import type { DestinationStream, Logger as PinoLogger } from "pino"
  * The fields a server's log must never show, written out here rather than taken from `REDACT_PATHS`:
  * a field dropped from that list makes `secretsReachingTheLog` name it.
  */
-const CREDENTIALS = [
-  "authorization",
-  "cookie",
-  "client_secret",
-  "clientSecret",
-  "subject_token",
-  "token",
-  "access_token",
-  "accessToken",
-  "refresh_token",
-  "refreshToken",
-  "id_token",
-  "password",
-  "secret"
-] as const
+const CREDENTIALS = (
+  "authorization cookie client_secret clientSecret subject_token token access_token accessToken " +
+  "refresh_token refreshToken id_token password secret"
+).split(" ")
 const CALLBACK_PARAMS = ["code", "state"] as const
 
 /**
