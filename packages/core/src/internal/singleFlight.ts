@@ -30,31 +30,44 @@ export const makeSingleFlight = (scope: Scope.Scope): SingleFlight => {
         if (existing !== undefined) return Effect.zipRight(onJoin, Deferred.await(existing))
         const deferred = Deferred.unsafeMake<A, E>(FiberId.none)
         flights.set(key, deferred as Deferred.Deferred<unknown, unknown>)
-        const shared = effect.pipe(
-          Effect.exit,
-          Effect.flatMap((exit) =>
-            Effect.sync(() => {
-              flights.delete(key)
-            }).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
-          ),
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              flights.delete(key)
-            }).pipe(Effect.zipRight(Deferred.interrupt(deferred)))
+        const shared = () =>
+          effect.pipe(
+            Effect.exit,
+            Effect.flatMap((exit) =>
+              Effect.sync(() => {
+                flights.delete(key)
+              }).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+            ),
+            Effect.onInterrupt(() =>
+              Effect.sync(() => {
+                flights.delete(key)
+              }).pipe(Effect.zipRight(Deferred.interrupt(deferred)))
+            )
           )
-        )
         // Interruptible whatever region the first caller is in (a fork inherits its parent's flags).
         if (admission === undefined) {
-          return Effect.forkIn(Effect.interruptible(shared), scope).pipe(
+          return Effect.forkIn(Effect.interruptible(shared()), scope).pipe(
             Effect.zipRight(Deferred.await(deferred))
           )
         }
-        return Effect.flatMap(Effect.runtime<never>(), (runtime) => {
-          const admitted = Effect.interruptible(shared).pipe(Effect.ensuring(Effect.sync(admission.release)))
+        // Queued: only what the run needs later is kept (the effect, the key, the Deferred, the first
+        // caller's runtime); the run's own effects are built once it is admitted.
+        return Effect.withFiberRuntime<A, E>((caller) => {
           admission.admit(() => {
-            // Forked from outside any fiber (a released permit calls this): into the broker's scope,
-            // so closing the broker interrupts it as it does an unadmitted flight.
-            Runtime.runFork(runtime)(Effect.forkIn(admitted, scope))
+            // Forked from outside any fiber (a released permit calls this), with the first caller's
+            // context and fiber refs as a fork would have: into the broker's scope, so closing the
+            // broker interrupts it as it does an unadmitted flight.
+            const runtime = Runtime.make({
+              context: caller.currentContext,
+              fiberRefs: caller.getFiberRefs(),
+              runtimeFlags: Runtime.defaultRuntime.runtimeFlags
+            })
+            Runtime.runFork(runtime)(
+              Effect.forkIn(
+                Effect.interruptible(shared()).pipe(Effect.ensuring(Effect.sync(admission.release))),
+                scope
+              )
+            )
           })
           return Deferred.await(deferred)
         })
