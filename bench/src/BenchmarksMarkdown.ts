@@ -164,6 +164,21 @@ const stormRows = (json: Json): Array<Row> => {
   ]
 }
 
+const stormMemoryRows = (json: Json): Array<Row> => {
+  const subjects = fmt(num(json.subjects))
+  const capped = json.maxOldSpaceMiB === null ? "" : ` (heap capped at ${fmt(num(json.maxOldSpaceMiB))} MiB)`
+  return [
+    {
+      bench: "refresh storm memory",
+      figure: `heap per pending call, ${subjects} calls pending behind the cap${capped}`,
+      value: `${fmt(num(json.heapBytesPerPendingCall))} B (goal <= ${fmt(num(json.goalBytes))} B; ${fmt(num(json.heapMiBAtPeak), 1)} MiB heap at the peak)`,
+      baseline: `a pending call into a function that only queues its caller: ${fmt(num(obj(json.baseline).heapBytesPerPendingCall))} B`,
+      ratio: ratio(num(json.ratio)),
+      note: `heap / baseline's; then ${fmt(num(json.served))} / ${subjects} served, ${fmt(num(json.upstreamRefreshes))} upstream refreshes`
+    }
+  ]
+}
+
 const memoryRows = (json: Json): Array<Row> => [
   {
     bench: "memory",
@@ -214,6 +229,7 @@ const rowsOf = (latest: Latest): Array<Row> =>
       if (name.startsWith("broker-http")) return brokerRows(json)
       if (name === "refresh-storm") return stormRows(json)
       if (name === "memory-per-cached-token") return memoryRows(json)
+      if (name === "refresh-storm-memory") return stormMemoryRows(json)
       if (name === "cli-startup") return cliRows(json)
       if (name === "caller-secret-verify") return callerSecretRows(json)
       return []
@@ -327,6 +343,13 @@ ${table}
   Grants are provisioned by 100 real logins whose refresh tokens are branched within dev-idp's reuse grace
   period (a login per grant would take minutes); each branch is used exactly once, and the bench checks
   that dev-idp saw exactly one refresh per grant.
+- **refresh storm memory** (\`bench/src/stormMemory.ts\`, \`node --expose-gc\`): 10,000 and (in a process
+  with \`--max-old-space-size=2048\`) 100,000 grants with expired access tokens in the in-memory store, one
+  \`backgroundToken\` call each through the Promise facade, all at once, with the cap of 32; the 32 admitted
+  refreshes are held at \`before_upstream\` until the heap after a forced GC stops moving, so every call is
+  pending. Figure: that heap minus the heap before the calls, per call. Baseline (same process and harness):
+  pending calls into a function that only queues its caller. Then the calls are let go: each must be served,
+  with exactly one refresh per grant at the token endpoint (a process of its own), or the bench fails.
 - **memory** (\`bench/src/memory.ts\`, \`node --expose-gc\`): heap of core's \`AccessTokenCache\` with 100,000
   entries against a plain \`Map\` of the same 100,000 key strings to the same token strings.
 - **CLI start-up** (\`apps/cli/bench/startup.ts\`): \`token-broker --help\` (printed from the help the

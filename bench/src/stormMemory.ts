@@ -99,7 +99,12 @@ try {
             KeyRing.aadFor(key, "refresh_token")
           ),
           // expired a second ago (its envelope is never opened: an expired token is not served)
-          accessToken: { envelope: expired, expiresAt: now - 1_000, scopes: ["notes:read", "notes:write"] },
+          accessToken: {
+            envelope: expired,
+            expiresAt: now - 1_000,
+            scopes: ["notes:read", "notes:write"],
+            audience: null
+          },
           scopes: ["notes:read", "notes:write"],
           refreshTokenExpiresAt: null,
           identity: null,
@@ -172,7 +177,7 @@ try {
   // baseline: pending calls into an async function that only queues its caller
   const waiters: Array<(token: { accessToken: string }) => void> = []
   const baselineBefore = heap()
-  const baseline = storm((subject) => new Promise((resolve) => waiters.push(resolve)))
+  const baseline = storm((_subject) => new Promise((resolve) => waiters.push(resolve)))
   const baselineAfter = await settled(() => waiters.length === SUBJECTS)
   for (const [i, resolve] of waiters.entries()) resolve({ accessToken: `t${i}` })
   await baseline.done
