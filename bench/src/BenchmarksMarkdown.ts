@@ -236,6 +236,29 @@ const rowsOf = (latest: Latest): Array<Row> =>
     })
   )
 
+/** Where the time and memory go, from the profiles behind the figures (kept by hand, with their commands). */
+const PROFILES = `## Where the time and memory go (profiles)
+
+- **refresh storm memory** (heap snapshot with every call pending:
+  \`BENCH_HEAP_SNAPSHOT=/tmp/storm.heapsnapshot node --expose-gc --import tsx src/stormMemory.ts 2000\` in
+  \`bench/\`, opened in Chrome DevTools or summed by constructor). Before (commit b267b16): 34,747 B per
+  pending call at 10,000 calls (baseline 514 B, 67.6x; 373 MiB heap at the peak). Each pending call held
+  two fibers - the caller's \`runPromise\` fiber and the single flight's forked refresh fiber, parked in
+  the cap's permit queue after its store read - with the refresh's whole pipeline on its stack (about 82
+  \`EffectPrimitive\`s, 122 closure contexts, 128 closures, 7 generators, a span with its captured call
+  sites, the grant record it had read). Moving the cap's slot to the start of the refresh, still in the
+  forked fiber, gave 25.7 KB (at 2,000): the parked fiber tree itself was the cost. After: the single flight
+  forks a grant's refresh only once the provider's cap admits it; until then the flight is a \`Deferred\`
+  and a callback in the permit queue (\`permits.admit\`), and its run is built when admitted. 9,318 B per
+  pending call at 10,000 (baseline 538 B, 17.3x; 130.7 MiB at the peak); the snapshot shows one fiber per
+  call (2,130 \`FiberRuntime\`s for 2,000 calls), 22 \`EffectPrimitive\`s, 43 contexts and 3 generators
+  per call. What remains is the caller's own fiber (facade \`runPromiseExit\` -> \`backgroundToken\`'s
+  \`Effect.gen\` -> \`flights.run\` -> \`Deferred.await\`); going further means joining the flight's
+  \`Deferred\` by callback from the Promise facade on a miss, with no fiber per caller. The slot of the cap
+  now covers the store read and the shared-token check as well as the refresh: a queued grant reads
+  nothing until admitted.
+`
+
 const SECURITY = `## Security checks (all in \`pnpm test\`)
 
 | check | where |
@@ -361,6 +384,7 @@ ${table}
   and for the right secret against a stored digest changed in its first or last byte, against the right
   secret verifying, in interleaved rounds; the ratios show whether the cost depends on the candidate.
 
+${PROFILES}
 ## Steps of this run
 
 | step | command | time | result |
