@@ -164,6 +164,21 @@ const stormRows = (json: Json): Array<Row> => {
   ]
 }
 
+const stormMemoryRows = (json: Json): Array<Row> => {
+  const subjects = fmt(num(json.subjects))
+  const capped = json.maxOldSpaceMiB === null ? "" : ` (heap capped at ${fmt(num(json.maxOldSpaceMiB))} MiB)`
+  return [
+    {
+      bench: "refresh storm memory",
+      figure: `heap per pending call, ${subjects} calls pending behind the cap${capped}`,
+      value: `${fmt(num(json.heapBytesPerPendingCall))} B (goal <= ${fmt(num(json.goalBytes))} B; ${fmt(num(json.heapMiBAtPeak), 1)} MiB heap at the peak)`,
+      baseline: `a pending call into a function that only queues its caller: ${fmt(num(obj(json.baseline).heapBytesPerPendingCall))} B`,
+      ratio: ratio(num(json.ratio)),
+      note: `heap / baseline's; then ${fmt(num(json.served))} / ${subjects} served, ${fmt(num(json.upstreamRefreshes))} upstream refreshes`
+    }
+  ]
+}
+
 const memoryRows = (json: Json): Array<Row> => [
   {
     bench: "memory",
@@ -214,11 +229,35 @@ const rowsOf = (latest: Latest): Array<Row> =>
       if (name.startsWith("broker-http")) return brokerRows(json)
       if (name === "refresh-storm") return stormRows(json)
       if (name === "memory-per-cached-token") return memoryRows(json)
+      if (name === "refresh-storm-memory") return stormMemoryRows(json)
       if (name === "cli-startup") return cliRows(json)
       if (name === "caller-secret-verify") return callerSecretRows(json)
       return []
     })
   )
+
+/** Where the time and memory go, from the profiles behind the figures (kept by hand, with their commands). */
+const PROFILES = `## Where the time and memory go (profiles)
+
+- **refresh storm memory** (heap snapshot with every call pending:
+  \`BENCH_HEAP_SNAPSHOT=/tmp/storm.heapsnapshot node --expose-gc --import tsx src/stormMemory.ts 2000\` in
+  \`bench/\`, opened in Chrome DevTools or summed by constructor). Before (commit b267b16): 34,747 B per
+  pending call at 10,000 calls (baseline 514 B, 67.6x; 373 MiB heap at the peak). Each pending call held
+  two fibers - the caller's \`runPromise\` fiber and the single flight's forked refresh fiber, parked in
+  the cap's permit queue after its store read - with the refresh's whole pipeline on its stack (about 82
+  \`EffectPrimitive\`s, 122 closure contexts, 128 closures, 7 generators, a span with its captured call
+  sites, the grant record it had read). Moving the cap's slot to the start of the refresh, still in the
+  forked fiber, gave 25.7 KB (at 2,000): the parked fiber tree itself was the cost. After: the single flight
+  forks a grant's refresh only once the provider's cap admits it; until then the flight is a \`Deferred\`
+  and a callback in the permit queue (\`permits.admit\`), and its run is built when admitted. 9,318 B per
+  pending call at 10,000 (baseline 538 B, 17.3x; 130.7 MiB at the peak); the snapshot shows one fiber per
+  call (2,130 \`FiberRuntime\`s for 2,000 calls), 22 \`EffectPrimitive\`s, 43 contexts and 3 generators
+  per call. What remains is the caller's own fiber (facade \`runPromiseExit\` -> \`backgroundToken\`'s
+  \`Effect.gen\` -> \`flights.run\` -> \`Deferred.await\`); going further means joining the flight's
+  \`Deferred\` by callback from the Promise facade on a miss, with no fiber per caller. The slot of the cap
+  now covers the store read and the shared-token check as well as the refresh: a queued grant reads
+  nothing until admitted.
+`
 
 const SECURITY = `## Security checks (all in \`pnpm test\`)
 
@@ -327,6 +366,13 @@ ${table}
   Grants are provisioned by 100 real logins whose refresh tokens are branched within dev-idp's reuse grace
   period (a login per grant would take minutes); each branch is used exactly once, and the bench checks
   that dev-idp saw exactly one refresh per grant.
+- **refresh storm memory** (\`bench/src/stormMemory.ts\`, \`node --expose-gc\`): 10,000 and (in a process
+  with \`--max-old-space-size=2048\`) 100,000 grants with expired access tokens in the in-memory store, one
+  \`backgroundToken\` call each through the Promise facade, all at once, with the cap of 32; the 32 admitted
+  refreshes are held at \`before_upstream\` until the heap after a forced GC stops moving, so every call is
+  pending. Figure: that heap minus the heap before the calls, per call. Baseline (same process and harness):
+  pending calls into a function that only queues its caller. Then the calls are let go: each must be served,
+  with exactly one refresh per grant at the token endpoint (a process of its own), or the bench fails.
 - **memory** (\`bench/src/memory.ts\`, \`node --expose-gc\`): heap of core's \`AccessTokenCache\` with 100,000
   entries against a plain \`Map\` of the same 100,000 key strings to the same token strings.
 - **CLI start-up** (\`apps/cli/bench/startup.ts\`): \`token-broker --help\` (printed from the help the
@@ -338,6 +384,7 @@ ${table}
   and for the right secret against a stored digest changed in its first or last byte, against the right
   secret verifying, in interleaved rounds; the ratios show whether the cost depends on the candidate.
 
+${PROFILES}
 ## Steps of this run
 
 | step | command | time | result |

@@ -91,6 +91,23 @@ steps.push(
   await run("refresh-storm", process.execPath, ["--import", "tsx", "src/refreshStorm.ts"], PACKAGE_DIR)
 )
 steps.push(
+  await run(
+    "refresh-storm-memory",
+    process.execPath,
+    ["--expose-gc", "--import", "tsx", "src/stormMemory.ts", "10000"],
+    PACKAGE_DIR
+  )
+)
+// 100,000 pending calls in a process of its own, whose heap may not grow past 2 GiB
+steps.push(
+  await run(
+    "refresh-storm-memory-100k",
+    process.execPath,
+    ["--expose-gc", "--max-old-space-size=2048", "--import", "tsx", "src/stormMemory.ts", "100000"],
+    PACKAGE_DIR
+  )
+)
+steps.push(
   await run("memory", process.execPath, ["--expose-gc", "--import", "tsx", "src/memory.ts"], PACKAGE_DIR)
 )
 

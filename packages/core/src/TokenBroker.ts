@@ -396,7 +396,8 @@ export const make = (
           return yield* flights.run(
             `${cacheKey(grantKeyString(key), scopes, null)}\u0000${minTtlMs}`,
             protocol.obtain(key, scopes, minTtlMs, false),
-            count(Metrics.tokenRequests, { provider: key.provider, result: "coalesced" })
+            count(Metrics.tokenRequests, { provider: key.provider, result: "coalesced" }),
+            protocol.admission(key.provider)
           )
         })
       })
@@ -805,7 +806,8 @@ export const make = (
         yield* flights.run(
           `rotate\u0000${grantKeyString(key)}`,
           protocol.obtain(key, null, 0, true),
-          Effect.void
+          Effect.void,
+          protocol.admission(key.provider)
         )
         const stored = yield* store.get(key)
         return yield* Option.match(stored, {

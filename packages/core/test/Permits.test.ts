@@ -52,3 +52,25 @@ describe("Permits (the refresh cap)", () => {
     })
   )
 })
+
+describe("Permits.admit (queued work without a fiber)", () => {
+  it("starts work while permits are free, queues the rest as callbacks, and hands each release on in order", () => {
+    const permits = makePermits(2)
+    const started: Array<number> = []
+    for (let i = 0; i < 5; i++) permits.admit(() => started.push(i))
+    expect(started).toEqual([0, 1])
+    expect(permits.waiting()).toBe(3)
+    permits.release()
+    expect(started).toEqual([0, 1, 2])
+    permits.release()
+    permits.release()
+    expect(started).toEqual([0, 1, 2, 3, 4])
+    expect(permits.waiting()).toBe(0)
+    permits.release()
+    permits.release()
+    // both permits free again: the next two start at once
+    permits.admit(() => started.push(5))
+    permits.admit(() => started.push(6))
+    expect(started).toEqual([0, 1, 2, 3, 4, 5, 6])
+  })
+})

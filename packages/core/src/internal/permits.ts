@@ -5,21 +5,36 @@ import { Deferred, Effect, Exit, FiberId } from "effect"
  * next waiter. Effect's own semaphore wakes every waiter on each release and all but one go back to
  * sleep, which is O(waiters) work and garbage per release: with thousands of grants queued behind the
  * refresh cap (a refresh storm) that made the broker quadratic in time and memory.
+ *
+ * Waiters are data: a callback each in one queue. `admit` queues work that has no fiber yet (the
+ * single flight forks a grant's refresh only once admitted), so a storm's queued grants cost a queue
+ * slot, not a parked fiber tree each.
  */
 export interface Permits {
   readonly withPermit: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Calls `start` with a permit, now or when one is free; whoever `start` hands it to must `release` it. */
+  readonly admit: (start: () => void) => void
+  /** Gives back a permit taken by `admit`. */
+  readonly release: () => void
   /** Waiters queued right now. */
   readonly waiting: () => number
 }
 
 export const makePermits = (permits: number): Permits => {
   let free = permits
-  const queue: Array<Deferred.Deferred<void>> = []
+  const queue: Array<() => void> = []
 
   const release = () => {
     const next = queue.shift()
     if (next === undefined) free += 1
-    else Deferred.unsafeDone(next, Exit.void)
+    else next()
+  }
+
+  const admit = (start: () => void) => {
+    if (free > 0) {
+      free -= 1
+      start()
+    } else queue.push(start)
   }
 
   const acquire = Effect.suspend(() => {
@@ -28,11 +43,12 @@ export const makePermits = (permits: number): Permits => {
       return Effect.void
     }
     const turn = Deferred.unsafeMake<void>(FiberId.none)
-    queue.push(turn)
+    const wake = () => Deferred.unsafeDone(turn, Exit.void)
+    queue.push(wake)
     return Deferred.await(turn).pipe(
       Effect.onInterrupt(() =>
         Effect.sync(() => {
-          const at = queue.indexOf(turn)
+          const at = queue.indexOf(wake)
           // Still queued: leave the queue. Already handed the permit: pass it on.
           if (at >= 0) queue.splice(at, 1)
           else release()
@@ -43,6 +59,8 @@ export const makePermits = (permits: number): Permits => {
 
   return {
     waiting: () => queue.length,
+    admit,
+    release,
     withPermit: (effect) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(acquire), () => Effect.ensuring(restore(effect), Effect.sync(release)))

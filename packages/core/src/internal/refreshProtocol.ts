@@ -286,7 +286,8 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
 
   /**
    * A token for the grant: from the store when another replica refreshed, else refreshed under the
-   * grant's lease. `force` refreshes whatever is stored (explicit rotation).
+   * grant's lease. `force` refreshes whatever is stored (explicit rotation). Run it admitted by
+   * `admission(key.provider)` (the single flight's admission): it does not take a slot of the cap itself.
    */
   const obtain = (
     key: GrantKey,
@@ -318,19 +319,18 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
             yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
             return yield* refreshUnderLease(client, key, scopes, minTtlMs, force, 0, lease)
           })
-        // One refresh per grant at a time in this process; then a slot of the provider's cap on
-        // concurrent refreshes; only then the grant's lease. Grants queued behind the cap hold no lease
-        // and cost the store nothing while they wait (a storm of expiring grants stays cheap).
+        // A slot of the provider's cap on concurrent refreshes was taken before this ran (the single
+        // flight's admission, `admission(provider)`); then one refresh per grant at a time in this process;
+        // only then the grant's lease. Grants queued behind the cap hold no lease, no fiber and cost the
+        // store nothing while they wait (a storm of expiring grants stays cheap).
         return yield* withGrantLock(
           grantKeyString(key),
-          capacityOf(key.provider).withPermit(
-            withLease(
-              store,
-              grantLeaseName(key),
-              leaseOwner(),
-              { ttl: settings.leaseTtl, wait: settings.leaseWait },
-              underLease
-            )
+          withLease(
+            store,
+            grantLeaseName(key),
+            leaseOwner(),
+            { ttl: settings.leaseTtl, wait: settings.leaseWait },
+            underLease
           )
         ).pipe(
           Effect.catchIf(
@@ -385,7 +385,17 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
       Effect.withSpan("TokenBroker.refresh", { attributes: { provider: key.provider, force } })
     )
 
-  return { obtain, readUsable, decrypt, remember, withGrantLock, leaseOwner, lifetimeOf }
+  return {
+    obtain,
+    /** The provider's cap on concurrent refreshes, for the single flight that runs `obtain`. */
+    admission: capacityOf,
+    readUsable,
+    decrypt,
+    remember,
+    withGrantLock,
+    leaseOwner,
+    lifetimeOf
+  }
 }
 
 /**
