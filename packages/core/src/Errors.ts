@@ -161,6 +161,19 @@ export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
   readonly code = "config_invalid" as const
 }
 
+/**
+ * What a background token (Flow 2) can fail with: `TokenBroker.backgroundToken`, `rotateRefreshToken`, a
+ * `TokenSource` and the HTTP client's `backgroundToken` (which adds its own transport errors).
+ */
+export type BackgroundTokenError =
+  | ConsentRequired
+  | UpstreamUnavailable
+  | UpstreamRejected
+  | ProviderNotFound
+  | StorageUnavailable
+  | DecryptionFailed
+  | InvalidRequest
+
 /** Every error a token-broker use case can fail with. */
 export type TokenBrokerError =
   | ConsentRequired

@@ -1,5 +1,5 @@
 import type { GrantRecord, StoredAccessToken } from "../Grant.js"
-import { sameScopes } from "./scopes.js"
+import * as Scopes from "../Scopes.js"
 
 /** How many access tokens, one per requested scope set, a grant shares between replicas. */
 export const MAX_SHARED_ACCESS_TOKENS = 4
@@ -22,7 +22,7 @@ export const withSharedToken = (
   now: number
 ): Pick<GrantRecord, "accessToken" | "scopedAccessTokens"> => {
   const others = sharedTokensOf(record)
-    .filter((other) => other.expiresAt > now && !sameScopes(servedScopes(other), servedScopes(token)))
+    .filter((other) => other.expiresAt > now && !Scopes.same(servedScopes(other), servedScopes(token)))
     .slice(0, MAX_SHARED_ACCESS_TOKENS - 1)
   return { accessToken: token, scopedAccessTokens: others }
 }
