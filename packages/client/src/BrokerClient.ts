@@ -1,12 +1,10 @@
 import {
-  type ConsentRequired,
-  type DecryptionFailed,
+  type BackgroundTokenError,
   type GrantFilter,
-  type InvalidRequest,
   InvalidSubjectToken,
   linkedSignal,
   ProviderNotFound,
-  type StorageUnavailable,
+  Scopes,
   type TokenBroker,
   type TokenBrokerError,
   UpstreamRejected,
@@ -60,15 +58,7 @@ export interface ListGrantsRequest {
   readonly limit?: number | undefined
 }
 
-type BackgroundError =
-  | ConsentRequired
-  | UpstreamUnavailable
-  | UpstreamRejected
-  | ProviderNotFound
-  | StorageUnavailable
-  | DecryptionFailed
-  | InvalidRequest
-  | BrokerRequestError
+type BackgroundError = BackgroundTokenError | BrokerRequestError
 
 export interface BrokerClientEffects {
   readonly backgroundToken: (
@@ -325,7 +315,7 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
           accessToken: Redacted.make(view.access_token),
           tokenType: "Bearer" as const,
           expiresAt: started + view.expires_in * 1000,
-          scopes: view.scope === undefined ? [] : view.scope.split(" ").filter((s) => s.length > 0),
+          scopes: view.scope === undefined ? [] : Scopes.split(view.scope),
           source: "exchange" as const
         })
       )

@@ -1,4 +1,4 @@
-import { providerSettingsProblem } from "@token-broker/core"
+import { PROVIDER_ID_PATTERN, providerSettingsProblem } from "@token-broker/core"
 import { z } from "zod"
 import { secretHashProblem } from "../CallerSecret.js"
 import { brokerConnections, connectionsSchema } from "./connectionsSchema.js"
@@ -29,7 +29,6 @@ export const SecretRef = z
   )
   .describe("A secret: { env: NAME } reads an environment variable, { file: path } a file with mode 0600")
 
-const PROVIDER_ID = /^[A-Za-z0-9._-]{1,64}$/
 const KID = /^[A-Za-z0-9_-]{1,64}$/
 const CALLER_ID = /^[A-Za-z0-9._:@-]{1,128}$/
 const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/
@@ -44,7 +43,7 @@ const ProviderSchema = z
   .strictObject({
     id: z
       .string()
-      .regex(PROVIDER_ID, { message: "use 1-64 characters of A-Z a-z 0-9 . _ -, e.g. nextcloud" })
+      .regex(PROVIDER_ID_PATTERN, { message: "use 1-64 characters of A-Z a-z 0-9 . _ -, e.g. nextcloud" })
       .describe("The provider's id in grants and requests"),
     issuer: url("the provider's issuer, e.g. https://cloud.example.com").describe(
       "Issuer; its metadata is at <issuer>/.well-known/openid-configuration (or oauth-authorization-server)"
