@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto"
 import { describe, expect, layer } from "@effect/vitest"
 import { Clock, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
-import { compareKeys, type GrantFilter, type GrantKey, type GrantRecord } from "../../Grant.js"
+import { compareKeys, type GrantFilter, type GrantKey, type GrantRecord } from "../Grant.js"
 import {
   GrantStore,
   type GrantStoreCapabilities,
   type GrantStoreDriver,
   LeaseLost,
   withLease
-} from "../../GrantStore.js"
+} from "../GrantStore.js"
 import { type ChildStoreSpec, spawnChildStore } from "./childProcess.js"
 import {
   fakeEnvelope,
