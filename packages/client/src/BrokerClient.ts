@@ -1,11 +1,9 @@
 import {
-  type ConsentRequired,
-  type DecryptionFailed,
+  type BackgroundTokenError,
   type GrantFilter,
-  type InvalidRequest,
   InvalidSubjectToken,
   ProviderNotFound,
-  type StorageUnavailable,
+  Scopes,
   type TokenBroker,
   type TokenBrokerError,
   UpstreamRejected,
@@ -63,15 +61,7 @@ export interface ListGrantsRequest {
   readonly limit?: number | undefined
 }
 
-type BackgroundError =
-  | ConsentRequired
-  | UpstreamUnavailable
-  | UpstreamRejected
-  | ProviderNotFound
-  | StorageUnavailable
-  | DecryptionFailed
-  | InvalidRequest
-  | BrokerRequestError
+type BackgroundError = BackgroundTokenError | BrokerRequestError
 
 export interface BrokerClientEffects {
   readonly backgroundToken: (
@@ -146,7 +136,7 @@ export const make = (options: BrokerClientOptions): BrokerClient => {
           accessToken: Redacted.make(view.access_token),
           tokenType: "Bearer" as const,
           expiresAt: started + view.expires_in * 1000,
-          scopes: view.scope === undefined ? [] : view.scope.split(" ").filter((s) => s.length > 0),
+          scopes: view.scope === undefined ? [] : Scopes.split(view.scope),
           source: "exchange" as const
         })
       )

@@ -1,4 +1,4 @@
-import { Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, type Option } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, type Option, Random } from "effect"
 import type { StorageUnavailable } from "./Errors.js"
 import {
   type GrantFilter,
@@ -151,7 +151,9 @@ export const withLease = <A, E, R>(
       const ok = yield* driver.acquireLease(name, owner, ttl)
       if (ok) return started
       // Exponential from 5 ms (x1.5), at most 100 ms, jittered: waiters poll a busy lease cheaply.
-      yield* Effect.sleep(Duration.millis(Math.min(100, 5 * 1.5 ** attempt) * (0.8 + 0.4 * Math.random())))
+      yield* Effect.sleep(
+        Duration.millis(Math.min(100, 5 * 1.5 ** attempt) * (0.8 + 0.4 * (yield* Random.next)))
+      )
     }
   }).pipe(Effect.timeoutFail({ duration: options.wait, onTimeout: () => new LeaseTimeout(name) }))
 

@@ -1,3 +1,4 @@
+import { PROVIDER_ID_PATTERN } from "@token-broker/core"
 import { z } from "zod"
 
 // The pieces every section of the config file is written with: secret references, ids, URLs, scopes.
@@ -20,7 +21,8 @@ export const SecretRef = z
   )
   .describe("A secret: { env: NAME } reads an environment variable, { file: path } a file with mode 0600")
 
-export const PROVIDER_ID = /^[A-Za-z0-9._-]{1,64}$/
+/** The provider-id rule is core's (one pattern for grants, requests and config). */
+export const PROVIDER_ID = PROVIDER_ID_PATTERN
 export const KID = /^[A-Za-z0-9_-]{1,64}$/
 export const CALLER_ID = /^[A-Za-z0-9._:@-]{1,128}$/
 const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/

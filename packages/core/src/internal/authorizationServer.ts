@@ -19,6 +19,7 @@ import {
   type ProviderEndpoints,
   providerSettingsProblem
 } from "../Provider.js"
+import * as Scopes from "../Scopes.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
 import {
@@ -263,7 +264,7 @@ const call = <A>(
   )
 
 const splitScopes = (scope: unknown): ReadonlyArray<string> | null =>
-  typeof scope === "string" ? [...new Set(scope.split(" ").filter((s) => s.length > 0))].sort() : null
+  typeof scope === "string" ? Scopes.split(scope) : null
 
 const audienceList = (aud: unknown): ReadonlyArray<string> =>
   typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a) => typeof a === "string") : []

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Either, Option, Redacted } from "effect"
+import { Clock, Duration, Effect, Either, Option, Random, Redacted } from "effect"
 import { StorageUnavailable } from "../Errors.js"
 import type { GrantKey, GrantRecord } from "../Grant.js"
 import type { GrantStoreDriver, Lease } from "../GrantStore.js"
@@ -157,7 +157,7 @@ export const commitRotation = (
       // Encryption or the store failed: the rotation stays in memory; retry while the lease is held.
       const now = yield* Clock.currentTimeMillis
       if (now + delayMs >= (yield* lease.heldUntil)) return "unwritten" as const
-      yield* Effect.sleep(Duration.millis(delayMs * (0.75 + 0.5 * Math.random())))
+      yield* Effect.sleep(Duration.millis(delayMs * (0.75 + 0.5 * (yield* Random.next))))
       delayMs = Math.min(delayMs * 2, 1_000)
     }
   })

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Either, type Redacted } from "effect"
+import { Clock, Duration, Effect, Either, Random, type Redacted } from "effect"
 import type {
   InvalidGrant,
   ProviderClient,
@@ -100,7 +100,8 @@ export const makeRefreshUpstream = (settings: RefreshUpstreamSettings) => {
         if (Either.isRight(result)) return result.right
         const error = result.left
         if (!isRetryable(error) || tries >= settings.retryAttempts) return yield* Effect.fail(error)
-        const backoff = settings.retryBaseDelayMs * 2 ** (tries - 1) * (0.5 + Math.random())
+        // Effect's Random, not Math.random: TestRandom drives the jitter in tests
+        const backoff = settings.retryBaseDelayMs * 2 ** (tries - 1) * (0.5 + (yield* Random.next))
         const wait = Math.max(
           backoff,
           error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)

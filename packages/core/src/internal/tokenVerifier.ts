@@ -15,6 +15,7 @@ import * as client from "openid-client"
 import type { ProviderClient } from "../AuthorizationServer.js"
 import { AudienceMismatch, ConfigInvalid, InvalidSubjectToken } from "../Errors.js"
 import type { ClientAuthentication } from "../Provider.js"
+import * as Scopes from "../Scopes.js"
 import type { TokenVerifierService, VerifiedToken } from "../TokenVerifier.js"
 import { makeIntrospectionClient } from "./authorizationServer.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
@@ -152,9 +153,9 @@ const audienceOf = (aud: unknown): ReadonlyArray<string> =>
 
 const scopesOf = (payload: JWTPayload): ReadonlyArray<string> => {
   const scope = payload.scope
-  if (typeof scope === "string") return [...new Set(scope.split(" ").filter((s) => s.length > 0))].sort()
+  if (typeof scope === "string") return Scopes.split(scope)
   const scp = payload.scp
-  if (Array.isArray(scp)) return [...new Set(scp.filter((s) => typeof s === "string"))].sort()
+  if (Array.isArray(scp)) return Scopes.normalize(scp.filter((s) => typeof s === "string"))
   return []
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto"
-import type { GrantKey, GrantRecord, PendingAuthorization } from "../../Grant.js"
+import type { GrantKey, GrantRecord, PendingAuthorization } from "../Grant.js"
 
 /** A tenant id no other test uses, so tests share no state even on one long-lived database. */
 export const freshTenant = (): string => `tenant-${randomUUID()}`

@@ -6,7 +6,7 @@
  */
 import { createInterface } from "node:readline"
 import { Cause, Duration, Effect, Exit, type Layer, ManagedRuntime, Option } from "effect"
-import { GrantStore, type GrantStoreDriver, withLease } from "../../GrantStore.js"
+import { GrantStore, type GrantStoreDriver, withLease } from "../GrantStore.js"
 import type { ChildCommand, ChildMessage } from "./protocol.js"
 
 const send = (message: ChildMessage): void => {

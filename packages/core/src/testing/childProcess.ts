@@ -42,9 +42,25 @@ const childEntry = (): string => {
   return join(here, "..", here.endsWith(".ts") ? "child.ts" : "child.js")
 }
 
+/**
+ * `tsx` runs the child's TypeScript; it is an optional peer dependency of core, needed by the suite's
+ * child-process tests only. Resolved from the working directory, as `node --import tsx` resolves it.
+ */
+const requireTsx = (): Effect.Effect<void, ChildFailed> =>
+  Effect.try({
+    try: () => {
+      createRequire(join(process.cwd(), "package.json")).resolve("tsx")
+    },
+    catch: () =>
+      new ChildFailed({
+        message: `the child-process tests of grantStoreConformance run \`node --import tsx\`, and tsx is not installed in ${process.cwd()}: add it as a dev dependency (pnpm add -D tsx)`
+      })
+  })
+
 /** Spawns `node --import tsx child.ts` building the store of `spec`; killed when the scope closes. */
 export const spawnChildStore = (spec: ChildStoreSpec): Effect.Effect<ChildStore, ChildFailed, Scope.Scope> =>
   Effect.gen(function* () {
+    yield* requireTsx()
     const ready = yield* Deferred.make<void, ChildFailed>()
     const exited = yield* Deferred.make<void>()
     const waiting = new Map<number, (message: ChildMessage) => void>()

@@ -1,4 +1,4 @@
-import type { GrantKey } from "../../Grant.js"
+import type { GrantKey } from "../Grant.js"
 
 /** What the conformance suite asks a child process holding its own instance of the store to do. */
 export type ChildCommand =
