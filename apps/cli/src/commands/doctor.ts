@@ -1,15 +1,13 @@
 import { Command } from "@effect/cli"
-import { Effect } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
+import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
 
-export const doctor = Command.make("doctor", { config: Shared.config, json: Shared.json }, (args) =>
-  Effect.flatMap(configPath(args.config), (path) =>
-    Effect.flatMap(
-      lazy(() => import("../actions/doctor.js")),
-      (action) => action.doctor({ path, json: args.json })
-    )
+export const doctor = Command.make(
+  "doctor",
+  { config: Shared.config, json: Shared.json },
+  withAction(
+    () => import("../actions/doctor.js"),
+    (action, path, args) => action.doctor({ path, json: args.json })
   )
 ).pipe(
   Command.withDescription(
