@@ -1,16 +1,14 @@
 import { Args, Command, Options } from "@effect/cli"
 import { Option } from "effect"
-import { withAction } from "../internal/Handler.js"
+import { reportCommand, withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
 
 const load = () => import("../actions/keys.js")
 
-const list = Command.make(
+const list = reportCommand(
   "list",
-  { config: Shared.config, json: Shared.json },
-  withAction(load, (action, path, args) => action.list({ path, json: args.json }))
-).pipe(
-  Command.withDescription("List the configured keys, which one is current, and how many grants use each")
+  "List the configured keys, which one is current, and how many grants use each",
+  () => load().then((m) => m.list)
 )
 
 const add = Command.make(

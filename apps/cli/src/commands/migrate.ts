@@ -1,16 +1,7 @@
-import { Command } from "@effect/cli"
-import { withAction } from "../internal/Handler.js"
-import * as Shared from "../internal/Options.js"
+import { reportCommand } from "../internal/Handler.js"
 
-export const migrate = Command.make(
+export const migrate = reportCommand(
   "migrate",
-  { config: Shared.config, json: Shared.json },
-  withAction(
-    () => import("../actions/migrate.js"),
-    (action, path, args) => action.migrate({ path, json: args.json })
-  )
-).pipe(
-  Command.withDescription(
-    "Apply the storage's pending schema migrations and say what was done. Safe to run again (a no-op when current)."
-  )
+  "Apply the storage's pending schema migrations and say what was done. Safe to run again (a no-op when current).",
+  () => import("../actions/migrate.js").then((m) => m.migrate)
 )

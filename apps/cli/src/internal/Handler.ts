@@ -1,7 +1,10 @@
+import { Command } from "@effect/cli"
 import { Effect, type Option } from "effect"
+import type { Action, ReportArgs } from "./Action.js"
 import { configPath } from "./ConfigPath.js"
 import type { CliEnvironment } from "./Environment.js"
 import { lazy } from "./Lazy.js"
+import * as Shared from "./Options.js"
 
 /**
  * The handler of every command that reads a config: resolve the config file (`--config`, else the
@@ -17,3 +20,11 @@ export const withAction =
     Effect.flatMap(configPath(args.config), (path) =>
       Effect.flatMap(lazy(load), (action) => run(action, path, args))
     )
+
+/** A command that takes only `--config` and `--json` and hands both to its action (doctor, migrate, keys list). */
+export const reportCommand = (name: string, description: string, load: () => Promise<Action<ReportArgs>>) =>
+  Command.make(
+    name,
+    { config: Shared.config, json: Shared.json },
+    withAction(load, (action, path, args) => action({ path, json: args.json }))
+  ).pipe(Command.withDescription(description))
