@@ -1,24 +1,18 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Backend, freePort, newKeyMaterial, sqliteBackend, writeConfig } from "./support/backends.js"
 import { runCli } from "./support/cli.js"
 import { decode, env, seed } from "./support/grants.js"
+import { temporaryDirectory } from "./support/tempDir.js"
 
 /** doctor names each fault, says how to fix it, and exits 1. */
 describe("doctor names the fault", () => {
-  let dir: string
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "tb-cli-doctor-"))
-  })
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  const dir = temporaryDirectory("tb-cli-doctor-")
 
   const setup = async (name: string, backend: Backend, issuer: string, material = newKeyMaterial()) => {
-    const folder = join(dir, name)
+    const folder = join(dir(), name)
     const config = await writeConfig(folder, backend, { issuer, clientSecret: "" }, [{ kid: "k1", material }])
     return { folder, config }
   }
@@ -45,62 +39,46 @@ describe("doctor names the fault", () => {
     ).toEqual(["provider dev-idp"])
   })
 
-  it("when the database is down", async () => {
+  it.each([
+    {
+      title: "when the database is down",
+      kind: "postgres",
+      variable: "TB_TEST_DATABASE_URL",
+      url: (port: number) => `postgres://postgres:s3cret-pw@127.0.0.1:${port}/test`,
+      storage: (port: number) =>
+        `✖ storage: postgres postgres://postgres@127.0.0.1:${port}/test .*ECONNREFUSED`,
+      fix: /fix: check that PostgreSQL runs/
+    },
+    {
+      title: "when MariaDB is down: the storage check names it and the fix, never the password",
+      kind: "mysql",
+      variable: "TB_TEST_MARIADB_URL",
+      url: (port: number) => `mysql://root:s3cret-pw@127.0.0.1:${port}/token_broker`,
+      storage: (port: number) =>
+        `✖ storage: mysql mysql://root@127.0.0.1:${port}/token_broker: .*ECONNREFUSED`,
+      fix: /fix: check that MariaDB runs/
+    }
+  ] as const)("$title", async ({ title, kind, variable, url, storage, fix }) => {
     const idp = await startDevIdp()
     try {
       const closed = await freePort()
       const backend: Backend = {
-        name: "postgres",
+        name: kind,
         storageYaml: () =>
-          [
-            "storage:",
-            "  kind: postgres",
-            "  url: { env: TB_TEST_DATABASE_URL }",
-            "  connectTimeout: 2 seconds"
-          ].join("\n"),
-        env: { TB_TEST_DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${closed}/test` },
+          ["storage:", `  kind: ${kind}`, `  url: { env: ${variable} }`, "  connectTimeout: 2 seconds"].join(
+            "\n"
+          ),
+        env: { [variable]: url(closed) },
         cleanup: async () => undefined
       }
-      const { config } = await setup("database-down", backend, idp.issuer)
+      const { config } = await setup(`${kind}-down`, backend, idp.issuer)
       const result = await runCli(["doctor", "--config", config], { env: env(backend) })
-      expect(result.code).toBe(1)
-      expect(result.stdout).toMatch(
-        new RegExp(`✖ storage: postgres postgres://postgres@127.0.0.1:${closed}/test .*ECONNREFUSED`)
-      )
-      expect(result.stdout).toMatch(/fix: check that PostgreSQL runs/)
+      expect(result.code, title).toBe(1)
+      expect(result.stdout).toMatch(new RegExp(storage(closed)))
+      expect(result.stdout).toMatch(fix)
       expect(result.stdout).toMatch(/- migrations: storage unreachable/)
       expect(result.stdout).toMatch(/✔ provider dev-idp/)
       // the password in the URL is never printed
-      expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
-    } finally {
-      await idp.close()
-    }
-  })
-
-  it("when MariaDB is down: the storage check names it and the fix, never the password", async () => {
-    const idp = await startDevIdp()
-    try {
-      const closed = await freePort()
-      const backend: Backend = {
-        name: "mysql",
-        storageYaml: () =>
-          [
-            "storage:",
-            "  kind: mysql",
-            "  url: { env: TB_TEST_MARIADB_URL }",
-            "  connectTimeout: 2 seconds"
-          ].join("\n"),
-        env: { TB_TEST_MARIADB_URL: `mysql://root:s3cret-pw@127.0.0.1:${closed}/token_broker` },
-        cleanup: async () => undefined
-      }
-      const { config } = await setup("mariadb-down", backend, idp.issuer)
-      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
-      expect(result.code).toBe(1)
-      expect(result.stdout).toMatch(
-        new RegExp(`✖ storage: mysql mysql://root@127.0.0.1:${closed}/token_broker: .*ECONNREFUSED`)
-      )
-      expect(result.stdout).toMatch(/fix: check that MariaDB runs/)
-      expect(result.stdout).toMatch(/- migrations: storage unreachable/)
       expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
     } finally {
       await idp.close()
@@ -183,7 +161,7 @@ describe("doctor names the fault", () => {
 
   const runDoctor = async (idp: DevIdp, name: string, extra: ReadonlyArray<string>, secret?: string) => {
     const backend = sqliteBackend()
-    const folder = join(dir, name)
+    const folder = join(dir(), name)
     const config = await writeConfig(folder, backend, { issuer: idp.issuer, clientSecret: "", extra }, [
       { kid: "k1", material: newKeyMaterial() }
     ])
@@ -295,7 +273,7 @@ describe("doctor names the fault", () => {
   })
 
   it("when the config is missing or invalid", async () => {
-    const missing = await runCli(["doctor", "--config", join(dir, "none.yaml")])
+    const missing = await runCli(["doctor", "--config", join(dir(), "none.yaml")])
     expect(missing.code).toBe(1)
     expect(missing.stdout).toMatch(/✖ config: cannot read the config file/)
     expect(missing.stdout).toMatch(/fix: create one with token-broker init/)
