@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto"
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { readFile, stat } from "node:fs/promises"
 import { join } from "node:path"
 import { isSecretHash, verifySecret } from "@token-broker/config"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { BIN, runCli } from "./support/cli.js"
+import { temporaryDirectory } from "./support/tempDir.js"
 
 const COMMANDS = [
   [],
@@ -107,41 +107,35 @@ describe("hash-secret", () => {
 })
 
 describe("init", () => {
-  let dir: string
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "tb-cli-init-"))
-  })
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  const dir = temporaryDirectory("tb-cli-init-")
 
   it("writes a starter config and a key, both 0600, that migrate and keys accept", async () => {
-    const result = await runCli(["init"], { cwd: dir })
+    const result = await runCli(["init"], { cwd: dir() })
     expect(result.code).toBe(0)
-    expect(result.stdout).toContain(`Wrote ${join(dir, "token-broker.yaml")}`)
-    expect((await stat(join(dir, "token-broker.yaml"))).mode & 0o777).toBe(0o600)
-    expect((await stat(join(dir, "keys", "k1.key"))).mode & 0o777).toBe(0o600)
-    const key = (await readFile(join(dir, "keys", "k1.key"), "utf8")).trim()
+    expect(result.stdout).toContain(`Wrote ${join(dir(), "token-broker.yaml")}`)
+    expect((await stat(join(dir(), "token-broker.yaml"))).mode & 0o777).toBe(0o600)
+    expect((await stat(join(dir(), "keys", "k1.key"))).mode & 0o777).toBe(0o600)
+    const key = (await readFile(join(dir(), "keys", "k1.key"), "utf8")).trim()
     expect(Buffer.from(key, "base64")).toHaveLength(32)
-    expect(await readFile(join(dir, "token-broker.yaml"), "utf8")).not.toContain(key)
+    expect(await readFile(join(dir(), "token-broker.yaml"), "utf8")).not.toContain(key)
     const env = { PROVIDER_CLIENT_SECRET: "x" }
-    const migrated = await runCli(["migrate"], { cwd: dir, env })
+    const migrated = await runCli(["migrate"], { cwd: dir(), env })
     expect(migrated.code).toBe(0)
     expect(migrated.stdout).toMatch(/^sqlite .*token-broker\.db: migrated schema version 0 ->/)
-    const keys = await runCli(["keys", "list", "--json"], { cwd: dir, env })
+    const keys = await runCli(["keys", "list", "--json"], { cwd: dir(), env })
     expect(JSON.parse(keys.stdout).keys).toEqual([{ kid: "k1", current: true, grants: 0 }])
   })
 
   it("refuses to overwrite (exit 1) and leaves the files as they were", async () => {
-    const before = await readFile(join(dir, "keys", "k1.key"), "utf8")
-    const again = await runCli(["init"], { cwd: dir })
+    const before = await readFile(join(dir(), "keys", "k1.key"), "utf8")
+    const again = await runCli(["init"], { cwd: dir() })
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/already exists; init never overwrites/)
-    expect(await readFile(join(dir, "keys", "k1.key"), "utf8")).toBe(before)
+    expect(await readFile(join(dir(), "keys", "k1.key"), "utf8")).toBe(before)
   })
 
   it("--storage postgres writes a config reading DATABASE_URL", async () => {
-    const path = join(dir, "pg", "broker.yaml")
+    const path = join(dir(), "pg", "broker.yaml")
     const result = await runCli([
       "init",
       "--storage",
@@ -160,7 +154,7 @@ describe("init", () => {
   })
 
   it("--storage mysql writes a config reading MARIADB_URL, and says what to export", async () => {
-    const path = join(dir, "mysql", "broker.yaml")
+    const path = join(dir(), "mysql", "broker.yaml")
     const result = await runCli(["init", "--storage", "mysql", "--config", path])
     expect(result.code).toBe(0)
     expect(result.stderr + result.stdout).toMatch(

@@ -1,24 +1,43 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Backend, freePort, newKeyMaterial, sqliteBackend, writeConfig } from "./support/backends.js"
 import { runCli } from "./support/cli.js"
 import { decode, env, seed } from "./support/grants.js"
+import { temporaryDirectory } from "./support/tempDir.js"
+
+/** Runs `use` against a fresh dev-idp, closed afterwards whatever happens. */
+const withDevIdp = async (use: (idp: DevIdp) => Promise<void>): Promise<void> => {
+  const idp = await startDevIdp()
+  try {
+    await use(idp)
+  } finally {
+    await idp.close()
+  }
+}
+
+/** A dev-idp serving plain OAuth 2.0 with this discovery, for the enclosing describe block (a getter). */
+const plainOAuthIdp = (metadata: "none" | "oauth-authorization-server"): (() => DevIdp) => {
+  let idp: DevIdp | undefined
+  beforeAll(async () => {
+    idp = await startDevIdp({ plainOAuth: { metadata } })
+  })
+  afterAll(async () => {
+    await idp?.close()
+  })
+  return () => {
+    if (idp === undefined) throw new Error("the dev-idp is started in the describe block's beforeAll")
+    return idp
+  }
+}
 
 /** doctor names each fault, says how to fix it, and exits 1. */
 describe("doctor names the fault", () => {
-  let dir: string
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "tb-cli-doctor-"))
-  })
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  const dir = temporaryDirectory("tb-cli-doctor-")
 
   const setup = async (name: string, backend: Backend, issuer: string, material = newKeyMaterial()) => {
-    const folder = join(dir, name)
+    const folder = join(dir(), name)
     const config = await writeConfig(folder, backend, { issuer, clientSecret: "" }, [{ kid: "k1", material }])
     return { folder, config }
   }
@@ -45,71 +64,57 @@ describe("doctor names the fault", () => {
     ).toEqual(["provider dev-idp"])
   })
 
-  it("when the database is down", async () => {
-    const idp = await startDevIdp()
-    try {
-      const closed = await freePort()
-      const backend: Backend = {
-        name: "postgres",
-        storageYaml: () =>
-          [
-            "storage:",
-            "  kind: postgres",
-            "  url: { env: TB_TEST_DATABASE_URL }",
-            "  connectTimeout: 2 seconds"
-          ].join("\n"),
-        env: { TB_TEST_DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${closed}/test` },
-        cleanup: async () => undefined
-      }
-      const { config } = await setup("database-down", backend, idp.issuer)
-      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
-      expect(result.code).toBe(1)
-      expect(result.stdout).toMatch(
-        new RegExp(`✖ storage: postgres postgres://postgres@127.0.0.1:${closed}/test .*ECONNREFUSED`)
-      )
-      expect(result.stdout).toMatch(/fix: check that PostgreSQL runs/)
-      expect(result.stdout).toMatch(/- migrations: storage unreachable/)
-      expect(result.stdout).toMatch(/✔ provider dev-idp/)
-      // the password in the URL is never printed
-      expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
-    } finally {
-      await idp.close()
+  const databasesDown = [
+    {
+      title: "when the database is down",
+      kind: "postgres",
+      variable: "TB_TEST_DATABASE_URL",
+      url: (port: number) => `postgres://postgres:s3cret-pw@127.0.0.1:${port}/test`,
+      storage: (port: number) =>
+        `✖ storage: postgres postgres://postgres@127.0.0.1:${port}/test .*ECONNREFUSED`,
+      fix: /fix: check that PostgreSQL runs/
+    },
+    {
+      title: "when MariaDB is down: the storage check names it and the fix, never the password",
+      kind: "mysql",
+      variable: "TB_TEST_MARIADB_URL",
+      url: (port: number) => `mysql://root:s3cret-pw@127.0.0.1:${port}/token_broker`,
+      storage: (port: number) =>
+        `✖ storage: mysql mysql://root@127.0.0.1:${port}/token_broker: .*ECONNREFUSED`,
+      fix: /fix: check that MariaDB runs/
     }
-  })
-
-  it("when MariaDB is down: the storage check names it and the fix, never the password", async () => {
-    const idp = await startDevIdp()
-    try {
-      const closed = await freePort()
-      const backend: Backend = {
-        name: "mysql",
-        storageYaml: () =>
-          [
-            "storage:",
-            "  kind: mysql",
-            "  url: { env: TB_TEST_MARIADB_URL }",
-            "  connectTimeout: 2 seconds"
-          ].join("\n"),
-        env: { TB_TEST_MARIADB_URL: `mysql://root:s3cret-pw@127.0.0.1:${closed}/token_broker` },
-        cleanup: async () => undefined
-      }
-      const { config } = await setup("mariadb-down", backend, idp.issuer)
-      const result = await runCli(["doctor", "--config", config], { env: env(backend) })
-      expect(result.code).toBe(1)
-      expect(result.stdout).toMatch(
-        new RegExp(`✖ storage: mysql mysql://root@127.0.0.1:${closed}/token_broker: .*ECONNREFUSED`)
-      )
-      expect(result.stdout).toMatch(/fix: check that MariaDB runs/)
-      expect(result.stdout).toMatch(/- migrations: storage unreachable/)
-      expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
-    } finally {
-      await idp.close()
-    }
-  })
+  ] as const
+  for (const { title, kind, variable, url, storage, fix } of databasesDown) {
+    it(title, async () => {
+      await withDevIdp(async (idp) => {
+        const closed = await freePort()
+        const backend: Backend = {
+          name: kind,
+          storageYaml: () =>
+            [
+              "storage:",
+              `  kind: ${kind}`,
+              `  url: { env: ${variable} }`,
+              "  connectTimeout: 2 seconds"
+            ].join("\n"),
+          env: { [variable]: url(closed) },
+          cleanup: async () => undefined
+        }
+        const { config } = await setup(`${kind}-down`, backend, idp.issuer)
+        const result = await runCli(["doctor", "--config", config], { env: env(backend) })
+        expect(result.code, title).toBe(1)
+        expect(result.stdout).toMatch(new RegExp(storage(closed)))
+        expect(result.stdout).toMatch(fix)
+        expect(result.stdout).toMatch(/- migrations: storage unreachable/)
+        expect(result.stdout).toMatch(/✔ provider dev-idp/)
+        // the password in the URL is never printed
+        expect(result.stdout + result.stderr).not.toContain("s3cret-pw")
+      })
+    })
+  }
 
   it("when the key is wrong, and keys rotate leaves those grants untouched", async () => {
-    const idp = await startDevIdp()
-    try {
+    await withDevIdp(async (idp) => {
       const backend = sqliteBackend()
       const original = newKeyMaterial()
       const { folder, config } = await setup("wrong-key", backend, idp.issuer, original)
@@ -135,14 +140,11 @@ describe("doctor names the fault", () => {
       const rotate = await runCli(["keys", "rotate", "--config", config], { env: env(backend) })
       expect(rotate.code).toBe(1)
       expect(rotate.stderr).toMatch(/3 grants could not be decrypted and were left as they are/)
-    } finally {
-      await idp.close()
-    }
+    })
   })
 
   it("when the client secret is wrong (and, as a control, passes with the right one)", async () => {
-    const idp = await startDevIdp()
-    try {
+    await withDevIdp(async (idp) => {
       const backend = sqliteBackend()
       const { config } = await setup("wrong-secret", backend, idp.issuer)
       expect((await runCli(["migrate", "--config", config], { env: env(backend) })).code).toBe(0)
@@ -161,9 +163,7 @@ describe("doctor names the fault", () => {
       )
       expect(result.stdout).toMatch(/fix: check providers\[0\]\.clientId and the client's credentials/)
       expect(result.stdout + result.stderr).not.toContain("not-the-secret")
-    } finally {
-      await idp.close()
-    }
+    })
   })
 
   /** dev-idp as GitHub is configured: no ID token, no offline scope, the account from GET /user. */
@@ -183,7 +183,7 @@ describe("doctor names the fault", () => {
 
   const runDoctor = async (idp: DevIdp, name: string, extra: ReadonlyArray<string>, secret?: string) => {
     const backend = sqliteBackend()
-    const folder = join(dir, name)
+    const folder = join(dir(), name)
     const config = await writeConfig(folder, backend, { issuer: idp.issuer, clientSecret: "", extra }, [
       { kid: "k1", material: newKeyMaterial() }
     ])
@@ -195,55 +195,49 @@ describe("doctor names the fault", () => {
   }
 
   describe("a plain OAuth 2.0 provider with discovery: none", () => {
-    let idp: DevIdp
-    beforeAll(async () => {
-      idp = await startDevIdp({ plainOAuth: { metadata: "none" } })
-    })
-    afterAll(async () => {
-      await idp.close()
-    })
+    const idp = plainOAuthIdp("none")
 
     it("proves the credentials at the configured revocation endpoint and says there is no metadata to check features against (control: a wrong secret fails)", async () => {
-      const extra = plainProvider(idp, "none", ["authorization", "token", "revocation"])
-      const result = await runDoctor(idp, "plain-none", extra)
+      const extra = plainProvider(idp(), "none", ["authorization", "token", "revocation"])
+      const result = await runDoctor(idp(), "plain-none", extra)
       expect(result.stdout).toMatch(
         new RegExp(
-          `✔ provider dev-idp: discovery: none, no metadata is read; the configured endpoints: authorization ${idp.endpoints.authorization}, token ${idp.endpoints.token}, revocation ${idp.endpoints.revocation}`
+          `✔ provider dev-idp(): discovery: none, no metadata is read; the configured endpoints: authorization ${idp().endpoints.authorization}, token ${idp().endpoints.token}, revocation ${idp().endpoints.revocation}`
         )
       )
       expect(result.stdout).toMatch(
-        /✔ provider dev-idp credentials: Basic credentials accepted .*: revocation of a random token answered 200/
+        /✔ provider dev-idp() credentials: Basic credentials accepted .*: revocation of a random token answered 200/
       )
       expect(result.stdout).toMatch(
-        /- provider dev-idp features: discovery: none, so there is no metadata to check features against \(refresh\)/
+        /- provider dev-idp() features: discovery: none, so there is no metadata to check features against \(refresh\)/
       )
       // nothing read from a discovery document the provider does not serve
       expect(result.stdout).not.toMatch(/openid-configuration|could not be read/)
       expect(result.stdout).toMatch(/✔ clock: /)
       expect(result.code).toBe(0)
-      const wrong = await runDoctor(idp, "plain-none-wrong", extra, "not-the-secret")
+      const wrong = await runDoctor(idp(), "plain-none-wrong", extra, "not-the-secret")
       expect(wrong.code).toBe(1)
       expect(wrong.stdout).toMatch(
-        /✖ provider dev-idp credentials: the provider refuses the client credentials: revocation answered invalid_client/
+        /✖ provider dev-idp() credentials: the provider refuses the client credentials: revocation answered invalid_client/
       )
       expect(wrong.stdout + wrong.stderr).not.toContain("not-the-secret")
     })
 
     it("without endpoints.revocation proves the credentials by a refresh at the configured token endpoint, warns that revocation stays local, and repeats core's token exchange warning", async () => {
-      idp.counters.reset()
-      const result = await runDoctor(idp, "plain-none-no-revocation", [
-        ...plainProvider(idp, "none", ["authorization", "token"]),
+      idp().counters.reset()
+      const result = await runDoctor(idp(), "plain-none-no-revocation", [
+        ...plainProvider(idp(), "none", ["authorization", "token"]),
         "tokenExchange: {}"
       ])
       expect(result.stdout).toMatch(
-        /✔ provider dev-idp credentials: Basic credentials accepted .*: a refresh with a random refresh token answered invalid_grant/
+        /✔ provider dev-idp() credentials: Basic credentials accepted .*: a refresh with a random refresh token answered invalid_grant/
       )
-      expect(idp.counters.count({ grantType: "refresh_token" })).toBeGreaterThan(0)
+      expect(idp().counters.count({ grantType: "refresh_token" })).toBeGreaterThan(0)
       expect(result.stdout).toMatch(
-        /! provider dev-idp features: no revocation endpoint \(no providers\[0\]\.endpoints\.revocation\): revoking a grant deletes it here only/
+        /! provider dev-idp() features: no revocation endpoint \(no providers\[0\]\.endpoints\.revocation\): revoking a grant deletes it here only/
       )
       expect(result.stdout).toMatch(
-        /! provider dev-idp features: provider "dev-idp" is configured for token exchange, but its metadata has no grant_types_supported/
+        /! provider dev-idp() features: provider "dev-idp()" is configured for token exchange, but its metadata has no grant_types_supported/
       )
       // warnings do not fail
       expect(result.code).toBe(0)
@@ -251,43 +245,41 @@ describe("doctor names the fault", () => {
   })
 
   describe("a plain OAuth 2.0 provider with discovery: oauth-authorization-server", () => {
-    let idp: DevIdp
-    beforeAll(async () => {
-      idp = await startDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
-    })
-    afterAll(async () => {
-      await idp.close()
-    })
+    const idp = plainOAuthIdp("oauth-authorization-server")
 
     it("reads the RFC 8414 metadata and checks the features against it", async () => {
-      const result = await runDoctor(idp, "plain-8414", plainProvider(idp, "oauth-authorization-server", []))
+      const result = await runDoctor(
+        idp(),
+        "plain-8414",
+        plainProvider(idp(), "oauth-authorization-server", [])
+      )
       expect(result.stdout).toMatch(
         new RegExp(
-          `✔ provider dev-idp: RFC 8414 metadata at ${idp.issuer}/\\.well-known/oauth-authorization-server answers`
+          `✔ provider dev-idp(): RFC 8414 metadata at ${idp().issuer}/\\.well-known/oauth-authorization-server answers`
         )
       )
       expect(result.stdout).toMatch(
-        /✔ provider dev-idp credentials: Basic credentials accepted .*: revocation of a random token answered 200/
+        /✔ provider dev-idp() credentials: Basic credentials accepted .*: revocation of a random token answered 200/
       )
       expect(result.stdout).toMatch(
-        /✔ provider dev-idp features: the metadata offers what the config uses \(refresh, revocation\)/
+        /✔ provider dev-idp() features: the metadata offers what the config uses \(refresh, revocation\)/
       )
       expect(result.code).toBe(0)
     })
 
     it("fails token exchange the metadata does not list (core's start-up rule) and an offline scope it does not support", async () => {
       const result = await runDoctor(
-        idp,
+        idp(),
         "plain-8414-faults",
-        plainProvider(idp, "oauth-authorization-server", [], ["tokenExchange: {}"])
+        plainProvider(idp(), "oauth-authorization-server", [], ["tokenExchange: {}"])
       )
       expect(result.code).toBe(1)
       expect(result.stdout).toMatch(
-        /✖ provider dev-idp features: provider "dev-idp" is configured for token exchange, but its metadata's grant_types_supported does not list urn:ietf:params:oauth:grant-type:token-exchange/
+        /✖ provider dev-idp() features: provider "dev-idp()" is configured for token exchange, but its metadata's grant_types_supported does not list urn:ietf:params:oauth:grant-type:token-exchange/
       )
       expect(result.stdout).toMatch(/fix: remove providers\[0\]\.tokenExchange/)
       expect(result.stdout).toMatch(
-        /✖ provider dev-idp features: every consent asks offline_access \(offlineAccessScope\) but scopes_supported \(notes:read, notes:write\) does not list it/
+        /✖ provider dev-idp() features: every consent asks offline_access \(offlineAccessScope\) but scopes_supported \(notes:read, notes:write\) does not list it/
       )
       expect(result.stdout).toMatch(/fix: set providers\[0\]\.offlineAccessScope /)
       expect(result.stderr).toMatch(/error: 2 checks failed/)
@@ -295,7 +287,7 @@ describe("doctor names the fault", () => {
   })
 
   it("when the config is missing or invalid", async () => {
-    const missing = await runCli(["doctor", "--config", join(dir, "none.yaml")])
+    const missing = await runCli(["doctor", "--config", join(dir(), "none.yaml")])
     expect(missing.code).toBe(1)
     expect(missing.stdout).toMatch(/✖ config: cannot read the config file/)
     expect(missing.stdout).toMatch(/fix: create one with token-broker init/)

@@ -93,23 +93,21 @@ describe("in a terminal", () => {
   })
 
   it("grants revoke asks, and answers to the keys typed", async () => {
-    runInTerminal(
-      ["grants", "revoke", "--subject", "user-00001", "--provider", "dev-idp", "--config", config],
-      environment
-    )
-    await waitForScreen(/Revoke the grant of user-00001 for dev-idp\?/)
-    tmux("send-keys", "-t", "cli", "n")
-    const declined = await waitForScreen(/EXIT=\d+/)
+    /** Runs grants revoke in the terminal, types `key` at its question, and returns the final screen. */
+    const revokeAnswering = async (key: string) => {
+      runInTerminal(
+        ["grants", "revoke", "--subject", "user-00001", "--provider", "dev-idp", "--config", config],
+        environment
+      )
+      await waitForScreen(/Revoke the grant of user-00001 for dev-idp\?/)
+      tmux("send-keys", "-t", "cli", key)
+      return waitForScreen(/EXIT=\d+/)
+    }
+    const declined = await revokeAnswering("n")
     expect(declined).toMatch(/Not revoked\./)
     expect(declined).toMatch(/EXIT=1/)
 
-    runInTerminal(
-      ["grants", "revoke", "--subject", "user-00001", "--provider", "dev-idp", "--config", config],
-      environment
-    )
-    await waitForScreen(/Revoke the grant of user-00001 for dev-idp\?/)
-    tmux("send-keys", "-t", "cli", "y")
-    const accepted = await waitForScreen(/EXIT=\d+/)
+    const accepted = await revokeAnswering("y")
     // the line goes on to say which tokens were revoked; the terminal may wrap it
     expect(accepted).toMatch(/Revoked the grant of user-00001 for dev-idp at the provider/)
     expect(accepted).toMatch(/EXIT=0/)

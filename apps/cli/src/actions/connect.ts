@@ -7,6 +7,7 @@ import escapeHtml from "escape-html"
 import { loadCliConfig, withBroker } from "../internal/Broker.js"
 import { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, operationFailed, usageError } from "../internal/Failure.js"
+import type { TokenRequest } from "../internal/Options.js"
 import { printJson, printLine, printNote } from "../internal/Output.js"
 
 const CALLBACK_PATH = "/callback"
@@ -84,18 +85,14 @@ const openBrowser = (url: string) =>
     }
   })
 
-export const connect = (args: {
-  readonly path: string
-  readonly json: boolean
-  readonly tenant: string | undefined
-  readonly subject: string
-  readonly provider: string
-  readonly scopes: ReadonlyArray<string>
-  readonly host: string
-  readonly port: number
-  readonly browser: boolean
-  readonly timeoutSeconds: number
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const connect = (
+  args: TokenRequest & {
+    readonly host: string
+    readonly port: number
+    readonly browser: boolean
+    readonly timeoutSeconds: number
+  }
+): Effect.Effect<void, CliFailure, CliEnvironment> =>
   Effect.scoped(
     Effect.gen(function* () {
       const env = yield* CliEnvironment

@@ -9,9 +9,10 @@ import {
   type ProviderConfig
 } from "@token-broker/core"
 import { Clock, Context, Duration, Effect, Either, Layer } from "effect"
+import type { Action, ReportArgs } from "../internal/Action.js"
 import { describeStorage } from "../internal/Broker.js"
 import { CliEnvironment } from "../internal/Environment.js"
-import { type CliFailure, operationFailed } from "../internal/Failure.js"
+import { operationFailed } from "../internal/Failure.js"
 import { formatCount, printJson, printLine, printNote, styled } from "../internal/Output.js"
 import { credentialChecks, featureChecks } from "./doctorProvider.js"
 
@@ -286,10 +287,7 @@ const readSkew = (provider: ProviderConfig, url: string | undefined): Effect.Eff
 const MARK: Record<Status, string> = { ok: "✔", warn: "!", fail: "✖", skip: "-" }
 const COLOUR = { ok: "green", warn: "yellow", fail: "red", skip: "dim" } as const
 
-export const doctor = (args: {
-  readonly path: string
-  readonly json: boolean
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const doctor: Action<ReportArgs> = (args) =>
   Effect.gen(function* () {
     const env = yield* CliEnvironment
     const checks: Array<Check> = []

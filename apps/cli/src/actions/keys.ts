@@ -3,6 +3,7 @@ import { dirname, join } from "node:path"
 import type { Config } from "@token-broker/config"
 import { type GrantKey, type GrantRecord, GrantStore, KeyRing, KeyRotation } from "@token-broker/core"
 import { Effect, Redacted } from "effect"
+import type { Action, ReportArgs } from "../internal/Action.js"
 import { loadCliConfig, withStore } from "../internal/Broker.js"
 import { editKeyList, type KeyEntry, readKeyList } from "../internal/ConfigFile.js"
 import type { CliEnvironment } from "../internal/Environment.js"
@@ -52,10 +53,7 @@ const requireLocal = (config: Config, what: string): Effect.Effect<void, CliFail
 const effectiveCurrent = (list: { kids: ReadonlyArray<string>; current: string | undefined }) =>
   list.current ?? list.kids[list.kids.length - 1]
 
-export const list = (args: {
-  readonly path: string
-  readonly json: boolean
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const list: Action<ReportArgs> = (args) =>
   Effect.gen(function* () {
     const config = yield* loadCliConfig(args.path)
     const { usage, ring } = yield* withStore(
@@ -261,10 +259,7 @@ export const rotate = (args: {
     }
   })
 
-export const retire = (args: {
-  readonly path: string
-  readonly kid: string
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const retire: Action<{ readonly path: string; readonly kid: string }> = (args) =>
   Effect.gen(function* () {
     const config = yield* loadCliConfig(args.path)
     yield* requireLocal(config, "keys retire")

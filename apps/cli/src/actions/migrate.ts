@@ -1,14 +1,11 @@
 import { migrateStorage } from "@token-broker/config"
 import { Effect } from "effect"
+import type { Action, ReportArgs } from "../internal/Action.js"
 import { describeStorage, loadCliConfig } from "../internal/Broker.js"
-import type { CliEnvironment } from "../internal/Environment.js"
-import { type CliFailure, fromBrokerError } from "../internal/Failure.js"
+import { fromBrokerError } from "../internal/Failure.js"
 import { printJson, printLine } from "../internal/Output.js"
 
-export const migrate = (args: {
-  readonly path: string
-  readonly json: boolean
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const migrate: Action<ReportArgs> = (args) =>
   Effect.gen(function* () {
     const config = yield* loadCliConfig(args.path)
     const where = describeStorage(config)

@@ -3,17 +3,14 @@ import { Clock, Effect, Redacted } from "effect"
 import { loadCliConfig, withBroker } from "../internal/Broker.js"
 import type { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, usageError } from "../internal/Failure.js"
+import type { TokenRequest } from "../internal/Options.js"
 import { printJson, printLine } from "../internal/Output.js"
 
-export const token = (args: {
-  readonly path: string
-  readonly json: boolean
-  readonly tenant: string | undefined
-  readonly subject: string
-  readonly provider: string
-  readonly scopes: ReadonlyArray<string>
-  readonly minTtlSeconds: number | undefined
-}): Effect.Effect<void, CliFailure, CliEnvironment> =>
+export const token = (
+  args: TokenRequest & {
+    readonly minTtlSeconds: number | undefined
+  }
+): Effect.Effect<void, CliFailure, CliEnvironment> =>
   Effect.gen(function* () {
     if (args.minTtlSeconds !== undefined && args.minTtlSeconds < 0) {
       return yield* usageError("--min-ttl must be a number of seconds, 0 or more")

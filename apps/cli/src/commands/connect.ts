@@ -1,18 +1,11 @@
 import { Command, Options } from "@effect/cli"
-import { Effect, Option } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
+import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
 
 export const connect = Command.make(
   "connect",
   {
-    config: Shared.config,
-    json: Shared.json,
-    tenant: Shared.tenant,
-    subject: Shared.subject,
-    provider: Shared.provider,
-    scopes: Shared.scopes,
+    ...Shared.tokenRequest,
     host: Options.text("host").pipe(
       Options.withDescription("The loopback address the callback is received on"),
       Options.withDefault("127.0.0.1")
@@ -32,25 +25,17 @@ export const connect = Command.make(
       Options.withDefault(300)
     )
   },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(
-        lazy(() => import("../actions/connect.js")),
-        (action) =>
-          action.connect({
-            path,
-            json: args.json,
-            tenant: Option.getOrUndefined(args.tenant),
-            subject: args.subject,
-            provider: args.provider,
-            scopes: Shared.splitScopes(args.scopes),
-            host: args.host,
-            port: args.port,
-            browser: args.browser,
-            timeoutSeconds: args.timeout
-          })
-      )
-    )
+  withAction(
+    () => import("../actions/connect.js"),
+    (action, path, args) =>
+      action.connect({
+        ...Shared.tokenRequestOf(path, args),
+        host: args.host,
+        port: args.port,
+        browser: args.browser,
+        timeoutSeconds: args.timeout
+      })
+  )
 ).pipe(
   Command.withDescription(
     "Consent from a terminal: prints (and on a terminal opens) the provider's authorization URL, receives the callback on a loopback port and stores the grant"

@@ -1,18 +1,7 @@
-import { Command } from "@effect/cli"
-import { Effect } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
-import * as Shared from "../internal/Options.js"
+import { reportCommand } from "../internal/Handler.js"
 
-export const doctor = Command.make("doctor", { config: Shared.config, json: Shared.json }, (args) =>
-  Effect.flatMap(configPath(args.config), (path) =>
-    Effect.flatMap(
-      lazy(() => import("../actions/doctor.js")),
-      (action) => action.doctor({ path, json: args.json })
-    )
-  )
-).pipe(
-  Command.withDescription(
-    "Check the config, storage connectivity and migrations, the keys against stored grants, every provider's discovery and the clock; print what is wrong and how to fix it. Exits 1 when a check fails"
-  )
+export const doctor = reportCommand(
+  "doctor",
+  "Check the config, storage connectivity and migrations, the keys against stored grants, every provider's discovery and the clock; print what is wrong and how to fix it. Exits 1 when a check fails",
+  () => import("../actions/doctor.js").then((m) => m.doctor)
 )

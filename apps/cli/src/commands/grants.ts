@@ -1,10 +1,9 @@
 import { Command, Options } from "@effect/cli"
-import { Effect, Option } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
+import { Option } from "effect"
+import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
 
-const load = () => lazy(() => import("../actions/grants.js"))
+const load = () => import("../actions/grants.js")
 
 const list = Command.make(
   "list",
@@ -28,68 +27,35 @@ const list = Command.make(
     ),
     all: Options.boolean("all").pipe(Options.withDescription("Follow every page"))
   },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) =>
-        action.list({
-          path,
-          json: args.json,
-          all: args.all,
-          limit: args.limit,
-          cursor: Option.getOrNull(args.cursor),
-          filter: {
-            tenant: Option.getOrUndefined(args.tenant),
-            subject: Option.getOrUndefined(args.subject),
-            provider: Option.getOrUndefined(args.provider),
-            status: Option.getOrUndefined(args.status)
-          }
-        })
-      )
-    )
+  withAction(load, (action, path, args) =>
+    action.list({
+      path,
+      json: args.json,
+      all: args.all,
+      limit: args.limit,
+      cursor: Option.getOrNull(args.cursor),
+      filter: {
+        tenant: Option.getOrUndefined(args.tenant),
+        subject: Option.getOrUndefined(args.subject),
+        provider: Option.getOrUndefined(args.provider),
+        status: Option.getOrUndefined(args.status)
+      }
+    })
+  )
 ).pipe(Command.withDescription("List grants (metadata only, never a token), a page at a time"))
 
 const show = Command.make(
   "show",
-  {
-    config: Shared.config,
-    json: Shared.json,
-    tenant: Shared.tenant,
-    subject: Shared.subject,
-    provider: Shared.provider
-  },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) =>
-        action.show({
-          path,
-          json: args.json,
-          ref: { tenant: Option.getOrUndefined(args.tenant), subject: args.subject, provider: args.provider }
-        })
-      )
-    )
+  { config: Shared.config, json: Shared.json, ...Shared.grant },
+  withAction(load, (action, path, args) => action.show({ path, json: args.json, ref: Shared.grantOf(args) }))
 ).pipe(Command.withDescription("Show one grant: status, scopes, expiries, the key it is encrypted under"))
 
 const revoke = Command.make(
   "revoke",
-  {
-    config: Shared.config,
-    json: Shared.json,
-    yes: Shared.yes,
-    tenant: Shared.tenant,
-    subject: Shared.subject,
-    provider: Shared.provider
-  },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) =>
-        action.revoke({
-          path,
-          json: args.json,
-          yes: args.yes,
-          ref: { tenant: Option.getOrUndefined(args.tenant), subject: args.subject, provider: args.provider }
-        })
-      )
-    )
+  { config: Shared.config, json: Shared.json, yes: Shared.yes, ...Shared.grant },
+  withAction(load, (action, path, args) =>
+    action.revoke({ path, json: args.json, yes: args.yes, ref: Shared.grantOf(args) })
+  )
 ).pipe(
   Command.withDescription(
     "Revoke a grant: RFC 7009 revocation at the provider, then removal here (even when the provider fails). Asks first unless --yes"

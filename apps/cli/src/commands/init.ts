@@ -1,8 +1,10 @@
 import { Command, Options } from "@effect/cli"
-import { Effect } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
+import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
+
+/** A text option with a description and a default, as every `init` answer is. */
+const answer = (name: string, description: string, fallback: string) =>
+  Options.text(name).pipe(Options.withDescription(description), Options.withDefault(fallback))
 
 const storage = Options.choice("storage", ["sqlite", "postgres", "mysql"]).pipe(
   Options.withDescription(
@@ -10,33 +12,26 @@ const storage = Options.choice("storage", ["sqlite", "postgres", "mysql"]).pipe(
   ),
   Options.withDefault("sqlite" as const)
 )
-const providerId = Options.text("provider").pipe(
-  Options.withDescription("The first provider's id"),
-  Options.withDefault("dev-idp")
+const providerId = answer("provider", "The first provider's id", "dev-idp")
+const issuer = answer(
+  "issuer",
+  "The first provider's issuer URL (default: dev-idp on this machine)",
+  "http://127.0.0.1:9090"
 )
-const issuer = Options.text("issuer").pipe(
-  Options.withDescription("The first provider's issuer URL (default: dev-idp on this machine)"),
-  Options.withDefault("http://127.0.0.1:9090")
-)
-const clientId = Options.text("client-id").pipe(
-  Options.withDescription("The client id the provider registered for the broker"),
-  Options.withDefault("token-broker")
-)
-const clientSecretEnv = Options.text("client-secret-env").pipe(
-  Options.withDescription("The environment variable that will hold the client secret"),
-  Options.withDefault("PROVIDER_CLIENT_SECRET")
+const clientId = answer("client-id", "The client id the provider registered for the broker", "token-broker")
+const clientSecretEnv = answer(
+  "client-secret-env",
+  "The environment variable that will hold the client secret",
+  "PROVIDER_CLIENT_SECRET"
 )
 
 export const init = Command.make(
   "init",
   { config: Shared.config, storage, providerId, issuer, clientId, clientSecretEnv },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(
-        lazy(() => import("../actions/init.js")),
-        (action) => action.init({ ...args, path })
-      )
-    )
+  withAction(
+    () => import("../actions/init.js"),
+    (action, path, args) => action.init({ ...args, path })
+  )
 ).pipe(
   Command.withDescription(
     "Write a starter config file and a new encryption key (both mode 0600). Refuses to overwrite existing files."

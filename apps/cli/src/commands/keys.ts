@@ -1,17 +1,14 @@
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Option } from "effect"
-import { configPath } from "../internal/ConfigPath.js"
-import { lazy } from "../internal/Lazy.js"
+import { Option } from "effect"
+import { reportCommand, withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"
 
-const load = () => lazy(() => import("../actions/keys.js"))
+const load = () => import("../actions/keys.js")
 
-const list = Command.make("list", { config: Shared.config, json: Shared.json }, (args) =>
-  Effect.flatMap(configPath(args.config), (path) =>
-    Effect.flatMap(load(), (action) => action.list({ path, json: args.json }))
-  )
-).pipe(
-  Command.withDescription("List the configured keys, which one is current, and how many grants use each")
+const list = reportCommand(
+  "list",
+  "List the configured keys, which one is current, and how many grants use each",
+  () => load().then((m) => m.list)
 )
 
 const add = Command.make(
@@ -32,17 +29,14 @@ const add = Command.make(
       Options.optional
     )
   },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) =>
-        action.add({
-          path,
-          kid: Option.getOrUndefined(args.kid),
-          makeCurrent: args.makeCurrent,
-          env: Option.getOrUndefined(args.env)
-        })
-      )
-    )
+  withAction(load, (action, path, args) =>
+    action.add({
+      path,
+      kid: Option.getOrUndefined(args.kid),
+      makeCurrent: args.makeCurrent,
+      env: Option.getOrUndefined(args.env)
+    })
+  )
 ).pipe(
   Command.withDescription(
     "Generate a new encryption key (a file with mode 0600 beside the config, or an environment variable) and add it to the config's key list"
@@ -62,12 +56,9 @@ const rotate = Command.make(
       Options.withDefault(200)
     )
   },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) =>
-        action.rotate({ path, json: args.json, dryRun: args.dryRun, pageSize: args.pageSize })
-      )
-    )
+  withAction(load, (action, path, args) =>
+    action.rotate({ path, json: args.json, dryRun: args.dryRun, pageSize: args.pageSize })
+  )
 ).pipe(
   Command.withDescription(
     "Make the newest key current and re-encrypt every grant under it, with progress. Resumable: run it again after an interruption"
@@ -80,10 +71,7 @@ const retire = Command.make(
     config: Shared.config,
     kid: Args.text({ name: "kid" }).pipe(Args.withDescription("The key id to remove from the config"))
   },
-  (args) =>
-    Effect.flatMap(configPath(args.config), (path) =>
-      Effect.flatMap(load(), (action) => action.retire({ path, kid: args.kid }))
-    )
+  withAction(load, (action, path, args) => action.retire({ path, kid: args.kid }))
 ).pipe(
   Command.withDescription(
     "Remove an old key from the config; refused while any grant is still encrypted under it"

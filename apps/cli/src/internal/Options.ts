@@ -1,4 +1,5 @@
 import { Options } from "@effect/cli"
+import { Option } from "effect"
 
 /** Options shared by several commands (definitions only: nothing heavy is imported here). */
 
@@ -29,6 +30,16 @@ export const tenant = Options.text("tenant").pipe(
   Options.optional
 )
 
+/** The options that name one grant, in the order the help lists them. */
+export const grant = { tenant, subject, provider }
+
+/** The grant named by `--tenant` (default: the config's), `--subject` and `--provider`. */
+export const grantOf = (args: {
+  readonly tenant: Option.Option<string>
+  readonly subject: string
+  readonly provider: string
+}) => ({ tenant: Option.getOrUndefined(args.tenant), subject: args.subject, provider: args.provider })
+
 export const scopes = Options.text("scope").pipe(
   Options.withDescription("A scope to ask for; repeat it, or give several separated by spaces"),
   Options.repeated
@@ -42,3 +53,21 @@ export const yes = Options.boolean("yes").pipe(
 /** `--scope "a b" --scope c` -> ["a", "b", "c"]. */
 export const splitScopes = (values: ReadonlyArray<string>): ReadonlyArray<string> =>
   values.flatMap((v) => v.split(/\s+/)).filter((s) => s.length > 0)
+
+/** What a command that gets a token for one grant hands its action (connect, token). */
+export interface TokenRequest {
+  readonly path: string
+  readonly json: boolean
+  readonly tenant: string | undefined
+  readonly subject: string
+  readonly provider: string
+  readonly scopes: ReadonlyArray<string>
+}
+
+/** The options of such a command, in the order the help lists them. */
+export const tokenRequest = { config, json, ...grant, scopes }
+
+export const tokenRequestOf = (
+  path: string,
+  args: Parameters<typeof grantOf>[0] & { readonly json: boolean; readonly scopes: ReadonlyArray<string> }
+): TokenRequest => ({ path, json: args.json, ...grantOf(args), scopes: splitScopes(args.scopes) })

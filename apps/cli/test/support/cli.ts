@@ -32,20 +32,25 @@ export const spawnCli = (args: ReadonlyArray<string>, options: CliOptions = {}):
     stdio: ["pipe", "pipe", "pipe"]
   })
 
+/** Everything a child has written to stdout and stderr so far, read when asked. */
+export const collectOutput = (child: ChildProcess): { readonly stdout: string; readonly stderr: string } => {
+  const output = { stdout: "", stderr: "" }
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output.stdout += chunk.toString()
+  })
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output.stderr += chunk.toString()
+  })
+  return output
+}
+
 /** Runs the CLI as a subprocess to its end. */
 export const runCli = (args: ReadonlyArray<string>, options: CliOptions = {}): Promise<CliResult> =>
   new Promise((resolve, reject) => {
     const child = spawnCli(args, options)
-    let stdout = ""
-    let stderr = ""
-    child.stdout?.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
+    const output = collectOutput(child)
     child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
+    child.on("close", (code) => resolve({ code, ...output }))
     child.stdin?.end(options.input ?? "")
   })
 

@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { DefaultClientIds, type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Backend, newKeyMaterial, writeConfig } from "./backends.js"
-import { exitOf, runCli, spawnCli, waitForLine } from "./cli.js"
+import { collectOutput, exitOf, runCli, spawnCli, waitForLine } from "./cli.js"
 
 /**
  * Every command's success and failure paths and exit codes, against one storage backend and a real
@@ -56,14 +56,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
       ],
       { env, cwd: dir }
     )
-    let stdout = ""
-    let stderr = ""
-    child.stdout?.on("data", (c: Buffer) => {
-      stdout += c.toString()
-    })
-    child.stderr?.on("data", (c: Buffer) => {
-      stderr += c.toString()
-    })
+    const output = collectOutput(child)
     const [, url = ""] = await waitForLine(child, "stderr", /^\s+(http:\/\/\S+)$/m)
     // the CLI bound port 0 itself and names the bound port in its redirect URI
     const redirectUri = new URL(new URL(url).searchParams.get("redirect_uri") ?? "")
@@ -77,7 +70,7 @@ export const commandSuite = (name: string, makeBackend: () => Backend | Promise<
     expect(callback.origin).toBe(redirectUri.origin)
     const page = await fetch(callback)
     const { code } = await exitOf(child)
-    return { code, stdout, stderr, page: { status: page.status, text: await page.text() } }
+    return { code, ...output, page: { status: page.status, text: await page.text() } }
   }
 
   describe(`token-broker on ${name}`, () => {
