@@ -13,13 +13,20 @@ import {
 } from "jose"
 import * as client from "openid-client"
 import type { ProviderClient } from "../AuthorizationServer.js"
-import { AudienceMismatch, ConfigInvalid, InvalidSubjectToken } from "../Errors.js"
+import { ConfigInvalid, type InvalidSubjectToken } from "../Errors.js"
 import type { ClientAuthentication } from "../Provider.js"
-import * as Scopes from "../Scopes.js"
 import type { TokenVerifierService, VerifiedToken } from "../TokenVerifier.js"
 import { makeIntrospectionClient } from "./authorizationServer.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { sha256 } from "./random.js"
+import {
+  ACCESS_TOKEN_TYP,
+  audienceOf,
+  checkAudience,
+  invalid,
+  mapJoseError,
+  scopesOf
+} from "./tokenClaims.js"
 
 /** Where opaque tokens of an issuer are introspected (RFC 7662). */
 export type IntrospectionOptions =
@@ -73,12 +80,8 @@ const ALGORITHMS = [
   "EdDSA",
   "Ed25519"
 ]
-const ACCESS_TOKEN_TYP = "at+jwt"
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 const MAX_CACHE_ENTRIES = 10_000
-
-const invalid = (reason: InvalidSubjectToken["reason"], message: string) =>
-  new InvalidSubjectToken({ reason, message })
 
 type KeyResolver = (header: JWSHeaderParameters, input: FlattenedJWSInput) => Promise<CryptoKey>
 
@@ -116,64 +119,6 @@ const publicKeysOnly =
     if (key.type !== "public") throw new errors.JWKSInvalid("the JWKS holds a non-public key")
     return key
   }
-
-const mapJoseError = (cause: unknown): InvalidSubjectToken => {
-  if (cause instanceof errors.JWTExpired) return invalid("expired", "the token has expired")
-  if (cause instanceof errors.JWTClaimValidationFailed) {
-    switch (cause.claim) {
-      case "nbf":
-        return invalid("not_yet_valid", "the token is not valid yet (nbf)")
-      case "typ":
-        return invalid("token_type", `the token is not an access token (typ must be ${ACCESS_TOKEN_TYP})`)
-      case "iss":
-        return invalid("issuer", "the token's issuer is not accepted")
-      default:
-        return invalid("malformed", `the token's "${cause.claim}" claim is ${cause.reason}`)
-    }
-  }
-  if (
-    cause instanceof errors.JWSSignatureVerificationFailed ||
-    cause instanceof errors.JWKSNoMatchingKey ||
-    cause instanceof errors.JWKSMultipleMatchingKeys ||
-    cause instanceof errors.JOSEAlgNotAllowed
-  ) {
-    return invalid("signature", "the token's signature does not verify against the issuer's keys")
-  }
-  if (cause instanceof errors.JWSInvalid || cause instanceof errors.JWTInvalid) {
-    return invalid("malformed", "the token is not a well-formed JWT")
-  }
-  if (cause instanceof errors.JOSENotSupported) {
-    return invalid("signature", "the token's algorithm or key type is not supported")
-  }
-  return invalid("unverifiable", "the issuer's keys could not be fetched")
-}
-
-const audienceOf = (aud: unknown): ReadonlyArray<string> =>
-  typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a) => typeof a === "string") : []
-
-const scopesOf = (payload: JWTPayload): ReadonlyArray<string> => {
-  const scope = payload.scope
-  if (typeof scope === "string") return Scopes.split(scope)
-  const scp = payload.scp
-  if (Array.isArray(scp)) return Scopes.normalize(scp.filter((s) => typeof s === "string"))
-  return []
-}
-
-const checkAudience = (
-  verified: VerifiedToken,
-  expected: ReadonlyArray<string>
-): Effect.Effect<VerifiedToken, AudienceMismatch> =>
-  verified.audience.some((aud) => expected.includes(aud))
-    ? Effect.succeed(verified)
-    : Effect.fail(
-        new AudienceMismatch({
-          expected,
-          actual: verified.audience,
-          message: `the token was issued for ${
-            verified.audience.length === 0 ? "no audience" : verified.audience.join(", ")
-          }, not for ${expected.join(", ")}`
-        })
-      )
 
 const tokenHash = (token: string) => createHash("sha256").update(token).digest("base64url")
 
