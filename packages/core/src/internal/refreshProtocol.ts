@@ -22,13 +22,13 @@ import {
 } from "../GrantStore.js"
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
+import { isSubset, same as sameScopes } from "../Scopes.js"
 import type { IssuedToken } from "../TokenBroker.js"
 import type { Rotation } from "./commitRotation.js"
 import { count, observe } from "./metrics.js"
-import { makePermits, type Permits } from "./permits.js"
+import { makeGrantLocks, makeProviderCapacity } from "./refreshLocks.js"
 import { makeRefreshUnderLease } from "./refreshUnderLease.js"
 import { makeRefreshUpstream } from "./refreshUpstream.js"
-import { isSubset, sameScopes } from "./scopes.js"
 import { servedScopes, sharedTokensOf } from "./sharedTokens.js"
 
 export interface RefreshSettings {
@@ -74,8 +74,6 @@ export type ObtainError =
  */
 export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps) => {
   const { store, keyRing, servers, cache } = deps
-  const capacity = new Map<string, Permits>()
-  const grantLocks = new Map<string, { permits: Permits; users: number }>()
   /** Rotations this process received but could not store yet, by grant: written first by the next refresh. */
   const unwritten = new Map<string, { readonly rotation: Rotation }>()
   const refreshUpstream = makeRefreshUpstream(settings)
@@ -87,33 +85,8 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
     return `${settings.instanceId}/${acquisitions}`
   }
 
-  const capacityOf = (provider: string) => {
-    let permits = capacity.get(provider)
-    if (permits === undefined) {
-      permits = makePermits(settings.maxConcurrentRefreshes)
-      capacity.set(provider, permits)
-    }
-    return permits
-  }
-  /** One refresh (or revocation) per grant at a time in this process, before the cluster-wide lease is asked. */
-  const withGrantLock = <A, E>(grantId: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => {
-        let lock = grantLocks.get(grantId)
-        if (lock === undefined) {
-          lock = { permits: makePermits(1), users: 0 }
-          grantLocks.set(grantId, lock)
-        }
-        lock.users += 1
-        return lock
-      }),
-      (lock) => lock.permits.withPermit(effect),
-      (lock) =>
-        Effect.sync(() => {
-          lock.users -= 1
-          if (lock.users === 0) grantLocks.delete(grantId)
-        })
-    )
+  const capacityOf = makeProviderCapacity(settings.maxConcurrentRefreshes)
+  const withGrantLock = makeGrantLocks()
 
   const consent = (key: GrantKey, reason: ConsentRequiredReason, detail: string) =>
     new ConsentRequired({
