@@ -13,12 +13,13 @@ import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
 import type { GrantStoreDriver, Lease } from "../GrantStore.js"
 import { aadFor, type KeyRingService } from "../KeyRing.js"
 import * as Metrics from "../Metrics.js"
+import { same as sameScopes } from "../Scopes.js"
 import type { IssuedToken } from "../TokenBroker.js"
-import { type CommitOutcome, commitRotation, type Rotation } from "./commitRotation.js"
+import { commitRotation, type Rotation } from "./commitRotation.js"
 import { count } from "./metrics.js"
 import type { ObtainError, Obtained, RefreshStep } from "./refreshProtocol.js"
 import { isNotProcessed, type RefreshFailure } from "./refreshUpstream.js"
-import { sameScopes } from "./scopes.js"
+import { makeSettle } from "./settleRotation.js"
 import { NO_SHARED_TOKENS } from "./sharedTokens.js"
 import { logUpstreamFailure } from "./upstreamLog.js"
 
@@ -87,60 +88,7 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
     consent
   } = ctx
 
-  const logOutcome = (key: GrantKey, outcome: string, message: string) =>
-    Effect.logWarning(message).pipe(
-      Effect.annotateLogs({ grant: grantKeyString(key), provider: key.provider, outcome })
-    )
-
-  /**
-   * Acts on where a rotation's write ended. Every path out of an answered refresh goes through here:
-   * the successor is stored, or handed to the winner, or revoked with its deleted grant, or kept in
-   * memory and reported.
-   */
-  const settle = (
-    client: ProviderClient,
-    key: GrantKey,
-    rotation: Rotation,
-    outcome: CommitOutcome
-  ): Effect.Effect<"written" | "superseded" | "unwritten", ConsentRequired> =>
-    Effect.gen(function* () {
-      const grantId = grantKeyString(key)
-      switch (outcome) {
-        case "written":
-          unwritten.delete(grantId)
-          return "written" as const
-        case "superseded":
-          unwritten.delete(grantId)
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
-          return "superseded" as const
-        case "removed": {
-          unwritten.delete(grantId)
-          // Revoked while this refresh ran: nothing is cached or served, and the successor is revoked too.
-          yield* cache.invalidateGrant(grantId)
-          if (rotation.successor !== null) {
-            yield* client
-              .revoke({ token: rotation.successor, tokenTypeHint: "refresh_token" })
-              .pipe(Effect.ignore)
-          }
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "grant_removed" })
-          yield* logOutcome(
-            key,
-            "grant_removed",
-            "grant removed during its refresh; the new refresh token was revoked"
-          )
-          return yield* consent(key, "no_grant", "the grant was removed while it was being refreshed")
-        }
-        case "unwritten":
-          unwritten.set(grantId, { rotation })
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "rotation_unwritten" })
-          yield* Effect.logError(
-            "rotated refresh token could not be stored while the lease was held; kept in memory for the next refresh"
-          ).pipe(
-            Effect.annotateLogs({ grant: grantId, provider: key.provider, outcome: "rotation_unwritten" })
-          )
-          return "unwritten" as const
-      }
-    })
+  const settle = makeSettle(ctx)
 
   /** The refresh under the lease. `round` counts re-runs after a lost race. */
   const refreshUnderLease = (
