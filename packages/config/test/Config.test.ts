@@ -124,6 +124,13 @@ describe("parseConfig", () => {
     ],
     ["an unknown key (typo)", (c) => ({ ...c, provders: [] }), "(root)", /unknown key "provders".*spelling/],
     [
+      // a present field of the wrong type is not "required": the message names the type it must have
+      "a field of the wrong type",
+      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], clientId: 42 }] }),
+      "providers[0].clientId",
+      /^(?!.*is required).*expected string, received number/
+    ],
+    [
       "a bad issuer URL",
       (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], issuer: "not a url" }] }),
       "providers[0].issuer",
