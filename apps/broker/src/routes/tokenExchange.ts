@@ -1,4 +1,4 @@
-import type { ProviderConfig } from "@token-broker/core"
+import { firstZodProblem, type ProviderConfig, Scopes } from "@token-broker/core"
 import { Redacted } from "effect"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
 import type { BrokerContext } from "../BrokerContext.js"
@@ -76,14 +76,14 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       )
       const parsed = TokenExchangeForm.safeParse(fields)
       if (!parsed.success) {
-        const issue = parsed.error.issues[0]
-        const name = issue?.path.map(String).join(".") ?? "request"
+        const problem = firstZodProblem(parsed.error, { root: "request" })
+        const name = problem?.field ?? "request"
         const hint =
           name === "subject_token_type" || name === "requested_token_type"
             ? `${name} must be ${ACCESS_TOKEN_TYPE}`
             : name === "subject_token"
               ? "subject_token is required (the user's access token)"
-              : `${name}: ${issue?.message ?? "invalid"}`
+              : `${name}: ${problem?.description ?? "invalid"}`
         throw oauthError(400, "invalid_request", hint)
       }
       const input = parsed.data
@@ -107,7 +107,7 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
           `Client "${caller.id}" may not obtain tokens for "${provider.id}"`
         )
       }
-      const asked = input.scope?.split(" ").filter((s) => s.length > 0)
+      const asked = input.scope === undefined ? undefined : Scopes.split(input.scope)
       if (asked !== undefined && asked.length === 0) {
         throw oauthError(
           400,
