@@ -2,13 +2,12 @@ import { Clock, Duration, Effect, Option, Schedule } from "effect"
 import { type AccessTokenCacheService, cacheKey, scopeVariant } from "../AccessTokenCache.js"
 import type { AuthorizationServersService } from "../AuthorizationServer.js"
 import {
+  type BackgroundTokenError,
   ConsentRequired,
   type ConsentRequiredReason,
   type DecryptionFailed,
   InvalidRequest,
-  type ProviderNotFound,
   type StorageUnavailable,
-  type UpstreamRejected,
   UpstreamUnavailable
 } from "../Errors.js"
 import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
@@ -57,14 +56,8 @@ export interface RefreshDeps {
   readonly cache: AccessTokenCacheService
 }
 
-export type ObtainError =
-  | ConsentRequired
-  | UpstreamUnavailable
-  | UpstreamRejected
-  | ProviderNotFound
-  | StorageUnavailable
-  | DecryptionFailed
-  | InvalidRequest
+/** What obtaining a token can fail with: the public background-token union, written once in Errors.ts. */
+export type ObtainError = BackgroundTokenError
 
 /**
  * The refresh protocol (DESIGN.md section 5) for one grant and scope set, after an in-process cache
