@@ -12,7 +12,7 @@ import * as Scopes from "../Scopes.js"
 import type { BackgroundTokenRequest, IssuedToken, TokenBrokerService } from "../TokenBroker.js"
 import type { BrokerContext } from "./brokerContext.js"
 import { toGrantInfo } from "./grantInfo.js"
-import { count, labelsBy } from "./metrics.js"
+import { count, counterBy, tokenRequestsKey } from "./metrics.js"
 import { makeReportRejected } from "./reportRejected.js"
 
 /**
@@ -20,7 +20,7 @@ import { makeReportRejected } from "./reportRejected.js"
  * undefined on a miss. No key string is built: the cache is read by the request's parts.
  */
 export const makeCacheHits = (cache: AccessTokenCacheService, defaultTenant: string) => {
-  const hitLabels = labelsBy({ result: "hit" }, "provider")
+  const hitsOf = counterBy(tokenRequestsKey, { result: "hit" }, "provider")
   return (request: BackgroundTokenRequest, now: number): CachedToken | undefined => {
     // The entry's own `refreshAt` carries the early-refresh margin; the caller's minimum is checked here.
     const hit = cache.lookupSlot(
@@ -31,7 +31,7 @@ export const makeCacheHits = (cache: AccessTokenCacheService, defaultTenant: str
       now,
       request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
     )
-    if (hit !== undefined) Metrics.tokenRequests.unsafeUpdate(1, hitLabels(request.provider))
+    if (hit !== undefined) hitsOf(request.provider).update(1)
     return hit
   }
 }
