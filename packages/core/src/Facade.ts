@@ -53,7 +53,10 @@ export interface TokenBrokerClient {
   readonly close: () => Promise<void>
 }
 
-/** A token for non-Effect callers. `accessToken` is the bearer value: never log it. */
+/**
+ * A token for non-Effect callers. `accessToken` is the bearer value: never log it. Frozen: a cache hit
+ * answers the same object to every caller until the cached token is replaced.
+ */
 export interface PlainToken {
   readonly accessToken: string
   readonly tokenType: "Bearer"
