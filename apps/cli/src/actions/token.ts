@@ -1,6 +1,6 @@
 import { TokenBroker } from "@token-broker/core"
 import { Clock, Effect, Redacted } from "effect"
-import { loadCliConfig, withBroker } from "../internal/Broker.js"
+import { loadCliConfig, requestedScopes, withBroker } from "../internal/Broker.js"
 import type { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, usageError } from "../internal/Failure.js"
 import type { TokenRequest } from "../internal/Options.js"
@@ -23,7 +23,7 @@ export const token = (
           tenant: args.tenant,
           subject: args.subject,
           provider: args.provider,
-          scopes: args.scopes.length === 0 ? undefined : args.scopes,
+          scopes: requestedScopes(args.scopes),
           minTtl: args.minTtlSeconds === undefined ? undefined : `${args.minTtlSeconds} seconds`
         })
       ).pipe(Effect.mapError(fromBrokerError))
