@@ -64,29 +64,45 @@ const spreadOf = (values: unknown) => {
   return low === undefined || high === undefined ? "" : ` (rounds ${fmt(low, 2)}-${fmt(high, 2)})`
 }
 
-const brokerRows = (json: Json): Array<Row> => {
-  const routeRows = (route: Json, what: string): Array<Row> => {
-    const broker = obj(route.broker)
-    const bare = obj(route.bare)
-    return [
-      {
-        bench: "HTTP broker",
-        figure: `${what}: requests/s`,
-        value: `${fmt(num(broker.rps))} req/s`,
-        baseline: `bare fastify, same body size: ${fmt(num(bare.rps))} req/s`,
-        ratio: `${ratio(num(route.ratio))}${spreadOf(route.ratioSpread)}`,
-        note: `throughput / baseline's, median of ${String(json.rounds)} alternating rounds (${String(json.connections)} connections, ${String(json.seconds)} s each)`
-      },
-      {
-        bench: "HTTP broker",
-        figure: `${what}: p99 latency`,
-        value: `${fmt(num(broker.p99ms))} ms`,
-        baseline: `bare fastify: ${fmt(num(bare.p99ms))} ms`,
-        ratio: `${ratio(num(route.p99Ratio))}${spreadOf(route.p99RatioSpread)}`,
-        note: "latency / baseline's, median of the rounds"
-      }
-    ]
+/** A server's throughput and p99 rows against its baseline's (`run`: the rounds, connections and seconds). */
+const loadRows = (
+  bench: string,
+  what: string,
+  server: Json,
+  bare: Json,
+  baseline: readonly [throughput: string, latency: string],
+  figures: Json,
+  run: Json
+): Array<Row> => [
+  {
+    bench,
+    figure: `${what}: requests/s`,
+    value: `${fmt(num(server.rps))} req/s`,
+    baseline: `${baseline[0]}: ${fmt(num(bare.rps))} req/s`,
+    ratio: `${ratio(num(figures.ratio))}${spreadOf(figures.ratioSpread)}`,
+    note: `throughput / baseline's, median of ${String(run.rounds)} alternating rounds (${String(run.connections)} connections, ${String(run.seconds)} s each)`
+  },
+  {
+    bench,
+    figure: `${what}: p99 latency`,
+    value: `${fmt(num(server.p99ms))} ms`,
+    baseline: `${baseline[1]}: ${fmt(num(bare.p99ms))} ms`,
+    ratio: `${ratio(num(figures.p99Ratio))}${spreadOf(figures.p99RatioSpread)}`,
+    note: "latency / baseline's, median of the rounds"
   }
+]
+
+const brokerRows = (json: Json): Array<Row> => {
+  const routeRows = (route: Json, what: string): Array<Row> =>
+    loadRows(
+      "HTTP broker",
+      what,
+      obj(route.broker),
+      obj(route.bare),
+      ["bare fastify, same body size", "bare fastify"],
+      route,
+      json
+    )
   return [
     ...routeRows(json, "background token, cache hit"),
     ...(json.exchange === undefined
@@ -94,6 +110,17 @@ const brokerRows = (json: Json): Array<Row> => {
       : routeRows(obj(json.exchange), "token exchange (/oauth/token), cached session token"))
   ]
 }
+
+const mcpRows = (json: Json): Array<Row> =>
+  loadRows(
+    "MCP server",
+    `tools/call ${String(json.tool)} (${fmt(num(json.notes))} notes), cached upstream token (${String(json.tokenSource ?? "remote")} broker)`,
+    obj(json.mcp),
+    obj(json.bare),
+    ["MCP SDK server, no auth, the list in memory", "MCP SDK server"],
+    json,
+    json
+  )
 
 const storageRows = (storage: Json): Array<Row> => {
   const grants = obj(storage.grants)
@@ -227,6 +254,7 @@ const rowsOf = (latest: Latest): Array<Row> =>
       const name = String(json.benchmark ?? json.name ?? "")
       if (name === "core-cache-hit") return coreRows(json)
       if (name.startsWith("broker-http")) return brokerRows(json)
+      if (name === "mcp-server-tools-call") return mcpRows(json)
       if (name === "refresh-storm") return stormRows(json)
       if (name === "memory-per-cached-token") return memoryRows(json)
       if (name === "refresh-storm-memory") return stormMemoryRows(json)
@@ -303,6 +331,7 @@ export const renderBenchmarks = (latest: Latest): string => {
   const missing = [
     "core-cache-hit",
     "broker-http",
+    "mcp-server-tools-call",
     "refresh-storm",
     "memory-per-cached-token",
     "cli-startup",
@@ -355,6 +384,15 @@ ${table}
   exchange at \`/oauth/token\` with one user's subject token (a cached session token: every request must
   count as \`token_exchange_total{outcome="cached"}\`), against a bare route that receives and parses the
   same form body.
+- **MCP server** (\`apps/mcp-server/bench/toolsCall.ts\`): \`tools/call notes_list\` in one MCP session
+  (Streamable HTTP, a JSON-RPC id per request) against a minimal \`@modelcontextprotocol/sdk\` server with
+  no authentication whose \`notes_list\` answers the same notes from memory (the answers are checked to
+  be equal). The MCP server does its whole work on every call: it verifies the user's bearer token, gets
+  the upstream token from the HTTP broker (\`tokenSource: remote\`, a cache hit there) and calls dev-idp's
+  notes API with it - two HTTP calls the baseline, as issue 15 defines it, does not make. The MCP server,
+  the broker, the baseline, dev-idp and each load run (autocannon's API) are processes of their own;
+  rounds alternate, ratios are medians of the rounds' ratios with their spread. The run fails when a
+  request fails, an answer is an error, or the broker's \`token_requests_total\` counts anything but hits.
 - **storage** (\`bench/src/storage.ts\`): \`get\` and \`compareAndSet\` through each store's driver at
   ${fmt(num(obj(storage.grants).full))} grants against the same at ${fmt(num(obj(storage.grants).baseline))} grants (one sequential caller,
   random keys, median of alternating rounds).

@@ -13,7 +13,9 @@
  *
  *   pnpm --filter @token-broker/mcp-server bench
  *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3 BENCH_NOTES=20; BENCH_PROFILE=dir writes the
- *   MCP server's CPU profile there)
+ *   MCP server's CPU profile there; BENCH_TOKEN_SOURCE=in-process runs the MCP server with the broker
+ *   in its own process instead, on the same store - then the check is that dev-idp's token endpoint
+ *   got no request during the load, since that broker's counters are not exported)
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -26,12 +28,14 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
+import { callTool, type Load, load, openSession } from "./mcpClient.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const noteCount = Number(process.env.BENCH_NOTES ?? 20)
 const profileDir = process.env.BENCH_PROFILE
+const inProcess = process.env.BENCH_TOKEN_SOURCE === "in-process"
 const here = dirname(fileURLToPath(import.meta.url))
 const appDir = join(here, "..")
 const brokerDir = resolve(appDir, "../broker")
@@ -89,12 +93,13 @@ const callerSecret = randomBytes(24).toString("base64url")
 const provider = {
   id: "notes",
   issuer: idp.info.issuer,
-  clientId: "token-broker",
-  clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
-  redirectUri: `${idp.info.issuer}/__dev/callback`,
-  scopes: ["notes:read", "notes:write"],
+  allowInsecureRequests: true,
   resource: idp.info.notesAudience,
-  allowInsecureRequests: true
+  scopes: ["notes:read", "notes:write"],
+  // consent lands on dev-idp's own page; the bench hands its query to the broker's callback
+  redirectUri: `${idp.info.issuer}/__dev/callback`,
+  clientId: "token-broker",
+  clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } }
 }
 const store = {
   storage: { kind: "sqlite", filename: join(dir, "grants.db") },
@@ -111,11 +116,11 @@ await writeFile(
       {
         id: "mcp-server",
         secretHash: await Effect.runPromise(hashSecret(callerSecret)),
+        backgroundTokens: true,
+        grants: "manage",
         providers: ["*"],
         subjects: ["*"],
-        scopes: ["*"],
-        backgroundTokens: true,
-        grants: "manage"
+        scopes: ["*"]
       }
     ]
   })
@@ -167,6 +172,9 @@ const counts = async () => {
   }
   return { hit, other }
 }
+/** Every request dev-idp's token endpoint received (a refresh of the in-process broker's included). */
+const tokenEndpointRequests = async () =>
+  ((await (await fetch(`${idp.info.issuer}/__dev/counters`)).json()) as { total: number }).total
 
 // --- the MCP server, on the broker ------------------------------------------------------------------
 const mcpConfig = join(dir, "mcp.json")
@@ -174,13 +182,18 @@ await writeFile(
   mcpConfig,
   JSON.stringify({
     ...store,
-    tokenSource: {
-      kind: "remote",
-      url: brokerUrl,
-      clientId: "mcp-server",
-      clientSecret: { env: "MCP_CALLER_SECRET" },
-      allowInsecureRequests: true
-    },
+    // BENCH_TOKEN_SOURCE=in-process: the embedded broker on the same store (no broker hop per call)
+    ...(inProcess
+      ? {}
+      : {
+          tokenSource: {
+            kind: "remote",
+            url: brokerUrl,
+            allowInsecureRequests: true,
+            clientId: "mcp-server",
+            clientSecret: { env: "MCP_CALLER_SECRET" }
+          }
+        }),
     mcpServer: {
       host: "127.0.0.1",
       port: 0,
@@ -219,54 +232,6 @@ const bearer = `Bearer ${
   ).access_token
 }`
 
-// --- JSON-RPC over the Streamable HTTP transport ----------------------------------------------------
-interface Session {
-  readonly url: string
-  readonly headers: Record<string, string>
-}
-const BASE_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" }
-/** One POST; the answer's JSON-RPC message (an SSE `data:` line or a JSON body) and its size. */
-const post = async (url: string, headers: Record<string, string>, message: object) => {
-  const response = await fetch(url, { method: "POST", headers, body: JSON.stringify(message) })
-  const text = await response.text()
-  const data = text.split("\n").find((line) => line.startsWith("data: "))
-  const json =
-    data === undefined ? (text.length === 0 ? undefined : JSON.parse(text)) : JSON.parse(data.slice(6))
-  return { response, bytes: Buffer.byteLength(text), message: json as { result?: Record<string, unknown> } }
-}
-const openSession = async (url: string, auth: Record<string, string>): Promise<Session> => {
-  const init = await post(
-    url,
-    { ...BASE_HEADERS, ...auth },
-    {
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "0" } }
-    }
-  )
-  const id = init.response.headers.get("mcp-session-id")
-  const version = init.message.result?.protocolVersion
-  if (id === null || typeof version !== "string") throw new Error(`initialize failed at ${url}`)
-  const headers = { ...BASE_HEADERS, ...auth, "mcp-session-id": id, "mcp-protocol-version": version }
-  await post(url, headers, { jsonrpc: "2.0", method: "notifications/initialized" })
-  return { url, headers }
-}
-const callTool = async (session: Session, name: string, args: object) => {
-  const answer = await post(session.url, session.headers, {
-    jsonrpc: "2.0",
-    id: 1,
-    method: "tools/call",
-    params: { name, arguments: args }
-  })
-  if (answer.message.result === undefined || answer.message.result.isError === true) {
-    throw new Error(
-      `${name} failed: ${answer.response.status} ${JSON.stringify(answer.message).slice(0, 300)}`
-    )
-  }
-  return answer
-}
-
 const mcp = await openSession(mcpUrl, { authorization: bearer })
 for (let n = 1; n <= noteCount; n++) {
   await callTool(mcp, "notes_create", {
@@ -304,37 +269,6 @@ if (JSON.stringify(bareAnswer.message.result) !== JSON.stringify(mcpAnswer.messa
   throw new Error("the baseline's notes_list answer differs from the MCP server's")
 }
 
-interface Load {
-  readonly rps: number
-  readonly p99ms: number
-  readonly requests: number
-  readonly failures: number
-  readonly sample?: string
-}
-/** One measurement by `load.ts` in a process of its own; its options (the token too) go on its stdin. */
-const load = async (session: Session, duration: number): Promise<Load> => {
-  const child = spawn(process.execPath, ["--import", "tsx", join(here, "load.ts")], {
-    cwd: appDir,
-    stdio: ["pipe", "pipe", "inherit"]
-  })
-  child.stdin.end(
-    JSON.stringify({
-      url: session.url,
-      headers: session.headers,
-      tool: "notes_list",
-      connections,
-      seconds: duration
-    })
-  )
-  let out = ""
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    out += chunk
-  })
-  const code = await new Promise<number | null>((done) => child.once("exit", done))
-  if (code !== 0) throw new Error(`the load generator exited with code ${code}`)
-  return JSON.parse(out) as Load
-}
-
 const median = (values: ReadonlyArray<number>) => {
   const sorted = [...values].sort((a, b) => a - b)
   const half = sorted.length / 2
@@ -346,18 +280,20 @@ const range = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(
 
 // warm-up of each, then alternating rounds (the MCP server first in even rounds)
 const before = await counts()
-let answered = (await load(mcp, 2)).requests
-await load(bare, 2)
+const tokenEndpointBefore = await tokenEndpointRequests()
+let answered = (await load(mcp, 2, connections)).requests
+await load(bare, 2, connections)
 const measured: Array<{ readonly mcp: Load; readonly bare: Load }> = []
 for (let round = 0; round < rounds; round++) {
   const mcpFirst = round % 2 === 0
-  const first = await load(mcpFirst ? mcp : bare, seconds)
-  const second = await load(mcpFirst ? bare : mcp, seconds)
+  const first = await load(mcpFirst ? mcp : bare, seconds, connections)
+  const second = await load(mcpFirst ? bare : mcp, seconds, connections)
   const pair = mcpFirst ? { mcp: first, bare: second } : { mcp: second, bare: first }
   answered += pair.mcp.requests
   measured.push(pair)
 }
 const after = await counts()
+const tokenEndpointCalls = (await tokenEndpointRequests()) - tokenEndpointBefore
 const hitsCounted = after.hit - before.hit
 const notHits = after.other - before.other
 const failed = measured.flatMap((m) => [m.mcp, m.bare]).filter((m) => m.failures > 0)
@@ -368,7 +304,14 @@ if (failed.length > 0) {
   )
 }
 // autocannon counts answered requests; one still in flight when a run stops is served but not counted
-if (notHits > 0 || hitsCounted < answered) {
+if (inProcess) {
+  // the embedded broker's counters live in the MCP server's process: what it did shows at dev-idp
+  if (tokenEndpointCalls > 0 || hitsCounted > 0) {
+    throw new Error(
+      `in-process: dev-idp's token endpoint got ${tokenEndpointCalls} requests and the HTTP broker ${hitsCounted} during the load`
+    )
+  }
+} else if (notHits > 0 || hitsCounted < answered) {
   throw new Error(
     `${answered} calls answered, but the broker counted ${hitsCounted} cache hits and ${notHits} other results`
   )
@@ -400,6 +343,7 @@ const summary = {
   connections,
   rounds,
   notes: noteCount,
+  tokenSource: inProcess ? "in-process" : "remote",
   processes: "MCP server, broker, bare MCP server, dev-idp and each load run in processes of their own",
   bodyBytes: { mcp: mcpAnswer.bytes, bare: bareAnswer.bytes },
   mcp: side((m) => m.mcp),
@@ -408,13 +352,13 @@ const summary = {
   ratioSpread: range(rpsRatios),
   p99Ratio: median(p99Ratios),
   p99RatioSpread: range(p99Ratios),
-  hits: { answered, counted: hitsCounted, notHits }
+  hits: { answered, counted: hitsCounted, notHits, tokenEndpointCalls }
 }
 const f2 = (v: number) => v.toFixed(2)
 console.log(`
 notes_list on the MCP server      ${summary.mcp.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.mcp.p99ms} ms   (${mcpAnswer.bytes} B answer)
 notes_list on a bare SDK server   ${summary.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.bare.p99ms} ms   (${bareAnswer.bytes} B answer)
 ratio MCP server / bare           ${f2(summary.ratio)} (rounds ${summary.ratioSpread.map(f2).join("-")}), p99 ${f2(summary.p99Ratio)} (rounds ${summary.p99RatioSpread.map(f2).join("-")})
-median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; ${answered} calls, ${hitsCounted} cache hits at the broker
+median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; ${answered} calls, ${inProcess ? `${tokenEndpointCalls} token endpoint requests (in-process broker)` : `${hitsCounted} cache hits at the broker`}
 `)
 console.log(`BENCH_JSON ${JSON.stringify(summary)}`)
