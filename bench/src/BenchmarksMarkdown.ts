@@ -285,6 +285,21 @@ const PROFILES = `## Where the time and memory go (profiles)
   \`Deferred\` by callback from the Promise facade on a miss, with no fiber per caller. The slot of the cap
   now covers the store read and the shared-token check as well as the refresh: a queued grant reads
   nothing until admitted.
+- **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
+  \`BENCH_PROFILE=/tmp/mcp-prof pnpm --filter @token-broker/mcp-server bench\`, only the seconds it was
+  loaded; 2026-12-03, ratio 0.06x in that run). About 15 s of CPU for 1,862 calls: 8 ms a call, where
+  the bare SDK server answered 1,726 calls a second (under 0.6 ms each). 27% is socket writes
+  (\`writev\` and the string writes under it): the SDK's \`@hono/node-server\` adapter flushes the SSE
+  answer's headers and then its body (the baseline pays that too), and undici's \`fetch\` writes each upstream request's headers and body
+  apart (a string body becomes a stream, \`writeIterable\`); in this VM a write that wakes another local
+  process is dear. \`fetch\`'s own machinery (WHATWG Request/Response, web streams, an AbortSignal each,
+  \`makeTransferable\` 2%) about 14%, Effect's runtime 9% self (two \`runPromiseExit\` per call, the notes
+  read's retry schedule), GC 8%, zod 4% (the upstream answer's 20 notes, the tool's schemas); the bearer
+  check does not show. Not fixed: \`BENCH_TOKEN_SOURCE=in-process\` (no broker hop) gave 0.22x and 0.06x
+  in two runs (rounds 0.04-0.25) on this shared machine, so no change here is shown to lift the ratio
+  yet. What it would take to try: the notes API and the broker client on \`undici.request\` over a
+  kept-alive pool (no web streams, the body written with the headers), one Effect run per tool call
+  instead of two, and runs on a machine no one else loads.
 `
 
 const SECURITY = `## Security checks (all in \`pnpm test\`)
