@@ -4,10 +4,11 @@
  * The MCP server does all of its work on every call: it verifies the user's bearer token, asks the
  * broker for the upstream token (a remote HTTP broker: a cache hit there), and calls dev-idp's notes
  * API with it - an upstream HTTP call that the baseline, by its definition, does not make. Each server
- * runs in a process of its own (the MCP server and the broker from their entry points and config
- * files), dev-idp in another, and the load generator (`load.ts`, autocannon's API) in a process per
+ * runs in a process of its own (the MCP server from its built bundle, the broker from its entry point,
+ * each with a config file), dev-idp in another, and the load generator (`load.ts`, autocannon's API) in a process per
  * measurement; rounds alternate which server goes first, and the ratios are medians of the rounds'
- * ratios with their spread. Fails when a request fails, an answer is an error, or the broker's
+ * ratios with their spread; beside throughput and p99, each server process's CPU time per call (from
+ * /proc), which the machine's other work does not move as it moves throughput. Fails when a request fails, an answer is an error, or the broker's
  * `token_requests_total` counts anything but hits (it must grow by every call answered). Prints the
  * figures, then a `BENCH_JSON {...}` line.
  *
@@ -17,7 +18,7 @@
  *   in its own process instead, on the same store - then the check is that dev-idp's token endpoint
  *   got no request during the load, since that broker's counters are not exported)
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { rmSync, watch } from "node:fs"
 import { mkdtemp, readFile, writeFile } from "node:fs/promises"
@@ -28,7 +29,7 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
-import { callTool, type Load, load, openSession } from "./mcpClient.js"
+import { callTool, type Load, load, openSession, type Session } from "./mcpClient.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
@@ -204,14 +205,15 @@ await writeFile(
     }
   })
 )
+// the MCP server as it is deployed (`pnpm start`, the bin): the bundle, built from the sources now
+const built = spawnSync(process.execPath, ["build.mjs"], { cwd: appDir, stdio: "inherit" })
+if (built.status !== 0) throw new Error(`the MCP server's build failed (exit ${built.status})`)
 const listening = /listening on (\S+),/
 const mcpBase = await serve(
   "mcp-server",
   [
     ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
-    "--import",
-    "tsx",
-    "src/main.ts",
+    "dist/main.js",
     "--config",
     mcpConfig
   ],
@@ -220,6 +222,7 @@ const mcpBase = await serve(
   (line) => listening.exec(line)?.[1]
 )
 const mcpUrl = `${mcpBase}/mcp`
+const mcpPid = children.at(-1)?.pid
 const bearer = `Bearer ${
   (
     await login(idp.info, {
@@ -263,6 +266,7 @@ const bareUrl = await serve(
   { BENCH_NOTES_FILE: notesFile },
   (line) => (line.startsWith("http://") ? line : undefined)
 )
+const barePid = children.at(-1)?.pid
 const bare = await openSession(bareUrl, {})
 const bareAnswer = await callTool(bare, "notes_list", {})
 if (JSON.stringify(bareAnswer.message.result) !== JSON.stringify(mcpAnswer.message.result)) {
@@ -278,16 +282,34 @@ const median = (values: ReadonlyArray<number>) => {
 }
 const range = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
 
+/**
+ * CPU time (user + system, in ms at 100 ticks a second) a process has used, from /proc (Linux; NaN
+ * elsewhere): the server's own cost of a call, which other work on the machine does not change.
+ */
+const cpuMs = async (pid: number | undefined) => {
+  const fields = await readFile(`/proc/${pid}/stat`, "utf8").then(
+    (stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" "),
+    () => []
+  )
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+type Measured = Load & { readonly cpuMsPerCall: number }
+const measure = async (session: Session, pid: number | undefined, duration: number): Promise<Measured> => {
+  const cpuBefore = await cpuMs(pid)
+  const result = await load(session, duration, connections)
+  return { ...result, cpuMsPerCall: ((await cpuMs(pid)) - cpuBefore) / Math.max(1, result.requests) }
+}
+
 // warm-up of each, then alternating rounds (the MCP server first in even rounds)
 const before = await counts()
 const tokenEndpointBefore = await tokenEndpointRequests()
 let answered = (await load(mcp, 2, connections)).requests
 await load(bare, 2, connections)
-const measured: Array<{ readonly mcp: Load; readonly bare: Load }> = []
+const measured: Array<{ readonly mcp: Measured; readonly bare: Measured }> = []
 for (let round = 0; round < rounds; round++) {
   const mcpFirst = round % 2 === 0
-  const first = await load(mcpFirst ? mcp : bare, seconds, connections)
-  const second = await load(mcpFirst ? bare : mcp, seconds, connections)
+  const first = mcpFirst ? await measure(mcp, mcpPid, seconds) : await measure(bare, barePid, seconds)
+  const second = mcpFirst ? await measure(bare, barePid, seconds) : await measure(mcp, mcpPid, seconds)
   const pair = mcpFirst ? { mcp: first, bare: second } : { mcp: second, bare: first }
   answered += pair.mcp.requests
   measured.push(pair)
@@ -331,8 +353,10 @@ await idp.close()
 
 const rpsRatios = measured.map((m) => m.mcp.rps / m.bare.rps)
 const p99Ratios = measured.map((m) => m.mcp.p99ms / Math.max(1, m.bare.p99ms))
-const side = (pick: (m: (typeof measured)[number]) => Load) => ({
+const cpuRatios = measured.map((m) => m.mcp.cpuMsPerCall / m.bare.cpuMsPerCall)
+const side = (pick: (m: (typeof measured)[number]) => Measured) => ({
   rps: median(measured.map((m) => pick(m).rps)),
+  cpuMsPerCall: median(measured.map((m) => pick(m).cpuMsPerCall)),
   p99ms: median(measured.map((m) => pick(m).p99ms)),
   requests: measured.reduce((n, m) => n + pick(m).requests, 0)
 })
@@ -352,6 +376,8 @@ const summary = {
   ratioSpread: range(rpsRatios),
   p99Ratio: median(p99Ratios),
   p99RatioSpread: range(p99Ratios),
+  cpuRatio: median(cpuRatios),
+  cpuRatioSpread: range(cpuRatios),
   hits: { answered, counted: hitsCounted, notHits, tokenEndpointCalls }
 }
 const f2 = (v: number) => v.toFixed(2)
@@ -359,6 +385,7 @@ console.log(`
 notes_list on the MCP server      ${summary.mcp.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.mcp.p99ms} ms   (${mcpAnswer.bytes} B answer)
 notes_list on a bare SDK server   ${summary.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.bare.p99ms} ms   (${bareAnswer.bytes} B answer)
 ratio MCP server / bare           ${f2(summary.ratio)} (rounds ${summary.ratioSpread.map(f2).join("-")}), p99 ${f2(summary.p99Ratio)} (rounds ${summary.p99RatioSpread.map(f2).join("-")})
+CPU per call (server process)     ${f2(summary.mcp.cpuMsPerCall)} ms vs ${f2(summary.bare.cpuMsPerCall)} ms: ${f2(summary.cpuRatio)} (rounds ${summary.cpuRatioSpread.map(f2).join("-")})
 median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; ${answered} calls, ${inProcess ? `${tokenEndpointCalls} token endpoint requests (in-process broker)` : `${hitsCounted} cache hits at the broker`}
 `)
 console.log(`BENCH_JSON ${JSON.stringify(summary)}`)
