@@ -34,7 +34,9 @@ const server = await startMcpServer(loaded.value).catch((error: unknown) => {
   )
   process.exit(1)
 })
-console.error(`mcp-server: MCP endpoint ${server.mcpUrl} (token source: ${server.tokenSource})`)
+console.error(
+  `mcp-server: MCP endpoint ${server.mcpUrl} (listening on ${server.url}, token source: ${server.tokenSource})`
+)
 
 // the in-process broker writes under the key that `keys rotate` made current, without a restart
 const run = server.runWithKeyRing
