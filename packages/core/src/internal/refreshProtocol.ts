@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Option, Random, Schedule } from "effect"
 import { type AccessTokenCacheService, cacheKey, scopeVariant } from "../AccessTokenCache.js"
 import type { AuthorizationServersService } from "../AuthorizationServer.js"
 import {
@@ -178,23 +178,28 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         )
       )
 
-  /** Caches a token until its early refresh is due (jittered from its issued lifetime). */
+  /**
+   * Caches a token until its early refresh is due (jittered from its issued lifetime, by Effect's Random).
+   * Runs when a token is cached, never on a cache hit.
+   */
   const remember = (
     key: GrantKey,
     scopes: ReadonlyArray<string> | null,
     token: IssuedToken,
     lifetimeMs: number | null
   ) =>
-    cache.set(
-      grantKeyString(key),
-      cacheKey(grantKeyString(key), scopes, null),
-      {
-        accessToken: token.accessToken,
-        expiresAt: token.expiresAt,
-        scopes: token.scopes,
-        refreshAt: token.expiresAt - marginFor(lifetimeMs, Math.random())
-      },
-      { tenant: key.tenant, subject: key.subject, provider: key.provider, variant: scopeVariant(scopes) }
+    Effect.flatMap(Random.next, (jitter) =>
+      cache.set(
+        grantKeyString(key),
+        cacheKey(grantKeyString(key), scopes, null),
+        {
+          accessToken: token.accessToken,
+          expiresAt: token.expiresAt,
+          scopes: token.scopes,
+          refreshAt: token.expiresAt - marginFor(lifetimeMs, jitter)
+        },
+        { tenant: key.tenant, subject: key.subject, provider: key.provider, variant: scopeVariant(scopes) }
+      )
     )
 
   /** compare-and-set of bookkeeping (the marker, a failure), retried on storage failures a few times. */
