@@ -25,7 +25,7 @@ import { isSubset, same as sameScopes } from "../Scopes.js"
 import type { IssuedToken } from "../TokenBroker.js"
 import type { Rotation } from "./commitRotation.js"
 import { count, observe } from "./metrics.js"
-import { makeGrantLocks, makeProviderCapacity } from "./refreshLocks.js"
+import { type GrantLocks, makeProviderCapacity } from "./refreshLocks.js"
 import { makeRefreshUnderLease } from "./refreshUnderLease.js"
 import { makeRefreshUpstream } from "./refreshUpstream.js"
 import { servedScopes, sharedTokensOf } from "./sharedTokens.js"
@@ -54,6 +54,7 @@ export interface RefreshDeps {
   readonly keyRing: KeyRingService
   readonly servers: AuthorizationServersService
   readonly cache: AccessTokenCacheService
+  readonly grantLocks: GrantLocks
 }
 
 /** What obtaining a token can fail with: the public background-token union, written once in Errors.ts. */
@@ -79,7 +80,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   }
 
   const capacityOf = makeProviderCapacity(settings.maxConcurrentRefreshes)
-  const withGrantLock = makeGrantLocks()
+  const withGrantLock = deps.grantLocks.withLock
 
   const consent = (key: GrantKey, reason: ConsentRequiredReason, detail: string) =>
     new ConsentRequired({
