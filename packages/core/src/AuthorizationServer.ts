@@ -214,11 +214,12 @@ export const make: (
   options?: MakeOptions
 ) => Effect.Effect<AuthorizationServersService, ConfigInvalid> = internal.make
 
+/** `make` as a layer, with an HTTP agent (connection pool) of its own that is closed when the layer is released. */
 export const layer = (
   providers: ReadonlyArray<ProviderConfig>,
   options?: MakeOptions
 ): Layer.Layer<AuthorizationServers, ConfigInvalid> =>
-  Layer.effect(AuthorizationServers, internal.make(providers, options))
+  Layer.scoped(AuthorizationServers, internal.withScopedAgent(internal.make(providers, options)))
 
 /**
  * The `internalBaseUrl` rewrite every request of a provider's client goes through: a URL starting with

@@ -1,4 +1,16 @@
-import { Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, type Option, Random } from "effect"
+import {
+  Clock,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Fiber,
+  Layer,
+  type Option,
+  Random
+} from "effect"
 import type { StorageUnavailable } from "./Errors.js"
 import {
   type GrantFilter,
@@ -76,16 +88,20 @@ export class GrantStore extends Context.Tag("@token-broker/core/GrantStore")<
   GrantStoreDriver & { readonly capabilities: GrantStoreCapabilities }
 >() {}
 
-/** The lease could not be taken within the wait budget. */
-export class LeaseTimeout {
-  readonly _tag = "LeaseTimeout"
-  constructor(readonly name: string) {}
+/** The lease could not be taken within the wait budget. `lease` is the lease's name. */
+export class LeaseTimeout extends Data.TaggedError("LeaseTimeout")<{ readonly lease: string }> {
+  readonly code = "lease_timeout" as const
+  override get message() {
+    return `Lease "${this.lease}" is held elsewhere and was not free within the wait`
+  }
 }
 
-/** The lease was lost while held (renewal failed): the holder must not write. */
-export class LeaseLost {
-  readonly _tag = "LeaseLost"
-  constructor(readonly name: string) {}
+/** The lease was lost while held (renewal failed): the holder must not write. `lease` is the lease's name. */
+export class LeaseLost extends Data.TaggedError("LeaseLost")<{ readonly lease: string }> {
+  readonly code = "lease_lost" as const
+  override get message() {
+    return `Lease "${this.lease}" may have ended while held; its holder must not write`
+  }
 }
 
 export interface LeaseOptions {
@@ -155,7 +171,7 @@ export const withLease = <A, E, R>(
         Duration.millis(Math.min(100, 5 * 1.5 ** attempt) * (0.8 + 0.4 * (yield* Random.next)))
       )
     }
-  }).pipe(Effect.timeoutFail({ duration: options.wait, onTimeout: () => new LeaseTimeout(name) }))
+  }).pipe(Effect.timeoutFail({ duration: options.wait, onTimeout: () => new LeaseTimeout({ lease: name }) }))
 
   const holding = (acquiredAt: number) =>
     Effect.gen(function* () {
@@ -199,7 +215,7 @@ export const withLease = <A, E, R>(
         heldUntil: Effect.sync(() => heldUntil),
         ensureHeld: (marginMs = 0) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            lost || now + marginMs >= heldUntil ? Effect.fail(new LeaseLost(name)) : Effect.void
+            lost || now + marginMs >= heldUntil ? Effect.fail(new LeaseLost({ lease: name })) : Effect.void
           )
       }
       const renewing = yield* Effect.forkScoped(keepAlive)
@@ -207,7 +223,7 @@ export const withLease = <A, E, R>(
       const body = Effect.isEffect(use)
         ? Effect.raceFirst(
             use as Effect.Effect<A, E, R>,
-            Effect.zipRight(Deferred.await(lostSignal), Effect.fail(new LeaseLost(name)))
+            Effect.zipRight(Deferred.await(lostSignal), Effect.fail(new LeaseLost({ lease: name })))
           )
         : use(lease)
       return yield* body.pipe(

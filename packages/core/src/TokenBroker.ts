@@ -21,6 +21,7 @@ import { type BrokerContext, DEFAULT_TENANT, grantKeyOf } from "./internal/broke
 import { makeConsentFlow } from "./internal/consentFlow.js"
 import { makeGrantAdministration } from "./internal/grantAdministration.js"
 import { randomToken } from "./internal/random.js"
+import { makeGrantLocks } from "./internal/refreshLocks.js"
 import { makeRefreshProtocol, type RefreshSettings, type RefreshStep } from "./internal/refreshProtocol.js"
 import { makeSessionExchange } from "./internal/sessionExchange.js"
 import { makeSingleFlight } from "./internal/singleFlight.js"
@@ -287,7 +288,13 @@ export const make = (
       verifier,
       clock,
       settings,
-      protocol: makeRefreshProtocol(settings, { store, keyRing, servers, cache }),
+      protocol: makeRefreshProtocol(settings, {
+        store,
+        keyRing,
+        servers,
+        cache,
+        grantLocks: yield* makeGrantLocks
+      }),
       flights: makeSingleFlight(scope),
       defaultTenant,
       earlyRefreshMs,

@@ -1,5 +1,6 @@
 import { Context, type Effect, Layer, type Redacted } from "effect"
 import type { AudienceMismatch, ConfigInvalid, InvalidSubjectToken } from "./Errors.js"
+import { withScopedAgent } from "./internal/providerFetch.js"
 import * as internal from "./internal/tokenVerifier.js"
 
 /** A user token that passed verification. */
@@ -43,5 +44,6 @@ export type IntrospectionOptions = internal.IntrospectionOptions
 export const make: (options: TokenVerifierOptions) => Effect.Effect<TokenVerifierService, ConfigInvalid> =
   internal.make
 
+/** `make` as a layer; introspection requests use an HTTP agent of their own, closed when the layer is released. */
 export const layer = (options: TokenVerifierOptions): Layer.Layer<TokenVerifier, ConfigInvalid> =>
-  Layer.effect(TokenVerifier, internal.make(options))
+  Layer.scoped(TokenVerifier, withScopedAgent(internal.make(options)))

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
-import { Duration, Effect, Exit, Fiber, Redacted, TestClock } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Redacted, Scope, TestClock } from "effect"
 import { decodeJwt } from "jose"
 import * as oauth from "openid-client"
 import { vi } from "vitest"
@@ -812,6 +812,25 @@ describe("AuthorizationServers: expiry times come from Effect's Clock", () => {
       const fiber = yield* Effect.fork(client.clientCredentials({ scopes: ["notes:read"] }))
       const tokens = yield* Fiber.join(fiber)
       expect(tokens.expiresAt).toBe(1_000_000 + 300_000)
+    })
+  )
+})
+
+describe("AuthorizationServers: the HTTP agent lives as long as the layer", () => {
+  it.live("once the layer is released, a client kept past it sends nothing", () =>
+    Effect.gen(function* () {
+      const provider = providerFor("token-broker")
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(AuthorizationServer.layer([provider]), scope)
+      const client = yield* Context.get(context, AuthorizationServer.AuthorizationServers).get(provider.id)
+      // While the layer lives, requests reach dev-idp: a made-up refresh token is refused by it.
+      const refused = yield* failure(client.refresh({ refreshToken: Redacted.make("not-a-grant") }))
+      expect(refused._tag).toBe("InvalidGrant")
+      yield* Scope.close(scope, Exit.void)
+      const before = idp.counters.count({ grantType: "refresh_token" })
+      const closed = yield* failure(client.refresh({ refreshToken: Redacted.make("not-a-grant") }))
+      expect(closed._tag === "UpstreamUnavailable" && closed.reason).toBe("network")
+      expect(idp.counters.count({ grantType: "refresh_token" })).toBe(before)
     })
   )
 })

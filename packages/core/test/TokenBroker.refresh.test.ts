@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted, TestClock } from "effect"
+import { Clock, Context, Effect, Layer, Option, Random, Redacted, TestClock } from "effect"
 import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
 import { aadFor } from "../src/KeyRing.js"
 import {
@@ -203,5 +203,24 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
       )
       expect(bad._tag).toBe("InvalidRequest")
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
+  )
+
+  it.effect("the early refresh of a cached token is jittered by Effect's Random", () =>
+    Effect.gen(function* () {
+      const alice = user(dev.idp)
+      yield* connect(dev.idp, alice)
+      const broker = yield* TokenBroker.TokenBroker
+      const call = broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      yield* TestClock.adjust("10 minutes")
+      const fresh = yield* call.pipe(Effect.withRandom(Random.fixed([0.8])))
+      expect(fresh.source).toBe("refresh")
+      // 60 s x (1 + 0.25 x 0.8) = 72 s before expiry; the 5-minute token's share (25 %) is more
+      const refreshAt = fresh.expiresAt - 72_000
+      yield* TestClock.adjust(refreshAt - 1 - (yield* Clock.currentTimeMillis))
+      expect((yield* call).source).toBe("cache")
+      yield* TestClock.adjust(1)
+      // Due in the cache; the token stored with the grant is not due yet (its margin has no jitter).
+      expect((yield* call).source).toBe("store")
+    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { earlyRefresh: "60 seconds" } })))
   )
 })

@@ -405,7 +405,13 @@ describe("the lease of a refresh", () => {
       yield* Deferred.await(committed)
       yield* TestClock.adjust("2 seconds")
       const outcome = yield* Effect.either(Fiber.join(attempt))
-      expect(outcome._tag === "Left" && outcome.left._tag).toBe("LeaseTimeout")
+      expect(
+        outcome._tag === "Left" && [
+          outcome.left._tag,
+          outcome.left.code,
+          "lease" in outcome.left && outcome.left.lease
+        ]
+      ).toEqual(["LeaseTimeout", "lease_timeout", "grant:y"])
       expect(yield* memory.acquireLease("grant:y", "someone-else", Duration.seconds(30))).toBe(true)
     })
   )

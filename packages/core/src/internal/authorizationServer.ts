@@ -6,6 +6,7 @@ import { ConfigInvalid, ProviderNotFound } from "../Errors.js"
 import type { ClientAuthentication, ProviderConfig } from "../Provider.js"
 import { checkUrl, prepare } from "./preparedProvider.js"
 import { makeProviderClient } from "./providerClient.js"
+import { ProviderAgent } from "./providerFetch.js"
 import { DEFAULT_DISCOVERY_COOLDOWN, discoverMetadata } from "./providerMetadata.js"
 
 // The service is composed here from one module per concept: configuration checks and client
@@ -14,7 +15,7 @@ import { DEFAULT_DISCOVERY_COOLDOWN, discoverMetadata } from "./providerMetadata
 // and the start-up token exchange check (tokenExchangeCheck).
 export { DEFAULT_REQUEST_TIMEOUT } from "./preparedProvider.js"
 export { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from "./providerClient.js"
-export { makeFetch, rewriteUrl } from "./providerFetch.js"
+export { makeFetch, rewriteUrl, withScopedAgent } from "./providerFetch.js"
 export { DEFAULT_DISCOVERY_COOLDOWN } from "./providerMetadata.js"
 export { checkProviderTokenExchange, checkTokenExchange } from "./tokenExchangeCheck.js"
 
@@ -40,9 +41,13 @@ export const make = (
     }
     const prepared = yield* Effect.forEach(providers, prepare)
     const cooldown = options.discoveryCooldown ?? DEFAULT_DISCOVERY_COOLDOWN
+    const agent = (yield* ProviderAgent).agent()
     const clients = new Map<string, ProviderClient>()
     for (const entry of prepared) {
-      clients.set(entry.provider.id, makeProviderClient(entry, yield* discoverMetadata(entry, cooldown)))
+      clients.set(
+        entry.provider.id,
+        makeProviderClient(entry, yield* discoverMetadata(entry, cooldown, agent), agent)
+      )
     }
     return {
       providers,
@@ -94,5 +99,5 @@ export const makeIntrospectionClient = (options: {
       () => new ConfigInvalid({ field: `${options.field}.endpoint`, message: "introspection endpoint: " })
     )
     const server: client.ServerMetadata = { issuer: options.issuer, introspection_endpoint: options.endpoint }
-    return makeProviderClient(prepared, Effect.succeed(server))
+    return makeProviderClient(prepared, Effect.succeed(server), (yield* ProviderAgent).agent())
   })

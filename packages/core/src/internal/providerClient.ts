@@ -1,5 +1,6 @@
 import { Clock, Effect, Either, Redacted } from "effect"
 import * as client from "openid-client"
+import type { Agent } from "undici"
 import { InvalidGrant, type ProviderClient, type TokenSet, UnreadableAnswer } from "../AuthorizationServer.js"
 import { UpstreamRejected, type UpstreamUnavailable } from "../Errors.js"
 import { expectsIdToken, metadataUrl } from "../Provider.js"
@@ -15,7 +16,8 @@ export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 /** One provider's client over its (discovered or configured) metadata. */
 export const makeProviderClient = (
   prepared: Prepared,
-  metadata: Effect.Effect<client.ServerMetadata, UpstreamUnavailable | UpstreamRejected>
+  metadata: Effect.Effect<client.ServerMetadata, UpstreamUnavailable | UpstreamRejected>,
+  agent: Agent
 ): ProviderClient => {
   const { provider, auth, insecure } = prepared
   const timeout = timeoutSeconds(provider)
@@ -30,6 +32,7 @@ export const makeProviderClient = (
     const config = new client.Configuration(server, provider.clientId, undefined, auth)
     config.timeout = timeout
     config[client.customFetch] = makeFetch(
+      agent,
       provider.internalBaseUrl,
       signal,
       onResponse,

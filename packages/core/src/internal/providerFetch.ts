@@ -1,3 +1,4 @@
+import { Context, Effect } from "effect"
 import type * as client from "openid-client"
 import { Agent } from "undici"
 import type { ProviderConfig } from "../Provider.js"
@@ -10,7 +11,35 @@ import { type LinkedSignal, linkedSignal } from "./linkedSignal.js"
  * network error (the provider may have rotated the token), every caller sharing it would fail. No common
  * server closes idle connections sooner than a second, so the race cannot happen.
  */
-const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 })
+const newAgent = () => new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 1_000 })
+
+let fallback: Agent | undefined
+
+/**
+ * The HTTP agent (connection pool) of provider requests. The layers acquire one with `acquireAgent` and
+ * close it on release; a client built outside a layer (`make` run by hand) shares one agent created on
+ * its first use and kept for the life of the process.
+ */
+export class ProviderAgent extends Context.Reference<ProviderAgent>()(
+  "@token-broker/core/internal/ProviderAgent",
+  {
+    defaultValue: (): { readonly agent: () => Agent } => ({
+      agent: () => {
+        fallback ??= newAgent()
+        return fallback
+      }
+    })
+  }
+) {}
+
+/** A fresh agent for as long as the scope lasts: closed (idle sockets dropped) when the scope closes. */
+export const acquireAgent = Effect.acquireRelease(Effect.sync(newAgent), (agent) =>
+  Effect.promise(() => agent.close())
+)
+
+/** Runs `make` with a fresh agent that is closed when the layer's scope closes. */
+export const withScopedAgent = <A, E, R>(make: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(acquireAgent, (agent) => Effect.provideService(make, ProviderAgent, { agent: () => agent }))
 
 /** Each response keeps its request's signal link (and so openid-client's timeout) reachable. */
 const keepAlive = new WeakMap<Response, LinkedSignal>()
@@ -18,6 +47,7 @@ const keepAlive = new WeakMap<Response, LinkedSignal>()
 /** A request's own rewriting fetch: public-to-internal rewrite, plus the caller's AbortSignal. */
 export const makeFetch =
   (
+    dispatcher: Agent,
     rewrite: ProviderConfig["internalBaseUrl"],
     interrupt: AbortSignal | undefined,
     onResponse?: (response: Response) => void,

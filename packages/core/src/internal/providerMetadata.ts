@@ -1,5 +1,6 @@
 import { type Duration, Effect } from "effect"
 import * as client from "openid-client"
+import type { Agent } from "undici"
 import type { ProviderConfig, ProviderEndpoints } from "../Provider.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
 import { type Prepared, timeoutSeconds } from "./preparedProvider.js"
@@ -31,7 +32,7 @@ const withEndpoints = (provider: ProviderConfig, server: client.ServerMetadata):
  * The provider's metadata: OpenID Connect discovery or RFC 8414 metadata, fetched lazily through the
  * rewrite, shared and cached (failures for `cooldown`); or, with discovery "none", the configured endpoints.
  */
-export const discoverMetadata = (prepared: Prepared, cooldown: Duration.DurationInput) => {
+export const discoverMetadata = (prepared: Prepared, cooldown: Duration.DurationInput, agent: Agent) => {
   const { provider, auth, insecure } = prepared
   const discovery = provider.discovery ?? "openid-configuration"
   if (discovery === "none") {
@@ -41,7 +42,7 @@ export const discoverMetadata = (prepared: Prepared, cooldown: Duration.Duration
   }
   const discover = call(provider.id, "discovery", (signal) =>
     client.discovery(new URL(provider.issuer), provider.clientId, undefined, auth, {
-      [client.customFetch]: makeFetch(provider.internalBaseUrl, signal),
+      [client.customFetch]: makeFetch(agent, provider.internalBaseUrl, signal),
       timeout: timeoutSeconds(provider),
       algorithm: discovery === "oauth-authorization-server" ? "oauth2" : "oidc",
       execute: insecure ? [client.allowInsecureRequests] : []

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Option, Random, Schedule } from "effect"
 import { type AccessTokenCacheService, cacheKey, scopeVariant } from "../AccessTokenCache.js"
 import type { AuthorizationServersService } from "../AuthorizationServer.js"
 import {
@@ -25,7 +25,7 @@ import { isSubset, same as sameScopes } from "../Scopes.js"
 import type { IssuedToken } from "../TokenBroker.js"
 import type { Rotation } from "./commitRotation.js"
 import { count, observe } from "./metrics.js"
-import { makeGrantLocks, makeProviderCapacity } from "./refreshLocks.js"
+import { type GrantLocks, makeProviderCapacity } from "./refreshLocks.js"
 import { makeRefreshUnderLease } from "./refreshUnderLease.js"
 import { makeRefreshUpstream } from "./refreshUpstream.js"
 import { servedScopes, sharedTokensOf } from "./sharedTokens.js"
@@ -54,6 +54,7 @@ export interface RefreshDeps {
   readonly keyRing: KeyRingService
   readonly servers: AuthorizationServersService
   readonly cache: AccessTokenCacheService
+  readonly grantLocks: GrantLocks
 }
 
 /** What obtaining a token can fail with: the public background-token union, written once in Errors.ts. */
@@ -79,7 +80,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   }
 
   const capacityOf = makeProviderCapacity(settings.maxConcurrentRefreshes)
-  const withGrantLock = makeGrantLocks()
+  const withGrantLock = deps.grantLocks.withLock
 
   const consent = (key: GrantKey, reason: ConsentRequiredReason, detail: string) =>
     new ConsentRequired({
@@ -178,23 +179,28 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
         )
       )
 
-  /** Caches a token until its early refresh is due (jittered from its issued lifetime). */
+  /**
+   * Caches a token until its early refresh is due (jittered from its issued lifetime, by Effect's Random).
+   * Runs when a token is cached, never on a cache hit.
+   */
   const remember = (
     key: GrantKey,
     scopes: ReadonlyArray<string> | null,
     token: IssuedToken,
     lifetimeMs: number | null
   ) =>
-    cache.set(
-      grantKeyString(key),
-      cacheKey(grantKeyString(key), scopes, null),
-      {
-        accessToken: token.accessToken,
-        expiresAt: token.expiresAt,
-        scopes: token.scopes,
-        refreshAt: token.expiresAt - marginFor(lifetimeMs, Math.random())
-      },
-      { tenant: key.tenant, subject: key.subject, provider: key.provider, variant: scopeVariant(scopes) }
+    Effect.flatMap(Random.next, (jitter) =>
+      cache.set(
+        grantKeyString(key),
+        cacheKey(grantKeyString(key), scopes, null),
+        {
+          accessToken: token.accessToken,
+          expiresAt: token.expiresAt,
+          scopes: token.scopes,
+          refreshAt: token.expiresAt - marginFor(lifetimeMs, jitter)
+        },
+        { tenant: key.tenant, subject: key.subject, provider: key.provider, variant: scopeVariant(scopes) }
+      )
     )
 
   /** compare-and-set of bookkeeping (the marker, a failure), retried on storage failures a few times. */

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Either, Random, type Redacted } from "effect"
+import { Clock, Duration, Effect, type Redacted, Schedule } from "effect"
 import type {
   InvalidGrant,
   ProviderClient,
@@ -93,22 +93,32 @@ export const makeRefreshUpstream = (settings: RefreshUpstreamSettings) => {
           )
         )
       )
-    return Effect.gen(function* () {
-      const deadline = (yield* Clock.currentTimeMillis) + settings.retryDeadlineMs
-      for (let tries = 1; ; tries++) {
-        const result = yield* Effect.either(attempt)
-        if (Either.isRight(result)) return result.right
-        const error = result.left
-        if (!isRetryable(error) || tries >= settings.retryAttempts) return yield* Effect.fail(error)
-        // Effect's Random, not Math.random: TestRandom drives the jitter in tests
-        const backoff = settings.retryBaseDelayMs * 2 ** (tries - 1) * (0.5 + (yield* Random.next))
-        const wait = Math.max(
-          backoff,
-          error.retryAfter === undefined ? 0 : Duration.toMillis(error.retryAfter)
-        )
-        if ((yield* Clock.currentTimeMillis) + wait > deadline) return yield* Effect.fail(error)
-        yield* Effect.sleep(Duration.millis(wait))
-      }
-    })
+    return Effect.flatMap(Clock.currentTimeMillis, (started) =>
+      Effect.retry(attempt, {
+        schedule: retrySchedule(settings, started + settings.retryDeadlineMs),
+        while: isRetryable
+      })
+    )
   }
 }
+
+/**
+ * The waits between attempts: `retryBaseDelayMs` x 2^n, jittered by 0.5 + a random number in [0, 1)
+ * (Effect's Random, so tests can fix it), never shorter than the provider's Retry-After; at most
+ * `retryAttempts` attempts in all, and none whose wait would end after `deadline` (epoch ms).
+ */
+const retrySchedule = (settings: RefreshUpstreamSettings, deadline: number) =>
+  Schedule.exponential(Duration.millis(settings.retryBaseDelayMs)).pipe(
+    Schedule.jitteredWith({ min: 0.5, max: 1.5 }),
+    Schedule.intersect(Schedule.recurs(settings.retryAttempts - 1)),
+    Schedule.zipRight(Schedule.identity<RefreshFailure>()),
+    Schedule.modifyDelay((error, delay) =>
+      error._tag === "UpstreamUnavailable" && error.retryAfter !== undefined
+        ? Duration.max(delay, error.retryAfter)
+        : delay
+    ),
+    Schedule.delays,
+    Schedule.checkEffect((_, wait) =>
+      Effect.map(Clock.currentTimeMillis, (now) => now + Duration.toMillis(wait) <= deadline)
+    )
+  )

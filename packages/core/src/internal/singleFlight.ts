@@ -2,6 +2,12 @@ import { Deferred, Effect, FiberId, Runtime, type Scope } from "effect"
 import type { Permits } from "./permits.js"
 
 /**
+ * Kept instead of Effect's `Cache`, whose shared lookup runs in the fiber of its first caller: interrupt
+ * that caller (a timeout, a closed request) and every other caller waiting on the same key is
+ * interrupted too (checked with effect 3.22.4 in `bench/primitives.ts`: "second caller was interrupted
+ * too"). A refresh must not be lost to one impatient caller, and a `Cache` would also keep results, which
+ * the AccessTokenCache does with its own expiry.
+ *
  * In-process single-flight: concurrent callers with the same key share one run of the effect. The run
  * is forked into the broker's scope, so a caller that gives up (interruption, timeout) does not cancel
  * it for the others; it ends when the broker's scope closes.

@@ -1,6 +1,15 @@
 import { type SqlMigrations, SqlSchema } from "@token-broker/storage-sql"
 
 /**
+ * Run by our own migrator (`SqlMigrations.runMigrations` of storage-sql, under `BEGIN IMMEDIATE`), not by
+ * `SqliteMigrator` of @effect/sql-sqlite-node, because that one takes no lock on SQLite (read in
+ * @effect/sql 0.52.1, `Migrator.js`: only PostgreSQL gets `LOCK TABLE`; SQLite runs in a plain deferred
+ * `BEGIN`). Two processes starting on one file both read the old version; the second one's insert of the
+ * version rows then fails, and it treats any such failure as "Migrations already running" (a debug log)
+ * and carries on as migrated, possibly before the first one committed the tables it then uses. It also
+ * turns a failed step into a defect and does not refuse a database newer than the code; ours fails with
+ * `StorageUnavailable` in both cases.
+ *
  * The SQLite schema, one forward step at a time. Never edit a released step: add a new one. A deleted
  * grant leaves its last version behind (a trigger, so every delete does), and a grant inserted again
  * starts above it: versions of a key never repeat, so a writer that read the old grant can never

@@ -1,5 +1,5 @@
 import { describe, expect } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Ref } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
 import { LeaseLost, withLease } from "../../GrantStore.js"
 import { lease, owner, type SuiteIt, store } from "./shared.js"
 
@@ -163,7 +163,11 @@ export const suiteLeases = (it: SuiteIt): void => {
         yield* driver.releaseLease(name, a)
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(true)
         const exit = yield* Fiber.await(fiber)
-        expect(exit).toEqual(Exit.fail(new LeaseLost(name)))
+        expect(exit).toEqual(Exit.fail(new LeaseLost({ lease: name })))
+        const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+        expect(Option.map(error, (e) => [e._tag, e.code, "lease" in e && e.lease])).toEqual(
+          Option.some(["LeaseLost", "lease_lost", name])
+        )
         expect(yield* driver.renewLease(name, b, ttl)).toBe(true)
       })
     )
