@@ -1,4 +1,5 @@
 import { Metric, MetricBoundaries } from "effect"
+import { tokenRequestsKey } from "./internal/metrics.js"
 
 /**
  * The broker's metrics (Effect metrics; apps export them, e.g. as Prometheus text). Labels never carry
@@ -15,8 +16,11 @@ const histogram = (name: string, description: string, start: number, buckets: nu
 
 /** One entry a metric: the name it is exported under, what it measures, and for a histogram its buckets. */
 const metrics = {
-  /** `result`: hit | refresh | shared (another replica's token from the store) | coalesced | error */
-  tokenRequests: counter("token_requests_total", "Background token requests by provider and result"),
+  /**
+   * `result`: hit | refresh | shared (another replica's token from the store) | coalesced | error. Its key
+   * is in internal/metrics.ts, where a cache hit counts through its hook.
+   */
+  tokenRequests: Metric.fromMetricKey(tokenRequestsKey),
   /**
    * `outcome`: success | invalid_grant | refused_without_error (a 400/401 without an OAuth error) |
    * transient | race_recovered | rotation_lost, and where the
