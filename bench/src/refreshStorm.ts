@@ -25,7 +25,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type GrantKey, type GrantRecord, GrantStore, KeyRing } from "@token-broker/core"
+import { type GrantKey, GrantStore, KeyRing, newGrantRecord } from "@token-broker/core"
 import { startDevIdp } from "@token-broker/dev-idp"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { killAllChaosWorkers, startChaosWorker } from "../chaos/harness.js"
@@ -130,34 +130,27 @@ try {
     return runtime.runPromise(
       Effect.gen(function* () {
         const keyRing = yield* KeyRing.KeyRing
-        const record: GrantRecord = {
-          ...key,
-          version: 1,
-          status: "active",
-          refreshToken: yield* keyRing.encrypt(
-            Redacted.make(branch.refresh_token ?? ""),
-            KeyRing.aadFor(key, "refresh_token")
-          ),
-          // the access token expired a second ago: every grant needs a refresh at once
-          accessToken: {
-            envelope: yield* keyRing.encrypt(Redacted.make("expired"), KeyRing.aadFor(key, "access_token")),
-            expiresAt: now - 1_000,
+        return newGrantRecord(
+          {
+            ...key,
+            refreshToken: yield* keyRing.encrypt(
+              Redacted.make(branch.refresh_token ?? ""),
+              KeyRing.aadFor(key, "refresh_token")
+            ),
+            // the access token expired a second ago: every grant needs a refresh at once
+            accessToken: {
+              envelope: yield* keyRing.encrypt(Redacted.make("expired"), KeyRing.aadFor(key, "access_token")),
+              expiresAt: now - 1_000,
+              scopes,
+              audience: provider.resource
+            },
             scopes,
-            audience: provider.resource
+            refreshTokenExpiresAt:
+              branch.refresh_expires_in === undefined ? null : now + branch.refresh_expires_in * 1000,
+            identity: { issuer: idp.issuer, subject: users[owner]?.sub ?? "" }
           },
-          scopes,
-          refreshTokenExpiresAt:
-            branch.refresh_expires_in === undefined ? null : now + branch.refresh_expires_in * 1000,
-          identity: { issuer: idp.issuer, subject: users[owner]?.sub ?? "" },
-          createdAt: now,
-          updatedAt: now,
-          lastRefreshedAt: now,
-          lastUsedAt: null,
-          failureCount: 0,
-          lastErrorCode: null,
-          refreshStartedAt: null
-        }
-        return record
+          now
+        )
       })
     )
   })

@@ -1,19 +1,39 @@
-import { Data, type Duration } from "effect"
+import { type Cause, Data, type Duration, type Types } from "effect"
 
 /**
  * The typed error vocabulary of token-broker. Every error has a stable `_tag` and `code`: both are part
  * of the public API, so callers can switch on them. No error ever carries a token, key or secret.
  */
 
+/** A tagged error class whose instances carry the stable `code` and a `message`. */
+type CodedErrorClass<Tag extends string, Code extends string> = new <A extends Record<string, unknown> = {}>(
+  args: Types.Simplify<
+    { readonly [P in keyof A as P extends "_tag" | "code" ? never : P]: A[P] } & {
+      readonly message: string
+    }
+  >
+) => Cause.YieldableError & { readonly _tag: Tag; readonly code: Code } & Readonly<A>
+
+/**
+ * The base of every error below: `Data.TaggedError(tag)` with the stable `code` beside the tag, so the
+ * two are written once, side by side.
+ */
+const CodedError = <const Tag extends string, const Code extends string>(
+  tag: Tag,
+  code: Code
+): CodedErrorClass<Tag, Code> => {
+  class Coded extends Data.TaggedError(tag)<{ readonly message: string }> {
+    readonly code = code
+  }
+  return Coded as unknown as CodedErrorClass<Tag, Code>
+}
+
 /** The subject has no usable grant for the provider: send the user through consent (Flow 2). */
-export class ConsentRequired extends Data.TaggedError("ConsentRequired")<{
+export class ConsentRequired extends CodedError("ConsentRequired", "consent_required")<{
   readonly subject: string
   readonly provider: string
   readonly reason: ConsentRequiredReason
-  readonly message: string
-}> {
-  readonly code = "consent_required" as const
-}
+}> {}
 
 export type ConsentRequiredReason =
   /** No grant is stored for this subject and provider. */
@@ -45,7 +65,7 @@ export type ConsentRequiredReason =
  * request (every reason but `rate_limited`, `circuit_open` and `lease_timeout`), the broker did not retry
  * it with the same refresh token.
  */
-export class UpstreamUnavailable extends Data.TaggedError("UpstreamUnavailable")<{
+export class UpstreamUnavailable extends CodedError("UpstreamUnavailable", "upstream_unavailable")<{
   readonly provider: string
   readonly reason:
     | "network"
@@ -57,25 +77,20 @@ export class UpstreamUnavailable extends Data.TaggedError("UpstreamUnavailable")
     | "invalid_response"
   readonly status?: number | undefined
   readonly retryAfter?: Duration.Duration | undefined
-  readonly message: string
 }> {
-  readonly code = "upstream_unavailable" as const
   readonly retryable = true as const
 }
 
 /** The provider refused the request for a reason that retrying will not fix: a configuration problem. */
-export class UpstreamRejected extends Data.TaggedError("UpstreamRejected")<{
+export class UpstreamRejected extends CodedError("UpstreamRejected", "upstream_rejected")<{
   readonly provider: string
   readonly error: string
   readonly errorDescription?: string | undefined
   readonly status?: number | undefined
-  readonly message: string
-}> {
-  readonly code = "upstream_rejected" as const
-}
+}> {}
 
 /** The token presented as the user's token is not valid (signature, expiry, issuer, type, ...). */
-export class InvalidSubjectToken extends Data.TaggedError("InvalidSubjectToken")<{
+export class InvalidSubjectToken extends CodedError("InvalidSubjectToken", "invalid_subject_token")<{
   readonly reason:
     | "malformed"
     | "signature"
@@ -85,81 +100,57 @@ export class InvalidSubjectToken extends Data.TaggedError("InvalidSubjectToken")
     | "token_type"
     | "inactive"
     | "unverifiable"
-  readonly message: string
-}> {
-  readonly code = "invalid_subject_token" as const
-}
+}> {}
 
 /** The token is valid but was issued for another audience (RFC 8707 resource). */
-export class AudienceMismatch extends Data.TaggedError("AudienceMismatch")<{
+export class AudienceMismatch extends CodedError("AudienceMismatch", "audience_mismatch")<{
   readonly expected: ReadonlyArray<string>
   readonly actual: ReadonlyArray<string>
-  readonly message: string
-}> {
-  readonly code = "audience_mismatch" as const
-}
+}> {}
 
-export class ProviderNotFound extends Data.TaggedError("ProviderNotFound")<{
+export class ProviderNotFound extends CodedError("ProviderNotFound", "provider_not_found")<{
   readonly provider: string
-  readonly message: string
-}> {
-  readonly code = "provider_not_found" as const
-}
+}> {}
 
 /** The `state` of a consent callback is unknown, already used or expired. */
-export class AuthorizationNotPending extends Data.TaggedError("AuthorizationNotPending")<{
-  readonly message: string
-}> {
-  readonly code = "authorization_not_pending" as const
-}
+export class AuthorizationNotPending extends CodedError(
+  "AuthorizationNotPending",
+  "authorization_not_pending"
+)<{}> {}
 
 /**
  * The identity that consented at the provider may not be bound to the subject that asked. `consented`
  * is the provider's identifier of the account that consented (a `sub`, or a userinfo field: not a secret).
  */
-export class IdentityMismatch extends Data.TaggedError("IdentityMismatch")<{
+export class IdentityMismatch extends CodedError("IdentityMismatch", "identity_mismatch")<{
   readonly subject: string
   readonly provider: string
   readonly consented: string
-  readonly message: string
-}> {
-  readonly code = "identity_mismatch" as const
-}
+}> {}
 
 /** The grant store could not be reached or failed. Retryable; nothing was written. */
-export class StorageUnavailable extends Data.TaggedError("StorageUnavailable")<{
+export class StorageUnavailable extends CodedError("StorageUnavailable", "storage_unavailable")<{
   readonly operation: string
-  readonly message: string
   readonly cause?: unknown
 }> {
-  readonly code = "storage_unavailable" as const
   readonly retryable = true as const
 }
 
 /** A stored secret could not be decrypted: wrong or missing key, tampering, or a record moved elsewhere. */
-export class DecryptionFailed extends Data.TaggedError("DecryptionFailed")<{
+export class DecryptionFailed extends CodedError("DecryptionFailed", "decryption_failed")<{
   readonly kid?: string | undefined
   readonly reason: "unknown_key" | "malformed" | "authentication_failed" | "backend"
-  readonly message: string
-}> {
-  readonly code = "decryption_failed" as const
-}
+}> {}
 
 /** A request was malformed: the field names what is wrong. */
-export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
+export class InvalidRequest extends CodedError("InvalidRequest", "invalid_request")<{
   readonly field: string
-  readonly message: string
-}> {
-  readonly code = "invalid_request" as const
-}
+}> {}
 
 /** The configuration is invalid; the message names the field and the fix. */
-export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
+export class ConfigInvalid extends CodedError("ConfigInvalid", "config_invalid")<{
   readonly field: string
-  readonly message: string
-}> {
-  readonly code = "config_invalid" as const
-}
+}> {}
 
 /**
  * What a background token (Flow 2) can fail with: `TokenBroker.backgroundToken`, `rotateRefreshToken`, a

@@ -93,6 +93,27 @@ export interface GrantPage {
   readonly nextCursor: string | null
 }
 
+/** What a new grant is made of: its key, its sealed tokens and what the provider said of them. */
+export type NewGrant = GrantKey &
+  Pick<GrantRecord, "refreshToken" | "accessToken" | "scopes" | "refreshTokenExpiresAt" | "identity">
+
+/**
+ * The record of a grant consented at `now` (or provisioned by a tool or a test): version 1, active,
+ * refreshed now, no failure and no refresh under way.
+ */
+export const newGrantRecord = (grant: NewGrant, now: number): GrantRecord => ({
+  ...grant,
+  version: 1,
+  status: "active",
+  createdAt: now,
+  updatedAt: now,
+  lastRefreshedAt: now,
+  lastUsedAt: null,
+  failureCount: 0,
+  lastErrorCode: null,
+  refreshStartedAt: null
+})
+
 export const grantKeyString = (key: GrantKey): string =>
   `${encodeURIComponent(key.tenant)}/${encodeURIComponent(key.subject)}/${encodeURIComponent(key.provider)}`
 

@@ -1,5 +1,5 @@
 import { loadConfig, storeLayer } from "@token-broker/config"
-import { type GrantKey, type GrantRecord, GrantStore, KeyRing } from "@token-broker/core"
+import { type GrantKey, type GrantRecord, GrantStore, KeyRing, newGrantRecord } from "@token-broker/core"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { expect } from "vitest"
 import type { Backend } from "./backends.js"
@@ -23,31 +23,28 @@ export const seed = (configPath: string, backend: Backend, oldKey: KeyRing.Local
               subject: `user-${String(i).padStart(5, "0")}`,
               provider: "dev-idp"
             }
-            const record: GrantRecord = {
-              ...key,
-              version: 1,
-              status: "active",
-              refreshToken: yield* ring.encrypt(
-                Redacted.make(`rt-${i}`),
-                KeyRing.aadFor(key, "refresh_token")
-              ),
-              accessToken: {
-                envelope: yield* ring.encrypt(Redacted.make(`at-${i}`), KeyRing.aadFor(key, "access_token")),
-                expiresAt: now + 300_000,
+            const record = newGrantRecord(
+              {
+                ...key,
+                refreshToken: yield* ring.encrypt(
+                  Redacted.make(`rt-${i}`),
+                  KeyRing.aadFor(key, "refresh_token")
+                ),
+                accessToken: {
+                  envelope: yield* ring.encrypt(
+                    Redacted.make(`at-${i}`),
+                    KeyRing.aadFor(key, "access_token")
+                  ),
+                  expiresAt: now + 300_000,
+                  scopes: ["notes:read"],
+                  audience: null
+                },
                 scopes: ["notes:read"],
-                audience: null
+                refreshTokenExpiresAt: null,
+                identity: null
               },
-              scopes: ["notes:read"],
-              refreshTokenExpiresAt: null,
-              identity: null,
-              createdAt: now,
-              updatedAt: now,
-              lastRefreshedAt: now,
-              lastUsedAt: null,
-              failureCount: 0,
-              lastErrorCode: null,
-              refreshStartedAt: null
-            }
+              now
+            )
             expect(yield* store.insert(record)).toBe("ok")
           }),
         { concurrency: backend.name === "postgres" ? 16 : 1, discard: true }

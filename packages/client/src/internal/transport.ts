@@ -3,7 +3,7 @@ import { Duration, Effect, Redacted } from "effect"
 import type { z } from "zod"
 import type { BrokerClientOptions, ClientError } from "../BrokerClient.js"
 import { BrokerRequestError } from "../BrokerRequestError.js"
-import { coreErrorOf, type ErrorContext } from "./errors.js"
+import { coreErrorOf, type ErrorContext, firstString } from "./errors.js"
 
 /**
  * The client's HTTP: one request with the caller's Basic credentials and a time budget, the answer
@@ -84,23 +84,11 @@ export const makeTransport = (options: BrokerClientOptions) => {
   const failure = (answer: Answer, context: ErrorContext): ClientError => {
     const core = coreErrorOf(answer.body, context)
     if (core !== undefined) return core
-    const code =
-      typeof answer.body.code === "string"
-        ? answer.body.code
-        : typeof answer.body.error === "string"
-          ? answer.body.error
-          : `http_${answer.status}`
-    const message =
-      typeof answer.body.detail === "string"
-        ? answer.body.detail
-        : typeof answer.body.error_description === "string"
-          ? answer.body.error_description
-          : `HTTP ${answer.status}`
     return new BrokerRequestError({
       status: answer.status,
-      code,
-      message,
-      reason: typeof answer.body.reason === "string" ? answer.body.reason : undefined,
+      code: firstString(answer.body, "code", "error") ?? `http_${answer.status}`,
+      message: firstString(answer.body, "detail", "error_description") ?? `HTTP ${answer.status}`,
+      reason: firstString(answer.body, "reason"),
       retryAfter: answer.retryAfter
     })
   }

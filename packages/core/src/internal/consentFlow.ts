@@ -5,7 +5,7 @@ import {
   type StorageUnavailable,
   UpstreamRejected
 } from "../Errors.js"
-import { type GrantKey, type GrantRecord, grantKeyString } from "../Grant.js"
+import { type GrantKey, type GrantRecord, grantKeyString, newGrantRecord } from "../Grant.js"
 import { aadFor } from "../KeyRing.js"
 import { expectsIdToken, offlineScopeOf, type ProviderConfig } from "../Provider.js"
 import * as Scopes from "../Scopes.js"
@@ -187,30 +187,26 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
       }
       const now = yield* Clock.currentTimeMillis
       const grantedScopes = set.scopes ?? pending.scopes
-      const fresh = {
-        ...key,
-        status: "active" as const,
-        refreshToken: yield* keyRing.encrypt(set.refreshToken, aadFor(key, "refresh_token")),
-        accessToken: {
-          envelope: yield* keyRing.encrypt(set.accessToken, aadFor(key, "access_token")),
-          expiresAt: set.expiresAt ?? now + 5 * 60_000,
+      const fresh = newGrantRecord(
+        {
+          ...key,
+          refreshToken: yield* keyRing.encrypt(set.refreshToken, aadFor(key, "refresh_token")),
+          accessToken: {
+            envelope: yield* keyRing.encrypt(set.accessToken, aadFor(key, "access_token")),
+            expiresAt: set.expiresAt ?? now + 5 * 60_000,
+            scopes: grantedScopes,
+            audience: client.config.resource ?? null
+          },
           scopes: grantedScopes,
-          audience: client.config.resource ?? null
+          refreshTokenExpiresAt:
+            set.refreshExpiresAt ??
+            (client.config.refreshTokenLifetime === undefined
+              ? null
+              : now + Duration.toMillis(client.config.refreshTokenLifetime)),
+          identity
         },
-        scopes: grantedScopes,
-        refreshTokenExpiresAt:
-          set.refreshExpiresAt ??
-          (client.config.refreshTokenLifetime === undefined
-            ? null
-            : now + Duration.toMillis(client.config.refreshTokenLifetime)),
-        identity,
-        updatedAt: now,
-        lastRefreshedAt: now,
-        lastUsedAt: null,
-        failureCount: 0,
-        lastErrorCode: null,
-        refreshStartedAt: null
-      }
+        now
+      )
       const stored = yield* storeGrant(key, fresh, now)
       yield* cache.invalidateGrant(grantKeyString(key))
       return { grant: toGrantInfo(stored), returnTo: pending.returnTo }

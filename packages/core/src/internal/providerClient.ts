@@ -56,12 +56,27 @@ export const makeProviderClient = (
       return toTokenSet(response, now, withIdToken)
     })
 
-  const unsupported = (operation: string, error: string) =>
-    new UpstreamRejected({
-      provider: provider.id,
-      error,
-      message: `provider "${provider.id}" has no ${operation} endpoint in its discovery document`
-    })
+  /**
+   * A request at one of the endpoints a provider may not have (userinfo, revocation, introspection):
+   * refused with `<operation>_not_supported` when its metadata names none. No grant is refreshed there,
+   * so an `invalid_grant` answer is a rejection like any other.
+   */
+  const atOptionalEndpoint = <A>(
+    operation: "userinfo" | "revocation" | "introspection",
+    run: (server: client.ServerMetadata, endpoint: string) => Effect.Effect<A, MappedError>
+  ) =>
+    Effect.gen(function* () {
+      const server = yield* metadata
+      const endpoint = server[`${operation}_endpoint`]
+      if (endpoint === undefined) {
+        return yield* new UpstreamRejected({
+          provider: provider.id,
+          error: `${operation}_not_supported`,
+          message: `provider "${provider.id}" has no ${operation} endpoint in its discovery document`
+        })
+      }
+      return yield* run(server, endpoint)
+    }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error))))
 
   const exchangeRequest = (request: Parameters<ProviderClient["exchange"]>[0]) =>
     tokenRequest("token exchange", (config) => {
@@ -198,62 +213,57 @@ export const makeProviderClient = (
         idToken
       ),
     userinfoSubject: (accessToken) =>
-      Effect.gen(function* () {
-        const server = yield* metadata
-        const endpoint = server.userinfo_endpoint
-        if (endpoint === undefined) return yield* unsupported("userinfo", "userinfo_not_supported")
-        const field = provider.userinfoSubjectField ?? "sub"
-        const response = yield* call(provider.id, "userinfo", (signal) =>
-          client.fetchProtectedResource(
-            configuration(server, signal),
-            Redacted.value(accessToken),
-            new URL(endpoint),
-            "GET",
-            undefined,
-            new Headers({ accept: "application/json" })
+      atOptionalEndpoint("userinfo", (server, endpoint) =>
+        Effect.gen(function* () {
+          const field = provider.userinfoSubjectField ?? "sub"
+          const response = yield* call(provider.id, "userinfo", (signal) =>
+            client.fetchProtectedResource(
+              configuration(server, signal),
+              Redacted.value(accessToken),
+              new URL(endpoint),
+              "GET",
+              undefined,
+              new Headers({ accept: "application/json" })
+            )
           )
-        )
-        const body = yield* Effect.promise(() =>
-          response.text().then(
-            (text) => (response.ok ? jsonObject(text) : undefined),
-            () => undefined
+          const body = yield* Effect.promise(() =>
+            response.text().then(
+              (text) => (response.ok ? jsonObject(text) : undefined),
+              () => undefined
+            )
           )
-        )
-        const value = body?.[field]
-        if (typeof value === "string" && value.length > 0) return value
-        if (typeof value === "number" && Number.isFinite(value)) return String(value)
-        return yield* new UpstreamRejected({
-          provider: provider.id,
-          error: "invalid_userinfo",
-          status: response.status,
-          message: response.ok
-            ? `userinfo at provider "${provider.id}" answered no "${field}" (a string or number) naming the account (set userinfoSubjectField)`
-            : `userinfo at provider "${provider.id}" answered HTTP ${response.status}`
-        })
-      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error)))),
-    revoke: (request) =>
-      Effect.gen(function* () {
-        const server = yield* metadata
-        if (server.revocation_endpoint === undefined) {
-          return yield* unsupported("revocation", "revocation_not_supported")
-        }
-        yield* call(provider.id, "revocation", (signal) =>
-          client.tokenRevocation(configuration(server, signal), Redacted.value(request.token), {
-            token_type_hint: request.tokenTypeHint
+          const value = body?.[field]
+          if (typeof value === "string" && value.length > 0) return value
+          if (typeof value === "number" && Number.isFinite(value)) return String(value)
+          return yield* new UpstreamRejected({
+            provider: provider.id,
+            error: "invalid_userinfo",
+            status: response.status,
+            message: response.ok
+              ? `userinfo at provider "${provider.id}" answered no "${field}" (a string or number) naming the account (set userinfoSubjectField)`
+              : `userinfo at provider "${provider.id}" answered HTTP ${response.status}`
           })
+        })
+      ),
+    revoke: (request) =>
+      atOptionalEndpoint("revocation", (server) =>
+        Effect.asVoid(
+          call(provider.id, "revocation", (signal) =>
+            client.tokenRevocation(configuration(server, signal), Redacted.value(request.token), {
+              token_type_hint: request.tokenTypeHint
+            })
+          )
         )
-      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error)))),
+      ),
     introspect: (token) =>
-      Effect.gen(function* () {
-        const server = yield* metadata
-        if (server.introspection_endpoint === undefined) {
-          return yield* unsupported("introspection", "introspection_not_supported")
-        }
-        const response = yield* call(provider.id, "introspection", (signal) =>
-          client.tokenIntrospection(configuration(server, signal), Redacted.value(token))
+      atOptionalEndpoint("introspection", (server) =>
+        Effect.map(
+          call(provider.id, "introspection", (signal) =>
+            client.tokenIntrospection(configuration(server, signal), Redacted.value(token))
+          ),
+          toIntrospection
         )
-        return toIntrospection(response)
-      }).pipe(Effect.catchTag("InvalidGrant", (error) => Effect.fail(rejectedGrant(provider.id, error))))
+      )
   }
   return providerClient
 }

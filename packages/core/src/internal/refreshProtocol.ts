@@ -289,7 +289,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
           Effect.gen(function* () {
             const acquired = yield* Clock.currentTimeMillis
             yield* observe(Metrics.leaseWait, { provider: key.provider }, (acquired - waitStarted) / 1000)
-            return yield* refreshUnderLease(client, key, scopes, minTtlMs, force, 0, lease)
+            return yield* refreshUnderLease({ client, key, scopes, minTtlMs, force, lease })
           })
         // A slot of the provider's cap on concurrent refreshes was taken before this ran (the single
         // flight's admission, `admission(provider)`); then one refresh per grant at a time in this process;

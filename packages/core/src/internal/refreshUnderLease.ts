@@ -63,6 +63,17 @@ export interface UnderLeaseContext {
   readonly consent: (key: GrantKey, reason: ConsentRequiredReason, detail: string) => ConsentRequired
 }
 
+/** One refresh asked of a grant whose lease is held. */
+export interface LeasedRefresh {
+  readonly client: ProviderClient
+  readonly key: GrantKey
+  readonly scopes: ReadonlyArray<string> | null
+  readonly minTtlMs: number
+  /** Refresh whatever is stored (explicit rotation), even when a shared token would serve. */
+  readonly force: boolean
+  readonly lease: Lease
+}
+
 /** How often one call re-runs the protocol after losing a race (a CAS conflict or a rotated grant). */
 const MAX_ROUNDS = 3
 
@@ -71,45 +82,38 @@ const MAX_ROUNDS = 3
  * answer. Every path out of an answered refresh goes through `commitRotation` and `settle`.
  */
 export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
-  const {
-    leaseTtlMs,
-    store,
-    keyRing,
-    cache,
-    unwritten,
-    refreshUpstream,
-    readUsable,
-    sharedToken,
-    dueMargin,
-    lifetimeOf,
-    decrypt,
-    writeFenced,
-    step,
-    consent
-  } = ctx
-
   const settle = makeSettle(ctx)
 
-  /** The refresh under the lease. `round` counts re-runs after a lost race. */
-  const refreshUnderLease = (
-    client: ProviderClient,
-    key: GrantKey,
-    scopes: ReadonlyArray<string> | null,
-    minTtlMs: number,
-    force: boolean,
-    round: number,
-    lease: Lease
-  ): Effect.Effect<Obtained, ObtainError> =>
+  /** The refresh under the lease. `round` counts re-runs after a lost race (0 for the caller's own). */
+  const refreshUnderLease = (request: LeasedRefresh, round = 0): Effect.Effect<Obtained, ObtainError> =>
     Effect.gen(function* () {
+      const { client, key, scopes, minTtlMs, force, lease } = request
       const grantId = grantKeyString(key)
       const now = yield* Clock.currentTimeMillis
-      const current = yield* readUsable(key, scopes, now)
-      const again = (nextForce: boolean) => retryRound(client, key, scopes, minTtlMs, nextForce, round, lease)
+      const current = yield* ctx.readUsable(key, scopes, now)
+      const again = (nextForce: boolean) => retryRound({ ...request, force: nextForce }, round)
+      /** A refresh that failed upstream: counted by its outcome and logged once. */
+      const report = (
+        error: RefreshFailure,
+        outcome: string,
+        detail?: string,
+        fields: Record<string, unknown> = {}
+      ) =>
+        Effect.zipRight(
+          count(Metrics.refreshes, { provider: key.provider, outcome }),
+          logUpstreamFailure(
+            "refresh",
+            { provider: key.provider, grant: grantId },
+            error,
+            { outcome, ...fields },
+            detail
+          )
+        )
 
       // A rotation this process received but could not store: store it before anything else.
-      const pending = unwritten.get(grantId)
+      const pending = ctx.unwritten.get(grantId)
       if (pending !== undefined) {
-        const outcome = yield* commitRotation({ store, keyRing }, key, current, pending.rotation, lease)
+        const outcome = yield* commitRotation(ctx, key, current, pending.rotation, lease)
         if (outcome === "unwritten") {
           return yield* Effect.fail(
             new UpstreamUnavailable({
@@ -124,14 +128,14 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
       }
 
       if (!force) {
-        const shared = yield* sharedToken(key, current, scopes, now, dueMargin(current, minTtlMs))
+        const shared = yield* ctx.sharedToken(key, current, scopes, now, ctx.dueMargin(current, minTtlMs))
         if (Option.isSome(shared)) {
           yield* count(Metrics.tokenRequests, { provider: key.provider, result: "shared" })
-          return { token: shared.value, lifetimeMs: lifetimeOf(current) }
+          return { token: shared.value, lifetimeMs: ctx.lifetimeOf(current) }
         }
       }
       // Decrypted before the attempt is marked: a key problem leaves no marker behind.
-      const refreshToken = yield* decrypt(current.refreshToken, aadFor(key, "refresh_token"))
+      const refreshToken = yield* ctx.decrypt(current.refreshToken, aadFor(key, "refresh_token"))
       const interrupted = current.refreshStartedAt !== null
       const marked: GrantRecord = {
         ...current,
@@ -139,7 +143,16 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
         refreshStartedAt: now,
         updatedAt: now
       }
-      if ((yield* writeFenced(key, current.version, marked)) === "conflict") return yield* again(force)
+      if ((yield* ctx.writeFenced(key, current.version, marked)) === "conflict") return yield* again(force)
+      /** The marked record after a failed attempt: one failure more, its code remembered. */
+      const afterFailure = (at: number, errorCode: string, refreshStartedAt: number | null): GrantRecord => ({
+        ...marked,
+        version: marked.version + 1,
+        updatedAt: at,
+        failureCount: marked.failureCount + 1,
+        lastErrorCode: errorCode,
+        refreshStartedAt
+      })
       const failWith = (
         error: UpstreamUnavailable | UpstreamRejected,
         keepMarker: boolean,
@@ -147,20 +160,16 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
       ) =>
         Effect.gen(function* () {
           const at = yield* Clock.currentTimeMillis
-          yield* writeFenced(key, marked.version, {
-            ...marked,
-            version: marked.version + 1,
-            updatedAt: at,
-            failureCount: marked.failureCount + 1,
-            lastErrorCode: errorCode,
-            refreshStartedAt: keepMarker ? marked.refreshStartedAt : current.refreshStartedAt
-          }).pipe(Effect.ignore)
+          const startedAt = keepMarker ? marked.refreshStartedAt : current.refreshStartedAt
+          yield* ctx
+            .writeFenced(key, marked.version, afterFailure(at, errorCode, startedAt))
+            .pipe(Effect.ignore)
           return yield* Effect.fail(error)
         })
 
-      yield* step("before_upstream", key)
+      yield* ctx.step("before_upstream", key)
       // Nothing goes upstream once the lease may have expired: another owner could be refreshing.
-      if (Either.isLeft(yield* Effect.either(lease.ensureHeld(leaseTtlMs / 3)))) {
+      if (Either.isLeft(yield* Effect.either(lease.ensureHeld(ctx.leaseTtlMs / 3)))) {
         yield* count(Metrics.leaseLost, { provider: key.provider })
         return yield* failWith(
           new UpstreamUnavailable({
@@ -172,7 +181,7 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           "lease_timeout"
         )
       }
-      const outcome = yield* Effect.either(refreshUpstream(client, refreshToken, scopes))
+      const outcome = yield* Effect.either(ctx.refreshUpstream(client, refreshToken, scopes))
       const after = yield* Clock.currentTimeMillis
 
       if (Either.isRight(outcome)) {
@@ -195,11 +204,11 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           arrivedAt: after,
           errorCode: null
         }
-        yield* step("after_upstream", key)
-        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
+        yield* ctx.step("after_upstream", key)
+        const written = yield* commitRotation(ctx, key, marked, rotation, lease)
         const settled = yield* settle(client, key, rotation, written)
         if (settled === "superseded") return yield* again(false)
-        if (settled === "written") yield* step("after_write", key)
+        if (settled === "written") yield* ctx.step("after_write", key)
         yield* count(Metrics.refreshes, { provider: key.provider, outcome: "success" })
         yield* count(Metrics.tokenRequests, { provider: key.provider, result: "refresh" })
         return {
@@ -227,14 +236,7 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
         if (error.refreshToken === null) {
           // No successor to recover: the outcome is unknown. The marker stays, so a later invalid_grant
           // reads as a lost rotation, and nothing is retried with the consumed token.
-          yield* count(Metrics.refreshes, { provider: key.provider, outcome: "outcome_unknown" })
-          yield* logUpstreamFailure(
-            "refresh",
-            { provider: key.provider, grant: grantId },
-            error,
-            { outcome: "outcome_unknown" },
-            "refresh answer unreadable and carried no refresh token"
-          )
+          yield* report(error, "outcome_unknown", "refresh answer unreadable and carried no refresh token")
           return yield* failWith(
             new UpstreamUnavailable({
               provider: key.provider,
@@ -257,23 +259,16 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           arrivedAt: after,
           errorCode: "invalid_response"
         }
-        yield* step("after_upstream", key)
-        const written = yield* commitRotation({ store, keyRing }, key, marked, rotation, lease)
+        yield* ctx.step("after_upstream", key)
+        const written = yield* commitRotation(ctx, key, marked, rotation, lease)
         yield* settle(client, key, rotation, written)
-        yield* count(Metrics.refreshes, { provider: key.provider, outcome: "salvaged" })
-        yield* logUpstreamFailure(
-          "refresh",
-          { provider: key.provider, grant: grantId },
-          error,
-          { outcome: "salvaged" },
-          "refresh answer failed validation; its refresh token was kept"
-        )
-        yield* cache.invalidateGrant(grantId)
+        yield* report(error, "salvaged", "refresh answer failed validation; its refresh token was kept")
+        yield* ctx.cache.invalidateGrant(grantId)
         return yield* Effect.fail(rejected)
       }
 
       if (error._tag === "InvalidGrant") {
-        const latest = yield* store.get(key)
+        const latest = yield* ctx.store.get(key)
         if (Option.isSome(latest) && latest.value.version !== marked.version) {
           // Another writer rotated the grant meanwhile: a lost race, not a dead grant (F6).
           yield* count(Metrics.refreshes, { provider: key.provider, outcome: "race_recovered" })
@@ -285,35 +280,25 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
           : refusal !== undefined
             ? "refused_without_error"
             : "invalid_grant"
-        yield* count(Metrics.refreshes, { provider: key.provider, outcome: reason })
         // once: the outcome, and for a refusal without an OAuth error what came back (status, content
         // type, the body's first bytes with token-like runs redacted)
-        yield* logUpstreamFailure(
-          "refresh",
-          { provider: key.provider, grant: grantId },
+        yield* report(
           error,
-          {
-            outcome: reason,
-            ...(refusal === undefined ? {} : { contentType: refusal.contentType, body: refusal.body })
-          },
+          reason,
           reason === "rotation_lost"
             ? "the provider refused a refresh token whose successor was never stored; grant marked for consent"
             : refusal !== undefined
               ? `the provider refused the refresh with HTTP ${refusal.status} and no OAuth error; grant marked for consent`
-              : "grant marked for consent"
+              : "grant marked for consent",
+          refusal === undefined ? {} : { contentType: refusal.contentType, body: refusal.body }
         )
-        yield* writeFenced(key, marked.version, {
-          ...marked,
-          version: marked.version + 1,
+        yield* ctx.writeFenced(key, marked.version, {
+          ...afterFailure(after, reason, null),
           status: "reconsent_required",
-          ...NO_SHARED_TOKENS,
-          updatedAt: after,
-          failureCount: marked.failureCount + 1,
-          lastErrorCode: reason,
-          refreshStartedAt: null
+          ...NO_SHARED_TOKENS
         })
-        yield* cache.invalidateGrant(grantId)
-        return yield* consent(
+        yield* ctx.cache.invalidateGrant(grantId)
+        return yield* ctx.consent(
           key,
           reason,
           interrupted
@@ -327,37 +312,26 @@ export const makeRefreshUnderLease = (ctx: UnderLeaseContext) => {
       // A refusal the provider answered (or a 429) did not rotate: the marker is cleared. A 5xx, a
       // timeout or a dropped connection may have followed a committed rotation: the marker stays.
       const processed = !isNotProcessed(error)
-      yield* count(Metrics.refreshes, {
-        provider: key.provider,
-        outcome: processed ? "outcome_unknown" : "transient"
-      })
-      if (!(error._tag === "UpstreamUnavailable" && error.reason === "circuit_open")) {
+      const unsettled = processed ? "outcome_unknown" : "transient"
+      if (error._tag === "UpstreamUnavailable" && error.reason === "circuit_open") {
         // an open circuit sent nothing: the failures that opened it were logged
-        yield* logUpstreamFailure("refresh", { provider: key.provider, grant: grantId }, error, {
-          outcome: processed ? "outcome_unknown" : "transient"
-        })
+        yield* count(Metrics.refreshes, { provider: key.provider, outcome: unsettled })
+      } else {
+        yield* report(error, unsettled)
       }
       return yield* failWith(error, processed, error._tag === "UpstreamRejected" ? error.error : error.reason)
     })
 
-  const retryRound = (
-    client: ProviderClient,
-    key: GrantKey,
-    scopes: ReadonlyArray<string> | null,
-    minTtlMs: number,
-    force: boolean,
-    round: number,
-    lease: Lease
-  ): Effect.Effect<Obtained, ObtainError> =>
+  const retryRound = (request: LeasedRefresh, round: number): Effect.Effect<Obtained, ObtainError> =>
     round + 1 >= MAX_ROUNDS
       ? Effect.fail(
           new UpstreamUnavailable({
-            provider: key.provider,
+            provider: request.key.provider,
             reason: "lease_timeout",
-            message: `The grant of provider "${key.provider}" kept changing under concurrent writers; try again`
+            message: `The grant of provider "${request.key.provider}" kept changing under concurrent writers; try again`
           })
         )
-      : refreshUnderLease(client, key, scopes, minTtlMs, force, round + 1, lease)
+      : refreshUnderLease(request, round + 1)
 
   return refreshUnderLease
 }

@@ -1,50 +1,111 @@
 import { describe, expect } from "@effect/vitest"
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
-import { LeaseLost, withLease } from "../../GrantStore.js"
+import { type GrantStoreDriver, LeaseLost, withLease } from "../../GrantStore.js"
 import { lease, owner, type SuiteIt, store } from "./shared.js"
+
+/** The ttl of every lease the suite takes, unless a test says otherwise; also how long it waits. */
+const ttl = Duration.seconds(10)
+
+/**
+ * Forks `withLease` holding `name` for `holder` (renewed on `leaseTtl`) while `body` runs, and returns
+ * the fiber once the lease is held.
+ */
+const forkHolding = <E>(
+  driver: GrantStoreDriver,
+  name: string,
+  holder: string,
+  leaseTtl: Duration.Duration,
+  body: Effect.Effect<void, E>
+) =>
+  Effect.gen(function* () {
+    const held = yield* Deferred.make<void>()
+    const fiber = yield* Effect.fork(
+      withLease(
+        driver,
+        name,
+        holder,
+        { ttl: leaseTtl, wait: ttl },
+        Deferred.succeed(held, undefined).pipe(Effect.zipRight(body))
+      )
+    )
+    yield* Deferred.await(held)
+    return fiber
+  })
+
+/** One step on a lease: who acquires, renews or releases it, and what acquire or renew must answer. */
+type LeaseStep =
+  | readonly [operation: "acquire" | "renew", owner: string, answer: boolean]
+  | readonly [operation: "release", owner: string]
+
+/** Runs `steps` on the lease `name` in order (ttl `ttl`), checking every answer. */
+const expectLeaseSteps = (driver: GrantStoreDriver, name: string, steps: ReadonlyArray<LeaseStep>) =>
+  Effect.forEach(steps, (step, index) =>
+    step[0] === "release"
+      ? driver.releaseLease(name, step[1])
+      : Effect.map(
+          step[0] === "acquire"
+            ? driver.acquireLease(name, step[1], ttl)
+            : driver.renewLease(name, step[1], ttl),
+          (answer) => {
+            expect(answer, `step ${index + 1} (${step[0]})`).toBe(step[2])
+          }
+        )
+  )
+
+/** Lease scenarios on a fresh lease between two owners `a` and `b`, one step a line. */
+const scenarios: ReadonlyArray<{
+  readonly title: string
+  readonly steps: (a: string, b: string) => ReadonlyArray<LeaseStep>
+}> = [
+  {
+    title: "a lease excludes other owners until released",
+    steps: (a, b) => [
+      ["acquire", a, true],
+      ["acquire", b, false],
+      ["release", a],
+      ["acquire", b, true],
+      ["acquire", a, false]
+    ]
+  },
+  {
+    title: "the owner may acquire again (re-entrant) and renew; others may not renew",
+    steps: (a, b) => [
+      ["renew", a, false],
+      ["acquire", a, true],
+      ["acquire", a, true],
+      ["renew", b, false],
+      ["renew", a, true],
+      ["acquire", b, false]
+    ]
+  },
+  {
+    title: "release by another owner does nothing (F4)",
+    steps: (a, b) => [
+      ["acquire", a, true],
+      ["release", b],
+      ["acquire", b, false],
+      ["renew", a, true]
+    ]
+  }
+]
 
 /** Leases within one process: acquire, renew, release, expiry and withLease. */
 export const suiteLeases = (it: SuiteIt): void => {
   describe("leases", () => {
-    const ttl = Duration.seconds(10)
-
-    it.effect("a lease excludes other owners until released", () =>
-      Effect.gen(function* () {
-        const driver = yield* store
-        const [name, a, b] = [lease(), owner("a"), owner("b")]
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(true)
-        expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
-        yield* driver.releaseLease(name, a)
-        expect(yield* driver.acquireLease(name, b, ttl)).toBe(true)
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(false)
-        expect(yield* driver.acquireLease(lease(), a, ttl)).toBe(true)
-      })
-    )
-
-    it.effect("the owner may acquire again (re-entrant) and renew; others may not renew", () =>
-      Effect.gen(function* () {
-        const driver = yield* store
-        const [name, a, b] = [lease(), owner("a"), owner("b")]
-        expect(yield* driver.renewLease(name, a, ttl)).toBe(false)
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(true)
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(true)
-        expect(yield* driver.renewLease(name, b, ttl)).toBe(false)
-        expect(yield* driver.renewLease(name, a, ttl)).toBe(true)
-        expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
-      })
-    )
-
-    it.effect("release by another owner does nothing (F4)", () =>
-      Effect.gen(function* () {
-        const driver = yield* store
-        const [name, a, b] = [lease(), owner("a"), owner("b")]
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(true)
-        yield* driver.releaseLease(name, b)
-        expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
-        expect(yield* driver.renewLease(name, a, ttl)).toBe(true)
-        yield* driver.releaseLease(lease(), a)
-      })
-    )
+    for (const { title, steps } of scenarios) {
+      it.effect(title, () =>
+        Effect.gen(function* () {
+          const driver = yield* store
+          const [name, a, b] = [lease(), owner("a"), owner("b")]
+          yield* expectLeaseSteps(driver, name, steps(a, b))
+          // another lease: releasing one never taken does nothing, and it is free to take
+          yield* expectLeaseSteps(driver, lease(), [
+            ["release", a],
+            ["acquire", a, true]
+          ])
+        })
+      )
+    }
 
     it.effect("a lease expires after its ttl; the expired owner can no longer renew it", () =>
       Effect.gen(function* () {
@@ -53,10 +114,12 @@ export const suiteLeases = (it: SuiteIt): void => {
         expect(yield* driver.acquireLease(name, a, Duration.millis(400))).toBe(true)
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
         yield* Effect.sleep(Duration.millis(700))
-        expect(yield* driver.renewLease(name, a, ttl)).toBe(false)
-        expect(yield* driver.acquireLease(name, b, ttl)).toBe(true)
-        expect(yield* driver.acquireLease(name, a, ttl)).toBe(false)
-        expect(yield* driver.renewLease(name, b, ttl)).toBe(true)
+        yield* expectLeaseSteps(driver, name, [
+          ["renew", a, false],
+          ["acquire", b, true],
+          ["acquire", a, false],
+          ["renew", b, true]
+        ])
       })
     )
 
@@ -91,19 +154,8 @@ export const suiteLeases = (it: SuiteIt): void => {
         // Real time is unavoidable (SQL stores keep leases on the database clock), so the window is
         // wide: a 3 s lease, renewed every second, checked 4.5 s after it was taken. Only a renewal
         // that never happens (or an event loop stalled for two seconds) lets b in.
-        const short = Duration.seconds(3)
-        const held = yield* Deferred.make<void>()
         const done = yield* Deferred.make<void>()
-        const fiber = yield* Effect.fork(
-          withLease(
-            driver,
-            name,
-            a,
-            { ttl: short, wait: ttl },
-            Deferred.succeed(held, undefined).pipe(Effect.zipRight(Deferred.await(done)))
-          )
-        )
-        yield* Deferred.await(held)
+        const fiber = yield* forkHolding(driver, name, a, Duration.seconds(3), Deferred.await(done))
         yield* Effect.sleep(Duration.millis(4500))
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
         yield* Deferred.succeed(done, undefined)
@@ -126,17 +178,7 @@ export const suiteLeases = (it: SuiteIt): void => {
       Effect.gen(function* () {
         const driver = yield* store
         const [name, a, b] = [lease(), owner("a"), owner("b")]
-        const held = yield* Deferred.make<void>()
-        const fiber = yield* Effect.fork(
-          withLease(
-            driver,
-            name,
-            a,
-            { ttl, wait: ttl },
-            Deferred.succeed(held, undefined).pipe(Effect.zipRight(Effect.never))
-          )
-        )
-        yield* Deferred.await(held)
+        const fiber = yield* forkHolding(driver, name, a, ttl, Effect.never)
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(false)
         yield* Fiber.interrupt(fiber)
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(true)
@@ -147,18 +189,7 @@ export const suiteLeases = (it: SuiteIt): void => {
       Effect.gen(function* () {
         const driver = yield* store
         const [name, a, b] = [lease(), owner("a"), owner("b")]
-        const short = Duration.millis(300)
-        const held = yield* Deferred.make<void>()
-        const fiber = yield* Effect.fork(
-          withLease(
-            driver,
-            name,
-            a,
-            { ttl: short, wait: ttl },
-            Deferred.succeed(held, undefined).pipe(Effect.zipRight(Effect.never))
-          )
-        )
-        yield* Deferred.await(held)
+        const fiber = yield* forkHolding(driver, name, a, Duration.millis(300), Effect.never)
         // simulate a holder whose renewals stall: the lease row is taken over after a release
         yield* driver.releaseLease(name, a)
         expect(yield* driver.acquireLease(name, b, ttl)).toBe(true)

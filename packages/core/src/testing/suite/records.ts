@@ -11,7 +11,7 @@ import {
   pendingRecord
 } from "../fixtures.js"
 import type { GrantStoreConformanceOptions } from "../suite.js"
-import { key, type SuiteIt, store } from "./shared.js"
+import { key, type SuiteIt, store, storeWith } from "./shared.js"
 
 /** Grants: round-trips, exact keys, versions and compare-and-set, durability; stored bytes kept verbatim. */
 export const suiteRecords = (
@@ -32,18 +32,16 @@ export const suiteRecords = (
 
     it.effect("insert then get round-trips every field of a full record", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const record = fullRecord(key(freshTenant(), "Zoë-用户-🔑"))
-        expect(yield* driver.insert(record)).toBe("ok")
+        const driver = yield* storeWith(record)
         expect(yield* driver.get(record)).toEqual(Option.some(record))
       })
     )
 
     it.effect("insert then get round-trips nulls and empty arrays", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const record = minimalRecord(key(freshTenant()))
-        expect(yield* driver.insert(record)).toBe("ok")
+        const driver = yield* storeWith(record)
         expect(yield* driver.get(record)).toEqual(Option.some(record))
       })
     )
@@ -66,9 +64,8 @@ export const suiteRecords = (
 
     it.effect("insert of an existing key answers exists and leaves the original untouched", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const original = fullRecord(key(freshTenant()))
-        expect(yield* driver.insert(original)).toBe("ok")
+        const driver = yield* storeWith(original)
         expect(yield* driver.insert(minimalRecord(original, { refreshToken: fakeEnvelope() }))).toBe("exists")
         expect(yield* driver.get(original)).toEqual(Option.some(original))
       })
@@ -76,9 +73,8 @@ export const suiteRecords = (
 
     it.effect("compareAndSet from the stored version writes the next record", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const v1 = fullRecord(key(freshTenant()))
-        yield* driver.insert(v1)
+        const driver = yield* storeWith(v1)
         const v2 = nextVersion(v1, { accessToken: null, status: "active", identity: null })
         expect(yield* driver.compareAndSet(v1, 1, v2)).toBe("ok")
         expect(yield* driver.get(v1)).toEqual(Option.some(v2))
@@ -90,9 +86,8 @@ export const suiteRecords = (
 
     it.effect("compareAndSet from a stale version is a conflict and leaves the record untouched", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const v1 = fullRecord(key(freshTenant()))
-        yield* driver.insert(v1)
+        const driver = yield* storeWith(v1)
         const v2 = nextVersion(v1)
         yield* driver.compareAndSet(v1, 1, v2)
         expect(yield* driver.compareAndSet(v1, 1, nextVersion(v1))).toBe("conflict")
@@ -113,9 +108,8 @@ export const suiteRecords = (
 
     it.effect("concurrent compareAndSet from the same version: exactly one wins", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const v1 = minimalRecord(key(freshTenant()))
-        yield* driver.insert(v1)
+        const driver = yield* storeWith(v1)
         const candidates = Array.from({ length: 16 }, () => nextVersion(v1))
         const results = yield* Effect.forEach(candidates, (next) => driver.compareAndSet(v1, 1, next), {
           concurrency: "unbounded"
@@ -128,11 +122,9 @@ export const suiteRecords = (
 
     it.effect("delete answers whether a record was there", () =>
       Effect.gen(function* () {
-        const driver = yield* store
         const record = minimalRecord(key(freshTenant()))
         const other = minimalRecord(key(record.tenant, "bob"))
-        yield* driver.insert(record)
-        yield* driver.insert(other)
+        const driver = yield* storeWith(record, other)
         expect(yield* driver.delete(record)).toBe(true)
         expect(Option.isNone(yield* driver.get(record))).toBe(true)
         expect(yield* driver.delete(record)).toBe(false)
@@ -176,9 +168,8 @@ export const suiteRecords = (
       `records outlive the store instance${notDurable ? " (skipped: store declares durable=false)" : ""}`,
       () =>
         Effect.gen(function* () {
-          const driver = yield* store
           const record = fullRecord(key(freshTenant()))
-          yield* driver.insert(record)
+          yield* storeWith(record)
           const again = yield* Effect.scoped(
             Effect.flatMap(Layer.build(makeLayer()), (context) =>
               GrantStore.pipe(
@@ -198,10 +189,9 @@ export const suiteRecords = (
       `envelopes are stored verbatim, never transformed${dump === undefined ? " (skipped: no rawDump option given)" : ""}`,
       () =>
         Effect.gen(function* () {
-          const driver = yield* store
           const record = fullRecord(key(freshTenant()))
           const pending = pendingRecord(record.tenant, yield* Clock.currentTimeMillis)
-          yield* driver.insert(record)
+          const driver = yield* storeWith(record)
           yield* driver.putPending(freshStateHash(), pending)
           const raw = yield* Effect.orDie(dump === undefined ? Effect.succeed("") : dump())
           for (const envelope of [

@@ -14,6 +14,14 @@ export const key = (tenant: string, subject = "alice", provider = "nextcloud"): 
 })
 
 export const store = GrantStore
+
+/** The store under test, with `records` inserted (each insert must answer "ok"). */
+export const storeWith = (...records: ReadonlyArray<GrantRecord>) =>
+  Effect.gen(function* () {
+    const driver = yield* store
+    for (const record of records) expect(yield* driver.insert(record)).toBe("ok")
+    return driver
+  })
 export const lease = (): string => `lease-${randomUUID()}`
 export const owner = (label: string): string => `${label}-${randomUUID()}`
 
