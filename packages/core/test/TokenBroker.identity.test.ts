@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
-import { TokenBroker } from "../src/index.js"
-import { brokerLayer, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { authorize, brokerLayer, PROVIDER, user, withDevIdp } from "./support/harness.js"
 import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
 
 const dev = withDevIdp()
@@ -40,15 +39,8 @@ describe("the identity check at consent (case 3)", () => {
     Effect.gen(function* () {
       const alice = user(dev.idp)
       const bob = user(dev.idp, 1)
-      const broker = yield* TokenBroker.TokenBroker
       // Bob starts consent for his subject, but Alice's account answers at the provider.
-      const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      const { broker, callback } = yield* authorize(dev.idp, bob.sub, alice)
       const before = dev.idp.revocations.list().length
       const issuedBefore = proxy.codeExchangeRefreshTokens().length
       const error = yield* Effect.flip(broker.completeAuthorization(callback))
@@ -75,14 +67,7 @@ describe("the identity check at consent (case 3)", () => {
   it.live("control: a consent that passes the check leaves its refresh token live at the provider", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      const broker = yield* TokenBroker.TokenBroker
-      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      const { broker, callback } = yield* authorize(dev.idp, alice.sub, alice)
       const issuedBefore = proxy.codeExchangeRefreshTokens().length
       const completed = yield* broker.completeAuthorization(callback)
       expect(completed.grant.identity).toEqual({ issuer: dev.idp.issuer, subject: alice.sub })

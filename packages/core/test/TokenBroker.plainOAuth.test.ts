@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { Effect, Layer, Option } from "effect"
 import { AuthorizationServer, type ProviderConfig, TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
+import {
+  authorize,
+  brokerLayer,
+  connect,
+  PROVIDER,
+  providerConfig,
+  user,
+  withDevIdp
+} from "./support/harness.js"
 import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
 
 /** dev-idp as GitHub is configured: no discovery (or RFC 8414 only), no ID token, no offline scope. */
@@ -105,14 +113,7 @@ for (const discovery of ["none", "oauth-authorization-server"] as const) {
       Effect.gen(function* () {
         const alice = user(dev.idp)
         const bob = user(dev.idp, 1)
-        const broker = yield* TokenBroker.TokenBroker
-        const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
-        const callback = yield* Effect.promise(() =>
-          dev.idp.driveAuthorization(started.authorizationUrl, {
-            username: alice.username,
-            password: alice.password
-          })
-        )
+        const { broker, callback } = yield* authorize(dev.idp, bob.sub, alice)
         const error = yield* Effect.flip(broker.completeAuthorization(callback))
         expect(error._tag).toBe("IdentityMismatch")
         expect(error.message).toContain('userinfo field "id"')
