@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { AuthorizationServer, metadataUrl } from "../src/index.js"
-import { providerConfig, withDevIdp } from "./support/harness.js"
+import { providerConfig, useDevIdp } from "./support/harness.js"
 
 describe("metadataUrl: where each discovery mode reads the metadata", () => {
   it("appends OpenID Connect's well-known path, inserts RFC 8414's before the issuer's path, none has none", () => {
@@ -23,9 +23,7 @@ describe("metadataUrl: where each discovery mode reads the metadata", () => {
 
 describe("ProviderClient.metadata: what the client's requests use", () => {
   describe("RFC 8414 metadata, with a configured endpoint over it", () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
 
     it.effect("reads /.well-known/oauth-authorization-server and lays endpoints over it", () =>
       Effect.gen(function* () {
@@ -58,9 +56,7 @@ describe("ProviderClient.metadata: what the client's requests use", () => {
   })
 
   describe("discovery none", () => {
-    const dev = withDevIdp({ plainOAuth: {} })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: {} })
 
     it.effect("is the configured endpoints only, with no request (the issuer does not even answer)", () =>
       Effect.gen(function* () {

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { Effect, Redacted } from "effect"
 import { AuthorizationServer, type ProviderConfig } from "../src/index.js"
-import { providerConfig, user, withDevIdp } from "./support/harness.js"
+import { providerConfig, useDevIdp, user } from "./support/harness.js"
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
@@ -24,9 +24,7 @@ const subjectToken = (idp: DevIdp) =>
 
 describe("token exchange against metadata (case 6)", () => {
   describe("RFC 8414 metadata whose grant_types_supported lacks token exchange", () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
     const plain: Partial<ProviderConfig> = { discovery: "oauth-authorization-server", identityBinding: "any" }
 
     it.effect("the start-up check fails ConfigInvalid naming providers[1].tokenExchange", () =>
@@ -56,9 +54,7 @@ describe("token exchange against metadata (case 6)", () => {
   })
 
   describe("no metadata (discovery none): a warning, then the provider's own answer", () => {
-    const dev = withDevIdp({ plainOAuth: {} })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: {} })
     const none = (idp: DevIdp): Partial<ProviderConfig> => ({
       discovery: "none",
       identityBinding: "any",
@@ -91,9 +87,7 @@ describe("token exchange against metadata (case 6)", () => {
   })
 
   describe("control: OpenID Connect discovery that lists the grant", () => {
-    const dev = withDevIdp()
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp()
 
     it.effect("the start-up check passes without a warning, and a provider down is only a warning", () =>
       Effect.gen(function* () {

@@ -1,18 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
-import { authorize, brokerLayer, PROVIDER, user, withDevIdp } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+import { authorize, brokerLayer, PROVIDER, user } from "./support/harness.js"
+import { useProxiedDevIdp } from "./support/tokenProxy.js"
 
-const dev = withDevIdp()
-let proxy: TokenProxy
-beforeAll(async () => {
-  await dev.start()
-  proxy = await startTokenProxy(dev.idp.issuer)
-})
-afterAll(async () => {
-  await proxy.close()
-  await dev.stop()
-})
+const dev = useProxiedDevIdp()
 
 /** A refresh of `refreshToken` straight at dev-idp, as the broker's client: the provider's own verdict. */
 const refreshAtProvider = async (refreshToken: string) => {
@@ -31,7 +22,7 @@ const refreshAtProvider = async (refreshToken: string) => {
 describe("the identity check at consent (case 3)", () => {
   const layer = Layer.suspend(() =>
     brokerLayer(dev.idp, {
-      provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url } }
+      provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url } }
     })
   )
 
@@ -42,7 +33,7 @@ describe("the identity check at consent (case 3)", () => {
       // Bob starts consent for his subject, but Alice's account answers at the provider.
       const { broker, callback } = yield* authorize(dev.idp, bob.sub, alice)
       const before = dev.idp.revocations.list().length
-      const issuedBefore = proxy.codeExchangeRefreshTokens().length
+      const issuedBefore = dev.proxy.codeExchangeRefreshTokens().length
       const error = yield* Effect.flip(broker.completeAuthorization(callback))
       expect(error._tag).toBe("IdentityMismatch")
       expect(error.message).toContain(`"${alice.sub}"`)
@@ -54,7 +45,7 @@ describe("the identity check at consent (case 3)", () => {
       }
       expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
       // what the provider issued to this consent is dead there (RFC 7009 with client authentication)
-      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      const issued = dev.proxy.codeExchangeRefreshTokens().slice(issuedBefore)
       expect(issued).toHaveLength(1)
       const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))
       expect(refreshed).toMatchObject({ status: 400, body: { error: "invalid_grant" } })
@@ -68,10 +59,10 @@ describe("the identity check at consent (case 3)", () => {
     Effect.gen(function* () {
       const alice = user(dev.idp)
       const { broker, callback } = yield* authorize(dev.idp, alice.sub, alice)
-      const issuedBefore = proxy.codeExchangeRefreshTokens().length
+      const issuedBefore = dev.proxy.codeExchangeRefreshTokens().length
       const completed = yield* broker.completeAuthorization(callback)
       expect(completed.grant.identity).toEqual({ issuer: dev.idp.issuer, subject: alice.sub })
-      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      const issued = dev.proxy.codeExchangeRefreshTokens().slice(issuedBefore)
       expect(issued).toHaveLength(1)
       // the broker's own token is that one; a refresh with it here works (and rotates it away)
       const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))

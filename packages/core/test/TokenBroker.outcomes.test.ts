@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
 import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
 import { minimalRecord } from "../src/testing.js"
@@ -10,30 +10,21 @@ import {
   PROVIDER,
   providerConfig,
   refreshRequests,
-  user,
-  withDevIdp
+  useDevIdp,
+  user
 } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+import { useProxiedDevIdp } from "./support/tokenProxy.js"
 
 // Outcomes of issue 12: what a caller sees when the provider's answer is lost or unusable, and how the
 // early-refresh margin and minTtl behave. dev-idp rotates and revokes the grant on any reuse.
-const dev = withDevIdp({ refreshTokenReuseGraceSeconds: 0 })
+const dev = useProxiedDevIdp({ refreshTokenReuseGraceSeconds: 0 })
 // A provider issuing 60-second access tokens (the early-refresh margin's own length).
-const short = withDevIdp({ refreshTokenReuseGraceSeconds: 0, accessTokenTtlSeconds: 60 })
-let proxy: TokenProxy
-beforeAll(async () => {
-  await Promise.all([dev.start(), short.start()])
-  proxy = await startTokenProxy(dev.idp.issuer)
-})
-afterAll(async () => {
-  await proxy.close()
-  await Promise.all([dev.stop(), short.stop()])
-})
+const short = useDevIdp({ refreshTokenReuseGraceSeconds: 0, accessTokenTtlSeconds: 60 })
 
 /** The broker reaches dev-idp through the proxy that can spoil an answer after dev-idp processed it. */
 const proxied = (broker: TokenBroker.TokenBrokerOptions = {}) =>
   brokerLayer(dev.idp, {
-    provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url } },
+    provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url } },
     broker: { retry: { attempts: 3, baseDelay: "10 millis", deadline: "5 seconds" }, ...broker }
   })
 
@@ -43,12 +34,12 @@ describe("outcome unknown (case 4)", () => {
       const alice = user(dev.idp)
       const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
       const store = yield* GrantStore.GrantStore
-      const before = proxy.refreshes()
-      proxy.afterNextRefresh({ kind: "status", status: 502 })
+      const before = dev.proxy.refreshes()
+      dev.proxy.afterNextRefresh({ kind: "status", status: 502 })
       const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag === "UpstreamUnavailable" && error.status).toBe(502)
       // Not retried with the consumed token: that would be reuse, and dev-idp revokes the grant.
-      expect(proxy.refreshes()).toBe(before + 1)
+      expect(dev.proxy.refreshes()).toBe(before + 1)
       const record = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
       expect(record.refreshStartedAt).not.toBeNull()
       expect(record.status).toBe("active")
@@ -63,7 +54,7 @@ describe("outcome unknown (case 4)", () => {
       const bob = user(dev.idp, 1)
       const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
       const store = yield* GrantStore.GrantStore
-      proxy.afterNextRefresh({ kind: "token_type" })
+      dev.proxy.afterNextRefresh({ kind: "token_type" })
       const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag).toBe("UpstreamRejected")
       expect(error.message).not.toMatch(/eyJ/)
@@ -82,11 +73,11 @@ describe("outcome unknown (case 4)", () => {
       const alice = user(dev.idp)
       const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
       const store = yield* GrantStore.GrantStore
-      const before = proxy.refreshes()
-      proxy.afterNextRefresh({ kind: "not_json" })
+      const before = dev.proxy.refreshes()
+      dev.proxy.afterNextRefresh({ kind: "not_json" })
       const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag).toBe("UpstreamUnavailable")
-      expect(proxy.refreshes()).toBe(before + 1)
+      expect(dev.proxy.refreshes()).toBe(before + 1)
       const record = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
       expect(record.refreshStartedAt).not.toBeNull()
     }).pipe(Effect.provide(proxied()))

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { Effect, Layer, Option } from "effect"
 import { AuthorizationServer, type ProviderConfig, TokenBroker } from "../src/index.js"
@@ -8,10 +8,10 @@ import {
   connect,
   PROVIDER,
   providerConfig,
-  user,
-  withDevIdp
+  useDevIdp,
+  user
 } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+import { useProxiedDevIdp } from "./support/tokenProxy.js"
 
 /** dev-idp as GitHub is configured: no discovery (or RFC 8414 only), no ID token, no offline scope. */
 const plainProvider = (
@@ -36,9 +36,7 @@ const plainProvider = (
 
 for (const discovery of ["none", "oauth-authorization-server"] as const) {
   describe(`a plain OAuth 2.0 provider, GitHub-style (discovery: ${discovery}) (case 8)`, () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: discovery } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: discovery } })
     const layer = Layer.suspend(() => brokerLayer(dev.idp, { provider: plainProvider(dev.idp, discovery) }))
 
     it.effect("the authorization URL asks no openid, no offline scope, no nonce and no prompt", () =>
@@ -126,9 +124,7 @@ for (const discovery of ["none", "oauth-authorization-server"] as const) {
 }
 
 describe("control: the OpenID Connect configuration against plain mode fails at discovery", () => {
-  const dev = withDevIdp({ plainOAuth: {} })
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp({ plainOAuth: {} })
 
   it.effect("no discovery document: the authorization URL cannot be built", () =>
     Effect.gen(function* () {
@@ -142,9 +138,7 @@ describe("control: the OpenID Connect configuration against plain mode fails at 
 })
 
 describe("plain OAuth 2.0 settings are checked when the clients are built", () => {
-  const dev = withDevIdp({ plainOAuth: {} })
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp({ plainOAuth: {} })
   const build = (overrides: Partial<ProviderConfig>) =>
     Effect.flip(
       AuthorizationServer.make([providerConfig(dev.idp, { tokenExchange: undefined, ...overrides })])
@@ -217,9 +211,7 @@ describe("plain OAuth 2.0 settings are checked when the clients are built", () =
 })
 
 describe("authorization parameters and the offline scope (case 8)", () => {
-  const dev = withDevIdp()
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp()
 
   it.effect("extra parameters are sent, and may replace prompt; a custom offline scope is asked", () =>
     Effect.gen(function* () {
@@ -249,20 +241,11 @@ describe("authorization parameters and the offline scope (case 8)", () => {
 })
 
 describe("an error in a 200 form body, and a provider's own name for invalid_grant (case 8)", () => {
-  const dev = withDevIdp()
-  let proxy: TokenProxy
-  beforeAll(async () => {
-    await dev.start()
-    proxy = await startTokenProxy(dev.idp.issuer)
-  })
-  afterAll(async () => {
-    await proxy.close()
-    await dev.stop()
-  })
+  const dev = useProxiedDevIdp()
   const layer = (invalidGrantErrors: ReadonlyArray<string>) =>
     Layer.suspend(() =>
       brokerLayer(dev.idp, {
-        provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url }, invalidGrantErrors }
+        provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url }, invalidGrantErrors }
       })
     )
 
@@ -271,7 +254,7 @@ describe("an error in a 200 form body, and a provider's own name for invalid_gra
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
-      proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
+      dev.proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
       const error = yield* Effect.flip(broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag === "ConsentRequired" && error.reason).toBe("invalid_grant")
     }).pipe(Effect.provide(layer(["bad_refresh_token"])))
@@ -282,7 +265,7 @@ describe("an error in a 200 form body, and a provider's own name for invalid_gra
       const alice = user(dev.idp, 1)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
-      proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
+      dev.proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
       const error = yield* Effect.flip(broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag === "UpstreamRejected" && error.error).toBe("bad_refresh_token")
     }).pipe(Effect.provide(layer([])))

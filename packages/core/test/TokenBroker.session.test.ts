@@ -1,12 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted, TestClock } from "effect"
 import { GrantStore, TokenBroker } from "../src/index.js"
-import { brokerLayer, claims, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { brokerLayer, claims, PROVIDER, useDevIdp, user } from "./support/harness.js"
 
 const MCP = "http://127.0.0.1/mcp"
-const dev = withDevIdp({ mcpAudience: MCP })
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp({ mcpAudience: MCP })
 
 /** The user's own (Flow 1) token: issued by dev-idp to the MCP client for the MCP server's audience. */
 const userToken = (resource = MCP) =>
