@@ -6,6 +6,7 @@ import {
   brokerLayer,
   connect,
   connected,
+  consentAsAnotherAccount,
   driveAs,
   grantKey,
   PROVIDER,
@@ -91,15 +92,7 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   )
 
   it.live("an identity that may not be bound to the subject is refused, and nothing is stored", () =>
-    Effect.gen(function* () {
-      const alice = user(dev.idp)
-      const bob = user(dev.idp, 1)
-      // Bob starts consent for his subject, but Alice's account answers at the provider.
-      const { broker, callback } = yield* authorize(dev.idp, bob.sub, alice)
-      const error = yield* Effect.flip(broker.completeAuthorization(callback))
-      expect(error._tag).toBe("IdentityMismatch")
-      expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
-    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+    consentAsAnotherAccount(dev.idp).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 
   it.live("a denied consent is reported with the provider's error", () =>
@@ -120,16 +113,28 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   )
 })
 
+type GrantRef = { readonly subject: string; readonly provider: string }
+
+/** Tokens of the grant for its full scope and for notes:read alone, each cached apart. */
+const fullAndNarrow = (broker: TokenBroker.TokenBrokerService, ref: GrantRef) =>
+  Effect.all([broker.backgroundToken(ref), broker.backgroundToken({ ...ref, scopes: ["notes:read"] })])
+
+/** Revokes the grant: the broker's answer, and the revocation requests dev-idp received for it. */
+const revokeRecorded = (broker: TokenBroker.TokenBrokerService, ref: GrantRef) =>
+  Effect.gen(function* () {
+    const before = dev.idp.revocations.list().length
+    const result = yield* broker.revoke(ref)
+    return { result, recorded: dev.idp.revocations.list().slice(before) }
+  })
+
 describe("revocation (RFC 7009)", () => {
   it.live(
     "revokes at dev-idp with client authentication; the grant and every cached token of it are gone",
     () =>
       Effect.gen(function* () {
         const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
-        yield* broker.backgroundToken(ref)
-        yield* broker.backgroundToken({ ...ref, scopes: ["notes:read"] })
-        const before = dev.idp.revocations.list().length
-        const result = yield* broker.revoke(ref)
+        yield* fullAndNarrow(broker, ref)
+        const { result, recorded } = yield* revokeRecorded(broker, ref)
         // dev-idp cannot revoke its JWT access tokens (unsupported_token_type): the answer says so
         expect(result).toEqual({
           removed: true,
@@ -137,7 +142,6 @@ describe("revocation (RFC 7009)", () => {
           accessTokens: "not_supported",
           revokedAtProvider: { refreshToken: true, accessTokens: 0 }
         })
-        const recorded = dev.idp.revocations.list().slice(before)
         expect(recorded).toHaveLength(1)
         expect(recorded[0]).toMatchObject({ clientId: "token-broker", tokenTypeHint: "refresh_token" })
         for (const scopes of [undefined, ["notes:read"]]) {
@@ -160,23 +164,18 @@ describe("revocation of the current access tokens too (token_type_hint=access_to
       const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
       const servers = yield* AuthorizationServer.AuthorizationServers
       const client = yield* servers.get(PROVIDER)
-      const full = yield* broker.backgroundToken(ref)
-      const narrow = yield* broker.backgroundToken({ ...ref, scopes: ["notes:read"] })
-      for (const token of [full, narrow])
-        expect((yield* client.introspect(token.accessToken)).active).toBe(true)
-      const before = dev.idp.revocations.list().length
-      const result = yield* broker.revoke(ref)
+      const tokens = yield* fullAndNarrow(broker, ref)
+      for (const token of tokens) expect((yield* client.introspect(token.accessToken)).active).toBe(true)
+      const { result, recorded } = yield* revokeRecorded(broker, ref)
       expect(result).toEqual({
         removed: true,
         upstream: "revoked",
         accessTokens: "revoked",
         revokedAtProvider: { refreshToken: true, accessTokens: 2 }
       })
-      const recorded = dev.idp.revocations.list().slice(before)
       expect(recorded.map((r) => r.tokenTypeHint)).toEqual(["refresh_token", "access_token", "access_token"])
       // neither keeps working until it expires
-      for (const token of [full, narrow])
-        expect((yield* client.introspect(token.accessToken)).active).toBe(false)
+      for (const token of tokens) expect((yield* client.introspect(token.accessToken)).active).toBe(false)
     }).pipe(Effect.provide(brokerLayer(dev.idp, { provider: { resource: dev.idp.opaqueAudience } })))
   )
 })

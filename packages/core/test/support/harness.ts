@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto"
-import { afterAll, beforeAll } from "@effect/vitest"
+import { afterAll, beforeAll, expect } from "@effect/vitest"
 import { type DevIdp, type DevIdpOptions, startDevIdp } from "@token-broker/dev-idp"
 import { Effect, HashMap, Layer, Logger, Option, Redacted, TestClock } from "effect"
 import {
@@ -118,6 +118,22 @@ export const authorize = (
     const started = yield* broker.startAuthorization({ subject, provider: PROVIDER, scopes: options.scopes })
     const callback = yield* driveAs(idp, started.authorizationUrl, login, options.allow)
     return { broker, started, callback }
+  })
+
+/**
+ * Bob starts consent for his subject, but Alice's account answers at the provider: the completion must
+ * fail IdentityMismatch and store nothing for Bob. Returns both users and the error, for the test's
+ * own checks of what the error names.
+ */
+export const consentAsAnotherAccount = (idp: DevIdp) =>
+  Effect.gen(function* () {
+    const alice = user(idp)
+    const bob = user(idp, 1)
+    const { broker, callback } = yield* authorize(idp, bob.sub, alice)
+    const error = yield* Effect.flip(broker.completeAuthorization(callback))
+    expect(error._tag).toBe("IdentityMismatch")
+    expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
+    return { alice, bob, error }
   })
 
 /** Flow 2 through the broker: authorization URL -> dev-idp's login/consent pages -> callback. */
