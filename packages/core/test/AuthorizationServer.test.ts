@@ -156,52 +156,56 @@ const closedPort = async () => {
 }
 
 describe("AuthorizationServers: configuration", () => {
-  it.effect("refuses an http:// issuer without allowInsecureRequests, naming the field", () =>
-    Effect.gen(function* () {
-      const error = yield* failure(
-        AuthorizationServer.make([providerFor("token-broker", { allowInsecureRequests: undefined })])
-      )
-      expect(error._tag).toBe("ConfigInvalid")
-      expect(error.code).toBe("config_invalid")
-      expect(error.field).toBe("providers[0].issuer")
-      expect(error.message).toContain("allowInsecureRequests")
-    })
-  )
+  const refusals: ReadonlyArray<{
+    readonly name: string
+    /** A thunk: the providers are built from the running dev-idp. */
+    readonly providers: () => ReadonlyArray<ProviderConfig>
+    readonly field: string
+    readonly message?: string
+  }> = [
+    {
+      name: "an http:// issuer without allowInsecureRequests",
+      providers: () => [providerFor("token-broker", { allowInsecureRequests: undefined })],
+      field: "providers[0].issuer",
+      message: "allowInsecureRequests"
+    },
+    {
+      name: "an http:// internal base URL without allowInsecureRequests",
+      providers: () => [
+        providerFor("token-broker", {
+          issuer: "https://idp.example.test",
+          allowInsecureRequests: false,
+          internalBaseUrl: { from: "https://idp.example.test", to: "http://10.0.0.1:8080" }
+        })
+      ],
+      field: "providers[0].internalBaseUrl.to"
+    },
+    {
+      name: "a private_key_jwt client whose key is not a private JWK",
+      providers: () => [
+        providerFor("token-broker-jwt", {
+          clientAuthentication: { method: "private_key_jwt", privateJwk: Redacted.make('{"kty":"EC"}') }
+        })
+      ],
+      field: "providers[0].clientAuthentication.privateJwk"
+    },
+    {
+      name: "duplicate ids",
+      providers: () => [providerFor("token-broker"), providerFor("token-broker")],
+      field: "providers[1].id"
+    }
+  ]
 
-  it.effect("refuses an http:// internal base URL without allowInsecureRequests", () =>
-    Effect.gen(function* () {
-      const error = yield* failure(
-        AuthorizationServer.make([
-          providerFor("token-broker", {
-            issuer: "https://idp.example.test",
-            allowInsecureRequests: false,
-            internalBaseUrl: { from: "https://idp.example.test", to: "http://10.0.0.1:8080" }
-          })
-        ])
-      )
-      expect(error._tag).toBe("ConfigInvalid")
-      expect(error.field).toBe("providers[0].internalBaseUrl.to")
-    })
-  )
-
-  it.effect("refuses a private_key_jwt client whose key is not a private JWK, and duplicate ids", () =>
-    Effect.gen(function* () {
-      const badKey = yield* failure(
-        AuthorizationServer.make([
-          providerFor("token-broker-jwt", {
-            clientAuthentication: { method: "private_key_jwt", privateJwk: Redacted.make('{"kty":"EC"}') }
-          })
-        ])
-      )
-      expect(badKey._tag).toBe("ConfigInvalid")
-      expect(badKey.field).toBe("providers[0].clientAuthentication.privateJwk")
-      const twice = yield* failure(
-        AuthorizationServer.make([providerFor("token-broker"), providerFor("token-broker")])
-      )
-      expect(twice._tag).toBe("ConfigInvalid")
-      expect(twice.field).toBe("providers[1].id")
-    })
-  )
+  for (const { name, providers, field, message } of refusals)
+    it.effect(`refuses ${name}, naming the field`, () =>
+      Effect.gen(function* () {
+        const error = yield* failure(AuthorizationServer.make(providers()))
+        expect(error._tag).toBe("ConfigInvalid")
+        expect(error.code).toBe("config_invalid")
+        expect(error.field).toBe(field)
+        if (message !== undefined) expect(error.message).toContain(message)
+      })
+    )
 
   it.effect("answers ProviderNotFound for an unknown provider", () =>
     Effect.gen(function* () {

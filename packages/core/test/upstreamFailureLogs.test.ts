@@ -40,14 +40,14 @@ const refresh = (subject: string) =>
   )
 
 describe("a refused or failed upstream call is logged once at warn level", () => {
-  it.live.each<{
+  const refreshFailures: ReadonlyArray<{
     readonly name: string
     readonly fault: FaultSpec
     readonly tag: string
     readonly errorCode: string
     readonly status: number
     readonly namesGrant: boolean
-  }>([
+  }> = [
     {
       name: "answered invalid_grant",
       fault: { kind: "invalid_grant", grantType: "refresh_token" },
@@ -72,27 +72,30 @@ describe("a refused or failed upstream call is logged once at warn level", () =>
       status: 500,
       namesGrant: false
     }
-  ])("a refresh $name", ({ fault, tag, errorCode, status, namesGrant }) =>
-    withLogs((lines) =>
-      Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        yield* dropCurrent(alice.sub)
-        dev.idp.faults.inject(fault)
-        expect((yield* refresh(alice.sub))._tag).toBe(tag)
-        const warned = warnings(lines)
-        expect(warned).toHaveLength(1)
-        expect(warned[0]?.annotations).toMatchObject({
-          provider: PROVIDER,
-          ...(namesGrant ? { grant: expect.stringContaining(alice.sub) } : {}),
-          operation: "refresh",
-          errorCode,
-          status
+  ]
+
+  for (const { name, fault, tag, errorCode, status, namesGrant } of refreshFailures)
+    it.live(`a refresh ${name}`, () =>
+      withLogs((lines) =>
+        Effect.gen(function* () {
+          const alice = user(dev.idp)
+          yield* connect(dev.idp, alice)
+          yield* dropCurrent(alice.sub)
+          dev.idp.faults.inject(fault)
+          expect((yield* refresh(alice.sub))._tag).toBe(tag)
+          const warned = warnings(lines)
+          expect(warned).toHaveLength(1)
+          expect(warned[0]?.annotations).toMatchObject({
+            provider: PROVIDER,
+            ...(namesGrant ? { grant: expect.stringContaining(alice.sub) } : {}),
+            operation: "refresh",
+            errorCode,
+            status
+          })
+          expectNoTokens(lines)
         })
-        expectNoTokens(lines)
-      })
+      )
     )
-  )
 
   it.live("a code exchange the provider refused", () =>
     withLogs((lines) =>
