@@ -9,6 +9,7 @@ import { vi } from "vitest"
 import * as AuthorizationServer from "../src/AuthorizationServer.js"
 import { parseRetryAfter } from "../src/internal/upstreamError.js"
 import type { ClientAuthentication, ProviderConfig } from "../src/Provider.js"
+import { closedPort } from "./support/closedPort.js"
 
 const SCOPES = ["notes:read", "notes:write", "offline_access", "openid"]
 const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -145,15 +146,6 @@ const withForwarder = <A, E>(use: (forwarder: Forwarder) => Effect.Effect<A, E>)
     use,
     (forwarder) => Effect.promise(() => forwarder.close())
   )
-
-/** A TCP port with nothing listening on it. */
-const closedPort = async () => {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  const port = (server.address() as AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 describe("AuthorizationServers: configuration", () => {
   const refusals: ReadonlyArray<{
@@ -379,19 +371,40 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
     })
   )
 
-  it.live("exchanges the code: ID token validated (nonce), refresh token issued", () =>
+  type CodeExchange = Parameters<AuthorizationServer.ProviderClient["exchangeCode"]>[0]
+
+  /**
+   * Alice answers the consent of `start(clientId)` (allowing it unless `allow` is false), then the
+   * client exchanges the code with the request a correct caller makes, `change` laid over it (another
+   * state, nonce or PKCE verifier). Returns the exchange's outcome and the code exchanges dev-idp had
+   * answered before it.
+   */
+  const consentAndExchange = (clientId: string, change: Partial<CodeExchange> = {}, allow = true) =>
     Effect.gen(function* () {
-      const { client, verifier, state, nonce, url } = yield* start("token-broker-post")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
+      const { client, verifier, state, nonce, url } = yield* start(clientId)
+      const callbackUrl = yield* Effect.promise(() =>
+        idp.driveAuthorization(url, {
+          username: alice().username,
+          password: alice().password,
+          ...(allow ? {} : { consent: false })
+        })
       )
-      const tokens = yield* client.exchangeCode({
-        callbackUrl: callback,
+      const before = idp.counters.count({ grantType: "authorization_code" })
+      const outcome = client.exchangeCode({
+        callbackUrl,
         expectedState: state,
         codeVerifier: Redacted.make(verifier),
         nonce,
-        redirectUri: client.config.redirectUri
+        redirectUri: client.config.redirectUri,
+        ...change
       })
+      return { outcome, nonce, before }
+    })
+
+  it.live("exchanges the code: ID token validated (nonce), refresh token issued", () =>
+    Effect.gen(function* () {
+      const { outcome, nonce } = yield* consentAndExchange("token-broker-post")
+      const tokens = yield* outcome
       expect(tokens.idTokenClaims?.sub).toBe(alice().sub)
       expect(tokens.idTokenClaims?.iss).toBe(idp.issuer)
       expect(tokens.idTokenClaims?.nonce).toBe(nonce)
@@ -402,20 +415,10 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("refuses a callback whose state is not the expected one, before any token request", () =>
     Effect.gen(function* () {
-      const { client, verifier, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const before = idp.counters.count({ grantType: "authorization_code" })
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: "another-state",
-          codeVerifier: Redacted.make(verifier),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome, before } = yield* consentAndExchange("token-broker", {
+        expectedState: "another-state"
+      })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("state_mismatch")
       expect(idp.counters.count({ grantType: "authorization_code" })).toBe(before)
@@ -424,19 +427,8 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("refuses an ID token whose nonce is not the expected one", () =>
     Effect.gen(function* () {
-      const { client, verifier, state, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(verifier),
-          nonce: "another-nonce",
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", { nonce: "another-nonce" })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("invalid_response")
     })
@@ -444,42 +436,18 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("maps a wrong PKCE verifier to InvalidGrant", () =>
     Effect.gen(function* () {
-      const { client, state, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(oauth.randomPKCECodeVerifier()),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", {
+        codeVerifier: Redacted.make(oauth.randomPKCECodeVerifier())
+      })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("InvalidGrant")
     })
   )
 
   it.live("maps a denied consent (error in the callback) to UpstreamRejected access_denied", () =>
     Effect.gen(function* () {
-      const { client, verifier, state, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, {
-          username: alice().username,
-          password: alice().password,
-          consent: false
-        })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(verifier),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", {}, false)
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("access_denied")
     })

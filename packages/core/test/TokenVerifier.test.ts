@@ -15,6 +15,7 @@ import {
 import * as AuthorizationServer from "../src/AuthorizationServer.js"
 import type { ProviderConfig } from "../src/Provider.js"
 import * as TokenVerifier from "../src/TokenVerifier.js"
+import { closedPort } from "./support/closedPort.js"
 
 const SCOPES = ["notes:read", "notes:write", "offline_access", "openid"]
 
@@ -340,10 +341,7 @@ describe("TokenVerifier: every JWT validation branch (an issuer whose keys the t
 
   it.live("answers unverifiable when the JWKS cannot be fetched", () =>
     Effect.gen(function* () {
-      const server = createServer()
-      yield* Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve)))
-      const port = (server.address() as AddressInfo).port
-      yield* Effect.promise(() => new Promise((resolve) => server.close(resolve)))
+      const port = yield* Effect.promise(closedPort)
       const verifier = yield* TokenVerifier.make({
         issuers: [{ issuer: TEST_ISSUER, jwksUri: `http://127.0.0.1:${port}/jwks` }],
         allowInsecureRequests: true
@@ -515,10 +513,7 @@ describe("TokenVerifier: opaque tokens through introspection (dev-idp)", () => {
 
   it.live("answers unverifiable when the introspection endpoint fails", () =>
     Effect.gen(function* () {
-      const server = createServer()
-      yield* Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve)))
-      const port = (server.address() as AddressInfo).port
-      yield* Effect.promise(() => new Promise((resolve) => server.close(resolve)))
+      const port = yield* Effect.promise(closedPort)
       const verifier = yield* TokenVerifier.make({
         issuers: [
           {
