@@ -140,6 +140,10 @@ const startForwarder = async (target: string): Promise<Forwarder> => {
   return Object.assign(forwarder, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
 }
 
+/** The `token-broker` client's provider, reached through `forwarder` (its issuer stays dev-idp's). */
+const forwardedProvider = (forwarder: Forwarder) =>
+  providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
+
 const withForwarder = <A, E>(use: (forwarder: Forwarder) => Effect.Effect<A, E>) =>
   Effect.acquireUseRelease(
     Effect.promise(() => startForwarder(idp.issuer)),
@@ -523,9 +527,7 @@ describe("AuthorizationServers: revocation and introspection against dev-idp", (
     withForwarder((forwarder) =>
       Effect.gen(function* () {
         forwarder.transformDiscovery = ({ revocation_endpoint: _, ...document }) => document
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const error = yield* failure(
           client.revoke({ token: Redacted.make("x"), tokenTypeHint: "refresh_token" })
         )
@@ -558,9 +560,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
   it.live("sends every request to the internal base URL; the issuer stays the public one", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         const refreshed = yield* client.refresh({ refreshToken: refreshTokenOf(tokens) })
         expect(decodeJwt(Redacted.value(refreshed.accessToken)).iss).toBe(idp.issuer)
@@ -581,9 +581,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
   it.live("shares one discovery among concurrent first calls", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const urls = yield* Effect.forEach(
           Array.from({ length: 8 }, (_, i) => i),
           (i) =>
@@ -607,7 +605,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
       Effect.gen(function* () {
         forwarder.intercept = () => ({ status: 502, body: "<html>Bad Gateway</html>", type: "text/html" })
         const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } }),
+          forwardedProvider(forwarder),
           // wide enough that the cached answer below is still within it on a loaded machine
           { discoveryCooldown: "3 seconds" }
         )
@@ -640,9 +638,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
     withForwarder((forwarder) =>
       Effect.gen(function* () {
         forwarder.intercept = () => ({ status: 200, body: "[1,2,3]", type: "application/json" })
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const error = yield* failure(client.clientCredentials({ scopes: ["notes:read"] }))
         expect(error._tag).toBe("UpstreamRejected")
         if (error._tag === "UpstreamRejected") expect(error.error).toBe("invalid_response")
@@ -688,9 +684,7 @@ describe("AuthorizationServers: transient failures", () => {
   it.live("maps a non-JSON 5xx body to server_error too", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         forwarder.intercept = (req) =>
           req.url === "/token" ? { status: 503, body: "Service Unavailable", type: "text/plain" } : undefined
@@ -743,9 +737,7 @@ describe("AuthorizationServers: transient failures", () => {
   it.live("aborts the HTTP request when the calling fiber is interrupted", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         forwarder.intercept = (req) => (req.url === "/token" ? "hang" : undefined)
         const exit = yield* client

@@ -10,10 +10,11 @@ import {
   PROVIDER,
   providerConfig,
   refreshRequests,
+  type User,
   useDevIdp,
   user
 } from "./support/harness.js"
-import { useProxiedDevIdp } from "./support/tokenProxy.js"
+import { type AnswerFault, useProxiedDevIdp } from "./support/tokenProxy.js"
 
 // Outcomes of issue 12: what a caller sees when the provider's answer is lost or unusable, and how the
 // early-refresh margin and minTtl behave. dev-idp rotates and revokes the grant on any reuse.
@@ -28,19 +29,33 @@ const proxied = (broker: TokenBroker.TokenBrokerOptions = {}) =>
     broker: { retry: { attempts: 3, baseDelay: "10 millis", deadline: "5 seconds" }, ...broker }
   })
 
+/**
+ * `who`'s access token has expired, and `fault` spoils the answer of the refresh that follows after
+ * dev-idp processed it. Returns the caller's error, the refresh requests that went out for it, and the
+ * grant's stored record afterwards.
+ */
+const spoiledRefresh = (who: User, fault: AnswerFault) =>
+  Effect.gen(function* () {
+    const { broker, ref } = yield* connected(dev.idp, who, { expire: true })
+    const store = yield* GrantStore.GrantStore
+    const before = dev.proxy.refreshes()
+    dev.proxy.afterNextRefresh(fault)
+    const error = yield* Effect.flip(broker.backgroundToken(ref))
+    const sent = dev.proxy.refreshes() - before
+    const record = Option.getOrThrow(yield* store.get(grantKey(who.sub)))
+    return { broker, ref, error, sent, record }
+  })
+
 describe("outcome unknown (case 4)", () => {
   it.effect("a 502 after the provider rotated is not retried; the later invalid_grant is rotation_lost", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
-      const store = yield* GrantStore.GrantStore
-      const before = dev.proxy.refreshes()
-      dev.proxy.afterNextRefresh({ kind: "status", status: 502 })
-      const error = yield* Effect.flip(broker.backgroundToken(ref))
+      const { broker, ref, error, sent, record } = yield* spoiledRefresh(user(dev.idp), {
+        kind: "status",
+        status: 502
+      })
       expect(error._tag === "UpstreamUnavailable" && error.status).toBe(502)
       // Not retried with the consumed token: that would be reuse, and dev-idp revokes the grant.
-      expect(dev.proxy.refreshes()).toBe(before + 1)
-      const record = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
+      expect(sent).toBe(1)
       expect(record.refreshStartedAt).not.toBeNull()
       expect(record.status).toBe("active")
       // The rotation did happen at dev-idp: the stored token is refused, and said to be a lost rotation.
@@ -51,14 +66,9 @@ describe("outcome unknown (case 4)", () => {
 
   it.effect("a 2xx the client library refuses (token_type) still yields its refresh token", () =>
     Effect.gen(function* () {
-      const bob = user(dev.idp, 1)
-      const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
-      const store = yield* GrantStore.GrantStore
-      dev.proxy.afterNextRefresh({ kind: "token_type" })
-      const error = yield* Effect.flip(broker.backgroundToken(ref))
+      const { broker, ref, error, record } = yield* spoiledRefresh(user(dev.idp, 1), { kind: "token_type" })
       expect(error._tag).toBe("UpstreamRejected")
       expect(error.message).not.toMatch(/eyJ/)
-      const record = Option.getOrThrow(yield* store.get(grantKey(bob.sub)))
       expect(record.refreshStartedAt).toBeNull()
       // The salvaged successor was stored: the next refresh works and the grant stays active.
       const token = yield* broker.backgroundToken(ref)
@@ -70,15 +80,9 @@ describe("outcome unknown (case 4)", () => {
 
   it.effect("a 2xx that is not JSON is outcome unknown: not retried, the attempt marker stays", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
-      const store = yield* GrantStore.GrantStore
-      const before = dev.proxy.refreshes()
-      dev.proxy.afterNextRefresh({ kind: "not_json" })
-      const error = yield* Effect.flip(broker.backgroundToken(ref))
+      const { error, sent, record } = yield* spoiledRefresh(user(dev.idp), { kind: "not_json" })
       expect(error._tag).toBe("UpstreamUnavailable")
-      expect(dev.proxy.refreshes()).toBe(before + 1)
-      const record = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
+      expect(sent).toBe(1)
       expect(record.refreshStartedAt).not.toBeNull()
     }).pipe(Effect.provide(proxied()))
   )
