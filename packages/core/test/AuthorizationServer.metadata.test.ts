@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { AuthorizationServer, metadataUrl } from "../src/index.js"
-import { providerConfig, withDevIdp } from "./support/harness.js"
+import { AuthorizationServer, metadataUrl, type ProviderConfig } from "../src/index.js"
+import { providerConfig, useDevIdp } from "./support/harness.js"
 
 describe("metadataUrl: where each discovery mode reads the metadata", () => {
   it("appends OpenID Connect's well-known path, inserts RFC 8414's before the issuer's path, none has none", () => {
@@ -21,22 +21,26 @@ describe("metadataUrl: where each discovery mode reads the metadata", () => {
   })
 })
 
+/** The client built from `config` alone. */
+const clientOf = (config: ProviderConfig) =>
+  Effect.flatMap(AuthorizationServer.make([config]), (built) => built.get(config.id))
+
+/** The metadata the client built from `config` uses. */
+const metadataOf = (config: ProviderConfig) => Effect.flatMap(clientOf(config), (client) => client.metadata)
+
 describe("ProviderClient.metadata: what the client's requests use", () => {
   describe("RFC 8414 metadata, with a configured endpoint over it", () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
 
     it.effect("reads /.well-known/oauth-authorization-server and lays endpoints over it", () =>
       Effect.gen(function* () {
-        const built = yield* AuthorizationServer.make([
+        const metadata = yield* metadataOf(
           providerConfig(dev.idp, {
             discovery: "oauth-authorization-server",
             identityBinding: "same-subject",
             endpoints: { userinfo: dev.idp.endpoints.userinfo }
           })
-        ])
-        const metadata = yield* Effect.flatMap(built.get("notes"), (client) => client.metadata)
+        )
         expect(metadata.discovery).toBe("oauth-authorization-server")
         expect(metadata.url).toBe(`${dev.idp.issuer}/.well-known/oauth-authorization-server`)
         expect(metadata.document.token_endpoint).toBe(dev.idp.endpoints.token)
@@ -50,29 +54,26 @@ describe("ProviderClient.metadata: what the client's requests use", () => {
       "control: OpenID Connect discovery against the same provider fails (it serves no such document)",
       () =>
         Effect.gen(function* () {
-          const built = yield* AuthorizationServer.make([providerConfig(dev.idp)])
-          const error = yield* Effect.flip(Effect.flatMap(built.get("notes"), (client) => client.metadata))
+          const client = yield* clientOf(providerConfig(dev.idp))
+          const error = yield* Effect.flip(client.metadata)
           expect(error._tag).toMatch(/^Upstream/)
         })
     )
   })
 
   describe("discovery none", () => {
-    const dev = withDevIdp({ plainOAuth: {} })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: {} })
 
     it.effect("is the configured endpoints only, with no request (the issuer does not even answer)", () =>
       Effect.gen(function* () {
-        const built = yield* AuthorizationServer.make([
+        const metadata = yield* metadataOf(
           providerConfig(dev.idp, {
             issuer: "http://127.0.0.1:9",
             discovery: "none",
             identityBinding: "any",
             endpoints: { authorization: dev.idp.endpoints.authorization, token: dev.idp.endpoints.token }
           })
-        ])
-        const metadata = yield* Effect.flatMap(built.get("notes"), (client) => client.metadata)
+        )
         expect(metadata).toEqual({
           discovery: "none",
           url: null,

@@ -9,6 +9,7 @@ import { vi } from "vitest"
 import * as AuthorizationServer from "../src/AuthorizationServer.js"
 import { parseRetryAfter } from "../src/internal/upstreamError.js"
 import type { ClientAuthentication, ProviderConfig } from "../src/Provider.js"
+import { closedPort } from "./support/closedPort.js"
 
 const SCOPES = ["notes:read", "notes:write", "offline_access", "openid"]
 const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -139,6 +140,10 @@ const startForwarder = async (target: string): Promise<Forwarder> => {
   return Object.assign(forwarder, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
 }
 
+/** The `token-broker` client's provider, reached through `forwarder` (its issuer stays dev-idp's). */
+const forwardedProvider = (forwarder: Forwarder) =>
+  providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
+
 const withForwarder = <A, E>(use: (forwarder: Forwarder) => Effect.Effect<A, E>) =>
   Effect.acquireUseRelease(
     Effect.promise(() => startForwarder(idp.issuer)),
@@ -146,62 +151,57 @@ const withForwarder = <A, E>(use: (forwarder: Forwarder) => Effect.Effect<A, E>)
     (forwarder) => Effect.promise(() => forwarder.close())
   )
 
-/** A TCP port with nothing listening on it. */
-const closedPort = async () => {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  const port = (server.address() as AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 describe("AuthorizationServers: configuration", () => {
-  it.effect("refuses an http:// issuer without allowInsecureRequests, naming the field", () =>
-    Effect.gen(function* () {
-      const error = yield* failure(
-        AuthorizationServer.make([providerFor("token-broker", { allowInsecureRequests: undefined })])
-      )
-      expect(error._tag).toBe("ConfigInvalid")
-      expect(error.code).toBe("config_invalid")
-      expect(error.field).toBe("providers[0].issuer")
-      expect(error.message).toContain("allowInsecureRequests")
-    })
-  )
+  const refusals: ReadonlyArray<{
+    readonly name: string
+    /** A thunk: the providers are built from the running dev-idp. */
+    readonly providers: () => ReadonlyArray<ProviderConfig>
+    readonly field: string
+    readonly message?: string
+  }> = [
+    {
+      name: "an http:// issuer without allowInsecureRequests",
+      providers: () => [providerFor("token-broker", { allowInsecureRequests: undefined })],
+      field: "providers[0].issuer",
+      message: "allowInsecureRequests"
+    },
+    {
+      name: "an http:// internal base URL without allowInsecureRequests",
+      providers: () => [
+        providerFor("token-broker", {
+          issuer: "https://idp.example.test",
+          allowInsecureRequests: false,
+          internalBaseUrl: { from: "https://idp.example.test", to: "http://10.0.0.1:8080" }
+        })
+      ],
+      field: "providers[0].internalBaseUrl.to"
+    },
+    {
+      name: "a private_key_jwt client whose key is not a private JWK",
+      providers: () => [
+        providerFor("token-broker-jwt", {
+          clientAuthentication: { method: "private_key_jwt", privateJwk: Redacted.make('{"kty":"EC"}') }
+        })
+      ],
+      field: "providers[0].clientAuthentication.privateJwk"
+    },
+    {
+      name: "duplicate ids",
+      providers: () => [providerFor("token-broker"), providerFor("token-broker")],
+      field: "providers[1].id"
+    }
+  ]
 
-  it.effect("refuses an http:// internal base URL without allowInsecureRequests", () =>
-    Effect.gen(function* () {
-      const error = yield* failure(
-        AuthorizationServer.make([
-          providerFor("token-broker", {
-            issuer: "https://idp.example.test",
-            allowInsecureRequests: false,
-            internalBaseUrl: { from: "https://idp.example.test", to: "http://10.0.0.1:8080" }
-          })
-        ])
-      )
-      expect(error._tag).toBe("ConfigInvalid")
-      expect(error.field).toBe("providers[0].internalBaseUrl.to")
-    })
-  )
-
-  it.effect("refuses a private_key_jwt client whose key is not a private JWK, and duplicate ids", () =>
-    Effect.gen(function* () {
-      const badKey = yield* failure(
-        AuthorizationServer.make([
-          providerFor("token-broker-jwt", {
-            clientAuthentication: { method: "private_key_jwt", privateJwk: Redacted.make('{"kty":"EC"}') }
-          })
-        ])
-      )
-      expect(badKey._tag).toBe("ConfigInvalid")
-      expect(badKey.field).toBe("providers[0].clientAuthentication.privateJwk")
-      const twice = yield* failure(
-        AuthorizationServer.make([providerFor("token-broker"), providerFor("token-broker")])
-      )
-      expect(twice._tag).toBe("ConfigInvalid")
-      expect(twice.field).toBe("providers[1].id")
-    })
-  )
+  for (const { name, providers, field, message } of refusals)
+    it.effect(`refuses ${name}, naming the field`, () =>
+      Effect.gen(function* () {
+        const error = yield* failure(AuthorizationServer.make(providers()))
+        expect(error._tag).toBe("ConfigInvalid")
+        expect(error.code).toBe("config_invalid")
+        expect(error.field).toBe(field)
+        if (message !== undefined) expect(error.message).toContain(message)
+      })
+    )
 
   it.effect("answers ProviderNotFound for an unknown provider", () =>
     Effect.gen(function* () {
@@ -375,19 +375,40 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
     })
   )
 
-  it.live("exchanges the code: ID token validated (nonce), refresh token issued", () =>
+  type CodeExchange = Parameters<AuthorizationServer.ProviderClient["exchangeCode"]>[0]
+
+  /**
+   * Alice answers the consent of `start(clientId)` (allowing it unless `allow` is false), then the
+   * client exchanges the code with the request a correct caller makes, `change` laid over it (another
+   * state, nonce or PKCE verifier). Returns the exchange's outcome and the code exchanges dev-idp had
+   * answered before it.
+   */
+  const consentAndExchange = (clientId: string, change: Partial<CodeExchange> = {}, allow = true) =>
     Effect.gen(function* () {
-      const { client, verifier, state, nonce, url } = yield* start("token-broker-post")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
+      const { client, verifier, state, nonce, url } = yield* start(clientId)
+      const callbackUrl = yield* Effect.promise(() =>
+        idp.driveAuthorization(url, {
+          username: alice().username,
+          password: alice().password,
+          ...(allow ? {} : { consent: false })
+        })
       )
-      const tokens = yield* client.exchangeCode({
-        callbackUrl: callback,
+      const before = idp.counters.count({ grantType: "authorization_code" })
+      const outcome = client.exchangeCode({
+        callbackUrl,
         expectedState: state,
         codeVerifier: Redacted.make(verifier),
         nonce,
-        redirectUri: client.config.redirectUri
+        redirectUri: client.config.redirectUri,
+        ...change
       })
+      return { outcome, nonce, before }
+    })
+
+  it.live("exchanges the code: ID token validated (nonce), refresh token issued", () =>
+    Effect.gen(function* () {
+      const { outcome, nonce } = yield* consentAndExchange("token-broker-post")
+      const tokens = yield* outcome
       expect(tokens.idTokenClaims?.sub).toBe(alice().sub)
       expect(tokens.idTokenClaims?.iss).toBe(idp.issuer)
       expect(tokens.idTokenClaims?.nonce).toBe(nonce)
@@ -398,20 +419,10 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("refuses a callback whose state is not the expected one, before any token request", () =>
     Effect.gen(function* () {
-      const { client, verifier, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const before = idp.counters.count({ grantType: "authorization_code" })
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: "another-state",
-          codeVerifier: Redacted.make(verifier),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome, before } = yield* consentAndExchange("token-broker", {
+        expectedState: "another-state"
+      })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("state_mismatch")
       expect(idp.counters.count({ grantType: "authorization_code" })).toBe(before)
@@ -420,19 +431,8 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("refuses an ID token whose nonce is not the expected one", () =>
     Effect.gen(function* () {
-      const { client, verifier, state, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(verifier),
-          nonce: "another-nonce",
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", { nonce: "another-nonce" })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("invalid_response")
     })
@@ -440,42 +440,18 @@ describe("AuthorizationServers: authorization code flow against dev-idp", () => 
 
   it.live("maps a wrong PKCE verifier to InvalidGrant", () =>
     Effect.gen(function* () {
-      const { client, state, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, { username: alice().username, password: alice().password })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(oauth.randomPKCECodeVerifier()),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", {
+        codeVerifier: Redacted.make(oauth.randomPKCECodeVerifier())
+      })
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("InvalidGrant")
     })
   )
 
   it.live("maps a denied consent (error in the callback) to UpstreamRejected access_denied", () =>
     Effect.gen(function* () {
-      const { client, verifier, state, nonce, url } = yield* start("token-broker")
-      const callback = yield* Effect.promise(() =>
-        idp.driveAuthorization(url, {
-          username: alice().username,
-          password: alice().password,
-          consent: false
-        })
-      )
-      const error = yield* failure(
-        client.exchangeCode({
-          callbackUrl: callback,
-          expectedState: state,
-          codeVerifier: Redacted.make(verifier),
-          nonce,
-          redirectUri: client.config.redirectUri
-        })
-      )
+      const { outcome } = yield* consentAndExchange("token-broker", {}, false)
+      const error = yield* failure(outcome)
       expect(error._tag).toBe("UpstreamRejected")
       if (error._tag === "UpstreamRejected") expect(error.error).toBe("access_denied")
     })
@@ -551,9 +527,7 @@ describe("AuthorizationServers: revocation and introspection against dev-idp", (
     withForwarder((forwarder) =>
       Effect.gen(function* () {
         forwarder.transformDiscovery = ({ revocation_endpoint: _, ...document }) => document
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const error = yield* failure(
           client.revoke({ token: Redacted.make("x"), tokenTypeHint: "refresh_token" })
         )
@@ -586,9 +560,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
   it.live("sends every request to the internal base URL; the issuer stays the public one", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         const refreshed = yield* client.refresh({ refreshToken: refreshTokenOf(tokens) })
         expect(decodeJwt(Redacted.value(refreshed.accessToken)).iss).toBe(idp.issuer)
@@ -609,9 +581,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
   it.live("shares one discovery among concurrent first calls", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const urls = yield* Effect.forEach(
           Array.from({ length: 8 }, (_, i) => i),
           (i) =>
@@ -635,7 +605,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
       Effect.gen(function* () {
         forwarder.intercept = () => ({ status: 502, body: "<html>Bad Gateway</html>", type: "text/html" })
         const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } }),
+          forwardedProvider(forwarder),
           // wide enough that the cached answer below is still within it on a loaded machine
           { discoveryCooldown: "3 seconds" }
         )
@@ -668,9 +638,7 @@ describe("AuthorizationServers: discovery and the public-to-internal rewrite", (
     withForwarder((forwarder) =>
       Effect.gen(function* () {
         forwarder.intercept = () => ({ status: 200, body: "[1,2,3]", type: "application/json" })
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const error = yield* failure(client.clientCredentials({ scopes: ["notes:read"] }))
         expect(error._tag).toBe("UpstreamRejected")
         if (error._tag === "UpstreamRejected") expect(error.error).toBe("invalid_response")
@@ -716,9 +684,7 @@ describe("AuthorizationServers: transient failures", () => {
   it.live("maps a non-JSON 5xx body to server_error too", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         forwarder.intercept = (req) =>
           req.url === "/token" ? { status: 503, body: "Service Unavailable", type: "text/plain" } : undefined
@@ -771,9 +737,7 @@ describe("AuthorizationServers: transient failures", () => {
   it.live("aborts the HTTP request when the calling fiber is interrupted", () =>
     withForwarder((forwarder) =>
       Effect.gen(function* () {
-        const client = yield* clientOf(
-          providerFor("token-broker", { internalBaseUrl: { from: idp.issuer, to: forwarder.url } })
-        )
+        const client = yield* clientOf(forwardedProvider(forwarder))
         const tokens = yield* login("token-broker")
         forwarder.intercept = (req) => (req.url === "/token" ? "hang" : undefined)
         const exit = yield* client

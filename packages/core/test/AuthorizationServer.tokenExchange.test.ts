@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { Effect, Redacted } from "effect"
 import { AuthorizationServer, type ProviderConfig } from "../src/index.js"
-import { providerConfig, user, withDevIdp } from "./support/harness.js"
+import { providerConfig, useDevIdp, user } from "./support/harness.js"
 
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
@@ -22,11 +22,27 @@ const subjectToken = (idp: DevIdp) =>
     })
   ).pipe(Effect.map((tokens) => Redacted.make(tokens.access_token)))
 
+/**
+ * An exchange through the `notes` client built with `overrides`, which the client must refuse as
+ * unsupported_grant_type: its message, and how many exchange requests reached dev-idp.
+ */
+const refusedExchange = (idp: DevIdp, overrides: Partial<ProviderConfig>) =>
+  Effect.gen(function* () {
+    const built = yield* servers(idp, overrides)
+    const client = yield* built.get("notes")
+    const token = yield* subjectToken(idp)
+    idp.counters.reset()
+    const error = yield* Effect.flip(client.exchange({ subjectToken: token, scopes: ["notes:read"] }))
+    expect(error._tag === "UpstreamRejected" && error.error).toBe("unsupported_grant_type")
+    return {
+      message: error._tag === "UpstreamRejected" ? error.message : `not refused upstream: ${error._tag}`,
+      requests: idp.counters.count({ grantType: TOKEN_EXCHANGE })
+    }
+  })
+
 describe("token exchange against metadata (case 6)", () => {
   describe("RFC 8414 metadata whose grant_types_supported lacks token exchange", () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: "oauth-authorization-server" } })
     const plain: Partial<ProviderConfig> = { discovery: "oauth-authorization-server", identityBinding: "any" }
 
     it.effect("the start-up check fails ConfigInvalid naming providers[1].tokenExchange", () =>
@@ -41,24 +57,17 @@ describe("token exchange against metadata (case 6)", () => {
 
     it.live("an exchange is refused without a request to the provider, saying why", () =>
       Effect.gen(function* () {
-        const built = yield* servers(dev.idp, plain)
-        const client = yield* built.get("notes")
-        const token = yield* subjectToken(dev.idp)
-        dev.idp.counters.reset()
-        const error = yield* Effect.flip(client.exchange({ subjectToken: token, scopes: ["notes:read"] }))
-        expect(error._tag === "UpstreamRejected" && error.error).toBe("unsupported_grant_type")
-        expect(error._tag === "UpstreamRejected" && error.message).toMatch(
+        const { message, requests } = yield* refusedExchange(dev.idp, plain)
+        expect(message).toMatch(
           /provider "notes" does not support RFC 8693 token exchange \(its metadata's grant_types_supported does not list it\)/
         )
-        expect(dev.idp.counters.count({ grantType: TOKEN_EXCHANGE })).toBe(0)
+        expect(requests).toBe(0)
       })
     )
   })
 
   describe("no metadata (discovery none): a warning, then the provider's own answer", () => {
-    const dev = withDevIdp({ plainOAuth: {} })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: {} })
     const none = (idp: DevIdp): Partial<ProviderConfig> => ({
       discovery: "none",
       identityBinding: "any",
@@ -76,24 +85,17 @@ describe("token exchange against metadata (case 6)", () => {
 
     it.live("unsupported_grant_type (answered with status 200) says the provider does not do RFC 8693", () =>
       Effect.gen(function* () {
-        const built = yield* servers(dev.idp, none(dev.idp))
-        const client = yield* built.get("notes")
-        const token = yield* subjectToken(dev.idp)
-        dev.idp.counters.reset()
-        const error = yield* Effect.flip(client.exchange({ subjectToken: token, scopes: ["notes:read"] }))
-        expect(error._tag === "UpstreamRejected" && error.error).toBe("unsupported_grant_type")
-        expect(error._tag === "UpstreamRejected" && error.message).toMatch(
+        const { message, requests } = yield* refusedExchange(dev.idp, none(dev.idp))
+        expect(message).toMatch(
           /provider "notes" does not support RFC 8693 token exchange \(it answered unsupported_grant_type\)/
         )
-        expect(dev.idp.counters.count({ grantType: TOKEN_EXCHANGE })).toBe(1)
+        expect(requests).toBe(1)
       })
     )
   })
 
   describe("control: OpenID Connect discovery that lists the grant", () => {
-    const dev = withDevIdp()
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp()
 
     it.effect("the start-up check passes without a warning, and a provider down is only a warning", () =>
       Effect.gen(function* () {

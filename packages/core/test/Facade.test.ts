@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto"
 import { Redacted } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { createTokenBroker, GrantStore, KeyRing } from "../src/index.js"
-import { PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
+import { PROVIDER, providerConfig, useDevIdp, user } from "./support/harness.js"
 
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp()
 
 const newBroker = () =>
   createTokenBroker({

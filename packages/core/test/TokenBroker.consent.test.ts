@@ -1,11 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
 import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import {
+  authorize,
+  brokerLayer,
+  connect,
+  connected,
+  consentAsAnotherAccount,
+  driveAs,
+  grantKey,
+  PROVIDER,
+  useDevIdp,
+  user,
+  withDevIdp
+} from "./support/harness.js"
 
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp()
 
 describe("consent (Flow 2): authorization code + PKCE, stored in the grant store", () => {
   it.effect("the authorization URL carries PKCE S256, state, nonce and prompt=consent", () =>
@@ -40,9 +50,7 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
       expect(token.source).toBe("store")
       // Nothing in plain text: the stored record holds envelopes only.
       const store = yield* GrantStore.GrantStore
-      const record = Option.getOrThrow(
-        yield* store.get({ tenant: "default", subject: alice.sub, provider: PROVIDER })
-      )
+      const record = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
       const raw = JSON.stringify(record)
       expect(raw).not.toContain(Redacted.value(token.accessToken))
       expect(record.refreshToken.startsWith("tb1.")).toBe(true)
@@ -62,14 +70,7 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   it.live("a reused state is refused", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      const broker = yield* TokenBroker.TokenBroker
-      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      const { broker, callback } = yield* authorize(dev.idp, alice.sub, alice)
       yield* broker.completeAuthorization(callback)
       const replay = yield* Effect.flip(broker.completeAuthorization(callback))
       expect(replay._tag).toBe("AuthorizationNotPending")
@@ -83,14 +84,7 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   it.effect("an expired state is refused", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      const broker = yield* TokenBroker.TokenBroker
-      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      const { broker, callback } = yield* authorize(dev.idp, alice.sub, alice)
       yield* TestClock.adjust("11 minutes")
       const error = yield* Effect.flip(broker.completeAuthorization(callback))
       expect(error._tag).toBe("AuthorizationNotPending")
@@ -98,46 +92,18 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   )
 
   it.live("an identity that may not be bound to the subject is refused, and nothing is stored", () =>
-    Effect.gen(function* () {
-      const alice = user(dev.idp)
-      const bob = user(dev.idp, 1)
-      const broker = yield* TokenBroker.TokenBroker
-      // Bob starts consent for his subject, but Alice's account answers at the provider.
-      const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
-      const error = yield* Effect.flip(broker.completeAuthorization(callback))
-      expect(error._tag).toBe("IdentityMismatch")
-      expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
-    }).pipe(Effect.provide(brokerLayer(dev.idp)))
+    consentAsAnotherAccount(dev.idp).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 
   it.live("a denied consent is reported with the provider's error", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      const broker = yield* TokenBroker.TokenBroker
-      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password,
-          consent: false
-        })
-      )
+      const { broker, started, callback } = yield* authorize(dev.idp, alice.sub, alice, { allow: false })
       const error = yield* Effect.flip(broker.completeAuthorization(callback))
       expect(error._tag === "UpstreamRejected" && error.error).toBe("access_denied")
       // an error answer does not use up the consent: the user goes back, allows, and it completes
       // (and a link carrying an error cannot cancel someone's consent in progress)
-      const allowed = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      const allowed = yield* driveAs(dev.idp, started.authorizationUrl, alice)
       const completed = yield* broker.completeAuthorization(allowed)
       expect(completed.grant.status).toBe("active")
       // once completed, the state is used up
@@ -147,18 +113,28 @@ describe("consent (Flow 2): authorization code + PKCE, stored in the grant store
   )
 })
 
+type GrantRef = { readonly subject: string; readonly provider: string }
+
+/** Tokens of the grant for its full scope and for notes:read alone, each cached apart. */
+const fullAndNarrow = (broker: TokenBroker.TokenBrokerService, ref: GrantRef) =>
+  Effect.all([broker.backgroundToken(ref), broker.backgroundToken({ ...ref, scopes: ["notes:read"] })])
+
+/** Revokes the grant: the broker's answer, and the revocation requests dev-idp received for it. */
+const revokeRecorded = (broker: TokenBroker.TokenBrokerService, ref: GrantRef) =>
+  Effect.gen(function* () {
+    const before = dev.idp.revocations.list().length
+    const result = yield* broker.revoke(ref)
+    return { result, recorded: dev.idp.revocations.list().slice(before) }
+  })
+
 describe("revocation (RFC 7009)", () => {
   it.live(
     "revokes at dev-idp with client authentication; the grant and every cached token of it are gone",
     () =>
       Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-        yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, scopes: ["notes:read"] })
-        const before = dev.idp.revocations.list().length
-        const result = yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+        yield* fullAndNarrow(broker, ref)
+        const { result, recorded } = yield* revokeRecorded(broker, ref)
         // dev-idp cannot revoke its JWT access tokens (unsupported_token_type): the answer says so
         expect(result).toEqual({
           removed: true,
@@ -166,16 +142,13 @@ describe("revocation (RFC 7009)", () => {
           accessTokens: "not_supported",
           revokedAtProvider: { refreshToken: true, accessTokens: 0 }
         })
-        const recorded = dev.idp.revocations.list().slice(before)
         expect(recorded).toHaveLength(1)
         expect(recorded[0]).toMatchObject({ clientId: "token-broker", tokenTypeHint: "refresh_token" })
         for (const scopes of [undefined, ["notes:read"]]) {
-          const error = yield* Effect.flip(
-            broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, scopes })
-          )
+          const error = yield* Effect.flip(broker.backgroundToken({ ...ref, scopes }))
           expect(error._tag === "ConsentRequired" && error.reason).toBe("no_grant")
         }
-        expect(yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })).toEqual({
+        expect(yield* broker.revoke(ref)).toEqual({
           removed: false,
           upstream: "not_attempted",
           accessTokens: "not_attempted",
@@ -188,32 +161,21 @@ describe("revocation (RFC 7009)", () => {
 describe("revocation of the current access tokens too (token_type_hint=access_token)", () => {
   it.live("opaque access tokens: each current one is revoked, and the answer counts them", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
       const servers = yield* AuthorizationServer.AuthorizationServers
       const client = yield* servers.get(PROVIDER)
-      const full = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-      const narrow = yield* broker.backgroundToken({
-        subject: alice.sub,
-        provider: PROVIDER,
-        scopes: ["notes:read"]
-      })
-      for (const token of [full, narrow])
-        expect((yield* client.introspect(token.accessToken)).active).toBe(true)
-      const before = dev.idp.revocations.list().length
-      const result = yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })
+      const tokens = yield* fullAndNarrow(broker, ref)
+      for (const token of tokens) expect((yield* client.introspect(token.accessToken)).active).toBe(true)
+      const { result, recorded } = yield* revokeRecorded(broker, ref)
       expect(result).toEqual({
         removed: true,
         upstream: "revoked",
         accessTokens: "revoked",
         revokedAtProvider: { refreshToken: true, accessTokens: 2 }
       })
-      const recorded = dev.idp.revocations.list().slice(before)
       expect(recorded.map((r) => r.tokenTypeHint)).toEqual(["refresh_token", "access_token", "access_token"])
       // neither keeps working until it expires
-      for (const token of [full, narrow])
-        expect((yield* client.introspect(token.accessToken)).active).toBe(false)
+      for (const token of tokens) expect((yield* client.introspect(token.accessToken)).active).toBe(false)
     }).pipe(Effect.provide(brokerLayer(dev.idp, { provider: { resource: dev.idp.opaqueAudience } })))
   )
 })
@@ -222,16 +184,15 @@ describe("re-consent after revocation (case 10)", () => {
   it.live("the new grant's versions start above the revoked one's: a stale version never comes back", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp, 1)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      yield* broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER })
-      const before = yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER })
+      const { broker, ref } = yield* connected(dev.idp, alice)
+      yield* broker.rotateRefreshToken(ref)
+      const before = yield* broker.grantStatus(ref)
       const old = Option.getOrThrow(before).version
       expect(old).toBeGreaterThan(1)
-      expect((yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })).removed).toBe(true)
+      expect((yield* broker.revoke(ref)).removed).toBe(true)
       const again = yield* connect(dev.idp, alice)
       expect(again.grant.version).toBeGreaterThan(old)
-      const stored = yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER })
+      const stored = yield* broker.grantStatus(ref)
       expect(Option.map(stored, (g) => g.version)).toEqual(Option.some(again.grant.version))
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
@@ -243,15 +204,13 @@ describe("revocation with the provider down", () => {
 
   it.live("the grant is still removed locally and the failure is reported", () =>
     Effect.gen(function* () {
-      const alice = user(down.idp)
-      yield* connect(down.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(down.idp, user(down.idp))
       yield* Effect.promise(() => down.idp.close())
-      const result = yield* broker.revoke({ subject: alice.sub, provider: PROVIDER })
+      const result = yield* broker.revoke(ref)
       expect(result.removed).toBe(true)
       expect(result.upstream).toBe("failed")
       expect(result.upstreamError?.code).toBe("network")
-      expect(Option.isNone(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))).toBe(true)
+      expect(Option.isNone(yield* broker.grantStatus(ref))).toBe(true)
     }).pipe(Effect.provide(Layer.suspend(() => brokerLayer(down.idp))))
   )
 })

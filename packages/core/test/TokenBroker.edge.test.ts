@@ -1,27 +1,30 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
 import * as client from "openid-client"
-import { AuthorizationServer, GrantStore, KeyRing, StorageUnavailable, TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
+import { AuthorizationServer, GrantStore, KeyRing, StorageUnavailable } from "../src/index.js"
+import {
+  brokerLayer,
+  connected,
+  grantKey,
+  providerConfig,
+  type Store,
+  storeLayer,
+  useDevIdp,
+  user
+} from "./support/harness.js"
 
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
-
-const keyOf = (subject: string) => ({ tenant: "default", subject, provider: PROVIDER })
+const dev = useDevIdp()
 
 describe("refresh protocol edge cases", () => {
   it.effect("a refresh response without a refresh token keeps the stored one (F7)", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
+      const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
       const store = yield* GrantStore.GrantStore
-      const before = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
-      const broker = yield* TokenBroker.TokenBroker
-      yield* TestClock.adjust("10 minutes")
-      const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      const before = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
+      const token = yield* broker.backgroundToken(ref)
       expect(token.source).toBe("refresh")
-      const after = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
+      const after = Option.getOrThrow(yield* store.get(grantKey(alice.sub)))
       expect(after.refreshToken).toBe(before.refreshToken)
       expect(after.version).toBeGreaterThan(before.version)
       expect(after.accessToken?.expiresAt).toBe(token.expiresAt)
@@ -56,10 +59,10 @@ describe("refresh protocol edge cases", () => {
     () =>
       Effect.gen(function* () {
         const bob = user(dev.idp, 1)
-        yield* connect(dev.idp, bob)
+        const { broker, ref } = yield* connected(dev.idp, bob)
         const store = yield* GrantStore.GrantStore
         const ring = yield* KeyRing.KeyRing
-        const record = Option.getOrThrow(yield* store.get(keyOf(bob.sub)))
+        const record = Option.getOrThrow(yield* store.get(grantKey(bob.sub)))
         // A process marked the attempt, reached the provider (which rotated the token), then died before
         // writing the result.
         const stored = yield* ring.decrypt(record.refreshToken, KeyRing.aadFor(record, "refresh_token"))
@@ -81,14 +84,13 @@ describe("refresh protocol edge cases", () => {
             refreshStartedAt: 1
           })
         ).toBe("ok")
-        const broker = yield* TokenBroker.TokenBroker
         yield* TestClock.adjust("10 minutes")
-        const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+        const error = yield* Effect.flip(broker.backgroundToken(ref))
         expect(error._tag === "ConsentRequired" && error.reason).toBe("rotation_lost")
-        const grant = Option.getOrThrow(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))
+        const grant = Option.getOrThrow(yield* broker.grantStatus(ref))
         expect(grant.status).toBe("reconsent_required")
         expect(grant.lastErrorCode).toBe("rotation_lost")
-        const again = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+        const again = yield* Effect.flip(broker.backgroundToken(ref))
         expect(again._tag === "ConsentRequired" && again.reason).toBe("rotation_lost")
       }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
@@ -97,12 +99,9 @@ describe("refresh protocol edge cases", () => {
 describe("onRefreshStep", () => {
   it.effect("reports before_upstream, after_upstream and after_write in order, once per refresh", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      yield* TestClock.adjust("10 minutes")
-      yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-      yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { expire: true })
+      yield* broker.backgroundToken(ref)
+      yield* broker.backgroundToken(ref)
       expect(steps).toEqual(["before_upstream", "after_upstream", "after_write"])
     }).pipe(
       Effect.provide(
@@ -119,39 +118,31 @@ const steps: Array<string> = []
 describe("fail closed when the store is down (F5)", () => {
   it.effect("a still-valid cached token is served while the store fails; otherwise StorageUnavailable", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
       const memory = yield* GrantStore.makeMemory
       let down = false
       const failing = <A>(effect: Effect.Effect<A, StorageUnavailable>) =>
         Effect.suspend(() =>
           down ? Effect.fail(new StorageUnavailable({ operation: "get", message: "store is down" })) : effect
         )
-      const flaky = Layer.succeed(GrantStore.GrantStore, {
+      const flaky: Store = {
         ...memory,
         get: (key) => failing(memory.get(key)),
         acquireLease: (name, owner, ttl) => failing(memory.acquireLease(name, owner, ttl))
-      })
-      const layer = brokerLayer(dev.idp, { store: flaky, broker: { earlyRefresh: "60 seconds" } })
+      }
+      const layer = brokerLayer(dev.idp, { store: storeLayer(flaky), broker: { earlyRefresh: "60 seconds" } })
       yield* Effect.gen(function* () {
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        const first = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+        const first = yield* broker.backgroundToken(ref)
         // Inside the early-refresh window (but still valid): the broker wants to refresh.
         yield* TestClock.setTime(first.expiresAt - 30_000)
         down = true
-        const served = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        const served = yield* broker.backgroundToken(ref)
         expect(Redacted.value(served.accessToken)).toBe(Redacted.value(first.accessToken))
         // A caller that needs more life than the token has gets the retryable error.
-        const error = yield* Effect.flip(
-          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "45 seconds" })
-        )
+        const error = yield* Effect.flip(broker.backgroundToken({ ...ref, minTtl: "45 seconds" }))
         expect(error._tag).toBe("StorageUnavailable")
         down = false
-        const healed = yield* broker.backgroundToken({
-          subject: alice.sub,
-          provider: PROVIDER,
-          minTtl: "45 seconds"
-        })
+        const healed = yield* broker.backgroundToken({ ...ref, minTtl: "45 seconds" })
         expect(healed.source).toBe("refresh")
       }).pipe(Effect.provide(layer))
     })

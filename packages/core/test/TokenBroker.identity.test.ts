@@ -1,19 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option } from "effect"
-import { TokenBroker } from "../src/index.js"
-import { brokerLayer, PROVIDER, user, withDevIdp } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { authorize, brokerLayer, consentAsAnotherAccount, user } from "./support/harness.js"
+import { useProxiedDevIdp } from "./support/tokenProxy.js"
 
-const dev = withDevIdp()
-let proxy: TokenProxy
-beforeAll(async () => {
-  await dev.start()
-  proxy = await startTokenProxy(dev.idp.issuer)
-})
-afterAll(async () => {
-  await proxy.close()
-  await dev.stop()
-})
+const dev = useProxiedDevIdp()
 
 /** A refresh of `refreshToken` straight at dev-idp, as the broker's client: the provider's own verdict. */
 const refreshAtProvider = async (refreshToken: string) => {
@@ -32,27 +22,15 @@ const refreshAtProvider = async (refreshToken: string) => {
 describe("the identity check at consent (case 3)", () => {
   const layer = Layer.suspend(() =>
     brokerLayer(dev.idp, {
-      provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url } }
+      provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url } }
     })
   )
 
   it.live("a mismatch names what was compared and both values, and revokes the tokens it just received", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      const bob = user(dev.idp, 1)
-      const broker = yield* TokenBroker.TokenBroker
-      // Bob starts consent for his subject, but Alice's account answers at the provider.
-      const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
       const before = dev.idp.revocations.list().length
-      const issuedBefore = proxy.codeExchangeRefreshTokens().length
-      const error = yield* Effect.flip(broker.completeAuthorization(callback))
-      expect(error._tag).toBe("IdentityMismatch")
+      const issuedBefore = dev.proxy.codeExchangeRefreshTokens().length
+      const { alice, bob, error } = yield* consentAsAnotherAccount(dev.idp)
       expect(error.message).toContain(`"${alice.sub}"`)
       expect(error.message).toContain(`"${bob.sub}"`)
       expect(error.message).toContain("ID token")
@@ -60,9 +38,8 @@ describe("the identity check at consent (case 3)", () => {
         expect(error.consented).toBe(alice.sub)
         expect(error.subject).toBe(bob.sub)
       }
-      expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
       // what the provider issued to this consent is dead there (RFC 7009 with client authentication)
-      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      const issued = dev.proxy.codeExchangeRefreshTokens().slice(issuedBefore)
       expect(issued).toHaveLength(1)
       const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))
       expect(refreshed).toMatchObject({ status: 400, body: { error: "invalid_grant" } })
@@ -75,18 +52,11 @@ describe("the identity check at consent (case 3)", () => {
   it.live("control: a consent that passes the check leaves its refresh token live at the provider", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      const broker = yield* TokenBroker.TokenBroker
-      const started = yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
-      const issuedBefore = proxy.codeExchangeRefreshTokens().length
+      const { broker, callback } = yield* authorize(dev.idp, alice.sub, alice)
+      const issuedBefore = dev.proxy.codeExchangeRefreshTokens().length
       const completed = yield* broker.completeAuthorization(callback)
       expect(completed.grant.identity).toEqual({ issuer: dev.idp.issuer, subject: alice.sub })
-      const issued = proxy.codeExchangeRefreshTokens().slice(issuedBefore)
+      const issued = dev.proxy.codeExchangeRefreshTokens().slice(issuedBefore)
       expect(issued).toHaveLength(1)
       // the broker's own token is that one; a refresh with it here works (and rotates it away)
       const refreshed = yield* Effect.promise(() => refreshAtProvider(issued[0] ?? ""))

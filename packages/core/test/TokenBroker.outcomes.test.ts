@@ -1,98 +1,88 @@
 import { randomBytes } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
+import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
+import { minimalRecord } from "../src/testing.js"
 import {
-  AuthorizationServer,
-  type GrantKey,
-  type GrantRecord,
-  GrantStore,
-  KeyRing,
-  TokenBroker
-} from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+  brokerLayer,
+  connected,
+  grantKey,
+  PROVIDER,
+  providerConfig,
+  refreshRequests,
+  type User,
+  useDevIdp,
+  user
+} from "./support/harness.js"
+import { type AnswerFault, useProxiedDevIdp } from "./support/tokenProxy.js"
 
 // Outcomes of issue 12: what a caller sees when the provider's answer is lost or unusable, and how the
 // early-refresh margin and minTtl behave. dev-idp rotates and revokes the grant on any reuse.
-const dev = withDevIdp({ refreshTokenReuseGraceSeconds: 0 })
+const dev = useProxiedDevIdp({ refreshTokenReuseGraceSeconds: 0 })
 // A provider issuing 60-second access tokens (the early-refresh margin's own length).
-const short = withDevIdp({ refreshTokenReuseGraceSeconds: 0, accessTokenTtlSeconds: 60 })
-let proxy: TokenProxy
-beforeAll(async () => {
-  await Promise.all([dev.start(), short.start()])
-  proxy = await startTokenProxy(dev.idp.issuer)
-})
-afterAll(async () => {
-  await proxy.close()
-  await Promise.all([dev.stop(), short.stop()])
-})
-
-const keyOf = (subject: string): GrantKey => ({ tenant: "default", subject, provider: PROVIDER })
+const short = useDevIdp({ refreshTokenReuseGraceSeconds: 0, accessTokenTtlSeconds: 60 })
 
 /** The broker reaches dev-idp through the proxy that can spoil an answer after dev-idp processed it. */
 const proxied = (broker: TokenBroker.TokenBrokerOptions = {}) =>
   brokerLayer(dev.idp, {
-    provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url } },
+    provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url } },
     broker: { retry: { attempts: 3, baseDelay: "10 millis", deadline: "5 seconds" }, ...broker }
+  })
+
+/**
+ * `who`'s access token has expired, and `fault` spoils the answer of the refresh that follows after
+ * dev-idp processed it. Returns the caller's error, the refresh requests that went out for it, and the
+ * grant's stored record afterwards.
+ */
+const spoiledRefresh = (who: User, fault: AnswerFault) =>
+  Effect.gen(function* () {
+    const { broker, ref } = yield* connected(dev.idp, who, { expire: true })
+    const store = yield* GrantStore.GrantStore
+    const before = dev.proxy.refreshes()
+    dev.proxy.afterNextRefresh(fault)
+    const error = yield* Effect.flip(broker.backgroundToken(ref))
+    const sent = dev.proxy.refreshes() - before
+    const record = Option.getOrThrow(yield* store.get(grantKey(who.sub)))
+    return { broker, ref, error, sent, record }
   })
 
 describe("outcome unknown (case 4)", () => {
   it.effect("a 502 after the provider rotated is not retried; the later invalid_grant is rotation_lost", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      const store = yield* GrantStore.GrantStore
-      yield* TestClock.adjust("10 minutes")
-      const before = proxy.refreshes()
-      proxy.afterNextRefresh({ kind: "status", status: 502 })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const { broker, ref, error, sent, record } = yield* spoiledRefresh(user(dev.idp), {
+        kind: "status",
+        status: 502
+      })
       expect(error._tag === "UpstreamUnavailable" && error.status).toBe(502)
       // Not retried with the consumed token: that would be reuse, and dev-idp revokes the grant.
-      expect(proxy.refreshes()).toBe(before + 1)
-      const record = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
+      expect(sent).toBe(1)
       expect(record.refreshStartedAt).not.toBeNull()
       expect(record.status).toBe("active")
       // The rotation did happen at dev-idp: the stored token is refused, and said to be a lost rotation.
-      const next = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const next = yield* Effect.flip(broker.backgroundToken(ref))
       expect(next._tag === "ConsentRequired" && next.reason).toBe("rotation_lost")
     }).pipe(Effect.provide(proxied()))
   )
 
   it.effect("a 2xx the client library refuses (token_type) still yields its refresh token", () =>
     Effect.gen(function* () {
-      const bob = user(dev.idp, 1)
-      yield* connect(dev.idp, bob)
-      const broker = yield* TokenBroker.TokenBroker
-      const store = yield* GrantStore.GrantStore
-      yield* TestClock.adjust("10 minutes")
-      proxy.afterNextRefresh({ kind: "token_type" })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+      const { broker, ref, error, record } = yield* spoiledRefresh(user(dev.idp, 1), { kind: "token_type" })
       expect(error._tag).toBe("UpstreamRejected")
       expect(error.message).not.toMatch(/eyJ/)
-      const record = Option.getOrThrow(yield* store.get(keyOf(bob.sub)))
       expect(record.refreshStartedAt).toBeNull()
       // The salvaged successor was stored: the next refresh works and the grant stays active.
-      const token = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+      const token = yield* broker.backgroundToken(ref)
       expect(token.source).toBe("refresh")
-      const grant = Option.getOrThrow(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))
+      const grant = Option.getOrThrow(yield* broker.grantStatus(ref))
       expect(grant.status).toBe("active")
     }).pipe(Effect.provide(proxied()))
   )
 
   it.effect("a 2xx that is not JSON is outcome unknown: not retried, the attempt marker stays", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      const store = yield* GrantStore.GrantStore
-      yield* TestClock.adjust("10 minutes")
-      const before = proxy.refreshes()
-      proxy.afterNextRefresh({ kind: "not_json" })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const { error, sent, record } = yield* spoiledRefresh(user(dev.idp), { kind: "not_json" })
       expect(error._tag).toBe("UpstreamUnavailable")
-      expect(proxy.refreshes()).toBe(before + 1)
-      const record = Option.getOrThrow(yield* store.get(keyOf(alice.sub)))
+      expect(sent).toBe(1)
       expect(record.refreshStartedAt).not.toBeNull()
     }).pipe(Effect.provide(proxied()))
   )
@@ -101,14 +91,9 @@ describe("outcome unknown (case 4)", () => {
 describe("the early-refresh margin and minTtl (cases 7, 8)", () => {
   it.effect("case 7: a minTtl below the margin is still enforced on a refreshed token", () =>
     Effect.gen(function* () {
-      const alice = user(short.idp)
-      yield* connect(short.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      yield* TestClock.adjust("10 minutes")
+      const { broker, ref } = yield* connected(short.idp, user(short.idp), { expire: true })
       // The provider issues 60 s tokens; 90 s is asked, under the 120 s margin.
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, minTtl: "90 seconds" })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ ...ref, minTtl: "90 seconds" }))
       expect(error._tag === "InvalidRequest" && error.field).toBe("minTtl")
     }).pipe(Effect.provide(brokerLayer(short.idp, { broker: { earlyRefresh: "120 seconds" } })))
   )
@@ -117,28 +102,23 @@ describe("the early-refresh margin and minTtl (cases 7, 8)", () => {
     "case 8: 60 s tokens are not refreshed on every call, and an impossible minTtl costs no refresh",
     () =>
       Effect.gen(function* () {
-        const bob = user(short.idp, 1)
-        yield* connect(short.idp, bob)
-        const broker = yield* TokenBroker.TokenBroker
-        yield* TestClock.adjust("10 minutes")
+        const { broker, ref } = yield* connected(short.idp, user(short.idp, 1), { expire: true })
         short.idp.counters.reset()
-        const first = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+        const first = yield* broker.backgroundToken(ref)
         expect(first.source).toBe("refresh")
-        const again = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+        const again = yield* broker.backgroundToken(ref)
         expect(again.source).toBe("cache")
         yield* TestClock.adjust("20 seconds")
-        const later = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+        const later = yield* broker.backgroundToken(ref)
         expect(later.source).toBe("cache")
-        expect(short.idp.counters.count({ grantType: "refresh_token" })).toBe(1)
+        expect(refreshRequests(short.idp)).toBe(1)
         // Longer than the provider's tokens ever live: refused before any upstream call.
-        const error = yield* Effect.flip(
-          broker.backgroundToken({ subject: bob.sub, provider: PROVIDER, minTtl: "5 minutes" })
-        )
+        const error = yield* Effect.flip(broker.backgroundToken({ ...ref, minTtl: "5 minutes" }))
         expect(error._tag === "InvalidRequest" && error.field).toBe("minTtl")
-        expect(short.idp.counters.count({ grantType: "refresh_token" })).toBe(1)
+        expect(refreshRequests(short.idp)).toBe(1)
         // Later in the token's life it is refreshed once, ahead of expiry.
         yield* TestClock.adjust("35 seconds")
-        const renewed = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+        const renewed = yield* broker.backgroundToken(ref)
         expect(renewed.source).toBe("refresh")
         expect(renewed.expiresAt - first.expiresAt).toBeGreaterThanOrEqual(55_000)
       }).pipe(Effect.provide(brokerLayer(short.idp)))
@@ -148,7 +128,6 @@ describe("the early-refresh margin and minTtl (cases 7, 8)", () => {
 describe("the circuit (case 9)", () => {
   it.effect("a half-open trial that dies does not leave the circuit open", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
       const real = yield* AuthorizationServer.make([providerConfig(dev.idp)])
       let dieNext = false
       const dying = Layer.succeed(AuthorizationServer.AuthorizationServers, {
@@ -165,19 +144,17 @@ describe("the circuit (case 9)", () => {
           }))
       })
       yield* Effect.gen(function* () {
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        yield* TestClock.adjust("10 minutes")
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { expire: true })
         // A refusal the provider answered with 429 and no retry budget: the circuit opens.
         dev.idp.faults.inject({ kind: "rate_limit", retryAfterSeconds: 0, count: 1 })
-        const limited = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+        const limited = yield* Effect.flip(broker.backgroundToken(ref))
         expect(limited._tag === "UpstreamUnavailable" && limited.reason).toBe("rate_limited")
         yield* TestClock.adjust("2 seconds")
         dieNext = true
-        const died = yield* Effect.exit(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+        const died = yield* Effect.exit(broker.backgroundToken(ref))
         expect(died._tag).toBe("Failure")
         yield* TestClock.adjust("2 seconds")
-        const healed = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        const healed = yield* broker.backgroundToken(ref)
         expect(healed.source).toBe("refresh")
       }).pipe(
         Effect.provide(
@@ -197,24 +174,13 @@ describe("revoke what cannot be read (case 12)", () => {
       const foreign = yield* KeyRing.makeLocal({
         keys: [{ kid: "k1", key: Redacted.make(new Uint8Array(randomBytes(32))) }]
       })
-      const key = { tenant: "default", subject, provider }
-      const record: GrantRecord = {
-        ...key,
-        version: 1,
-        status: "active",
+      const key = grantKey(subject, provider)
+      const record = minimalRecord(key, {
         refreshToken: yield* foreign.encrypt(Redacted.make("rt"), KeyRing.aadFor(key, "refresh_token")),
-        accessToken: null,
         scopes: ["notes:read"],
-        refreshTokenExpiresAt: null,
-        identity: null,
         createdAt: 0,
-        updatedAt: 0,
-        lastRefreshedAt: null,
-        lastUsedAt: null,
-        failureCount: 0,
-        lastErrorCode: null,
-        refreshStartedAt: null
-      }
+        updatedAt: 0
+      })
       const store = yield* GrantStore.GrantStore
       expect(yield* store.insert(record)).toBe("ok")
     })
@@ -248,10 +214,7 @@ describe("a caller reports a token refused upstream (case 14)", () => {
     "the token is dropped, the next call refreshes; refusals after three refreshes need consent",
     () =>
       Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        const ref = { subject: alice.sub, provider: PROVIDER }
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
         const first = yield* broker.backgroundToken(ref)
         expect(first.source).toBe("store")
         dev.idp.counters.reset()
@@ -274,7 +237,7 @@ describe("a caller reports a token refused upstream (case 14)", () => {
             expect(stale.failureCount).toBe(strike)
           }
         }
-        expect(dev.idp.counters.count({ grantType: "refresh_token" })).toBe(2)
+        expect(refreshRequests(dev.idp)).toBe(2)
         const error = yield* Effect.flip(broker.backgroundToken(ref))
         expect(error._tag === "ConsentRequired" && error.reason).toBe("access_token_rejected")
       }).pipe(Effect.provide(brokerLayer(dev.idp)))
@@ -282,10 +245,7 @@ describe("a caller reports a token refused upstream (case 14)", () => {
 
   it.effect("a refresh without a report in between clears the strikes", () =>
     Effect.gen(function* () {
-      const bob = user(dev.idp, 1)
-      yield* connect(dev.idp, bob)
-      const broker = yield* TokenBroker.TokenBroker
-      const ref = { subject: bob.sub, provider: PROVIDER }
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1))
       const first = yield* broker.backgroundToken(ref)
       yield* broker.reportRejected({ ...ref, accessToken: first.accessToken })
       yield* broker.backgroundToken(ref)

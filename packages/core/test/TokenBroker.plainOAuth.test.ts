@@ -1,36 +1,37 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type { DevIdp } from "@token-broker/dev-idp"
 import { Effect, Layer, Option } from "effect"
 import { AuthorizationServer, type ProviderConfig, TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, providerConfig, user, withDevIdp } from "./support/harness.js"
-import { startTokenProxy, type TokenProxy } from "./support/tokenProxy.js"
+import {
+  brokerLayer,
+  connect,
+  consentAsAnotherAccount,
+  PROVIDER,
+  providerConfig,
+  useDevIdp,
+  user
+} from "./support/harness.js"
+import { useProxiedDevIdp } from "./support/tokenProxy.js"
 
 /** dev-idp as GitHub is configured: no discovery (or RFC 8414 only), no ID token, no offline scope. */
 const plainProvider = (
   idp: DevIdp,
   discovery: "none" | "oauth-authorization-server"
-): Partial<ProviderConfig> => ({
-  discovery,
-  endpoints:
-    discovery === "none"
-      ? {
-          authorization: idp.endpoints.authorization,
-          token: idp.endpoints.token,
-          revocation: idp.endpoints.revocation,
-          userinfo: idp.endpoints.userinfo
-        }
-      : { userinfo: idp.endpoints.userinfo },
-  offlineAccessScope: null,
-  userinfoSubjectField: "id",
-  identityBinding: "same-subject",
-  tokenExchange: undefined
-})
+): Partial<ProviderConfig> => {
+  const { authorization, token, revocation, userinfo } = idp.endpoints
+  return {
+    discovery,
+    endpoints: discovery === "none" ? { authorization, token, revocation, userinfo } : { userinfo },
+    offlineAccessScope: null,
+    userinfoSubjectField: "id",
+    identityBinding: "same-subject",
+    tokenExchange: undefined
+  }
+}
 
 for (const discovery of ["none", "oauth-authorization-server"] as const) {
   describe(`a plain OAuth 2.0 provider, GitHub-style (discovery: ${discovery}) (case 8)`, () => {
-    const dev = withDevIdp({ plainOAuth: { metadata: discovery } })
-    beforeAll(dev.start)
-    afterAll(dev.stop)
+    const dev = useDevIdp({ plainOAuth: { metadata: discovery } })
     const layer = Layer.suspend(() => brokerLayer(dev.idp, { provider: plainProvider(dev.idp, discovery) }))
 
     it.effect("the authorization URL asks no openid, no offline scope, no nonce and no prompt", () =>
@@ -103,31 +104,17 @@ for (const discovery of ["none", "oauth-authorization-server"] as const) {
 
     it.live("another account's consent is refused, naming the userinfo field and both values", () =>
       Effect.gen(function* () {
-        const alice = user(dev.idp)
-        const bob = user(dev.idp, 1)
-        const broker = yield* TokenBroker.TokenBroker
-        const started = yield* broker.startAuthorization({ subject: bob.sub, provider: PROVIDER })
-        const callback = yield* Effect.promise(() =>
-          dev.idp.driveAuthorization(started.authorizationUrl, {
-            username: alice.username,
-            password: alice.password
-          })
-        )
-        const error = yield* Effect.flip(broker.completeAuthorization(callback))
-        expect(error._tag).toBe("IdentityMismatch")
+        const { alice, bob, error } = yield* consentAsAnotherAccount(dev.idp)
         expect(error.message).toContain('userinfo field "id"')
         expect(error.message).toContain(`"${alice.sub}"`)
         expect(error.message).toContain(`"${bob.sub}"`)
-        expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
       }).pipe(Effect.provide(layer))
     )
   })
 }
 
 describe("control: the OpenID Connect configuration against plain mode fails at discovery", () => {
-  const dev = withDevIdp({ plainOAuth: {} })
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp({ plainOAuth: {} })
 
   it.effect("no discovery document: the authorization URL cannot be built", () =>
     Effect.gen(function* () {
@@ -141,9 +128,7 @@ describe("control: the OpenID Connect configuration against plain mode fails at 
 })
 
 describe("plain OAuth 2.0 settings are checked when the clients are built", () => {
-  const dev = withDevIdp({ plainOAuth: {} })
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp({ plainOAuth: {} })
   const build = (overrides: Partial<ProviderConfig>) =>
     Effect.flip(
       AuthorizationServer.make([providerConfig(dev.idp, { tokenExchange: undefined, ...overrides })])
@@ -216,9 +201,7 @@ describe("plain OAuth 2.0 settings are checked when the clients are built", () =
 })
 
 describe("authorization parameters and the offline scope (case 8)", () => {
-  const dev = withDevIdp()
-  beforeAll(dev.start)
-  afterAll(dev.stop)
+  const dev = useDevIdp()
 
   it.effect("extra parameters are sent, and may replace prompt; a custom offline scope is asked", () =>
     Effect.gen(function* () {
@@ -248,20 +231,11 @@ describe("authorization parameters and the offline scope (case 8)", () => {
 })
 
 describe("an error in a 200 form body, and a provider's own name for invalid_grant (case 8)", () => {
-  const dev = withDevIdp()
-  let proxy: TokenProxy
-  beforeAll(async () => {
-    await dev.start()
-    proxy = await startTokenProxy(dev.idp.issuer)
-  })
-  afterAll(async () => {
-    await proxy.close()
-    await dev.stop()
-  })
+  const dev = useProxiedDevIdp()
   const layer = (invalidGrantErrors: ReadonlyArray<string>) =>
     Layer.suspend(() =>
       brokerLayer(dev.idp, {
-        provider: { internalBaseUrl: { from: dev.idp.issuer, to: proxy.url }, invalidGrantErrors }
+        provider: { internalBaseUrl: { from: dev.idp.issuer, to: dev.proxy.url }, invalidGrantErrors }
       })
     )
 
@@ -270,7 +244,7 @@ describe("an error in a 200 form body, and a provider's own name for invalid_gra
       const alice = user(dev.idp)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
-      proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
+      dev.proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
       const error = yield* Effect.flip(broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag === "ConsentRequired" && error.reason).toBe("invalid_grant")
     }).pipe(Effect.provide(layer(["bad_refresh_token"])))
@@ -281,7 +255,7 @@ describe("an error in a 200 form body, and a provider's own name for invalid_gra
       const alice = user(dev.idp, 1)
       yield* connect(dev.idp, alice)
       const broker = yield* TokenBroker.TokenBroker
-      proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
+      dev.proxy.afterNextRefresh({ kind: "form_error", error: "bad_refresh_token" })
       const error = yield* Effect.flip(broker.rotateRefreshToken({ subject: alice.sub, provider: PROVIDER }))
       expect(error._tag === "UpstreamRejected" && error.error).toBe("bad_refresh_token")
     }).pipe(Effect.provide(layer([])))

@@ -1,24 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Option, Redacted, TestClock } from "effect"
 import { type GrantRecord, grantKeyString } from "../src/Grant.js"
 import { GrantStore, TokenBroker } from "../src/index.js"
 import {
   brokerLayer,
   connect,
+  grantKey,
   newKeyRingLayer,
   PROVIDER,
+  refreshRequests,
   sharedMemoryStore,
-  user,
-  withDevIdp
+  useDevIdp,
+  user
 } from "./support/harness.js"
 
 // DESIGN.md section 5, step 7 (field note F6): an invalid_grant after another writer rotated the grant
 // is a lost race, not a dead grant. Time is driven by TestClock.
-const dev = withDevIdp({ refreshTokenReuseGraceSeconds: 0 })
-beforeAll(dev.start)
-afterAll(dev.stop)
-
-const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token" })
+const dev = useDevIdp({ refreshTokenReuseGraceSeconds: 0 })
 
 /**
  * Broker A refreshes alice's grant. At A's "before_upstream" step (A holds the lease, has marked the
@@ -36,7 +34,7 @@ const race = (staleRereads: boolean) =>
     const shared = sharedMemoryStore()
     const store = yield* Effect.provide(GrantStore.GrantStore, shared)
     const keyRing = newKeyRingLayer()
-    const key = { tenant: "default", subject: alice.sub, provider: PROVIDER }
+    const key = grantKey(alice.sub)
     let interleave: Effect.Effect<void> = Effect.void
     let frozenRecord: Option.Option<GrantRecord> = Option.none()
     let stale = false
@@ -100,7 +98,7 @@ const race = (staleRereads: boolean) =>
     expect(interleaved).toBe(true)
     // A's request was sent and refused; B's was the one real rotation
     expect(dev.idp.faults.active()).toEqual([])
-    expect(refreshRequests()).toBe(2)
+    expect(refreshRequests(dev.idp)).toBe(2)
     return { outcome, winnerToken, brokerA, alice }
   })
 

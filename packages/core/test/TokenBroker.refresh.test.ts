@@ -1,48 +1,41 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Clock, Context, Effect, Layer, Option, Random, Redacted, TestClock } from "effect"
-import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
-import { aadFor } from "../src/KeyRing.js"
+import { GrantStore, TokenBroker } from "../src/index.js"
 import {
   brokerLayer,
   claims,
   connect,
+  connected,
+  grantKey,
   newKeyRingLayer,
   PROVIDER,
+  refreshRequests,
   sharedMemoryStore,
-  user,
-  withDevIdp
+  storedRefreshToken,
+  useDevIdp,
+  user
 } from "./support/harness.js"
 
 // Time is driven by TestClock: dev-idp issues real 5-minute tokens, and the broker is moved past their
 // expiry without waiting.
-const dev = withDevIdp({ refreshTokenReuseGraceSeconds: 0 })
-beforeAll(dev.start)
-afterAll(dev.stop)
-
-const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token" })
-const keyOf = (subject: string) => ({ tenant: "default", subject, provider: PROVIDER })
+const dev = useDevIdp({ refreshTokenReuseGraceSeconds: 0 })
 
 describe("backgroundToken: the refresh protocol against dev-idp", () => {
   it.effect("1,000 concurrent calls with an expired access token make exactly one refresh", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      yield* TestClock.adjust("10 minutes")
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { expire: true })
       dev.idp.counters.reset()
       const tokens = yield* Effect.all(
-        Array.from({ length: 1000 }, () =>
-          broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-        ),
+        Array.from({ length: 1000 }, () => broker.backgroundToken(ref)),
         { concurrency: "unbounded" }
       )
-      expect(refreshRequests()).toBe(1)
+      expect(refreshRequests(dev.idp)).toBe(1)
       expect(new Set(tokens.map((t) => Redacted.value(t.accessToken))).size).toBe(1)
       expect(tokens.every((t) => t.expiresAt > 10 * 60_000)).toBe(true)
       // Served from the cache afterwards: no further request.
-      const again = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      const again = yield* broker.backgroundToken(ref)
       expect(again.source).toBe("cache")
-      expect(refreshRequests()).toBe(1)
+      expect(refreshRequests(dev.idp)).toBe(1)
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 
@@ -51,28 +44,24 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
     () =>
       Effect.gen(function* () {
         const bob = user(dev.idp, 1)
-        yield* connect(dev.idp, bob)
-        const broker = yield* TokenBroker.TokenBroker
+        const { broker, ref } = yield* connected(dev.idp, bob)
         const store = yield* GrantStore.GrantStore
-        const keyRing = yield* KeyRing.KeyRing
         dev.idp.counters.reset()
         const seen = new Set<string>()
         let previousVersion = 0
         for (let cycle = 0; cycle < 50; cycle++) {
           yield* TestClock.adjust("6 minutes")
-          const token = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+          const token = yield* broker.backgroundToken(ref)
           expect(token.source).toBe("refresh")
-          const record = Option.getOrThrow(yield* store.get(keyOf(bob.sub)))
+          const record = Option.getOrThrow(yield* store.get(grantKey(bob.sub)))
           expect(record.version).toBeGreaterThan(previousVersion)
           previousVersion = record.version
-          const refreshToken = Redacted.value(
-            yield* keyRing.decrypt(record.refreshToken, aadFor(record, "refresh_token"))
-          )
+          const refreshToken = yield* storedRefreshToken(bob.sub)
           expect(seen.has(refreshToken)).toBe(false)
           seen.add(refreshToken)
         }
-        expect(refreshRequests()).toBe(50)
-        const status = Option.getOrThrow(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))
+        expect(refreshRequests(dev.idp)).toBe(50)
+        const status = Option.getOrThrow(yield* broker.grantStatus(ref))
         expect(status.status).toBe("active")
         expect(status.failureCount).toBe(0)
         expect(status.refreshTokenExpiresAt).not.toBeNull()
@@ -81,43 +70,26 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
 
   it.effect("scope sets are cached apart, carry their scopes, and the grant keeps its full scope", () =>
     Effect.gen(function* () {
-      const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
-      yield* TestClock.adjust("10 minutes")
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { expire: true })
       dev.idp.counters.reset()
-      const read = yield* broker.backgroundToken({
-        subject: alice.sub,
-        provider: PROVIDER,
-        scopes: ["notes:read"]
-      })
-      const write = yield* broker.backgroundToken({
-        subject: alice.sub,
-        provider: PROVIDER,
-        scopes: ["notes:write"]
-      })
-      const both = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+      const read = yield* broker.backgroundToken({ ...ref, scopes: ["notes:read"] })
+      const write = yield* broker.backgroundToken({ ...ref, scopes: ["notes:write"] })
+      const both = yield* broker.backgroundToken(ref)
       expect(claims(read.accessToken).scope).toBe("notes:read")
       expect(claims(write.accessToken).scope).toBe("notes:write")
       expect(String(claims(both.accessToken).scope).split(" ")).toEqual(
         expect.arrayContaining(["notes:read", "notes:write"])
       )
       expect(claims(read.accessToken).aud).toBe(dev.idp.notesAudience)
-      expect(refreshRequests()).toBe(3)
+      expect(refreshRequests(dev.idp)).toBe(3)
       // Cached apart: each scope set is a hit now.
-      const again = yield* broker.backgroundToken({
-        subject: alice.sub,
-        provider: PROVIDER,
-        scopes: ["notes:read"]
-      })
+      const again = yield* broker.backgroundToken({ ...ref, scopes: ["notes:read"] })
       expect(again.source).toBe("cache")
       expect(Redacted.value(again.accessToken)).toBe(Redacted.value(read.accessToken))
-      const grant = Option.getOrThrow(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))
+      const grant = Option.getOrThrow(yield* broker.grantStatus(ref))
       expect(grant.scopes).toEqual(["notes:read", "notes:write"])
       // A scope outside the grant needs consent.
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: alice.sub, provider: PROVIDER, scopes: ["notes:admin"] })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ ...ref, scopes: ["notes:admin"] }))
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("scope_not_granted")
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
@@ -155,7 +127,7 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
       const token = yield* brokerB.backgroundToken({ subject: alice.sub, provider: PROVIDER })
       expect(interleaved).toBe(true)
       expect(token.source).toBe("store")
-      expect(refreshRequests()).toBe(1)
+      expect(refreshRequests(dev.idp)).toBe(1)
       const grant = Option.getOrThrow(yield* brokerB.grantStatus({ subject: alice.sub, provider: PROVIDER }))
       expect(grant.status).toBe("active")
     }).pipe(Effect.scoped)
@@ -166,26 +138,25 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
     () =>
       Effect.gen(function* () {
         const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
+        const { broker, ref } = yield* connected(dev.idp, alice)
         const revoked = yield* Effect.promise(() => dev.idp.revokeGrantOf({ subject: alice.sub }))
         expect(revoked).toBeGreaterThan(0)
         yield* TestClock.adjust("10 minutes")
-        const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+        const error = yield* Effect.flip(broker.backgroundToken(ref))
         expect(error._tag).toBe("ConsentRequired")
         if (error._tag === "ConsentRequired") expect(error.reason).toBe("invalid_grant")
-        const grant = Option.getOrThrow(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))
+        const grant = Option.getOrThrow(yield* broker.grantStatus(ref))
         expect(grant.status).toBe("reconsent_required")
         expect(grant.lastErrorCode).toBe("invalid_grant")
         // Later calls answer at once, without asking the provider again.
         dev.idp.counters.reset()
-        const again = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+        const again = yield* Effect.flip(broker.backgroundToken(ref))
         expect(again._tag).toBe("ConsentRequired")
         if (again._tag === "ConsentRequired") expect(again.reason).toBe("reconsent_required")
-        expect(refreshRequests()).toBe(0)
+        expect(refreshRequests(dev.idp)).toBe(0)
         // Consent again heals it.
         yield* connect(dev.idp, alice)
-        const healed = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        const healed = yield* broker.backgroundToken(ref)
         expect(healed.source).toBe("store")
       }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )

@@ -1,60 +1,47 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
-import { GrantStore, KeyRing, TokenBroker } from "../src/index.js"
-import { aadFor } from "../src/KeyRing.js"
-import { brokerLayer, capturing, connect, type Line, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { beforeEach, describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Logger, LogLevel, Option } from "effect"
+import {
+  brokerLayer,
+  capturing,
+  connected,
+  dropCurrent,
+  type Line,
+  PROVIDER,
+  refreshRequests,
+  storedRefreshToken,
+  useDevIdp,
+  user
+} from "./support/harness.js"
 
 // Real time, real dev-idp: a provider that refuses a refresh with a bare status and no OAuth error body
 // (Glewlwyd 2.7.5 does this for a replayed or unknown refresh token, F23). Each test drops the current
 // access token (reported refused upstream) so that the next call refreshes.
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp()
 // a fault a failed test left unconsumed never spills into the next one
 beforeEach(() => dev.idp.faults.clear())
-
-/** The next call must refresh: the current token is reported refused upstream, so the broker drops it. */
-const dropCurrent = (subject: string) =>
-  Effect.gen(function* () {
-    const broker = yield* TokenBroker.TokenBroker
-    const current = yield* broker.backgroundToken({ subject, provider: PROVIDER })
-    yield* broker.reportRejected({ subject, provider: PROVIDER, accessToken: current.accessToken })
-  })
-
-const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token" })
-const keyOf = (subject: string) => ({ tenant: "default", subject, provider: PROVIDER })
-
-const storedRefreshToken = (subject: string) =>
-  Effect.gen(function* () {
-    const store = yield* GrantStore.GrantStore
-    const keyRing = yield* KeyRing.KeyRing
-    const record = Option.getOrThrow(yield* store.get(keyOf(subject)))
-    return Redacted.value(yield* keyRing.decrypt(record.refreshToken, aadFor(record, "refresh_token")))
-  })
 
 describe("a refresh refused without an OAuth error body", () => {
   it.live("a bare 400 marks the grant for consent (refused_without_error) and logs what came back", () => {
     const lines: Array<Line> = []
     return Effect.gen(function* () {
       const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, alice)
       yield* dropCurrent(alice.sub)
       const refreshToken = yield* storedRefreshToken(alice.sub)
       dev.idp.counters.reset()
       dev.idp.faults.inject({ kind: "bare_status", status: 400, grantType: "refresh_token" })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("refused_without_error")
       expect(error.message).toMatch(/HTTP 400/)
-      const status = Option.getOrThrow(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))
+      const status = Option.getOrThrow(yield* broker.grantStatus(ref))
       expect(status.status).toBe("reconsent_required")
       expect(status.lastErrorCode).toBe("refused_without_error")
       // the next call asks for consent without another request to the provider
-      const again = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const again = yield* Effect.flip(broker.backgroundToken(ref))
       if (again._tag !== "ConsentRequired") throw new Error(`expected ConsentRequired, got ${again._tag}`)
       expect(again.reason).toBe("refused_without_error")
-      expect(refreshRequests()).toBe(1)
+      expect(refreshRequests(dev.idp)).toBe(1)
       const warned = lines.filter(
         (l) => l.level === "WARN" && l.annotations.outcome === "refused_without_error"
       )
@@ -69,8 +56,7 @@ describe("a refresh refused without an OAuth error body", () => {
     const secretLike = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw.abcdefghijklmnop"
     return Effect.gen(function* () {
       const bob = user(dev.idp, 1)
-      yield* connect(dev.idp, bob)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, bob)
       yield* dropCurrent(bob.sub)
       dev.idp.faults.inject({
         kind: "bare_status",
@@ -79,7 +65,7 @@ describe("a refresh refused without an OAuth error body", () => {
         contentType: "text/html; charset=utf-8",
         grantType: "refresh_token"
       })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+      const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag).toBe("ConsentRequired")
       if (error._tag === "ConsentRequired") expect(error.reason).toBe("refused_without_error")
       const warned = lines.filter((l) => l.annotations.outcome === "refused_without_error")
@@ -93,13 +79,12 @@ describe("a refresh refused without an OAuth error body", () => {
   it.live("control: a bare 500 is no refusal: the grant stays active", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, alice)
       yield* dropCurrent(alice.sub)
       dev.idp.faults.inject({ kind: "bare_status", status: 500, grantType: "refresh_token" })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const error = yield* Effect.flip(broker.backgroundToken(ref))
       expect(error._tag).toBe("UpstreamUnavailable")
-      const status = Option.getOrThrow(yield* broker.grantStatus({ subject: alice.sub, provider: PROVIDER }))
+      const status = Option.getOrThrow(yield* broker.grantStatus(ref))
       expect(status.status).toBe("active")
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
@@ -107,11 +92,10 @@ describe("a refresh refused without an OAuth error body", () => {
   it.live("control: a 400 with an OAuth invalid_grant body keeps its own reason", () =>
     Effect.gen(function* () {
       const alice = user(dev.idp)
-      yield* connect(dev.idp, alice)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, alice)
       yield* dropCurrent(alice.sub)
       dev.idp.faults.inject({ kind: "invalid_grant", grantType: "refresh_token" })
-      const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+      const error = yield* Effect.flip(broker.backgroundToken(ref))
       if (error._tag !== "ConsentRequired") throw new Error(`expected ConsentRequired, got ${error._tag}`)
       expect(error.reason).toBe("invalid_grant")
     }).pipe(Effect.provide(Layer.merge(brokerLayer(dev.idp), Logger.minimumLogLevel(LogLevel.Info))))

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Option, Redacted, TestClock } from "effect"
 import {
   type GrantKey,
@@ -9,22 +9,52 @@ import {
   StorageUnavailable,
   TokenBroker
 } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import {
+  type BrokerSetup,
+  brokerLayer,
+  connect,
+  connected,
+  driveAs,
+  grantKey,
+  PROVIDER,
+  refreshRequests,
+  type Store,
+  storeLayer,
+  useDevIdp,
+  user
+} from "./support/harness.js"
 
 // Cases of issue 12 where a rotated refresh token was dropped or the lease protocol let it be lost.
 // dev-idp rotates refresh tokens and revokes the whole grant on any reuse (no grace), so a dropped
 // successor shows as ConsentRequired on the next refresh. Time is TestClock: dev-idp's 5-minute tokens
 // are expired by moving the broker's clock.
-const dev = withDevIdp({ refreshTokenReuseGraceSeconds: 0 })
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp({ refreshTokenReuseGraceSeconds: 0 })
 
-const keyOf = (subject: string): GrantKey => ({ tenant: "default", subject, provider: PROVIDER })
 const localKey = (kid: string) => ({ kid, key: Redacted.make(new Uint8Array(randomBytes(32))) })
-const refreshRequests = () => dev.idp.counters.count({ grantType: "refresh_token" })
 
-type Store = Effect.Effect.Success<typeof GrantStore.makeMemory>
-const storeLayer = (store: Store) => Layer.succeed(GrantStore.GrantStore, store)
+/** A broker over `store`: the test's own instance, which it reads and often wraps with faults. */
+const brokerOn = (store: Store, setup: Omit<BrokerSetup, "store"> = {}) =>
+  brokerLayer(dev.idp, { store: storeLayer(store), ...setup })
+
+/** An onRefreshStep hook that runs `act` once, at the first `at` step of a refresh of the test. */
+const onceAt = (at: TokenBroker.RefreshStep, act: (key: GrantKey) => Effect.Effect<void>) => {
+  let done = false
+  return (step: TokenBroker.RefreshStep, key: GrantKey) =>
+    step !== at || done
+      ? Effect.void
+      : Effect.suspend(() => {
+          done = true
+          return act(key)
+        })
+}
+
+/** `real()`, unless `budget.failures` is above zero: then one is used up and the call fails as a blip. */
+const blipOr = <A, E>(budget: { failures: number }, operation: string, real: () => Effect.Effect<A, E>) =>
+  Effect.suspend((): Effect.Effect<A, E | StorageUnavailable> => {
+    if (budget.failures === 0) return real()
+    budget.failures -= 1
+    return Effect.fail(new StorageUnavailable({ operation, message: `${operation} blip (test)` }))
+  })
 
 /** After the first token: expire it, refresh once more; the grant must still be alive at dev-idp. */
 const expectGrantAlive = (subject: string) =>
@@ -58,36 +88,29 @@ describe("a rotated refresh token is never dropped", () => {
           )
       }
       let rotation: Fiber.RuntimeFiber<KeyRotation.ReencryptResult, StorageUnavailable> | undefined
-      const onRefreshStep = (step: TokenBroker.RefreshStep) =>
-        step !== "after_upstream" || rotation !== undefined
-          ? Effect.void
-          : Effect.gen(function* () {
-              // Between dev-idp's answer and the write: `keys rotate` reaches this grant.
-              rotation = yield* Effect.forkDaemon(
-                KeyRotation.reencryptAll().pipe(
-                  Effect.provide(Layer.merge(storeLayer(rotatorStore), Layer.orDie(rotatorRing)))
-                )
-              )
-              yield* Deferred.await(rotationActed)
-            })
+      const onRefreshStep = onceAt("after_upstream", () =>
+        Effect.gen(function* () {
+          // Between dev-idp's answer and the write: `keys rotate` reaches this grant.
+          rotation = yield* Effect.forkDaemon(
+            KeyRotation.reencryptAll().pipe(
+              Effect.provide(Layer.merge(storeLayer(rotatorStore), Layer.orDie(rotatorRing)))
+            )
+          )
+          yield* Deferred.await(rotationActed)
+        })
+      )
       yield* Effect.gen(function* () {
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        yield* TestClock.adjust("10 minutes")
-        const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
+        const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
+        const token = yield* broker.backgroundToken(ref)
         expect(token.source).toBe("refresh")
         yield* TestClock.adjust("1 second")
         const result = yield* Fiber.join(rotation as NonNullable<typeof rotation>)
         expect(result).toMatchObject({ scanned: 1, reencrypted: 1, failed: 0, kidsInUse: ["k2"] })
-        const record = Option.getOrThrow(yield* memory.get(keyOf(alice.sub)))
+        const record = Option.getOrThrow(yield* memory.get(grantKey(alice.sub)))
         const ring = yield* KeyRing.KeyRing
         expect(ring.kidOf(record.refreshToken)).toBe("k2")
         yield* expectGrantAlive(alice.sub)
-      }).pipe(
-        Effect.provide(
-          brokerLayer(dev.idp, { store: storeLayer(memory), keyRing: brokerRing, broker: { onRefreshStep } })
-        )
-      )
+      }).pipe(Effect.provide(brokerOn(memory, { keyRing: brokerRing, broker: { onRefreshStep } })))
     })
   )
 
@@ -98,27 +121,22 @@ describe("a rotated refresh token is never dropped", () => {
         const bob = user(dev.idp, 1)
         const memory = yield* GrantStore.makeMemory
         let bumped = false
-        const onRefreshStep = (step: TokenBroker.RefreshStep, key: GrantKey) =>
-          step !== "after_upstream" || bumped
-            ? Effect.void
-            : Effect.gen(function* () {
-                bumped = true
-                // A metadata writer (an older `keys rotate`, an admin tool) rewrites the same grant.
-                const record = Option.getOrThrow(yield* memory.get(key))
-                const next = { ...record, version: record.version + 1, updatedAt: record.updatedAt + 1 }
-                expect(yield* memory.compareAndSet(key, record.version, next)).toBe("ok")
-              }).pipe(Effect.orDie)
+        const onRefreshStep = onceAt("after_upstream", (key) =>
+          Effect.gen(function* () {
+            bumped = true
+            // A metadata writer (an older `keys rotate`, an admin tool) rewrites the same grant.
+            const record = Option.getOrThrow(yield* memory.get(key))
+            const next = { ...record, version: record.version + 1, updatedAt: record.updatedAt + 1 }
+            expect(yield* memory.compareAndSet(key, record.version, next)).toBe("ok")
+          }).pipe(Effect.orDie)
+        )
         yield* Effect.gen(function* () {
-          yield* connect(dev.idp, bob)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* TestClock.adjust("10 minutes")
-          const token = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+          const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
+          const token = yield* broker.backgroundToken(ref)
           expect(token.source).toBe("refresh")
           expect(bumped).toBe(true)
           yield* expectGrantAlive(bob.sub)
-        }).pipe(
-          Effect.provide(brokerLayer(dev.idp, { store: storeLayer(memory), broker: { onRefreshStep } }))
-        )
+        }).pipe(Effect.provide(brokerOn(memory, { broker: { onRefreshStep } })))
       })
   )
 
@@ -129,27 +147,16 @@ describe("a rotated refresh token is never dropped", () => {
         const alice = user(dev.idp)
         const memory = yield* GrantStore.makeMemory
         const ring = yield* KeyRing.makeLocal({ keys: [localKey("k1")] })
-        let encryptFailures = 0
-        let casFailures = 0
-        const blip = (operation: string) =>
-          new StorageUnavailable({ operation, message: `${operation} blip (test)` })
+        const encryptBlips = { failures: 0 }
+        const casBlips = { failures: 0 }
         const flakyRing = Layer.succeed(KeyRing.KeyRing, {
           ...ring,
-          encrypt: (plain, aad) =>
-            Effect.suspend(() => {
-              if (encryptFailures === 0) return ring.encrypt(plain, aad)
-              encryptFailures -= 1
-              return Effect.fail(blip("encrypt"))
-            })
+          encrypt: (plain, aad) => blipOr(encryptBlips, "encrypt", () => ring.encrypt(plain, aad))
         })
         const flakyStore: Store = {
           ...memory,
           compareAndSet: (key, version, next) =>
-            Effect.suspend(() => {
-              if (casFailures === 0) return memory.compareAndSet(key, version, next)
-              casFailures -= 1
-              return Effect.fail(blip("compareAndSet"))
-            })
+            blipOr(casBlips, "compareAndSet", () => memory.compareAndSet(key, version, next))
         }
         const answered = yield* Deferred.make<void>()
         let armed = false
@@ -159,19 +166,17 @@ describe("a rotated refresh token is never dropped", () => {
                 if (!armed) {
                   armed = true
                   // A Transit blip, then a store outage of about two seconds of retries.
-                  encryptFailures = 2
-                  casFailures = 12
+                  encryptBlips.failures = 2
+                  casBlips.failures = 12
                 }
               })
             : step === "after_upstream"
               ? Deferred.succeed(answered, undefined)
               : Effect.void
         yield* Effect.gen(function* () {
-          yield* connect(dev.idp, alice)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* TestClock.adjust("10 minutes")
+          const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
           dev.idp.counters.reset()
-          const call = yield* Effect.fork(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+          const call = yield* Effect.fork(broker.backgroundToken(ref))
           yield* Effect.raceFirst(Deferred.await(answered), Effect.asVoid(Fiber.await(call)))
           // Drive the retry backoff: the clock moves only while the call is still retrying.
           while (Option.isNone(yield* Fiber.poll(call))) {
@@ -179,19 +184,11 @@ describe("a rotated refresh token is never dropped", () => {
           }
           const token = yield* Fiber.join(call)
           expect(token.source).toBe("refresh")
-          expect(refreshRequests()).toBe(1)
-          const record = Option.getOrThrow(yield* memory.get(keyOf(alice.sub)))
+          expect(refreshRequests(dev.idp)).toBe(1)
+          const record = Option.getOrThrow(yield* memory.get(grantKey(alice.sub)))
           expect(record.refreshStartedAt).toBeNull()
           yield* expectGrantAlive(alice.sub)
-        }).pipe(
-          Effect.provide(
-            brokerLayer(dev.idp, {
-              store: storeLayer(flakyStore),
-              keyRing: flakyRing,
-              broker: { onRefreshStep }
-            })
-          )
-        )
+        }).pipe(Effect.provide(brokerOn(flakyStore, { keyRing: flakyRing, broker: { onRefreshStep } })))
       })
   )
 
@@ -201,26 +198,18 @@ describe("a rotated refresh token is never dropped", () => {
       Effect.gen(function* () {
         const bob = user(dev.idp, 1)
         const memory = yield* GrantStore.makeMemory
-        let deleted = false
-        const onRefreshStep = (step: TokenBroker.RefreshStep, key: GrantKey) =>
-          step !== "after_upstream" || deleted
-            ? Effect.void
-            : Effect.sync(() => {
-                deleted = true
-              }).pipe(Effect.zipRight(memory.delete(key)), Effect.asVoid, Effect.orDie)
-        yield* Effect.gen(function* () {
-          yield* connect(dev.idp, bob)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* TestClock.adjust("10 minutes")
-          const revocationsBefore = dev.idp.revocations.list().length
-          const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
-          expect(error._tag === "ConsentRequired" && error.reason).toBe("no_grant")
-          expect(broker.cachedToken({ subject: bob.sub, provider: PROVIDER })).toBeUndefined()
-          expect(dev.idp.revocations.list().length).toBe(revocationsBefore + 1)
-          expect(Option.isNone(yield* memory.get(keyOf(bob.sub)))).toBe(true)
-        }).pipe(
-          Effect.provide(brokerLayer(dev.idp, { store: storeLayer(memory), broker: { onRefreshStep } }))
+        const onRefreshStep = onceAt("after_upstream", (key) =>
+          memory.delete(key).pipe(Effect.asVoid, Effect.orDie)
         )
+        yield* Effect.gen(function* () {
+          const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
+          const revocationsBefore = dev.idp.revocations.list().length
+          const error = yield* Effect.flip(broker.backgroundToken(ref))
+          expect(error._tag === "ConsentRequired" && error.reason).toBe("no_grant")
+          expect(broker.cachedToken(ref)).toBeUndefined()
+          expect(dev.idp.revocations.list().length).toBe(revocationsBefore + 1)
+          expect(Option.isNone(yield* memory.get(grantKey(bob.sub)))).toBe(true)
+        }).pipe(Effect.provide(brokerOn(memory, { broker: { onRefreshStep } })))
       })
   )
 
@@ -232,29 +221,25 @@ describe("a rotated refresh token is never dropped", () => {
         const memory = yield* GrantStore.makeMemory
         let revoking: Fiber.RuntimeFiber<TokenBroker.RevokeResult, unknown> | undefined
         const brokerRef: { current: TokenBroker.TokenBrokerService | undefined } = { current: undefined }
-        const onRefreshStep = (step: TokenBroker.RefreshStep) =>
-          step !== "after_upstream" || revoking !== undefined || brokerRef.current === undefined
-            ? Effect.void
-            : Effect.gen(function* () {
-                const broker = brokerRef.current as TokenBroker.TokenBrokerService
-                revoking = yield* Effect.forkDaemon(broker.revoke({ subject: alice.sub, provider: PROVIDER }))
-                // Give the revoke every chance to run ahead of this refresh's write.
-                for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
-              })
+        const onRefreshStep = onceAt("after_upstream", () =>
+          Effect.gen(function* () {
+            const broker = brokerRef.current
+            if (broker === undefined) return yield* Effect.dieMessage("a refresh before the broker was built")
+            revoking = yield* Effect.forkDaemon(broker.revoke({ subject: alice.sub, provider: PROVIDER }))
+            // Give the revoke every chance to run ahead of this refresh's write.
+            for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+          })
+        )
         yield* Effect.gen(function* () {
-          yield* connect(dev.idp, alice)
-          const broker = yield* TokenBroker.TokenBroker
+          const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
           brokerRef.current = broker
-          yield* TestClock.adjust("10 minutes")
-          yield* Effect.either(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
+          yield* Effect.either(broker.backgroundToken(ref))
           const result = yield* Fiber.join(revoking as NonNullable<typeof revoking>)
           expect(result.removed).toBe(true)
           expect(result.upstream).toBe("revoked")
-          expect(broker.cachedToken({ subject: alice.sub, provider: PROVIDER })).toBeUndefined()
-          expect(Option.isNone(yield* memory.get(keyOf(alice.sub)))).toBe(true)
-        }).pipe(
-          Effect.provide(brokerLayer(dev.idp, { store: storeLayer(memory), broker: { onRefreshStep } }))
-        )
+          expect(broker.cachedToken(ref)).toBeUndefined()
+          expect(Option.isNone(yield* memory.get(grantKey(alice.sub)))).toBe(true)
+        }).pipe(Effect.provide(brokerOn(memory, { broker: { onRefreshStep } })))
       })
   )
 })
@@ -264,42 +249,26 @@ describe("the lease of a refresh", () => {
     Effect.gen(function* () {
       const alice = user(dev.idp)
       const memory = yield* GrantStore.makeMemory
-      let renewalFailures = 0
+      const renewalBlips = { failures: 0 }
       const flaky: Store = {
         ...memory,
         renewLease: (name, owner, ttl) =>
-          Effect.suspend(() => {
-            if (renewalFailures === 0) return memory.renewLease(name, owner, ttl)
-            renewalFailures -= 1
-            return Effect.fail(new StorageUnavailable({ operation: "renewLease", message: "blip (test)" }))
-          })
+          blipOr(renewalBlips, "renewLease", () => memory.renewLease(name, owner, ttl))
       }
-      let stepped = false
-      const onRefreshStep = (step: TokenBroker.RefreshStep) =>
-        step !== "after_upstream" || stepped
-          ? Effect.void
-          : Effect.gen(function* () {
-              stepped = true
-              renewalFailures = 1
-              // The first renewal (at a third of the ttl) fails once, between the answer and the write.
-              yield* TestClock.adjust("1500 millis")
-            })
-      yield* Effect.gen(function* () {
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        yield* TestClock.adjust("10 minutes")
-        const token = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-        expect(token.source).toBe("refresh")
-        expect(renewalFailures).toBe(0)
-        yield* expectGrantAlive(alice.sub)
-      }).pipe(
-        Effect.provide(
-          brokerLayer(dev.idp, {
-            store: storeLayer(flaky),
-            broker: { onRefreshStep, lease: { ttl: "3 seconds", wait: "2 seconds" } }
-          })
-        )
+      const onRefreshStep = onceAt("after_upstream", () =>
+        Effect.gen(function* () {
+          renewalBlips.failures = 1
+          // The first renewal (at a third of the ttl) fails once, between the answer and the write.
+          yield* TestClock.adjust("1500 millis")
+        })
       )
+      yield* Effect.gen(function* () {
+        const { broker, ref } = yield* connected(dev.idp, alice, { expire: true })
+        const token = yield* broker.backgroundToken(ref)
+        expect(token.source).toBe("refresh")
+        expect(renewalBlips.failures).toBe(0)
+        yield* expectGrantAlive(alice.sub)
+      }).pipe(Effect.provide(brokerOn(flaky, { broker: { onRefreshStep, lease: shortLease } })))
     })
   )
 
@@ -315,37 +284,25 @@ describe("the lease of a refresh", () => {
           renewLease: (name, owner, ttl) =>
             Effect.suspend(() => (hang ? Effect.never : memory.renewLease(name, owner, ttl)))
         }
-        let stepped = false
-        const onRefreshStep = (step: TokenBroker.RefreshStep) =>
-          step !== "before_upstream" || stepped
-            ? Effect.void
-            : Effect.gen(function* () {
-                stepped = true
-                hang = true
-                // Renewals hang; the lease (3 s) runs out on the clock before the upstream call.
-                yield* TestClock.adjust("4 seconds")
-              })
+        const onRefreshStep = onceAt("before_upstream", () =>
+          Effect.gen(function* () {
+            hang = true
+            // Renewals hang; the lease (3 s) runs out on the clock before the upstream call.
+            yield* TestClock.adjust("4 seconds")
+          })
+        )
         yield* Effect.gen(function* () {
-          yield* connect(dev.idp, bob)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* TestClock.adjust("10 minutes")
+          const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
           dev.idp.counters.reset()
-          const error = yield* Effect.flip(broker.backgroundToken({ subject: bob.sub, provider: PROVIDER }))
+          const error = yield* Effect.flip(broker.backgroundToken(ref))
           expect(error._tag === "UpstreamUnavailable" && error.reason).toBe("lease_timeout")
-          expect(refreshRequests()).toBe(0)
+          expect(refreshRequests(dev.idp)).toBe(0)
           hang = false
           // Nothing was sent: the marker is cleared and the next refresh works.
-          const record = Option.getOrThrow(yield* memory.get(keyOf(bob.sub)))
+          const record = Option.getOrThrow(yield* memory.get(grantKey(bob.sub)))
           expect(record.refreshStartedAt).toBeNull()
           yield* expectGrantAlive(bob.sub)
-        }).pipe(
-          Effect.provide(
-            brokerLayer(dev.idp, {
-              store: storeLayer(stuck),
-              broker: { onRefreshStep, lease: { ttl: "3 seconds", wait: "2 seconds" } }
-            })
-          )
-        )
+        }).pipe(Effect.provide(brokerOn(stuck, { broker: { onRefreshStep, lease: shortLease } })))
       })
   )
 
@@ -365,19 +322,13 @@ describe("the lease of a refresh", () => {
             })
         }
         yield* Effect.gen(function* () {
-          yield* connect(dev.idp, bob)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* TestClock.adjust("10 minutes")
-          yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
-          yield* broker.revoke({ subject: bob.sub, provider: PROVIDER })
+          const { broker, ref } = yield* connected(dev.idp, bob, { expire: true })
+          yield* broker.backgroundToken(ref)
+          yield* broker.revoke(ref)
           expect(owners.length).toBe(2)
           expect(new Set(owners).size).toBe(2)
           for (const owner of owners) expect(owner.startsWith("broker-1/")).toBe(true)
-        }).pipe(
-          Effect.provide(
-            brokerLayer(dev.idp, { store: storeLayer(recording), broker: { instanceId: "broker-1" } })
-          )
-        )
+        }).pipe(Effect.provide(brokerOn(recording, { broker: { instanceId: "broker-1" } })))
       })
   )
 
@@ -420,22 +371,24 @@ describe("the lease of a refresh", () => {
     Effect.gen(function* () {
       const alice = user(dev.idp)
       const memory = yield* GrantStore.makeMemory
-      yield* connect(dev.idp, alice).pipe(Effect.provide(brokerLayer(dev.idp, { store: storeLayer(memory) })))
+      yield* connect(dev.idp, alice).pipe(Effect.provide(brokerOn(memory)))
       // Another key ring (a misconfigured replica) cannot decrypt the grant.
       yield* Effect.gen(function* () {
         const broker = yield* TokenBroker.TokenBroker
         yield* TestClock.adjust("10 minutes")
         const error = yield* Effect.flip(broker.backgroundToken({ subject: alice.sub, provider: PROVIDER }))
         expect(error._tag).toBe("DecryptionFailed")
-        const record = Option.getOrThrow(yield* memory.get(keyOf(alice.sub)))
+        const record = Option.getOrThrow(yield* memory.get(grantKey(alice.sub)))
         expect(record.refreshStartedAt).toBeNull()
-      }).pipe(Effect.provide(brokerLayer(dev.idp, { store: storeLayer(memory) })))
+      }).pipe(Effect.provide(brokerOn(memory)))
     })
   )
 })
 
 const Duration1s = "1 second" as const
 const Duration30s = "30 seconds" as const
+/** A lease short enough for a test to run it out on the TestClock. */
+const shortLease = { ttl: "3 seconds", wait: "2 seconds" } as const
 
 describe("key retirement and pending consents (case 13)", () => {
   it.effect("a consent started under a key retired since asks to start again, not a server error", () =>
@@ -447,26 +400,13 @@ describe("key retirement and pending consents (case 13)", () => {
       const started = yield* Effect.gen(function* () {
         const broker = yield* TokenBroker.TokenBroker
         return yield* broker.startAuthorization({ subject: alice.sub, provider: PROVIDER })
-      }).pipe(
-        Effect.provide(
-          brokerLayer(dev.idp, { store: storeLayer(memory), keyRing: KeyRing.layerLocal({ keys: [k1] }) })
-        )
-      )
-      const callback = yield* Effect.promise(() =>
-        dev.idp.driveAuthorization(started.authorizationUrl, {
-          username: alice.username,
-          password: alice.password
-        })
-      )
+      }).pipe(Effect.provide(brokerOn(memory, { keyRing: KeyRing.layerLocal({ keys: [k1] }) })))
+      const callback = yield* driveAs(dev.idp, started.authorizationUrl, alice)
       // Meanwhile: keys rotate to k2, k1 is retired, brokers restart with k2 only.
       const error = yield* Effect.gen(function* () {
         const broker = yield* TokenBroker.TokenBroker
         return yield* Effect.flip(broker.completeAuthorization(callback))
-      }).pipe(
-        Effect.provide(
-          brokerLayer(dev.idp, { store: storeLayer(memory), keyRing: KeyRing.layerLocal({ keys: [k2] }) })
-        )
-      )
+      }).pipe(Effect.provide(brokerOn(memory, { keyRing: KeyRing.layerLocal({ keys: [k2] }) })))
       expect(error._tag).toBe("AuthorizationNotPending")
       expect(error.message).toMatch(/start it again/)
     })

@@ -1,28 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
 import { TokenBroker } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { brokerLayer, connected, PROVIDER, useDevIdp, user } from "./support/harness.js"
 
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp()
 
 /** An empty scope list is a mistake of the caller, never "no downscope" (issue 14.1). */
 describe("scope lists", () => {
   it.effect("backgroundToken refuses scopes: [] with InvalidRequest naming the field", () =>
     Effect.gen(function* () {
-      const bob = user(dev.idp, 1)
-      yield* connect(dev.idp, bob)
-      const broker = yield* TokenBroker.TokenBroker
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1))
       // a token for the grant's own scopes is in the cache now: [] must not reach it either
-      const full = yield* broker.backgroundToken({ subject: bob.sub, provider: PROVIDER })
+      const full = yield* broker.backgroundToken(ref)
       expect(full.scopes).toEqual(expect.arrayContaining(["notes:read", "notes:write"]))
-      const error = yield* Effect.flip(
-        broker.backgroundToken({ subject: bob.sub, provider: PROVIDER, scopes: [] })
-      )
+      const error = yield* Effect.flip(broker.backgroundToken({ ...ref, scopes: [] }))
       expect(error).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", field: "scopes" })
       expect(error.message).toMatch(/at least one scope/)
-      expect(broker.cachedToken({ subject: bob.sub, provider: PROVIDER, scopes: [] })).toBeUndefined()
+      expect(broker.cachedToken({ ...ref, scopes: [] })).toBeUndefined()
     }).pipe(Effect.provide(brokerLayer(dev.idp)))
   )
 

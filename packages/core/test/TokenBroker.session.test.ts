@@ -1,12 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted, TestClock } from "effect"
-import { GrantStore, TokenBroker } from "../src/index.js"
-import { brokerLayer, claims, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { GrantStore, type ProviderConfig, TokenBroker } from "../src/index.js"
+import { brokerLayer, claims, PROVIDER, useDevIdp, user } from "./support/harness.js"
 
 const MCP = "http://127.0.0.1/mcp"
-const dev = withDevIdp({ mcpAudience: MCP })
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp({ mcpAudience: MCP })
 
 /** The user's own (Flow 1) token: issued by dev-idp to the MCP client for the MCP server's audience. */
 const userToken = (resource = MCP) =>
@@ -18,6 +16,22 @@ const userToken = (resource = MCP) =>
       scopes: ["openid", "notes:read", "notes:write"],
       resource
     })
+  )
+
+/** A broker whose session tokens are for the MCP server's audience (and `provider` over the default). */
+const sessionBroker = (provider: Partial<ProviderConfig> = {}) =>
+  brokerLayer(dev.idp, { broker: { sessionAudience: MCP }, provider })
+
+/** `sessionToken`'s error for `subjectToken` (a test expects a refusal). */
+const refusal = (subjectToken: string, scopes?: ReadonlyArray<string>) =>
+  Effect.flatMap(TokenBroker.TokenBroker, (broker) =>
+    Effect.flip(
+      broker.sessionToken({
+        subjectToken: Redacted.make(subjectToken),
+        provider: PROVIDER,
+        ...(scopes === undefined ? {} : { scopes })
+      })
+    )
   )
 
 describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
@@ -49,7 +63,7 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       // Never persisted.
       const store = yield* GrantStore.GrantStore
       expect(yield* store.list({}, null, 10)).toEqual([])
-    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+    }).pipe(Effect.provide(sessionBroker()))
   )
 
   it.live("with an actor token, the issued token carries an act claim", () =>
@@ -63,44 +77,25 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       })
       expect(claims(token.accessToken).act).toEqual({ sub: "token-broker" })
       expect(claims(token.accessToken).scope).toBe("notes:write")
-    }).pipe(
-      Effect.provide(
-        brokerLayer(dev.idp, {
-          broker: { sessionAudience: MCP },
-          provider: { tokenExchange: { actorToken: true } }
-        })
-      )
-    )
+    }).pipe(Effect.provide(sessionBroker({ tokenExchange: { actorToken: true } })))
   )
 
   it.live("an ID token is refused (token_type)", () =>
     Effect.gen(function* () {
       const response = yield* userToken()
-      const broker = yield* TokenBroker.TokenBroker
-      const error = yield* Effect.flip(
-        broker.sessionToken({
-          subjectToken: Redacted.make(response.id_token ?? ""),
-          provider: PROVIDER
-        })
-      )
+      const error = yield* refusal(response.id_token ?? "")
       expect(error._tag).toBe("InvalidSubjectToken")
       if (error._tag === "InvalidSubjectToken") expect(error.reason).toBe("token_type")
-    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+    }).pipe(Effect.provide(sessionBroker()))
   )
 
   it.live("a token for another audience is refused (AudienceMismatch)", () =>
     Effect.gen(function* () {
       const response = yield* userToken(dev.idp.notesAudience)
-      const broker = yield* TokenBroker.TokenBroker
-      const error = yield* Effect.flip(
-        broker.sessionToken({
-          subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER
-        })
-      )
+      const error = yield* refusal(response.access_token)
       expect(error._tag).toBe("AudienceMismatch")
       expect(error.code).toBe("audience_mismatch")
-    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+    }).pipe(Effect.provide(sessionBroker()))
   )
 
   it.live("a badly signed token is refused (signature)", () =>
@@ -108,20 +103,11 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const response = yield* userToken()
       const [header, payload, signature = ""] = response.access_token.split(".")
       const forged = `${header}.${payload}.${signature.slice(0, -4)}${signature.slice(-4) === "AAAA" ? "BBBB" : "AAAA"}`
-      const broker = yield* TokenBroker.TokenBroker
-      const error = yield* Effect.flip(
-        broker.sessionToken({
-          subjectToken: Redacted.make(forged),
-          provider: PROVIDER,
-          scopes: ["notes:read"]
-        })
-      )
+      const error = yield* refusal(forged, ["notes:read"])
       expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("signature")
-      const garbage = yield* Effect.flip(
-        broker.sessionToken({ subjectToken: Redacted.make("not a token"), provider: PROVIDER })
-      )
+      const garbage = yield* refusal("not a token")
       expect(garbage._tag).toBe("InvalidSubjectToken")
-    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+    }).pipe(Effect.provide(sessionBroker()))
   )
 
   it.effect("an expired token is refused (expired)", () =>
@@ -129,32 +115,16 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
       const response = yield* userToken()
       // TestClock starts at the epoch; move it past the token's expiry (plus leeway).
       yield* TestClock.setTime(Number(claims(response.access_token).exp) * 1000 + 120_000)
-      const broker = yield* TokenBroker.TokenBroker
-      const error = yield* Effect.flip(
-        broker.sessionToken({
-          subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER
-        })
-      )
+      const error = yield* refusal(response.access_token)
       expect(error._tag === "InvalidSubjectToken" && error.reason).toBe("expired")
-    }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+    }).pipe(Effect.provide(sessionBroker()))
   )
 
   it.live("a provider without tokenExchange refuses session tokens with a clear error", () =>
     Effect.gen(function* () {
       const response = yield* userToken()
-      const broker = yield* TokenBroker.TokenBroker
-      const error = yield* Effect.flip(
-        broker.sessionToken({
-          subjectToken: Redacted.make(response.access_token),
-          provider: PROVIDER
-        })
-      )
+      const error = yield* refusal(response.access_token)
       expect(error._tag === "InvalidRequest" && error.field).toBe("provider")
-    }).pipe(
-      Effect.provide(
-        brokerLayer(dev.idp, { broker: { sessionAudience: MCP }, provider: { tokenExchange: undefined } })
-      )
-    )
+    }).pipe(Effect.provide(sessionBroker({ tokenExchange: undefined })))
   )
 })

@@ -1,11 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { TokenSource } from "../src/index.js"
-import { brokerLayer, connect, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import { brokerLayer, connect, PROVIDER, useDevIdp, user } from "./support/harness.js"
 
-const dev = withDevIdp()
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp()
 
 const sourceLayer = () => TokenSource.layerFromBroker.pipe(Layer.provideMerge(brokerLayer(dev.idp)))
 

@@ -1,14 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
+import type { FaultSpec } from "@token-broker/dev-idp"
 import { Effect, Layer, Redacted } from "effect"
 import { TokenBroker } from "../src/index.js"
-import { brokerLayer, capturing, connect, type Line, PROVIDER, user, withDevIdp } from "./support/harness.js"
+import {
+  brokerLayer,
+  capturing,
+  connect,
+  connected,
+  dropCurrent,
+  type Line,
+  PROVIDER,
+  useDevIdp,
+  user
+} from "./support/harness.js"
 
 // Every refused or failed upstream call is logged once at warn level with the provider, the grant (where
 // there is one), the error code and the status - never a token (issue 13, case 4).
 const MCP = "http://127.0.0.1/mcp"
-const dev = withDevIdp({ mcpAudience: MCP })
-beforeAll(dev.start)
-afterAll(dev.stop)
+const dev = useDevIdp({ mcpAudience: MCP })
 
 const withLogs = <A, E>(run: (lines: Array<Line>) => Effect.Effect<A, E, TokenBroker.TokenBroker>) => {
   const lines: Array<Line> = []
@@ -25,83 +34,68 @@ const expectNoTokens = (lines: ReadonlyArray<Line>, ...secrets: ReadonlyArray<st
   expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/)
 }
 
-/** The next call must refresh: the current token is reported refused upstream, so the broker drops it. */
-const dropCurrent = (subject: string) =>
-  Effect.gen(function* () {
-    const broker = yield* TokenBroker.TokenBroker
-    const current = yield* broker.backgroundToken({ subject, provider: PROVIDER })
-    yield* broker.reportRejected({ subject, provider: PROVIDER, accessToken: current.accessToken })
-  })
-
 const refresh = (subject: string) =>
   Effect.flatMap(TokenBroker.TokenBroker, (broker) =>
     Effect.flip(broker.backgroundToken({ subject, provider: PROVIDER }))
   )
 
 describe("a refused or failed upstream call is logged once at warn level", () => {
-  it.live("a refresh answered invalid_grant", () =>
-    withLogs((lines) =>
-      Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        yield* dropCurrent(alice.sub)
-        dev.idp.faults.inject({ kind: "invalid_grant", grantType: "refresh_token" })
-        expect((yield* refresh(alice.sub))._tag).toBe("ConsentRequired")
-        const warned = warnings(lines)
-        expect(warned).toHaveLength(1)
-        expect(warned[0]?.annotations).toMatchObject({
-          provider: PROVIDER,
-          grant: expect.stringContaining(alice.sub),
-          operation: "refresh",
-          errorCode: "invalid_grant",
-          status: 400
-        })
-        expectNoTokens(lines)
-      })
-    )
-  )
+  const refreshFailures: ReadonlyArray<{
+    readonly name: string
+    readonly fault: FaultSpec
+    readonly tag: string
+    readonly errorCode: string
+    readonly status: number
+    readonly namesGrant: boolean
+  }> = [
+    {
+      name: "answered invalid_grant",
+      fault: { kind: "invalid_grant", grantType: "refresh_token" },
+      tag: "ConsentRequired",
+      errorCode: "invalid_grant",
+      status: 400,
+      namesGrant: true
+    },
+    {
+      name: "refused with a 4xx OAuth error (a configuration problem)",
+      fault: { kind: "status", status: 401, grantType: "refresh_token" },
+      tag: "UpstreamRejected",
+      errorCode: "invalid_request",
+      status: 401,
+      namesGrant: false
+    },
+    {
+      name: "that failed with a 5xx",
+      fault: { kind: "status", status: 500, grantType: "refresh_token" },
+      tag: "UpstreamUnavailable",
+      errorCode: "server_error",
+      status: 500,
+      namesGrant: false
+    }
+  ]
 
-  it.live("a refresh refused with a 4xx OAuth error (a configuration problem)", () =>
-    withLogs((lines) =>
-      Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        yield* dropCurrent(alice.sub)
-        dev.idp.faults.inject({ kind: "status", status: 401, grantType: "refresh_token" })
-        expect((yield* refresh(alice.sub))._tag).toBe("UpstreamRejected")
-        const warned = warnings(lines)
-        expect(warned).toHaveLength(1)
-        expect(warned[0]?.annotations).toMatchObject({
-          provider: PROVIDER,
-          operation: "refresh",
-          errorCode: "invalid_request",
-          status: 401
+  for (const { name, fault, tag, errorCode, status, namesGrant } of refreshFailures)
+    it.live(`a refresh ${name}`, () =>
+      withLogs((lines) =>
+        Effect.gen(function* () {
+          const alice = user(dev.idp)
+          yield* connect(dev.idp, alice)
+          yield* dropCurrent(alice.sub)
+          dev.idp.faults.inject(fault)
+          expect((yield* refresh(alice.sub))._tag).toBe(tag)
+          const warned = warnings(lines)
+          expect(warned).toHaveLength(1)
+          expect(warned[0]?.annotations).toMatchObject({
+            provider: PROVIDER,
+            ...(namesGrant ? { grant: expect.stringContaining(alice.sub) } : {}),
+            operation: "refresh",
+            errorCode,
+            status
+          })
+          expectNoTokens(lines)
         })
-        expectNoTokens(lines)
-      })
+      )
     )
-  )
-
-  it.live("a refresh that failed with a 5xx", () =>
-    withLogs((lines) =>
-      Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        yield* dropCurrent(alice.sub)
-        dev.idp.faults.inject({ kind: "status", status: 500, grantType: "refresh_token" })
-        expect((yield* refresh(alice.sub))._tag).toBe("UpstreamUnavailable")
-        const warned = warnings(lines)
-        expect(warned).toHaveLength(1)
-        expect(warned[0]?.annotations).toMatchObject({
-          provider: PROVIDER,
-          operation: "refresh",
-          errorCode: "server_error",
-          status: 500
-        })
-        expectNoTokens(lines)
-      })
-    )
-  )
 
   it.live("a code exchange the provider refused", () =>
     withLogs((lines) =>
@@ -167,18 +161,10 @@ describe("a refused or failed upstream call is logged once at warn level", () =>
   it.live("control: a successful refresh logs no warning", () =>
     withLogs((lines) =>
       Effect.gen(function* () {
-        const alice = user(dev.idp)
-        yield* connect(dev.idp, alice)
-        const broker = yield* TokenBroker.TokenBroker
-        const reported = yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })
-        yield* broker.reportRejected({
-          subject: alice.sub,
-          provider: PROVIDER,
-          accessToken: reported.accessToken
-        })
-        expect((yield* broker.backgroundToken({ subject: alice.sub, provider: PROVIDER })).source).toBe(
-          "refresh"
-        )
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+        const reported = yield* broker.backgroundToken(ref)
+        yield* broker.reportRejected({ ...ref, accessToken: reported.accessToken })
+        expect((yield* broker.backgroundToken(ref)).source).toBe("refresh")
         expect(warnings(lines)).toEqual([])
       })
     )

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto"
+import { afterAll, beforeAll, expect } from "@effect/vitest"
 import { type DevIdp, type DevIdpOptions, startDevIdp } from "@token-broker/dev-idp"
-import { Effect, HashMap, Layer, Logger, Redacted } from "effect"
+import { Effect, HashMap, Layer, Logger, Option, Redacted, TestClock } from "effect"
 import {
   AccessTokenCache,
   AuthorizationServer,
+  type GrantKey,
   GrantStore,
   KeyRing,
   type ProviderConfig,
@@ -47,6 +49,19 @@ export const newKeyRingLayer = () =>
 export const sharedMemoryStore = () =>
   Layer.succeed(GrantStore.GrantStore, Effect.runSync(GrantStore.makeMemory))
 
+/** A store instance the test holds (to read it, or to wrap some of its methods with faults). */
+export type Store = Effect.Effect.Success<typeof GrantStore.makeMemory>
+
+/** `store` as the layer a broker reads. */
+export const storeLayer = (store: Store) => Layer.succeed(GrantStore.GrantStore, store)
+
+/** The key of `subject`'s grant in the default tenant (of the test provider unless named). */
+export const grantKey = (subject: string, provider: string = PROVIDER): GrantKey => ({
+  tenant: "default",
+  subject,
+  provider
+})
+
 export interface BrokerSetup {
   readonly store?: Layer.Layer<GrantStore.GrantStore> | undefined
   readonly keyRing?: Layer.Layer<KeyRing.KeyRing, unknown> | undefined
@@ -76,16 +91,100 @@ export const user = (idp: DevIdp, index = 0) => {
   return found
 }
 
+export type User = ReturnType<typeof user>
+
+/** dev-idp's login and consent pages answered as `login` (consent denied with `allow: false`). */
+export const driveAs = (idp: DevIdp, authorizationUrl: URL, login: User, allow = true) =>
+  Effect.promise(() =>
+    idp.driveAuthorization(authorizationUrl, {
+      username: login.username,
+      password: login.password,
+      ...(allow ? {} : { consent: false })
+    })
+  )
+
+/**
+ * The first half of Flow 2: the broker's authorization URL for `subject`, answered at dev-idp as `login`.
+ * Returns the broker, the started authorization and the callback to complete it with.
+ */
+export const authorize = (
+  idp: DevIdp,
+  subject: string,
+  login: User,
+  options: { readonly scopes?: ReadonlyArray<string> | undefined; readonly allow?: boolean } = {}
+) =>
+  Effect.gen(function* () {
+    const broker = yield* TokenBroker.TokenBroker
+    const started = yield* broker.startAuthorization({ subject, provider: PROVIDER, scopes: options.scopes })
+    const callback = yield* driveAs(idp, started.authorizationUrl, login, options.allow)
+    return { broker, started, callback }
+  })
+
+/**
+ * Bob starts consent for his subject, but Alice's account answers at the provider: the completion must
+ * fail IdentityMismatch and store nothing for Bob. Returns both users and the error, for the test's
+ * own checks of what the error names.
+ */
+export const consentAsAnotherAccount = (idp: DevIdp) =>
+  Effect.gen(function* () {
+    const alice = user(idp)
+    const bob = user(idp, 1)
+    const { broker, callback } = yield* authorize(idp, bob.sub, alice)
+    const error = yield* Effect.flip(broker.completeAuthorization(callback))
+    expect(error._tag).toBe("IdentityMismatch")
+    expect(Option.isNone(yield* broker.grantStatus({ subject: bob.sub, provider: PROVIDER }))).toBe(true)
+    return { alice, bob, error }
+  })
+
 /** Flow 2 through the broker: authorization URL -> dev-idp's login/consent pages -> callback. */
 export const connect = (idp: DevIdp, who = user(idp), scopes?: ReadonlyArray<string>) =>
   Effect.gen(function* () {
-    const broker = yield* TokenBroker.TokenBroker
-    const started = yield* broker.startAuthorization({ subject: who.sub, provider: PROVIDER, scopes })
-    const callback = yield* Effect.promise(() =>
-      idp.driveAuthorization(started.authorizationUrl, { username: who.username, password: who.password })
-    )
+    const { broker, callback } = yield* authorize(idp, who.sub, who, { scopes })
     return yield* broker.completeAuthorization(callback)
   })
+
+/**
+ * A broker with a connected grant: `who` connects through the broker in context. With `expire`, the
+ * TestClock then moves past the first access token's expiry, so the next call refreshes. `ref` names
+ * the grant in the broker's calls.
+ */
+export const connected = (idp: DevIdp, who: User, options: { readonly expire?: boolean } = {}) =>
+  Effect.gen(function* () {
+    const completed = yield* connect(idp, who)
+    const broker = yield* TokenBroker.TokenBroker
+    if (options.expire === true) yield* TestClock.adjust("10 minutes")
+    return { broker, completed, ref: { subject: who.sub, provider: PROVIDER } }
+  })
+
+/** Refresh requests dev-idp answered since its counters were last reset. */
+export const refreshRequests = (idp: DevIdp) => idp.counters.count({ grantType: "refresh_token" })
+
+/** The next call must refresh: the current token is reported refused upstream, so the broker drops it. */
+export const dropCurrent = (subject: string) =>
+  Effect.gen(function* () {
+    const broker = yield* TokenBroker.TokenBroker
+    const current = yield* broker.backgroundToken({ subject, provider: PROVIDER })
+    yield* broker.reportRejected({ subject, provider: PROVIDER, accessToken: current.accessToken })
+  })
+
+/** The refresh token stored for `subject`, decrypted (for assertions in test memory only). */
+export const storedRefreshToken = (subject: string) =>
+  Effect.gen(function* () {
+    const store = yield* GrantStore.GrantStore
+    const keyRing = yield* KeyRing.KeyRing
+    const record = Option.getOrThrow(yield* store.get(grantKey(subject)))
+    return Redacted.value(
+      yield* keyRing.decrypt(record.refreshToken, KeyRing.aadFor(record, "refresh_token"))
+    )
+  })
+
+/** A dev-idp started before the tests of the file (or describe block) that calls this, closed after. */
+export const useDevIdp = (options: DevIdpOptions = {}) => {
+  const dev = withDevIdp(options)
+  beforeAll(dev.start)
+  afterAll(dev.stop)
+  return dev
+}
 
 export const withDevIdp = (options: DevIdpOptions = {}) => {
   const state: { idp: DevIdp | undefined } = { idp: undefined }

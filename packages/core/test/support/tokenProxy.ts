@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
+import { afterAll, beforeAll } from "@effect/vitest"
+import type { DevIdp, DevIdpOptions } from "@token-broker/dev-idp"
+import { withDevIdp } from "./harness.js"
 
 /**
  * What the proxy does to the answer of one refresh request that dev-idp has already processed (and so
@@ -113,5 +116,31 @@ export const startTokenProxy = async (target: string): Promise<TokenProxy> => {
         server.closeAllConnections()
         server.close(() => resolve())
       })
+  }
+}
+
+/**
+ * A dev-idp with a token proxy in front of it, both started before the tests of the file (or describe
+ * block) that calls this and closed after them.
+ */
+export const useProxiedDevIdp = (options: DevIdpOptions = {}) => {
+  const dev = withDevIdp(options)
+  const state: { proxy: TokenProxy | undefined } = { proxy: undefined }
+  beforeAll(async () => {
+    await dev.start()
+    state.proxy = await startTokenProxy(dev.idp.issuer)
+  })
+  afterAll(async () => {
+    await state.proxy?.close()
+    await dev.stop()
+  })
+  return {
+    get idp(): DevIdp {
+      return dev.idp
+    },
+    get proxy(): TokenProxy {
+      if (state.proxy === undefined) throw new Error("the token proxy is not started")
+      return state.proxy
+    }
   }
 }
