@@ -10,13 +10,14 @@
  * every request sent). Prints the figures, then a `BENCH_JSON {...}` line.
  *
  *   pnpm --filter @token-broker/broker-app bench
- *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3; BENCH_PROFILE=dir writes the broker's CPU profile)
+ *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3)
+ *   BENCH_PROFILE=dir: the broker runs with --cpu-prof (its profile is written in dir as it exits), and
+ *   where its time went during each route's measured rounds is printed (bench/cpuProfile.ts)
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { rmSync, watch } from "node:fs"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
-import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
@@ -24,15 +25,18 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
+import { autocannon, type Load, median, spread } from "./autocannon.js"
+import { nowMicros, profileSummary, type Windows } from "./cpuProfile.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const profileDir = process.env.BENCH_PROFILE
+const cpuProf = (folder: string) =>
+  profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, folder)}`]
 const here = dirname(fileURLToPath(import.meta.url))
 const appDir = join(here, "..")
-const autocannonBin = createRequire(import.meta.url).resolve("autocannon/autocannon.js")
 
 const children: Array<ChildProcess> = []
 const stop = async (child: ChildProcess) => {
@@ -120,7 +124,7 @@ const addressWritten = new Promise<void>((resolve) => {
 const broker = spawn(
   process.execPath,
   [
-    ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+    ...cpuProf("broker"),
     "--import",
     "tsx",
     "src/main.ts",
@@ -225,7 +229,7 @@ const exchangeBytes = Buffer.byteLength((await exchangeOnce()).text)
 
 /** A bare server answering a body of `bytes`, in a process of its own. */
 const startBare = async (bytes: number) => {
-  const bare = spawn(process.execPath, ["--import", "tsx", join(here, "bare.ts")], {
+  const bare = spawn(process.execPath, [...cpuProf("bare"), "--import", "tsx", join(here, "bare.ts")], {
     cwd: appDir,
     env: { ...process.env, BENCH_BODY_BYTES: String(bytes) },
     stdio: ["ignore", "pipe", "inherit"]
@@ -238,66 +242,8 @@ const bare = await startBare(bodyBytes)
 const bareUrl = bare.url
 const bareExchange = await startBare(exchangeBytes)
 
-interface Load {
-  readonly rps: number
-  readonly p99ms: number
-  readonly requests: number
-  readonly failures: number
-}
-
-/** One measurement by autocannon's command line, in a process of its own. */
-const load = async (
-  url: string,
-  headers: Record<string, string>,
-  duration: number,
-  bodyFile?: string
-): Promise<Load> => {
-  const child = spawn(
-    process.execPath,
-    [
-      autocannonBin,
-      "--json",
-      "-c",
-      String(connections),
-      "-d",
-      String(duration),
-      "-m",
-      "POST",
-      ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}=${v}`]),
-      ...(bodyFile === undefined ? [] : ["-i", bodyFile]),
-      url
-    ],
-    { stdio: ["ignore", "pipe", "ignore"] }
-  )
-  let out = ""
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    out += chunk
-  })
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
-  if (code !== 0) throw new Error(`autocannon exited with code ${code}`)
-  const json = JSON.parse(out) as {
-    requests: { average: number; total: number }
-    latency: { p99: number }
-    non2xx: number
-    errors: number
-    timeouts: number
-  }
-  return {
-    rps: json.requests.average,
-    p99ms: json.latency.p99,
-    requests: json.requests.total,
-    failures: json.non2xx + json.errors + json.timeouts
-  }
-}
-
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? Number.NaN)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
-}
-const spread = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
+const load = (url: string, headers: Record<string, string>, duration: number, bodyFile?: string) =>
+  autocannon({ connections, url, headers, duration, bodyFile })
 
 /**
  * Alternating rounds of one route against its bare baseline (the route first in even rounds, the bare
@@ -313,9 +259,19 @@ const compare = async (
   let answered = (await route(2)).requests
   await baseline(2)
   const measured: Array<{ broker: Load; bare: Load }> = []
+  // the measured runs' times and requests, for the profiles' summary
+  const timed = async (what: string, profiles: string, run: (duration: number) => Promise<Load>) => {
+    const start = nowMicros()
+    const result = await run(seconds)
+    windows[what] ??= { profiles, runs: [] }
+    windows[what].runs.push({ start, end: nowMicros(), requests: result.requests })
+    return result
+  }
+  const broker = () => timed(name, "broker", route)
+  const bare = () => timed(`${name}, bare fastify`, "bare", baseline)
   for (let round = 0; round < rounds; round++) {
-    const first = round % 2 === 0 ? await route(seconds) : await baseline(seconds)
-    const second = round % 2 === 0 ? await baseline(seconds) : await route(seconds)
+    const first = round % 2 === 0 ? await broker() : await bare()
+    const second = round % 2 === 0 ? await bare() : await broker()
     const pair = round % 2 === 0 ? { broker: first, bare: second } : { broker: second, bare: first }
     answered += pair.broker.requests
     measured.push(pair)
@@ -353,6 +309,7 @@ const compare = async (
   }
 }
 
+const windows: Windows = {}
 const background = await compare(
   "background token",
   "token_requests_total",
@@ -369,6 +326,10 @@ const exchange = await compare(
 
 await Promise.all(children.map(stop))
 await idp.close()
+if (profileDir !== undefined) {
+  await writeFile(join(profileDir, "windows.json"), JSON.stringify(windows))
+  console.log(await profileSummary(profileDir))
+}
 await rm(dir, { recursive: true, force: true })
 
 const summary = {
