@@ -1,6 +1,15 @@
-import { firstZodProblem, type ProviderConfig, Scopes } from "@token-broker/core"
-import { Redacted } from "effect"
+import type { CallerPolicy } from "@token-broker/config"
+import {
+  firstZodProblem,
+  type ProviderConfig,
+  Scopes,
+  type TokenBroker,
+  type TokenBrokerError,
+  type TokenVerifier
+} from "@token-broker/core"
+import { Effect, Redacted } from "effect"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
+import type { Logger } from "pino"
 import type { BrokerContext } from "../BrokerContext.js"
 import { callerOf } from "../CallerAuthentication.js"
 import { allowsAnyScope, allowsProvider, allowsSubject, allowsSubjectToken, deniedScope } from "../Callers.js"
@@ -13,6 +22,7 @@ import {
   TokenExchangeFormDoc,
   TokenExchangeResponse
 } from "../Schemas.js"
+import { plainJson } from "./answers.js"
 
 const oauthError = (status: number, error: string, description: string) =>
   new HttpOAuthError({ status, error, description })
@@ -25,15 +35,38 @@ const oauthError = (status: number, error: string, description: string) =>
  */
 const formCheckedByHandler = () => () => true
 
+/** Whether the caller's policy lets it exchange this subject token: the refusal when not. */
+const subjectTokenRefusal = (caller: CallerPolicy, verified: TokenVerifier.VerifiedToken) => {
+  if (!allowsSubjectToken(caller, verified)) {
+    return oauthError(
+      403,
+      "unauthorized_client",
+      `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+    )
+  }
+  if (!allowsSubject(caller, verified.subject)) {
+    return oauthError(
+      403,
+      "unauthorized_client",
+      `Client "${caller.id}" may not act for the subject of this token`
+    )
+  }
+  return undefined
+}
+
 /** The RFC 8693 security token service: the user's own token for an upstream access token. */
 export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, context) => {
   const { config, broker, verifier, run } = context
+  const subjectAudience = config.sessionTokens?.audience ?? []
+  // fastify types its logger as pino's base; the instance is the pino logger the server was given
+  const debugEnabled = (app.log as unknown as Logger).isLevelEnabled("debug")
 
   app.post(
     "/oauth/token",
     {
       config: { auth: "caller", errors: "oauth" },
       validatorCompiler: formCheckedByHandler,
+      serializerCompiler: plainJson,
       schema: {
         summary: "RFC 8693 token exchange",
         description:
@@ -120,35 +153,31 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (denied !== undefined)
         throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
       const subjectToken = Redacted.make(input.subject_token)
-      const verified = await run(
-        verifier.verify(subjectToken, { audience: config.sessionTokens?.audience ?? [] }),
+      // one run: the verification (remembered after the first request), the caller's policy on the
+      // subject token, then the session token (cached after the first request)
+      const { verified, token } = await run(
+        Effect.flatMap(verifier.verify(subjectToken, { audience: subjectAudience }), (verified) => {
+          const refusal = subjectTokenRefusal(caller, verified)
+          const exchanged: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError | HttpOAuthError> =
+            refusal === undefined
+              ? broker.sessionToken({ subjectToken, provider: provider.id, scopes })
+              : Effect.fail(refusal)
+          return Effect.map(exchanged, (token) => ({ verified, token }))
+        }),
         "oauth"
       )
-      if (!allowsSubjectToken(caller, verified)) {
-        throw oauthError(
-          403,
-          "unauthorized_client",
-          `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+      if (debugEnabled) {
+        request.log.debug(
+          {
+            caller: caller.id,
+            provider: provider.id,
+            subject: verified.subject,
+            scopes: token.scopes,
+            expiresAt: token.expiresAt
+          },
+          "token exchanged"
         )
       }
-      if (!allowsSubject(caller, verified.subject)) {
-        throw oauthError(
-          403,
-          "unauthorized_client",
-          `Client "${caller.id}" may not act for the subject of this token`
-        )
-      }
-      const token = await run(broker.sessionToken({ subjectToken, provider: provider.id, scopes }), "oauth")
-      request.log.debug(
-        {
-          caller: caller.id,
-          provider: provider.id,
-          subject: verified.subject,
-          scopes: token.scopes,
-          expiresAt: token.expiresAt
-        },
-        "token exchanged"
-      )
       void reply.header("cache-control", "no-store").header("pragma", "no-cache")
       return {
         access_token: Redacted.value(token.accessToken),
