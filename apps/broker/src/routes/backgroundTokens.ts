@@ -1,5 +1,6 @@
 import type { TokenBroker } from "@token-broker/core"
 import { Option, Redacted } from "effect"
+import type { FastifyRequest } from "fastify"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
 import type { Logger } from "pino"
 import { z } from "zod"
@@ -17,6 +18,17 @@ import {
 } from "../Schemas.js"
 import { grantView, tokenView } from "../Views.js"
 import { callerProblems, callerRoute, plainJson, problem } from "./answers.js"
+
+/** The authenticated caller of a background-token route, allowed background tokens of the path's grant. */
+const grantCaller = (
+  request: FastifyRequest & { readonly params: { subject: string; provider: string } }
+) => {
+  const caller = callerOf(request)
+  needBackgroundTokens(caller)
+  const { subject, provider } = request.params
+  checkGrantAccess(caller, subject, provider)
+  return { caller, subject, provider }
+}
 
 /** Background tokens: minted from a subject's stored grant, and the report of one an upstream refused. */
 export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, context) => {
@@ -45,10 +57,7 @@ export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async
       }
     },
     async (request, reply) => {
-      const caller = callerOf(request)
-      needBackgroundTokens(caller)
-      const { subject, provider } = request.params
-      checkGrantAccess(caller, subject, provider)
+      const { caller, subject, provider } = grantCaller(request)
       const body = request.body
       const tokenRequest: TokenBroker.BackgroundTokenRequest = {
         tenant: caller.tenant,
@@ -97,10 +106,7 @@ export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async
       }
     },
     async (request, reply) => {
-      const caller = callerOf(request)
-      needBackgroundTokens(caller)
-      const { subject, provider } = request.params
-      checkGrantAccess(caller, subject, provider)
+      const { caller, subject, provider } = grantCaller(request)
       const grant = await run(
         broker.reportRejected({
           tenant: caller.tenant,
