@@ -92,11 +92,19 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (!(form instanceof URLSearchParams)) {
         throw oauthError(400, "invalid_request", "The body must be application/x-www-form-urlencoded")
       }
-      for (const name of new Set(form.keys())) {
-        if (form.getAll(name).length > 1)
-          throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
+      // one pass over the form: its fields, and whether a parameter is repeated (then the first such one
+      // in the form's order is named)
+      const fields: Record<string, string> = Object.create(null)
+      let repeated = false
+      for (const [name, value] of form) {
+        if (name in fields) repeated = true
+        else fields[name] = value
       }
-      const grantType = form.get("grant_type")
+      if (repeated) {
+        const name = [...new Set(form.keys())].find((key) => form.getAll(key).length > 1) ?? ""
+        throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
+      }
+      const grantType = fields.grant_type ?? null
       if (grantType === null) throw oauthError(400, "invalid_request", "grant_type is required")
       if (grantType !== TOKEN_EXCHANGE) {
         throw oauthError(400, "unsupported_grant_type", `Only ${TOKEN_EXCHANGE} is supported here`)
@@ -104,10 +112,8 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (!caller.tokenExchange) {
         throw oauthError(403, "unauthorized_client", `Client "${caller.id}" may not use token exchange`)
       }
-      const fields = Object.fromEntries(
-        [...form].filter(([name]) => name !== "client_id" && name !== "client_secret")
-      )
-      const parsed = TokenExchangeForm.safeParse(fields)
+      const { client_id: _id, client_secret: _secret, ...parameters } = fields
+      const parsed = TokenExchangeForm.safeParse(parameters)
       if (!parsed.success) {
         const problem = firstZodProblem(parsed.error, { root: "request" })
         const name = problem?.field ?? "request"

@@ -66,7 +66,13 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
       const hit = cache.lookup(tokenKey, clock.unsafeCurrentTimeMillis(), earlyRefreshMs)
       if (hit !== undefined) {
         Metrics.tokenExchanges.unsafeUpdate(1, cachedLabels(request.provider))
-        return Effect.succeed<IssuedToken>({ ...hit, tokenType: "Bearer", source: "exchange" })
+        return Effect.succeed<IssuedToken>({
+          accessToken: hit.accessToken,
+          tokenType: "Bearer",
+          expiresAt: hit.expiresAt,
+          scopes: hit.scopes,
+          source: "exchange"
+        })
       }
       return flights
         .run(tokenKey, exchange(request, target, { sessionId, tokenKey, verified }), Effect.void)
