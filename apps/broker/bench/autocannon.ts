@@ -1,5 +1,6 @@
 /** The HTTP benchmark's load runs (autocannon's command line, a process per run) and their statistics. */
 import { spawn } from "node:child_process"
+import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 
 const autocannonBin = createRequire(import.meta.url).resolve("autocannon/autocannon.js")
@@ -66,3 +67,19 @@ export const median = (values: ReadonlyArray<number>) => {
     : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
 }
 export const spread = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
+
+/**
+ * CPU time (user + system, microseconds) a process has used so far, from /proc (Linux; NaN elsewhere).
+ * Unlike requests per second, it does not depend on how busy the rest of the machine is.
+ */
+export const cpuMicros = async (pid: number | undefined): Promise<number> => {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8")
+    // the fields after the command name (which is in parentheses and may hold spaces)
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100
+  } catch {
+    return Number.NaN
+  }
+}

@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
-import { autocannon, type Load, median, spread } from "./autocannon.js"
+import { autocannon, cpuMicros, type Load, median, spread } from "./autocannon.js"
 import { nowMicros, profileSummary, type Windows } from "./cpuProfile.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
@@ -236,7 +236,11 @@ const startBare = async (bytes: number) => {
   })
   children.push(bare)
   const url = `${await firstLine(bare, "the bare server")}/bare`
-  return { url, bytes: Buffer.byteLength(await (await fetch(url, { method: "POST" })).text()) }
+  return {
+    url,
+    pid: bare.pid,
+    bytes: Buffer.byteLength(await (await fetch(url, { method: "POST" })).text())
+  }
 }
 const bare = await startBare(bodyBytes)
 const bareUrl = bare.url
@@ -253,19 +257,24 @@ const compare = async (
   name: string,
   metric: "token_requests_total" | "token_exchange_total",
   route: (duration: number) => Promise<Load>,
-  baseline: (duration: number) => Promise<Load>
+  baseline: (duration: number) => Promise<Load>,
+  pids: { readonly broker: number | undefined; readonly bare: number | undefined }
 ) => {
   const before = await counts(metric)
   let answered = (await route(2)).requests
   await baseline(2)
-  const measured: Array<{ broker: Load; bare: Load }> = []
-  // the measured runs' times and requests, for the profiles' summary
-  const timed = async (what: string, profiles: string, run: (duration: number) => Promise<Load>) => {
-    const start = nowMicros()
+  const measured: Array<{ broker: Load & { cpu: number }; bare: Load & { cpu: number } }> = []
+  // the measured runs' times and requests, for the profiles' summary, and the server's CPU per request
+  const timed = async (
+    what: string,
+    profiles: "broker" | "bare",
+    run: (duration: number) => Promise<Load>
+  ) => {
+    const [start, cpu] = [nowMicros(), await cpuMicros(pids[profiles])]
     const result = await run(seconds)
     windows[what] ??= { profiles, runs: [] }
     windows[what].runs.push({ start, end: nowMicros(), requests: result.requests })
-    return result
+    return { ...result, cpu: ((await cpuMicros(pids[profiles])) - cpu) / Math.max(1, result.requests) }
   }
   const broker = () => timed(name, "broker", route)
   const bare = () => timed(`${name}, bare fastify`, "bare", baseline)
@@ -282,6 +291,7 @@ const compare = async (
   const notHits = after.other - before.other
   const rpsRatios = measured.map((m) => m.broker.rps / m.bare.rps)
   const p99Ratios = measured.map((m) => m.broker.p99ms / Math.max(1, m.bare.p99ms))
+  const cpuRatios = measured.map((m) => m.bare.cpu / m.broker.cpu)
   const failures = measured.reduce((n, m) => n + m.broker.failures + m.bare.failures, 0)
   if (failures > 0 || notHits > 0 || hitsCounted < answered) {
     throw new Error(
@@ -294,17 +304,22 @@ const compare = async (
     broker: {
       rps: median(measured.map((m) => m.broker.rps)),
       p99ms: median(measured.map((m) => m.broker.p99ms)),
+      cpuMicrosPerRequest: median(measured.map((m) => m.broker.cpu)),
       requests: measured.reduce((n, m) => n + m.broker.requests, 0)
     },
     bare: {
       rps: median(measured.map((m) => m.bare.rps)),
       p99ms: median(measured.map((m) => m.bare.p99ms)),
+      cpuMicrosPerRequest: median(measured.map((m) => m.bare.cpu)),
       requests: measured.reduce((n, m) => n + m.bare.requests, 0)
     },
     ratio: median(rpsRatios),
     ratioSpread: spread(rpsRatios),
     p99Ratio: median(p99Ratios),
     p99RatioSpread: spread(p99Ratios),
+    /** bare's CPU per request / the broker's: the ratio of req/s where CPU is what limits both */
+    cpuRatio: median(cpuRatios),
+    cpuRatioSpread: spread(cpuRatios),
     hits: { answered, counted: hitsCounted, notHits }
   }
 }
@@ -314,14 +329,16 @@ const background = await compare(
   "background token",
   "token_requests_total",
   (duration) => load(tokenUrl, { authorization }, duration),
-  (duration) => load(bareUrl, {}, duration)
+  (duration) => load(bareUrl, {}, duration),
+  { broker: broker.pid, bare: bare.pid }
 )
 const exchange = await compare(
   "token exchange",
   "token_exchange_total",
   (duration) => load(exchangeUrl, exchangeHeaders, duration, exchangeBodyFile),
   (duration) =>
-    load(bareExchange.url, { "content-type": exchangeHeaders["content-type"] }, duration, exchangeBodyFile)
+    load(bareExchange.url, { "content-type": exchangeHeaders["content-type"] }, duration, exchangeBodyFile),
+  { broker: broker.pid, bare: bareExchange.pid }
 )
 
 await Promise.all(children.map(stop))
@@ -351,7 +368,8 @@ const f2 = (v: number) => v.toFixed(2)
 const line = (what: string, r: typeof background, bytes: number, bareBytes: number) => `
 ${what.padEnd(30)}${r.broker.rps.toFixed(0).padStart(8)} req/s   p99 ${r.broker.p99ms} ms   (${bytes} B body)
 bare fastify, same body size  ${r.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${r.bare.p99ms} ms   (${bareBytes} B body)
-ratio broker / bare           ${f2(r.ratio)} (rounds ${r.ratioSpread.map(f2).join("-")}), p99 ${f2(r.p99Ratio)} (rounds ${r.p99RatioSpread.map(f2).join("-")})`
+ratio broker / bare           ${f2(r.ratio)} (rounds ${r.ratioSpread.map(f2).join("-")}), p99 ${f2(r.p99Ratio)} (rounds ${r.p99RatioSpread.map(f2).join("-")})
+CPU per request               broker ${r.broker.cpuMicrosPerRequest.toFixed(1)} us, bare ${r.bare.cpuMicrosPerRequest.toFixed(1)} us: bare / broker ${f2(r.cpuRatio)} (rounds ${r.cpuRatioSpread.map(f2).join("-")})`
 console.log(
   `${line("background token (cache hit)", background, bodyBytes, bare.bytes)}${line("token exchange (cached)", exchange, exchangeBytes, bareExchange.bytes)}
 median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; each server in its own process
