@@ -6,7 +6,7 @@ import * as Scopes from "../Scopes.js"
 import type { IssuedToken, SessionTokenRequest, TokenBrokerService } from "../TokenBroker.js"
 import type { VerifiedToken } from "../TokenVerifier.js"
 import type { BrokerContext } from "./brokerContext.js"
-import { count, labelsBy } from "./metrics.js"
+import { count } from "./metrics.js"
 import { tokenDigest } from "./tokenDigest.js"
 import { logUpstreamFailure } from "./upstreamLog.js"
 
@@ -23,7 +23,6 @@ interface Target {
 export const makeSessionExchange = (ctx: BrokerContext) => {
   const { servers, cache, verifier, flights, clock, earlyRefreshMs, sessionAudience } = ctx
   const configs = new Map(servers.providers.map((provider) => [provider.id, provider]))
-  const cachedLabels = labelsBy({ outcome: "cached" }, "provider")
 
   /** The provider's config, the request's scopes and audience, validated: the errors of a bad request. */
   const targetOf = (request: SessionTokenRequest) =>
@@ -65,14 +64,17 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
       const tokenKey = cacheKey(sessionId, target.scopes, target.audience ?? null)
       const hit = cache.lookup(tokenKey, clock.unsafeCurrentTimeMillis(), earlyRefreshMs)
       if (hit !== undefined) {
-        Metrics.tokenExchanges.unsafeUpdate(1, cachedLabels(request.provider))
-        return Effect.succeed<IssuedToken>({
+        const token: IssuedToken = {
           accessToken: hit.accessToken,
           tokenType: "Bearer",
           expiresAt: hit.expiresAt,
           scopes: hit.scopes,
           source: "exchange"
-        })
+        }
+        return Effect.as(
+          count(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" }),
+          token
+        )
       }
       return flights
         .run(tokenKey, exchange(request, target, { sessionId, tokenKey, verified }), Effect.void)
