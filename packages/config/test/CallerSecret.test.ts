@@ -25,6 +25,10 @@ const flipByte = (bytes: Buffer, index: number) => {
   return copy
 }
 
+/** Each candidate checked against `hash`, four at a time. */
+const verifyEach = (candidates: ReadonlyArray<string>, hash: string) =>
+  Effect.forEach(candidates, (candidate) => verifySecret(candidate, hash), { concurrency: 4 })
+
 describe("caller secrets", () => {
   it.effect("hashSecret is self-describing and salted; the right secret verifies, as text or Redacted", () =>
     Effect.gen(function* () {
@@ -48,9 +52,7 @@ describe("caller secrets", () => {
           "x".repeat(10_000),
           `${SECRET}${"\u0000".repeat(10_000)}`
         ].filter((candidate) => candidate !== SECRET)
-        const verdicts = yield* Effect.forEach(candidates, (candidate) => verifySecret(candidate, hash), {
-          concurrency: 4
-        })
+        const verdicts = yield* verifyEach(candidates, hash)
         expect(verdicts).toHaveLength(2 * SECRET.length + 2)
         expect(verdicts.filter((ok) => ok)).toEqual([])
       }),
@@ -65,9 +67,7 @@ describe("caller secrets", () => {
         const bytes = Buffer.from(SECRET, "utf8")
         const candidates = Array.from(bytes, (_, index) => flipByte(bytes, index).toString("latin1"))
         expect(candidates.at(-1)).toBe(`${SECRET.slice(0, -1)}d`)
-        const verdicts = yield* Effect.forEach(candidates, (candidate) => verifySecret(candidate, hash), {
-          concurrency: 4
-        })
+        const verdicts = yield* verifyEach(candidates, hash)
         expect(verdicts).toEqual(candidates.map(() => false))
       }),
     WIDE_WINDOW

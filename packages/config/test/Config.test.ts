@@ -14,25 +14,22 @@ import {
   migrateStorage,
   parseConfig
 } from "../src/index.js"
+import { configFile } from "./support/configFile.js"
 
 const KEY = randomBytes(32).toString("base64")
 /** A hash of the form and parameters hashSecret writes (of no secret anyone knows): config checks only its shape. */
 const WELL_FORMED_HASH = `scrypt$N=16384,r=8,p=5$${"A".repeat(22)}$${"B".repeat(43)}`
 const env = { KEY, NOTES_SECRET: "notes-client-secret-0123456789" }
 
-const valid = (): ConfigFileInput => ({
-  storage: { kind: "memory" },
-  keyRing: { kind: "local", keys: [{ kid: "k1", env: "KEY" }] },
-  providers: [
-    {
-      id: "notes",
-      issuer: "https://idp.example.com",
-      clientId: "broker",
-      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
-      scopes: ["notes:read"]
-    }
-  ]
-})
+const valid = (): ConfigFileInput => configFile()
+
+/** A table row's change: the first provider of the valid config with `fields` set. */
+const provider =
+  (fields: Record<string, unknown>) =>
+  (c: Record<string, unknown>): unknown => ({
+    ...c,
+    providers: [{ ...(c.providers as Array<object>)[0], ...fields }]
+  })
 
 const failure = (input: unknown, environment: Record<string, string> = env) =>
   Effect.flip(parseConfig(input, environment))
@@ -126,102 +123,65 @@ describe("parseConfig", () => {
     [
       // a present field of the wrong type is not "required": the message names the type it must have
       "a field of the wrong type",
-      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], clientId: 42 }] }),
+      provider({ clientId: 42 }),
       "providers[0].clientId",
       /^(?!.*is required).*expected string, received number/
     ],
-    [
-      "a bad issuer URL",
-      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], issuer: "not a url" }] }),
-      "providers[0].issuer",
-      /absolute URL/
-    ],
+    ["a bad issuer URL", provider({ issuer: "not a url" }), "providers[0].issuer", /absolute URL/],
     [
       "an http issuer without allowInsecureRequests",
-      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], issuer: "http://idp.local" }] }),
+      provider({ issuer: "http://idp.local" }),
       "providers[0].issuer",
       /allowInsecureRequests: true/
     ],
-    [
-      "a bad duration",
-      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], requestTimeout: "10s" }] }),
-      "providers[0].requestTimeout",
-      /"30 seconds"/
-    ],
+    ["a bad duration", provider({ requestTimeout: "10s" }), "providers[0].requestTimeout", /"30 seconds"/],
     [
       "a plain secret instead of a reference",
-      (c) => ({
-        ...c,
-        providers: [
-          {
-            ...(c.providers as Array<object>)[0],
-            clientAuthentication: { method: "client_secret_basic", clientSecret: "s3cret" }
-          }
-        ]
+      provider({
+        clientAuthentication: { method: "client_secret_basic", clientSecret: "s3cret" }
       }),
       "providers[0].clientAuthentication.clientSecret",
       /./
     ],
     [
       "discovery none without a token endpoint",
-      (c) => ({
-        ...c,
-        providers: [
-          {
-            ...(c.providers as Array<object>)[0],
-            discovery: "none",
-            identityBinding: "any",
-            endpoints: { authorization: "https://github.com/login/oauth/authorize" }
-          }
-        ]
+      provider({
+        discovery: "none",
+        identityBinding: "any",
+        endpoints: { authorization: "https://github.com/login/oauth/authorize" }
       }),
       "providers[0].endpoints.token",
       /discovery: none, so endpoints.token must be configured/
     ],
     [
       "an unknown discovery",
-      (c) => ({ ...c, providers: [{ ...(c.providers as Array<object>)[0], discovery: "oauth" }] }),
+      provider({ discovery: "oauth" }),
       "providers[0].discovery",
       /openid-configuration, oauth-authorization-server or none/
     ],
     [
       "a plain OAuth 2.0 provider with same-subject and no userinfo endpoint",
-      (c) => ({
-        ...c,
-        providers: [
-          {
-            ...(c.providers as Array<object>)[0],
-            discovery: "none",
-            endpoints: {
-              authorization: "https://github.com/login/oauth/authorize",
-              token: "https://github.com/login/oauth/access_token"
-            }
-          }
-        ]
+      provider({
+        discovery: "none",
+        endpoints: {
+          authorization: "https://github.com/login/oauth/authorize",
+          token: "https://github.com/login/oauth/access_token"
+        }
       }),
       "providers[0].identityBinding",
       /issues no ID token.*endpoints.userinfo.*identityBinding: any/
     ],
     [
       "a reserved authorization parameter",
-      (c) => ({
-        ...c,
-        providers: [
-          {
-            ...(c.providers as Array<object>)[0],
-            authorizationParameters: { access_type: "offline", redirect_uri: "https://evil.example" }
-          }
-        ]
+      provider({
+        authorizationParameters: { access_type: "offline", redirect_uri: "https://evil.example" }
       }),
       "providers[0].authorizationParameters.redirect_uri",
       /may not set "redirect_uri", which the broker sets itself/
     ],
     [
       "an endpoint that is not a URL",
-      (c) => ({
-        ...c,
-        providers: [{ ...(c.providers as Array<object>)[0], endpoints: { userinfo: "api.github.com/user" } }]
-      }),
+      provider({ endpoints: { userinfo: "api.github.com/user" } }),
       "providers[0].endpoints.userinfo",
       /absolute URL/
     ],

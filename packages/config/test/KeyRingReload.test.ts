@@ -13,6 +13,7 @@ import {
   keyRingLayer,
   loadConfig
 } from "../src/index.js"
+import { configFile } from "./support/configFile.js"
 
 const env = {
   KEY1: randomBytes(32).toString("base64"),
@@ -20,19 +21,7 @@ const env = {
   NOTES_SECRET: "notes-client-secret-0123456789"
 }
 
-const file = (keyRing: ConfigFileInput["keyRing"]): ConfigFileInput => ({
-  storage: { kind: "memory" },
-  keyRing,
-  providers: [
-    {
-      id: "notes",
-      issuer: "https://idp.example.com",
-      clientId: "broker",
-      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_SECRET" } },
-      scopes: ["notes:read"]
-    }
-  ]
-})
+const file = configFile
 
 const bothKeys = (current: string) => ({
   kind: "local" as const,

@@ -6,6 +6,9 @@
  * async hooks on every promise of this one, which a broker process never pays.
  *
  *   pnpm --filter @token-broker/core bench
+ *
+ * BENCH_ONLY=<part of a name> runs only the matching candidates (for a profile of one path, summed by
+ * `bench/profile-summary.ts`).
  */
 import { randomBytes } from "node:crypto"
 import { performance } from "node:perf_hooks"
@@ -25,6 +28,8 @@ const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 2000)
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 
+const ONLY = process.env.BENCH_ONLY
+
 /** One candidate: performs `n` calls; a baseline names none, the others name their baseline. */
 interface Candidate {
   readonly name: string
@@ -32,8 +37,11 @@ interface Candidate {
   readonly run: (n: number) => Promise<void>
 }
 
-/** Operations per second of one candidate over about `ms` milliseconds, in slices of 1,000 calls. */
-const opsPerSecond = async (candidate: Candidate, ms: number) => {
+/**
+ * Operations per second of one candidate over about `ms` milliseconds, in slices of 1,000 calls. A
+ * function declaration, so that CPU profiles name it (`bench/profile-summary.ts` looks for it).
+ */
+async function opsPerSecond(candidate: Candidate, ms: number) {
   let ops = 0
   const started = performance.now()
   while (performance.now() - started < ms) {
@@ -110,7 +118,7 @@ const inRuntime = (effect: Effect.Effect<unknown, unknown>) => {
 }
 const asyncMap = "async function around a Map lookup"
 const syncMap = "Effect.sync around a Map lookup, in the same runtime"
-const candidates: ReadonlyArray<Candidate> = [
+const allCandidates: ReadonlyArray<Candidate> = [
   {
     name: asyncMap,
     run: async (n) => {
@@ -138,6 +146,10 @@ const candidates: ReadonlyArray<Candidate> = [
     }
   }
 ]
+
+const candidates =
+  ONLY === undefined ? allCandidates : allCandidates.filter((candidate) => candidate.name.includes(ONLY))
+if (candidates.length === 0) throw new Error(`BENCH_ONLY=${ONLY} names no candidate`)
 
 // A hit must be a hit: both paths answer from the cache before and after the run.
 const assertHits = async () => {

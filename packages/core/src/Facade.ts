@@ -4,6 +4,9 @@ import * as AuthorizationServer from "./AuthorizationServer.js"
 import { InvalidSubjectToken, type TokenBrokerError } from "./Errors.js"
 import type { GrantFilter } from "./Grant.js"
 import type { GrantStore } from "./GrantStore.js"
+import { makeCacheHits } from "./internal/backgroundTokens.js"
+import { DEFAULT_TENANT } from "./internal/brokerContext.js"
+import { type CoarseClockOptions, makeCoarseClock } from "./internal/coarseClock.js"
 import type { KeyRing } from "./KeyRing.js"
 import type { ProviderConfig } from "./Provider.js"
 import * as TokenBroker from "./TokenBroker.js"
@@ -50,7 +53,10 @@ export interface TokenBrokerClient {
   readonly close: () => Promise<void>
 }
 
-/** A token for non-Effect callers. `accessToken` is the bearer value: never log it. */
+/**
+ * A token for non-Effect callers. `accessToken` is the bearer value: never log it. Frozen: a cache hit
+ * answers the same object to every caller until the cached token is replaced.
+ */
 export interface PlainToken {
   readonly accessToken: string
   readonly tokenType: "Bearer"
@@ -79,10 +85,23 @@ const toPlain = (token: TokenBroker.IssuedToken): PlainToken => ({
   source: token.source
 })
 
-export const createTokenBroker = async (options: CreateTokenBrokerOptions): Promise<TokenBrokerClient> => {
+export const createTokenBroker = (options: CreateTokenBrokerOptions): Promise<TokenBrokerClient> =>
+  makeTokenBrokerClient(options)
+
+/** What a test controls of the facade's time: the runtime's time services (a TestClock) and the hit clock. */
+export interface FacadeTime {
+  readonly services?: Layer.Layer<never> | undefined
+  readonly hitClock?: CoarseClockOptions | undefined
+}
+
+/** `createTokenBroker` with its time under a test's control; not exported from the package. */
+export const makeTokenBrokerClient = async (
+  options: CreateTokenBrokerOptions,
+  time: FacadeTime = {}
+): Promise<TokenBrokerClient> => {
   const verifier = options.verifier ?? refusingVerifier
   const layer = TokenBroker.layer(options.broker).pipe(
-    Layer.provide(
+    Layer.provideMerge(
       Layer.mergeAll(
         options.store,
         options.keyRing,
@@ -92,14 +111,38 @@ export const createTokenBroker = async (options: CreateTokenBrokerOptions): Prom
       )
     )
   )
-  const runtime = ManagedRuntime.make(layer)
-  const broker = await run(runtime, TokenBroker.TokenBroker)
+  const runtime = ManagedRuntime.make(
+    time.services === undefined ? layer : Layer.provideMerge(layer, time.services)
+  )
+  const [broker, cache, clock] = await run(
+    runtime,
+    Effect.all([TokenBroker.TokenBroker, AccessTokenCache.AccessTokenCache, Effect.clock])
+  )
+  // A cache hit settles without entering the runtime, checked against a coarse upper bound of the
+  // runtime's clock, and answers the one frozen answer of its cache entry. Near the early refresh, the
+  // bound misses where the exact clock would not: the runtime's path then answers.
+  const hitClock = makeCoarseClock(() => clock.unsafeCurrentTimeMillis(), time.hitClock)
+  const hitAt = makeCacheHits(cache, options.broker?.tenant ?? DEFAULT_TENANT)
+  const answers = new WeakMap<AccessTokenCache.CachedToken, PlainToken>()
+  const answerOf = (hit: AccessTokenCache.CachedToken): PlainToken => {
+    let answer = answers.get(hit)
+    if (answer === undefined) {
+      answer = Object.freeze({
+        accessToken: Redacted.value(hit.accessToken),
+        tokenType: "Bearer",
+        expiresAt: hit.expiresAt,
+        scopes: hit.scopes,
+        source: "cache"
+      })
+      answers.set(hit, answer)
+    }
+    return answer
+  }
   return {
     backgroundToken: (request) => {
-      // A cache hit settles without entering the runtime.
-      const hit = broker.cachedToken(request)
+      const hit = hitAt(request, hitClock.upperBound())
       return hit !== undefined
-        ? Promise.resolve(toPlain(hit))
+        ? Promise.resolve(answerOf(hit))
         : run(runtime, Effect.map(broker.backgroundToken(request), toPlain))
     },
     sessionToken: (request) =>
@@ -131,7 +174,10 @@ export const createTokenBroker = async (options: CreateTokenBrokerOptions): Prom
         )
       ),
     rotateRefreshToken: (ref) => run(runtime, broker.rotateRefreshToken(ref)),
-    close: () => runtime.dispose()
+    close: () => {
+      hitClock.close()
+      return runtime.dispose()
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import { Metric, MetricBoundaries } from "effect"
+import { tokenRequestsKey } from "./internal/metrics.js"
 
 /**
  * The broker's metrics (Effect metrics; apps export them, e.g. as Prometheus text). Labels never carry
@@ -6,10 +7,7 @@ import { Metric, MetricBoundaries } from "effect"
  */
 
 /** `result`: hit | refresh | shared (another replica's token from the store) | coalesced | error */
-export const tokenRequests = Metric.counter("token_requests_total", {
-  description: "Background token requests by provider and result",
-  incremental: true
-})
+export const tokenRequests: Metric.Metric.Counter<number> = Metric.fromMetricKey(tokenRequestsKey)
 
 /**
  * `outcome`: success | invalid_grant | refused_without_error (a 400/401 without an OAuth error) |

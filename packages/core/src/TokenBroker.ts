@@ -17,7 +17,7 @@ import type {
 import type { GrantFilter, GrantKey, GrantStatus } from "./Grant.js"
 import { GrantStore } from "./GrantStore.js"
 import { makeBackgroundTokens } from "./internal/backgroundTokens.js"
-import { type BrokerContext, grantKeyOf } from "./internal/brokerContext.js"
+import { type BrokerContext, DEFAULT_TENANT, grantKeyOf } from "./internal/brokerContext.js"
 import { makeConsentFlow } from "./internal/consentFlow.js"
 import { makeGrantAdministration } from "./internal/grantAdministration.js"
 import { randomToken } from "./internal/random.js"
@@ -263,7 +263,7 @@ export const make = (
     const scope = yield* Effect.scope
     const clock = yield* Effect.clock
 
-    const defaultTenant = options.tenant ?? "default"
+    const defaultTenant = options.tenant ?? DEFAULT_TENANT
     const earlyRefreshMs = Duration.toMillis(options.earlyRefresh ?? "60 seconds")
     const settings: RefreshSettings = {
       earlyRefreshMs,

@@ -25,6 +25,17 @@ describe("fault injection and counters", () => {
     return tokens
   }
 
+  /** The refresh as raw HTTP, so a test sees the status, headers and body exactly as dev-idp sent them. */
+  const send = () =>
+    fetch(`${idp.issuer}/token`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Basic ${Buffer.from(`token-broker:${idp.client("token-broker").clientSecret}`).toString("base64")}`
+      },
+      body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }).toString()
+    })
+
   it("status 500 for the next request only; it is still counted", async () => {
     idp.faults.inject({ kind: "status", status: 500, count: 1 })
     expect(await oauthError(refresh())).toEqual({ error: "server_error", status: 500 })
@@ -35,16 +46,6 @@ describe("fault injection and counters", () => {
 
   it("rate_limit answers 429 with Retry-After", async () => {
     idp.faults.inject({ kind: "rate_limit", retryAfterSeconds: 7, count: 2 })
-    const client = idp.client("token-broker")
-    const send = () =>
-      fetch(`${idp.issuer}/token`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/x-www-form-urlencoded",
-          authorization: `Basic ${Buffer.from(`token-broker:${client.clientSecret}`).toString("base64")}`
-        },
-        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }).toString()
-      })
     for (let i = 0; i < 2; i++) {
       const response = await send()
       expect(response.status).toBe(429)
@@ -64,16 +65,6 @@ describe("fault injection and counters", () => {
       count: 1,
       grantType: "refresh_token"
     })
-    const client = idp.client("token-broker")
-    const send = () =>
-      fetch(`${idp.issuer}/token`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/x-www-form-urlencoded",
-          authorization: `Basic ${Buffer.from(`token-broker:${client.clientSecret}`).toString("base64")}`
-        },
-        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken }).toString()
-      })
     const bare = await send()
     expect(bare.status).toBe(400)
     expect(bare.headers.get("content-type")).toBeNull()

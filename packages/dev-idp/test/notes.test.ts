@@ -75,24 +75,21 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
     expect(fetched.status).toBe(200)
     expect(fetched.headers.get("etag")).toBe(`"${note.etag}"`)
 
-    const updated = await call(`/notes/${note.id}`, {
-      token: readWrite,
-      method: "PUT",
-      headers: { "if-match": `"${note.etag}"` },
-      body: JSON.stringify({ content: "milk, eggs" })
-    })
+    const putIfMatch = (content: string) =>
+      call(`/notes/${note.id}`, {
+        token: readWrite,
+        method: "PUT",
+        headers: { "if-match": `"${note.etag}"` },
+        body: JSON.stringify({ content })
+      })
+    const updated = await putIfMatch("milk, eggs")
     expect(updated.status).toBe(200)
     const after = (await updated.json()) as Note
     expect(after.content).toBe("milk, eggs")
     expect(after.title).toBe("Groceries")
     expect(after.etag).not.toBe(note.etag)
 
-    const stale = await call(`/notes/${note.id}`, {
-      token: readWrite,
-      method: "PUT",
-      headers: { "if-match": `"${note.etag}"` },
-      body: JSON.stringify({ content: "lost update" })
-    })
+    const stale = await putIfMatch("lost update")
     expect(stale.status).toBe(412)
     expect(((await stale.json()) as Note).content).toBe("milk, eggs")
 

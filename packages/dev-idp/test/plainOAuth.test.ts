@@ -24,6 +24,13 @@ describe("plain OAuth 2.0 mode (GitHub-style)", () => {
     idp = await startDevIdp({ plainOAuth: {} })
   })
   afterAll(() => idp.close())
+  const loginForNotes = () =>
+    idp.login({
+      clientId: "token-broker",
+      username: alice(idp).username,
+      password: alice(idp).password,
+      scopes: ["notes:read"]
+    })
 
   it("has no OpenID Connect discovery and no RFC 8414 metadata", async () => {
     expect(idp.plainOAuth).toBe(true)
@@ -32,12 +39,7 @@ describe("plain OAuth 2.0 mode (GitHub-style)", () => {
   })
 
   it("issues a refresh token without offline_access, no ID token, and refresh_token_expires_in", async () => {
-    const tokens = await idp.login({
-      clientId: "token-broker",
-      username: alice(idp).username,
-      password: alice(idp).password,
-      scopes: ["notes:read"]
-    })
+    const tokens = await loginForNotes()
     expect(tokens.refresh_token).toEqual(expect.any(String))
     expect(tokens.id_token).toBeUndefined()
     expect(tokens.refresh_expires_in).toBeUndefined()
@@ -71,12 +73,7 @@ describe("plain OAuth 2.0 mode (GitHub-style)", () => {
   })
 
   it("GET /user names the account of an access token it issued (id, login), 401 otherwise", async () => {
-    const tokens = await idp.login({
-      clientId: "token-broker",
-      username: alice(idp).username,
-      password: alice(idp).password,
-      scopes: ["notes:read"]
-    })
+    const tokens = await loginForNotes()
     const user = await fetch(idp.endpoints.userinfo, {
       headers: { authorization: `Bearer ${tokens.access_token}` }
     })

@@ -203,10 +203,21 @@ describe("refresh-token reuse grace period", () => {
 })
 
 describe.concurrent("refresh-token expiry", () => {
-  it("enforces the absolute lifetime across rotations, with refresh_expires_in counting down", async () => {
-    const idp = await startDevIdp({ refreshTokenTtlSeconds: 3 })
+  /** A dev-idp of its own with `options`, closed after `use`. */
+  const withIdp = async (
+    options: Parameters<typeof startDevIdp>[0],
+    use: (idp: DevIdp, config: oauth.Configuration) => Promise<void>
+  ) => {
+    const idp = await startDevIdp(options)
     try {
-      const config = await configFor(idp, "token-broker")
+      await use(idp, await configFor(idp, "token-broker"))
+    } finally {
+      await idp.close()
+    }
+  }
+
+  it("enforces the absolute lifetime across rotations, with refresh_expires_in counting down", async () => {
+    await withIdp({ refreshTokenTtlSeconds: 3 }, async (idp, config) => {
       const first = await loginAlice(idp)
       expect(first.refresh_expires_in).toBeLessThanOrEqual(3)
       expect(first.refresh_expires_in).toBeGreaterThanOrEqual(2)
@@ -217,17 +228,13 @@ describe.concurrent("refresh-token expiry", () => {
       await sleep(2_100)
       const failure = await oauthError(oauth.refreshTokenGrant(config, second.refresh_token!))
       expect(failure.error).toBe("invalid_grant")
-    } finally {
-      await idp.close()
-    }
+    })
   })
 
   it("enforces the idle expiry: each use extends it, a pause longer than it ends the grant", async () => {
     // dev-idp runs on the real clock: the idle window is wide enough for a loaded machine between the
     // login and the refresh that must still be inside it
-    const idp = await startDevIdp({ refreshTokenIdleSeconds: 5 })
-    try {
-      const config = await configFor(idp, "token-broker")
+    await withIdp({ refreshTokenIdleSeconds: 5 }, async (idp, config) => {
       const first = await loginAlice(idp)
       expect(first.refresh_expires_in).toBe(5)
       await sleep(1_100)
@@ -237,8 +244,6 @@ describe.concurrent("refresh-token expiry", () => {
       expect((await oauthError(oauth.refreshTokenGrant(config, second.refresh_token!))).error).toBe(
         "invalid_grant"
       )
-    } finally {
-      await idp.close()
-    }
+    })
   })
 })

@@ -1,3 +1,4 @@
+/** `token-broker connect`: consent in the browser for one subject and provider, received on a loopback callback, then the grant stored. */
 import { spawn } from "node:child_process"
 import { createServer, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"

@@ -1,3 +1,4 @@
+/** `token-broker doctor`: the config, storage, migrations, keys against stored grants, every provider and the clock, each checked with what to fix. */
 import { access } from "node:fs/promises"
 import { type Config, keyRingLayer, loadConfig, storeLayer } from "@token-broker/config"
 import {

@@ -1,3 +1,4 @@
+/** `token-broker grants list | show | revoke`: the stored grants, read and revoked through core (never the raw tokens). */
 import { Prompt } from "@effect/cli"
 import type { CliApp } from "@effect/cli/CliApp"
 import { type GrantFilter, GrantStore, KeyRing, TokenBroker } from "@token-broker/core"

@@ -1,3 +1,4 @@
+/** `token-broker hash-secret`: the scrypt hash of a caller secret read from stdin, for the config's `callers`. */
 import { hashSecret as hash } from "@token-broker/config"
 import { Effect, Redacted } from "effect"
 import { CliEnvironment } from "../internal/Environment.js"

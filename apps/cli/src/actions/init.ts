@@ -1,3 +1,4 @@
+/** `token-broker init`: a new config file with a generated key, for SQLite, PostgreSQL or MariaDB. */
 import { access, mkdir, writeFile } from "node:fs/promises"
 import { basename, dirname, join, relative } from "node:path"
 import { KeyRing } from "@token-broker/core"

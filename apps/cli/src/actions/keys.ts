@@ -1,3 +1,4 @@
+/** `token-broker keys list | add | rotate | retire`: the local key ring in the config file, and the grants each key encrypts. */
 import { access, mkdir, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import type { Config } from "@token-broker/config"

@@ -1,3 +1,4 @@
+/** `token-broker migrate`: the storage's pending schema migrations, applied and reported. */
 import { migrateStorage } from "@token-broker/config"
 import { Effect } from "effect"
 import type { Action, ReportArgs } from "../internal/Action.js"

@@ -1,3 +1,4 @@
+/** `token-broker token`: one background access token for a subject and provider, printed for scripts. */
 import { TokenBroker } from "@token-broker/core"
 import { Clock, Effect, Redacted } from "effect"
 import { loadCliConfig, withBroker } from "../internal/Broker.js"

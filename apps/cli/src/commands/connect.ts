@@ -1,3 +1,4 @@
+/** The `connect` command's options; its implementation (actions/connect.ts) loads on demand. */
 import { Command, Options } from "@effect/cli"
 import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"

@@ -1,3 +1,4 @@
+/** The `doctor` command; its implementation (actions/doctor.ts) loads on demand. */
 import { reportCommand } from "../internal/Handler.js"
 
 export const doctor = reportCommand(

@@ -1,3 +1,4 @@
+/** The `grants` command and its subcommands; their implementations (actions/grants.ts) load on demand. */
 import { Command, Options } from "@effect/cli"
 import { Option } from "effect"
 import { withAction } from "../internal/Handler.js"

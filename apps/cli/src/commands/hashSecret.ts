@@ -1,3 +1,4 @@
+/** The `hash-secret` command; its implementation (actions/hashSecret.ts) loads on demand. */
 import { Command } from "@effect/cli"
 import { Effect } from "effect"
 import { lazy } from "../internal/Lazy.js"

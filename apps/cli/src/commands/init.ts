@@ -1,3 +1,4 @@
+/** The `init` command's options; its implementation (actions/init.ts) loads on demand. */
 import { Command, Options } from "@effect/cli"
 import { withAction } from "../internal/Handler.js"
 import * as Shared from "../internal/Options.js"

@@ -1,3 +1,4 @@
+/** The `keys` command and its subcommands; their implementations (actions/keys.ts) load on demand. */
 import { Args, Command, Options } from "@effect/cli"
 import { Option } from "effect"
 import { reportCommand, withAction } from "../internal/Handler.js"

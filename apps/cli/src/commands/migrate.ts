@@ -1,3 +1,4 @@
+/** The `migrate` command; its implementation (actions/migrate.ts) loads on demand. */
 import { reportCommand } from "../internal/Handler.js"
 
 export const migrate = reportCommand(

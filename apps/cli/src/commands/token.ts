@@ -1,3 +1,4 @@
+/** The `token` command's options; its implementation (actions/token.ts) loads on demand. */
 import { Command, Options } from "@effect/cli"
 import { Option } from "effect"
 import { withAction } from "../internal/Handler.js"

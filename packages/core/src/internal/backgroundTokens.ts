@@ -1,5 +1,10 @@
 import { Duration, Effect, Option } from "effect"
-import { cacheKey, scopeVariant } from "../AccessTokenCache.js"
+import {
+  type AccessTokenCacheService,
+  type CachedToken,
+  cacheKey,
+  scopeVariant
+} from "../AccessTokenCache.js"
 import { ConsentRequired } from "../Errors.js"
 import { grantKeyString } from "../Grant.js"
 import * as Metrics from "../Metrics.js"
@@ -7,8 +12,29 @@ import * as Scopes from "../Scopes.js"
 import type { BackgroundTokenRequest, IssuedToken, TokenBrokerService } from "../TokenBroker.js"
 import type { BrokerContext } from "./brokerContext.js"
 import { toGrantInfo } from "./grantInfo.js"
-import { count, labelsBy } from "./metrics.js"
+import { count, counterBy, tokenRequestsKey } from "./metrics.js"
 import { makeReportRejected } from "./reportRejected.js"
+
+/**
+ * The cached token of a background request at `now`, counted in `token_requests_total{result="hit"}`;
+ * undefined on a miss. No key string is built: the cache is read by the request's parts.
+ */
+export const makeCacheHits = (cache: AccessTokenCacheService, defaultTenant: string) => {
+  const hitsOf = counterBy(tokenRequestsKey, { result: "hit" }, "provider")
+  return (request: BackgroundTokenRequest, now: number): CachedToken | undefined => {
+    // The entry's own `refreshAt` carries the early-refresh margin; the caller's minimum is checked here.
+    const hit = cache.lookupSlot(
+      request.tenant ?? defaultTenant,
+      request.subject,
+      request.provider,
+      request.scopes === undefined ? "*" : scopeVariant(Scopes.normalize(request.scopes)),
+      now,
+      request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+    )
+    if (hit !== undefined) hitsOf(request.provider).update(1)
+    return hit
+  }
+}
 
 /**
  * Background tokens (Flow 2): a token for a stored grant, from the in-process cache, else through the
@@ -26,19 +52,10 @@ export const makeBackgroundTokens = (ctx: BrokerContext) => {
    * Step 1, the in-process cache: synchronous, no lock, no I/O. A request that fails validation was
    * never cached, so validation waits for the miss path.
    */
-  const hitLabels = labelsBy({ result: "hit" }, "provider")
+  const hitAt = makeCacheHits(cache, defaultTenant)
   const cachedToken = (request: BackgroundTokenRequest): IssuedToken | undefined => {
-    // The entry's own `refreshAt` carries the early-refresh margin; the caller's minimum is checked here.
-    const hit = cache.lookupSlot(
-      request.tenant ?? defaultTenant,
-      request.subject,
-      request.provider,
-      request.scopes === undefined ? "*" : scopeVariant(Scopes.normalize(request.scopes)),
-      clock.unsafeCurrentTimeMillis(),
-      request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
-    )
+    const hit = hitAt(request, clock.unsafeCurrentTimeMillis())
     if (hit === undefined) return undefined
-    Metrics.tokenRequests.unsafeUpdate(1, hitLabels(request.provider))
     return {
       accessToken: hit.accessToken,
       tokenType: "Bearer",

@@ -34,6 +34,9 @@ export interface BrokerContext {
   readonly keyOf: (ref: GrantRef) => Effect.Effect<GrantKey, InvalidRequest>
 }
 
+/** The tenant of requests that name none, unless the broker's options name another. */
+export const DEFAULT_TENANT = "default"
+
 /** The grant a request names, validated: tenant (default filled in) and subject 1-256 characters, a provider id. */
 export const grantKeyOf =
   (defaultTenant: string) =>

@@ -1,4 +1,4 @@
-import { Effect, type Metric, MetricLabel } from "effect"
+import { Effect, Metric, type MetricHook, MetricKey, MetricLabel } from "effect"
 
 type Counter = Metric.Metric.Counter<number>
 type Histogram = Metric.Metric.Histogram<number>
@@ -20,22 +20,32 @@ const labelsOf = (tags: Readonly<Record<string, string>>): ReadonlyArray<MetricL
   return labels
 }
 
+/** The key of `token_requests_total` (`Metrics.tokenRequests`), kept here for its hit counter. */
+export const tokenRequestsKey = MetricKey.counter("token_requests_total", {
+  description: "Background token requests by provider and result",
+  incremental: true
+})
+
 /**
- * The label array of one label value beside fixed ones, memoised per value: for hot paths that would
- * otherwise build and join a tag record per call (a cache hit counts with one Map read).
+ * A counter's increment for one label value beside fixed ones, its hook resolved once per value from the
+ * registry every Effect metric updates: `Metric.unsafeUpdate` would look the label array's hook up on
+ * every call, so a cache hit counts with one Map read and the increment.
  */
-export const labelsBy = (
+export const counterBy = (
+  key: MetricKey.MetricKey.Counter<number>,
   fixed: Readonly<Record<string, string>>,
   name: string
-): ((value: string) => ReadonlyArray<MetricLabel.MetricLabel>) => {
-  const byValue = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+): ((value: string) => MetricHook.MetricHook.Counter<number>) => {
+  const byValue = new Map<string, MetricHook.MetricHook.Counter<number>>()
   return (value) => {
-    let labels = byValue.get(value)
-    if (labels === undefined) {
-      labels = labelsOf({ [name]: value, ...fixed })
-      byValue.set(value, labels)
+    let hook = byValue.get(value)
+    if (hook === undefined) {
+      hook = Metric.globalMetricRegistry.get(
+        MetricKey.taggedWithLabels(key, labelsOf({ [name]: value, ...fixed }))
+      )
+      byValue.set(value, hook)
     }
-    return labels
+    return hook
   }
 }
 
