@@ -64,34 +64,74 @@ const spreadOf = (values: unknown) => {
   return low === undefined || high === undefined ? "" : ` (rounds ${fmt(low, 2)}-${fmt(high, 2)})`
 }
 
-const brokerRows = (json: Json): Array<Row> => {
-  const routeRows = (route: Json, what: string): Array<Row> => {
-    const broker = obj(route.broker)
-    const bare = obj(route.bare)
-    return [
-      {
-        bench: "HTTP broker",
-        figure: `${what}: requests/s`,
-        value: `${fmt(num(broker.rps))} req/s`,
-        baseline: `bare fastify, same body size: ${fmt(num(bare.rps))} req/s`,
-        ratio: `${ratio(num(route.ratio))}${spreadOf(route.ratioSpread)}`,
-        note: `throughput / baseline's, median of ${String(json.rounds)} alternating rounds (${String(json.connections)} connections, ${String(json.seconds)} s each)`
-      },
-      {
-        bench: "HTTP broker",
-        figure: `${what}: p99 latency`,
-        value: `${fmt(num(broker.p99ms))} ms`,
-        baseline: `bare fastify: ${fmt(num(bare.p99ms))} ms`,
-        ratio: `${ratio(num(route.p99Ratio))}${spreadOf(route.p99RatioSpread)}`,
-        note: "latency / baseline's, median of the rounds"
-      }
-    ]
+/** A server's throughput and p99 rows against its baseline's (`run`: the rounds, connections and seconds). */
+const loadRows = (
+  bench: string,
+  what: string,
+  server: Json,
+  bare: Json,
+  baseline: readonly [throughput: string, latency: string],
+  figures: Json,
+  run: Json
+): Array<Row> => [
+  {
+    bench,
+    figure: `${what}: requests/s`,
+    value: `${fmt(num(server.rps))} req/s`,
+    baseline: `${baseline[0]}: ${fmt(num(bare.rps))} req/s`,
+    ratio: `${ratio(num(figures.ratio))}${spreadOf(figures.ratioSpread)}`,
+    note: `throughput / baseline's, median of ${String(run.rounds)} alternating rounds (${String(run.connections)} connections, ${String(run.seconds)} s each)`
+  },
+  {
+    bench,
+    figure: `${what}: p99 latency`,
+    value: `${fmt(num(server.p99ms))} ms`,
+    baseline: `${baseline[1]}: ${fmt(num(bare.p99ms))} ms`,
+    ratio: `${ratio(num(figures.p99Ratio))}${spreadOf(figures.p99RatioSpread)}`,
+    note: "latency / baseline's, median of the rounds"
   }
+]
+
+const brokerRows = (json: Json): Array<Row> => {
+  const routeRows = (route: Json, what: string): Array<Row> =>
+    loadRows(
+      "HTTP broker",
+      what,
+      obj(route.broker),
+      obj(route.bare),
+      ["bare fastify, same body size", "bare fastify"],
+      route,
+      json
+    )
   return [
     ...routeRows(json, "background token, cache hit"),
     ...(json.exchange === undefined
       ? []
       : routeRows(obj(json.exchange), "token exchange (/oauth/token), cached session token"))
+  ]
+}
+
+const mcpRows = (json: Json): Array<Row> => {
+  const what = `tools/call ${String(json.tool)} (${fmt(num(json.notes))} notes), cached upstream token (${String(json.tokenSource ?? "remote")} broker)`
+  const [mcp, bare] = [obj(json.mcp), obj(json.bare)]
+  return [
+    ...loadRows(
+      "MCP server",
+      what,
+      mcp,
+      bare,
+      ["MCP SDK server, no auth, the list in memory", "MCP SDK server"],
+      json,
+      json
+    ),
+    {
+      bench: "MCP server",
+      figure: `${what}: CPU time of the server's process per call`,
+      value: `${fmt(num(mcp.cpuMsPerCall), 2)} ms`,
+      baseline: `MCP SDK server: ${fmt(num(bare.cpuMsPerCall), 2)} ms`,
+      ratio: `${ratio(num(json.cpuRatio))}${spreadOf(json.cpuRatioSpread)}`,
+      note: "CPU per call / baseline's (from /proc), median of the rounds; lower is better"
+    }
   ]
 }
 
@@ -227,6 +267,7 @@ const rowsOf = (latest: Latest): Array<Row> =>
       const name = String(json.benchmark ?? json.name ?? "")
       if (name === "core-cache-hit") return coreRows(json)
       if (name.startsWith("broker-http")) return brokerRows(json)
+      if (name === "mcp-server-tools-call") return mcpRows(json)
       if (name === "refresh-storm") return stormRows(json)
       if (name === "memory-per-cached-token") return memoryRows(json)
       if (name === "refresh-storm-memory") return stormMemoryRows(json)
@@ -312,6 +353,23 @@ const PROFILES = `## Where the time and memory go (profiles)
   JSON.stringify (5 us). What remains above bare: the one fiber per request (about 20 us; a synchronous
   \`cachedSessionToken\` beside \`cachedToken\` on TokenBrokerService would remove it), the handler's
   own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us).
+- **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
+  \`BENCH_PROFILE=/tmp/mcp-prof pnpm --filter @token-broker/mcp-server bench\`, only the seconds it was
+  loaded; 2026-12-03, ratio 0.06x in that run). About 15 s of CPU for 1,862 calls: 8 ms a call, where
+  the bare SDK server answered 1,726 calls a second (under 0.6 ms each). 27% is socket writes
+  (\`writev\` and the string writes under it): the SDK's \`@hono/node-server\` adapter flushes the SSE
+  answer's headers and then its body (the baseline pays that too), and undici's \`fetch\` writes each upstream request's headers and body
+  apart (a string body becomes a stream, \`writeIterable\`); in this VM a write that wakes another local
+  process is dear. \`fetch\`'s own machinery (WHATWG Request/Response, web streams, an AbortSignal each,
+  \`makeTransferable\` 2%) about 14%, Effect's runtime 9% self (two \`runPromiseExit\` per call, the notes
+  read's retry schedule), GC 8%, zod 4% (the upstream answer's 20 notes, the tool's schemas); the bearer
+  check does not show. Not fixed: \`BENCH_TOKEN_SOURCE=in-process\` (no broker hop) gave 0.22x and 0.06x
+  in two runs (rounds 0.04-0.25) on this shared machine, and the built bundle (which the bench now
+  runs, as deployed) took 4.5 ms of CPU a call at 8 connections and 8.5 ms at 32, against 9.3 ms from
+  source through tsx at 8: no change here is shown to lift the ratio yet. The CPU per call of the
+  server's process (8.5 ms against 0.64 ms, 13.5x, rounds 6.8-14.7) is the figure to judge one by. What it would take to try: the notes API and the broker client on \`undici.request\` over a
+  kept-alive pool (no web streams, the body written with the headers), one Effect run per tool call
+  instead of two, and runs on a machine no one else loads.
 `
 
 const SECURITY = `## Security checks (all in \`pnpm test\`)
@@ -358,6 +416,7 @@ export const renderBenchmarks = (latest: Latest): string => {
   const missing = [
     "core-cache-hit",
     "broker-http",
+    "mcp-server-tools-call",
     "refresh-storm",
     "memory-per-cached-token",
     "cli-startup",
@@ -410,6 +469,16 @@ ${table}
   exchange at \`/oauth/token\` with one user's subject token (a cached session token: every request must
   count as \`token_exchange_total{outcome="cached"}\`), against a bare route that receives and parses the
   same form body.
+- **MCP server** (\`apps/mcp-server/bench/toolsCall.ts\`): \`tools/call notes_list\` in one MCP session
+  (Streamable HTTP, a JSON-RPC id per request) against a minimal \`@modelcontextprotocol/sdk\` server with
+  no authentication whose \`notes_list\` answers the same notes from memory (the answers are checked to
+  be equal). The MCP server does its whole work on every call: it verifies the user's bearer token, gets
+  the upstream token from the HTTP broker (\`tokenSource: remote\`, a cache hit there) and calls dev-idp's
+  notes API with it - two HTTP calls the baseline, as issue 15 defines it, does not make. The MCP server
+  (its built bundle, as deployed), the broker, the baseline, dev-idp and each load run (autocannon's API)
+  are processes of their own; rounds alternate, ratios are medians of the rounds' ratios with their
+  spread; each server process's CPU time per call is read from /proc around each run. The run fails when
+  a request fails, an answer is an error, or the broker's \`token_requests_total\` counts anything but hits.
 - **storage** (\`bench/src/storage.ts\`): \`get\` and \`compareAndSet\` through each store's driver at
   ${fmt(num(obj(storage.grants).full))} grants against the same at ${fmt(num(obj(storage.grants).baseline))} grants (one sequential caller,
   random keys, median of alternating rounds).

@@ -1,8 +1,8 @@
 /**
  * `pnpm bench`: every benchmark of the project in one run, one after the other (never two at once on
  * this 2-core machine), each as a child process: every workspace package's own `bench` script (core's
- * cache hit, the HTTP broker against bare fastify, the storage bench at 1,000,000 grants, the CLI's
- * start-up) plus this package's refresh storm and memory benches. Their `BENCH_JSON {...}` lines (and
+ * cache hit, the HTTP broker against bare fastify, the MCP server's tools/call against a bare MCP SDK
+ * server, the storage bench at 1,000,000 grants, the CLI's start-up) plus this package's refresh storm and memory benches. Their `BENCH_JSON {...}` lines (and
  * the storage bench's results file) are collected into `bench/results/latest.json`, and `BENCHMARKS.md`
  * at the repository root is written from that one run: the machine, the command, and every figure with
  * the baseline measured in the same run and the ratio between them.

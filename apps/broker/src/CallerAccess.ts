@@ -1,5 +1,12 @@
 import type { CallerPolicy } from "@token-broker/config"
-import { allowsAnyScope, allowsProvider, allowsSubject, deniedScope } from "./Callers.js"
+import {
+  allowsAllProviders,
+  allowsAllSubjects,
+  allowsAnyScope,
+  allowsProvider,
+  allowsSubject,
+  deniedScope
+} from "./Callers.js"
 import { forbidden } from "./Problems.js"
 
 /**
@@ -32,6 +39,50 @@ export const needGrants = (caller: CallerPolicy, level: "read" | "manage") => {
     `Caller "${caller.id}" may not ${level === "read" ? "read" : "manage"} grants (grants: ${caller.grants})`,
     { reason: "grants_not_allowed" }
   )
+}
+
+/**
+ * A route on one grant (`/v1/grants/:subject/:provider...`): the caller may act on grants at `level` and
+ * on this subject and provider. Answers the route's subject and provider.
+ */
+export const checkGrantRoute = <P extends { readonly subject: string; readonly provider: string }>(
+  caller: CallerPolicy,
+  params: P,
+  level: "read" | "manage"
+): P => {
+  needGrants(caller, level)
+  checkGrantAccess(caller, params.subject, params.provider)
+  return params
+}
+
+/** The list filters a caller limited to some providers or some subjects must narrow by. */
+const LIST_LIMITS = [
+  {
+    filter: "provider",
+    allowsAll: allowsAllProviders,
+    allows: allowsProvider,
+    reason: "provider_not_allowed"
+  },
+  { filter: "subject", allowsAll: allowsAllSubjects, allows: allowsSubject, reason: "subject_not_allowed" }
+] as const
+
+/**
+ * A caller not allowed every provider (every subject) lists grants only filtered by one of its own: an
+ * unfiltered list would show it grants it may not act on.
+ */
+export const checkListFilter = (
+  caller: CallerPolicy,
+  filter: { readonly provider?: string | undefined; readonly subject?: string | undefined }
+) => {
+  for (const limit of LIST_LIMITS) {
+    const value = filter[limit.filter]
+    if (!limit.allowsAll(caller) && (value === undefined || !limit.allows(caller, value))) {
+      throw forbidden(
+        `Caller "${caller.id}" may list only its own ${limit.filter}s: filter by one of them (?${limit.filter}=)`,
+        { reason: limit.reason }
+      )
+    }
+  }
 }
 
 /**

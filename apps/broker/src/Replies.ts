@@ -1,3 +1,4 @@
+import { ZodIssues } from "@token-broker/core"
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify"
 import {
   hasZodFastifySchemaValidationErrors,
@@ -55,24 +56,33 @@ const invalid = (detail: string, extensions?: Problem["extensions"]): Problem =>
 const WHERE: Readonly<Record<string, string>> = { params: "path", querystring: "query", body: "body" }
 
 /**
- * The first issue of a failed route schema, naming the field: `{ field: "scopes", detail: "scopes: ..." }`,
- * or the part itself when the issue is about the whole of it (unknown fields, not an object).
+ * The zod issue that fastify-type-provider-zod turned into a validation error (code, path and message
+ * moved out, the rest kept in `params`), for core's formatter. A path segment of digits is a list index.
+ */
+const zodIssueOf = (error: ZodFastifySchemaValidationError): ZodIssues.ZodIssue =>
+  ({
+    ...error.params,
+    code: error.keyword,
+    message: error.message,
+    path: error.instancePath
+      .split("/")
+      .filter((segment) => segment.length > 0)
+      .map((segment) => (/^\d+$/.test(segment) ? Number(segment) : segment))
+  }) as ZodIssues.ZodIssue
+
+/**
+ * A failed route schema in core's one wording of zod issues (`scopes[0]: expected string, received
+ * number`), the part of the request (path, query, body) as the root: `field` names the first problem.
  */
 export const validationProblem = (
-  issues: ReadonlyArray<ZodFastifySchemaValidationError>,
+  errors: ReadonlyArray<ZodFastifySchemaValidationError>,
   context: string | undefined
 ): Problem => {
-  const where = WHERE[context ?? ""] ?? context ?? "request"
-  const issue = issues[0]
-  if (issue === undefined) return invalid(`${where} is invalid`, { field: where })
-  const path = issue.instancePath.split("/").filter((segment) => segment.length > 0)
-  const field = path.length === 0 ? where : path.join(".")
-  if (issue.keyword === "unrecognized_keys") {
-    const keys = (issue.params as { keys?: ReadonlyArray<string> }).keys ?? []
-    const names = keys.map((k) => `"${k.slice(0, 64)}"`).join(", ")
-    return invalid(`${where}: unknown field${keys.length > 1 ? "s" : ""} ${names}`, { field })
-  }
-  return invalid(`${field}: ${issue.message}`, { field })
+  const root = WHERE[context ?? ""] ?? context ?? "request"
+  const issues = errors.map(zodIssueOf)
+  return invalid(ZodIssues.formatZodIssues(issues, { root }), {
+    field: ZodIssues.firstZodProblem(issues, { root })?.field ?? root
+  })
 }
 
 /** Fastify's own 4xx errors (parsing, content type, size) as problems. */

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 import { rename, writeFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
-import { describeKeyRingReload, followKeyRing, loadConfig } from "@token-broker/config"
-import { Cause, Effect, Exit } from "effect"
+import { EntryPoint } from "@token-broker/server-kit"
 import { startBroker } from "./Broker.js"
 
 // `pnpm run start -- --config x` passes the "--" through
@@ -37,36 +36,16 @@ if (positionals[0] === "hash-secret") {
 }
 
 const path = values.config ?? process.env.TOKEN_BROKER_CONFIG ?? "token-broker.yaml"
-const loaded = await Effect.runPromiseExit(loadConfig({ path, env: process.env }))
-if (Exit.isFailure(loaded)) {
-  const error = Cause.squash(loaded.cause) as { field?: string; message?: string }
-  console.error(`broker: invalid configuration (${error.field ?? "?"}): ${error.message ?? String(error)}`)
-  process.exit(2)
-}
-
-const broker = await startBroker(loaded.value).catch((error: unknown) => {
-  const e = error as { _tag?: string; field?: string; message?: string }
-  console.error(
-    `broker: cannot start${e._tag === undefined ? "" : ` (${e._tag}${e.field === undefined ? "" : ` ${e.field}`})`}: ${e.message ?? String(error)}`
-  )
-  process.exit(1)
-})
+const config = await EntryPoint.loadConfigOrExit("broker", path, process.env)
+const broker = await EntryPoint.startedOrExit("broker", startBroker(config))
 
 // `keys rotate` makes another key current in this file: new secrets go under it without a restart.
 // Followed before the address file is written, so a change made once the address is known is seen.
-const keys = followKeyRing({
+const keys = EntryPoint.followKeyRingLogged({
   path,
   env: process.env,
   run: broker.runWithKeyRing,
-  onReload: (outcome) => {
-    const { level, fields, message } = describeKeyRingReload(outcome)
-    broker.logger[level](fields, message)
-  },
-  onError: (error) =>
-    broker.logger.error(
-      { field: error.field },
-      `the config file changed but does not load (${error.message}); the key ring keeps the keys it had`
-    )
+  logger: broker.logger
 })
 process.on("SIGHUP", () => void keys.reload())
 

@@ -5,7 +5,13 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
 import { httpServerOptions, type McpServerConfig } from "@token-broker/config"
-import type { ProviderConfig, TokenBroker, TokenSource, TokenVerifier } from "@token-broker/core"
+import {
+  type ProviderConfig,
+  Scopes,
+  type TokenBroker,
+  type TokenSource,
+  type TokenVerifier
+} from "@token-broker/core"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
@@ -249,12 +255,12 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
             resourceMetadata,
             scopes: stepUpScopes(scopes, verified.scopes, needed),
             error: "insufficient_scope",
-            description: `This request needs the scope ${missing.join(" ")}`
+            description: `This request needs the scope ${Scopes.join(missing)}`
           })
         )
         .send({
           error: "insufficient_scope",
-          error_description: `This request needs the scope ${missing.join(" ")}`
+          error_description: `This request needs the scope ${Scopes.join(missing)}`
         })
       return undefined
     }

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util"
-import { describeKeyRingReload, followKeyRing, loadConfig } from "@token-broker/config"
-import { Cause, Effect, Exit } from "effect"
+import { EntryPoint } from "@token-broker/server-kit"
 import { startMcpServer } from "./McpServer.js"
 
 const { values } = parseArgs({
@@ -18,43 +17,18 @@ process, its local key ring is reloaded from the file whenever it changes and on
 }
 
 const path = values.config ?? process.env.TOKEN_BROKER_CONFIG ?? "token-broker.yaml"
-const loaded = await Effect.runPromiseExit(loadConfig({ path, env: process.env }))
-if (Exit.isFailure(loaded)) {
-  const error = Cause.squash(loaded.cause) as { field?: string; message?: string }
-  console.error(
-    `mcp-server: invalid configuration (${error.field ?? "?"}): ${error.message ?? String(error)}`
-  )
-  process.exit(2)
-}
-
-const server = await startMcpServer(loaded.value).catch((error: unknown) => {
-  const e = error as { _tag?: string; field?: string; message?: string }
-  console.error(
-    `mcp-server: cannot start${e._tag === undefined ? "" : ` (${e._tag}${e.field === undefined ? "" : ` ${e.field}`})`}: ${e.message ?? String(error)}`
-  )
-  process.exit(1)
-})
-console.error(`mcp-server: MCP endpoint ${server.mcpUrl} (token source: ${server.tokenSource})`)
+const config = await EntryPoint.loadConfigOrExit("mcp-server", path, process.env)
+const server = await EntryPoint.startedOrExit("mcp-server", startMcpServer(config))
+console.error(
+  `mcp-server: MCP endpoint ${server.mcpUrl} (listening on ${server.url}, token source: ${server.tokenSource})`
+)
 
 // the in-process broker writes under the key that `keys rotate` made current, without a restart
 const run = server.runWithKeyRing
 const keys =
   run === undefined
     ? undefined
-    : followKeyRing({
-        path,
-        env: process.env,
-        run,
-        onReload: (outcome) => {
-          const { level, fields, message } = describeKeyRingReload(outcome)
-          server.logger[level](fields, message)
-        },
-        onError: (error) =>
-          server.logger.error(
-            { field: error.field },
-            `the config file changed but does not load (${error.message}); the key ring keeps the keys it had`
-          )
-      })
+    : EntryPoint.followKeyRingLogged({ path, env: process.env, run, logger: server.logger })
 process.on("SIGHUP", () => void keys?.reload())
 
 const shutdown = () => {

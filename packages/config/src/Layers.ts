@@ -10,8 +10,8 @@ import {
   TokenVerifier
 } from "@token-broker/core"
 import { Effect, Layer } from "effect"
-import type { Config, KeyRingConfig, SessionTokensConfig, StorageConfig, VaultConnection } from "./Config.js"
-import { loadAdapter } from "./internal/adapters.js"
+import type { Config, KeyRingConfig, SessionTokensConfig, StorageConfig } from "./Config.js"
+import { adapterLayer, sqlStore } from "./internal/adapters.js"
 
 /** Every service the broker's use cases run on, as built from one config. */
 export type BrokerServices =
@@ -24,15 +24,6 @@ export type BrokerServices =
 
 export type BrokerLayerError = ConfigInvalid | StorageUnavailable
 
-const vaultOptions = (connection: VaultConnection) => ({
-  address: connection.address,
-  auth: connection.auth,
-  namespace: connection.namespace,
-  caCert: connection.caCert,
-  timeout: connection.timeout,
-  retries: connection.retries
-})
-
 /**
  * The GrantStore chosen by `storage.kind`. Its adapter package (an optional peer dependency) is imported when
  * the layer is built; when it is not installed, building fails with `ConfigInvalid` naming the package.
@@ -42,59 +33,12 @@ export const storeLayer = (storage: StorageConfig): Layer.Layer<GrantStore.Grant
     case "memory":
       return GrantStore.layerMemory
     case "sqlite":
-      return Layer.unwrapEffect(
-        Effect.map(
-          loadAdapter("@token-broker/storage-sqlite", "storage.kind", "sqlite"),
-          ({ SqliteGrantStore }) =>
-            SqliteGrantStore.layer({
-              filename: storage.filename,
-              migrate: storage.migrate,
-              busyTimeout: storage.busyTimeout
-            })
-        )
-      )
     case "postgres":
-      return Layer.unwrapEffect(
-        Effect.map(
-          loadAdapter("@token-broker/storage-postgres", "storage.kind", "postgres"),
-          ({ PgGrantStore }) =>
-            PgGrantStore.layer({
-              url: storage.url,
-              schema: storage.schema,
-              poolSize: storage.poolSize,
-              statementTimeout: storage.statementTimeout,
-              connectTimeout: storage.connectTimeout,
-              migrate: storage.migrate,
-              applicationName: storage.applicationName
-            })
-        )
-      )
     case "mysql":
-      return Layer.unwrapEffect(
-        Effect.map(
-          loadAdapter("@token-broker/storage-mysql", "storage.kind", "mysql"),
-          ({ MysqlGrantStore }) =>
-            MysqlGrantStore.layer({
-              url: storage.url,
-              poolSize: storage.poolSize,
-              statementTimeout: storage.statementTimeout,
-              connectTimeout: storage.connectTimeout,
-              migrate: storage.migrate
-            })
-        )
-      )
+      return Layer.unwrapEffect(Effect.map(sqlStore(storage), (store) => store.layer))
     case "vault":
-      return Layer.unwrapEffect(
-        Effect.map(
-          loadAdapter("@token-broker/storage-vault", "storage.kind", "vault"),
-          ({ VaultGrantStore }) =>
-            VaultGrantStore.layer({
-              ...vaultOptions(storage),
-              mount: storage.mount,
-              prefix: storage.prefix,
-              leaseClockMargin: storage.leaseClockMargin
-            })
-        )
+      return adapterLayer("@token-broker/storage-vault", "storage.kind", "vault", ({ VaultGrantStore }) =>
+        VaultGrantStore.layer(storage)
       )
   }
 }
@@ -103,17 +47,8 @@ export const storeLayer = (storage: StorageConfig): Layer.Layer<GrantStore.Grant
 export const keyRingLayer = (keyRing: KeyRingConfig): Layer.Layer<KeyRing.KeyRing, BrokerLayerError> =>
   keyRing.kind === "local"
     ? KeyRing.layerLocal({ keys: keyRing.keys, current: keyRing.current })
-    : Layer.unwrapEffect(
-        Effect.map(
-          loadAdapter("@token-broker/storage-vault", "keyRing.kind", "vault-transit"),
-          ({ TransitKeyRing }) =>
-            Layer.project(
-              TransitKeyRing.layer({ ...vaultOptions(keyRing), mount: keyRing.mount, key: keyRing.key }),
-              KeyRing.KeyRing,
-              KeyRing.KeyRing,
-              (service) => service
-            )
-        )
+    : adapterLayer("@token-broker/storage-vault", "keyRing.kind", "vault-transit", ({ TransitKeyRing }) =>
+        Layer.project(TransitKeyRing.layer(keyRing), KeyRing.KeyRing, KeyRing.KeyRing, (service) => service)
       )
 
 /** Without a sessionTokens section, users' tokens are refused with a message that says what to configure. */

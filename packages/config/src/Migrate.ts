@@ -1,7 +1,7 @@
 import type { ConfigInvalid, StorageUnavailable } from "@token-broker/core"
 import { Effect } from "effect"
 import type { StorageConfig } from "./Config.js"
-import { loadAdapter } from "./internal/adapters.js"
+import { sqlStore } from "./internal/adapters.js"
 
 /** What `migrateStorage` did. */
 export type StorageMigration =
@@ -28,35 +28,11 @@ export const migrateStorage = (
 ): Effect.Effect<StorageMigration, StorageUnavailable | ConfigInvalid> => {
   switch (storage.kind) {
     case "sqlite":
-      return loadAdapter("@token-broker/storage-sqlite", "storage.kind", "sqlite").pipe(
-        Effect.flatMap(({ SqliteGrantStore }) =>
-          SqliteGrantStore.migrate({ filename: storage.filename, busyTimeout: storage.busyTimeout })
-        ),
-        Effect.map((result) => ({ backend: "sqlite" as const, ...result }))
-      )
     case "postgres":
-      return loadAdapter("@token-broker/storage-postgres", "storage.kind", "postgres").pipe(
-        Effect.flatMap(({ PgGrantStore }) =>
-          PgGrantStore.migrate({
-            url: storage.url,
-            schema: storage.schema,
-            statementTimeout: storage.statementTimeout,
-            connectTimeout: storage.connectTimeout,
-            applicationName: storage.applicationName
-          })
-        ),
-        Effect.map((result) => ({ backend: "postgres" as const, ...result }))
-      )
     case "mysql":
-      return loadAdapter("@token-broker/storage-mysql", "storage.kind", "mysql").pipe(
-        Effect.flatMap(({ MysqlGrantStore }) =>
-          MysqlGrantStore.migrate({
-            url: storage.url,
-            statementTimeout: storage.statementTimeout,
-            connectTimeout: storage.connectTimeout
-          })
-        ),
-        Effect.map((result) => ({ backend: "mysql" as const, ...result }))
+      return sqlStore(storage).pipe(
+        Effect.flatMap((store) => store.migrate),
+        Effect.map((result) => ({ backend: storage.kind, ...result }))
       )
     case "vault":
     case "memory":

@@ -1,4 +1,3 @@
-import * as Reactivity from "@effect/experimental/Reactivity"
 import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import { ConfigInvalid, GrantStore, type StorageUnavailable } from "@token-broker/core"
 import { SqlGrantStore, SqlMigrations } from "@token-broker/storage-sql"
@@ -26,7 +25,7 @@ export interface MysqlGrantStoreOptions {
 export const capabilities: GrantStore.GrantStoreCapabilities = { crossProcessLeases: true, durable: true }
 
 /** The latest schema version this release knows. */
-export const schemaVersion = Math.max(...migrations.map((m) => m.version))
+export const schemaVersion = SqlMigrations.latestVersion(migrations)
 
 const DATABASE = /^[A-Za-z0-9_]{1,64}$/
 const invalidUrl = (message: string) => Effect.fail(new ConfigInvalid({ field: "url", message }))
@@ -48,22 +47,21 @@ const urlOf = (options: MysqlGrantStoreOptions): Effect.Effect<URL, ConfigInvali
 
 /** A pool on `url`; a connection the server closed is dropped, and the next call opens a new one. */
 const connect = (url: URL, maxConnections: number) =>
-  MysqlClient.make({ url: Redacted.make(url.href), maxConnections }).pipe(
-    Effect.provide(Reactivity.layer),
-    // a database not created yet is schema version 0 (`migrate` creates it)
-    Effect.catchIf(hasCode("ER_BAD_DB_ERROR"), () =>
-      Effect.fail(SqlMigrations.schemaMismatch(0, schemaVersion, backend))
-    ),
-    Effect.mapError(SqlGrantStore.storageUnavailable(backend, "connect"))
+  SqlGrantStore.openClient(
+    backend,
+    MysqlClient.make({ url: Redacted.make(url.href), maxConnections }).pipe(
+      // a database not created yet is schema version 0 (`migrate` creates it)
+      Effect.catchIf(hasCode("ER_BAD_DB_ERROR"), () =>
+        Effect.fail(SqlMigrations.schemaMismatch(0, schemaVersion, backend))
+      )
+    )
   )
 
 /**
  * Brings the database to the latest schema version (or `toVersion`), creating it when missing. Several
  * processes may run it at once (a named lock serializes them); on a current schema it is a no-op.
  */
-export const migrate = (
-  options: MysqlGrantStoreOptions & SqlMigrations.MigrateOptions
-): Effect.Effect<SqlMigrations.MigrationResult, StorageUnavailable | ConfigInvalid> =>
+export const migrate: SqlMigrations.Migrate<MysqlGrantStoreOptions, ConfigInvalid> = (options) =>
   Effect.scoped(
     Effect.gen(function* () {
       const url = yield* urlOf(options)
@@ -89,8 +87,8 @@ export const make = (
     return yield* SqlGrantStore.makeStore(sql, {
       dialect: dialect(Duration.toSeconds(options.statementTimeout ?? "5 seconds")),
       capabilities,
-      schemaVersion,
-      tableExists: SqlMigrations.hasMigrationsTable(sql, "DATABASE()")
+      migrations,
+      tableExists: (client) => SqlMigrations.hasMigrationsTable(client, "DATABASE()")
     })
   })
 

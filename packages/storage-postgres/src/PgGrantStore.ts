@@ -1,9 +1,8 @@
-import * as Reactivity from "@effect/experimental/Reactivity"
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { ConfigInvalid, GrantStore, type StorageUnavailable } from "@token-broker/core"
 import { SqlGrantStore, SqlMigrations } from "@token-broker/storage-sql"
-import { type Context, Duration, Effect, Layer, Redacted, type Scope } from "effect"
+import { Duration, Effect, Layer, Redacted, type Scope } from "effect"
 import Pg from "pg"
 import { migrations } from "./internal/migrations.js"
 
@@ -31,7 +30,7 @@ export interface PgGrantStoreOptions {
 export const capabilities: GrantStore.GrantStoreCapabilities = { crossProcessLeases: true, durable: true }
 
 /** The latest schema version this release knows. */
-export const schemaVersion = Math.max(...migrations.map((m) => m.version))
+export const schemaVersion = SqlMigrations.latestVersion(migrations)
 
 const backend = "postgres"
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/
@@ -62,6 +61,8 @@ const tableExists = (sql: SqlClient.SqlClient) =>
     sql<{ found: boolean }>`SELECT to_regclass('schema_migrations') IS NOT NULL AS found`,
     (rows) => rows[0]?.found === true
   )
+
+const store: SqlGrantStore.StoreOptions = { dialect, capabilities, migrations, tableExists }
 
 const millis = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput): number =>
   Math.round(Duration.toMillis(Duration.decode(input ?? fallback)))
@@ -108,10 +109,11 @@ const connect = (
     }),
     (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(Duration.seconds(2)))
   )
-  return PgClient.fromPool({ acquire, applicationName: options.applicationName ?? "token-broker" }).pipe(
-    Effect.provide(Reactivity.layer),
-    Effect.tap((sql) => sql`SELECT 1`),
-    Effect.mapError(SqlGrantStore.storageUnavailable(backend, "connect"))
+  return SqlGrantStore.openClient(
+    backend,
+    PgClient.fromPool({ acquire, applicationName: options.applicationName ?? "token-broker" }).pipe(
+      Effect.tap((sql) => sql`SELECT 1`)
+    )
   )
 }
 
@@ -120,9 +122,7 @@ const connect = (
  * may run it at once (a transaction-scoped advisory lock serializes them); on a current schema it is a
  * no-op.
  */
-export const migrate = (
-  options: PgGrantStoreOptions & SqlMigrations.MigrateOptions
-): Effect.Effect<SqlMigrations.MigrationResult, StorageUnavailable | ConfigInvalid> =>
+export const migrate: SqlMigrations.Migrate<PgGrantStoreOptions, ConfigInvalid> = (options) =>
   Effect.scoped(
     Effect.gen(function* () {
       const schema = yield* schemaOf(options)
@@ -134,19 +134,15 @@ export const migrate = (
 /** The GrantStore service on PostgreSQL; the pool is closed when the scope closes. */
 export const make = (
   options: PgGrantStoreOptions
-): Effect.Effect<
-  Context.Tag.Service<GrantStore.GrantStore>,
-  StorageUnavailable | ConfigInvalid,
-  Scope.Scope
-> =>
+): Effect.Effect<SqlGrantStore.Store, StorageUnavailable | ConfigInvalid, Scope.Scope> =>
   Effect.gen(function* () {
     const schema = yield* schemaOf(options)
     const sql = yield* connect(options, schema)
-    if (options.migrate === true) yield* SqlMigrations.runMigrations(sql, migrationLock(schema), migrations)
-    const version = yield* SqlMigrations.schemaVersion(sql, backend, tableExists(sql))
-    yield* SqlMigrations.requireSchemaVersion(version, schemaVersion, backend)
-    const driver = yield* Effect.provideService(SqlGrantStore.makeDriver(dialect), SqlClient.SqlClient, sql)
-    return { ...driver, capabilities }
+    return yield* SqlGrantStore.makeStore(
+      sql,
+      store,
+      options.migrate === true ? migrationLock(schema) : undefined
+    )
   })
 
 /**

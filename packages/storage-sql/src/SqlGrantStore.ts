@@ -1,3 +1,4 @@
+import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
@@ -12,7 +13,14 @@ import {
 } from "@token-broker/core"
 import { Clock, type Context, Duration, Effect, Option } from "effect"
 import { storageUnavailable } from "./internal/errors.js"
-import { requireSchemaVersion, schemaVersion } from "./SqlMigrations.js"
+import {
+  latestVersion,
+  type Migration,
+  type MigrationLock,
+  requireSchemaVersion,
+  runMigrations,
+  schemaVersion
+} from "./SqlMigrations.js"
 
 /**
  * Maps a driver failure to `StorageUnavailable` naming the backend, the operation and the error code
@@ -82,30 +90,45 @@ const toRow = (record: GrantRecord) => {
   }
 }
 
-/** Decodes and validates a row against core's canonical record (F8): a malformed row is named, not used. */
-const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailable> =>
+type Parsed<A> = { readonly ok: true; readonly record: A } | { readonly ok: false; readonly problem: string }
+
+/**
+ * Decodes a stored JSON column and validates it against core's canonical form (F8): a row that is not
+ * JSON or is malformed is named (`what`: "grant record", "pending authorization"), never used.
+ */
+const decodeStored = <A>(
+  what: string,
+  text: string,
+  parse: (data: Record<string, unknown>) => Parsed<A>
+): Effect.Effect<A, StorageUnavailable> =>
   Effect.try({
-    try: () => JSON.parse(row.data) as Record<string, unknown>,
+    try: () => JSON.parse(text) as Record<string, unknown>,
     catch: () =>
-      new StorageUnavailable({ operation: "decode", message: "A stored grant record is not valid JSON" })
+      new StorageUnavailable({ operation: "decode", message: `A stored ${what} is not valid JSON` })
   }).pipe(
     Effect.flatMap((data) => {
-      const parsed = parseGrantRecord({
-        ...data,
-        tenant: row.tenant,
-        subject: row.subject,
-        provider: row.provider,
-        version: Number(row.version),
-        status: row.status
-      })
+      const parsed = parse(data)
       return parsed.ok
         ? Effect.succeed(parsed.record)
         : Effect.fail(
             new StorageUnavailable({
               operation: "decode",
-              message: `A stored grant record is malformed (${parsed.problem})`
+              message: `A stored ${what} is malformed (${parsed.problem})`
             })
           )
+    })
+  )
+
+/** A grant row: its `data` with the key, version and status of its columns. */
+const decodeGrant = (row: GrantRow): Effect.Effect<GrantRecord, StorageUnavailable> =>
+  decodeStored("grant record", row.data, (data) =>
+    parseGrantRecord({
+      ...data,
+      tenant: row.tenant,
+      subject: row.subject,
+      provider: row.provider,
+      version: Number(row.version),
+      status: row.status
     })
   )
 
@@ -267,25 +290,7 @@ export const makeDriver = (
           Effect.flatMap((rows) =>
             rows[0] === undefined
               ? Effect.succeedNone
-              : Effect.try({
-                  try: () => JSON.parse(rows[0]?.data ?? ""),
-                  catch: () =>
-                    new StorageUnavailable({
-                      operation: "decode",
-                      message: "A stored pending authorization is not valid JSON"
-                    })
-                }).pipe(
-                  Effect.flatMap((data: unknown) => {
-                    const parsed = parsePendingAuthorization(data)
-                    return parsed.ok
-                      ? Effect.succeed(parsed.record)
-                      : Effect.fail(
-                          new StorageUnavailable({
-                            operation: "decode",
-                            message: `A stored pending authorization is malformed (${parsed.problem})`
-                          })
-                        )
-                  }),
+              : decodeStored("pending authorization", rows[0].data, parsePendingAuthorization).pipe(
                   Effect.flatMap((record) =>
                     Effect.map(Clock.currentTimeMillis, (now) =>
                       record.expiresAt > now ? Option.some(record) : Option.none()
@@ -299,30 +304,43 @@ export const makeDriver = (
     return driver
   })
 
+/**
+ * A client as an adapter's driver opens it (`open`: e.g. `PgClient.fromPool`), with the `Reactivity`
+ * service `@effect/sql` clients need; a failure to connect is `StorageUnavailable` naming the backend.
+ */
+export const openClient = <E extends SqlError | StorageUnavailable, R>(
+  backend: string,
+  open: Effect.Effect<SqlClient.SqlClient, E, R>
+): Effect.Effect<SqlClient.SqlClient, StorageUnavailable, Exclude<R, Reactivity.Reactivity>> =>
+  open.pipe(Effect.provide(Reactivity.layer), Effect.mapError(storageUnavailable(backend, "connect")))
+
 /** The GrantStore service an adapter's `make` builds. */
 export type Store = Context.Tag.Service<GrantStore.GrantStore>
 
 export interface StoreOptions {
   readonly dialect: SqlDialect
   readonly capabilities: GrantStore.GrantStoreCapabilities
-  /** The latest schema version the adapter's migrations know: the store refuses any other. */
-  readonly schemaVersion: number
+  /** The adapter's migrations: the store refuses a schema other than their latest version. */
+  readonly migrations: ReadonlyArray<Migration>
   /** Whether `schema_migrations` exists (a backend's catalog query). */
-  readonly tableExists: Effect.Effect<boolean, SqlError>
+  readonly tableExists: (sql: SqlClient.SqlClient) => Effect.Effect<boolean, SqlError>
 }
 
 /**
- * The GrantStore service on an open client: refuses a schema older or newer than the adapter's
- * migrations (naming the fix), then the driver with the adapter's capabilities.
+ * The GrantStore service on an open client: applies the pending migrations first under `migrateUnder`
+ * when given (an adapter's layer option `migrate: true`), refuses a schema older or newer than the
+ * adapter's migrations (naming the fix), then the driver with the adapter's capabilities.
  */
 export const makeStore = (
   sql: SqlClient.SqlClient,
-  options: StoreOptions
+  options: StoreOptions,
+  migrateUnder?: MigrationLock | undefined
 ): Effect.Effect<Store, StorageUnavailable> =>
   Effect.gen(function* () {
     const { backend } = options.dialect
-    const version = yield* schemaVersion(sql, backend, options.tableExists)
-    yield* requireSchemaVersion(version, options.schemaVersion, backend)
+    if (migrateUnder !== undefined) yield* runMigrations(sql, migrateUnder, options.migrations)
+    const version = yield* schemaVersion(sql, backend, options.tableExists(sql))
+    yield* requireSchemaVersion(version, latestVersion(options.migrations), backend)
     const driver = yield* Effect.provideService(makeDriver(options.dialect), SqlClient.SqlClient, sql)
     return { ...driver, capabilities: options.capabilities }
   })

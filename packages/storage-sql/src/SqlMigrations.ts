@@ -44,7 +44,16 @@ export interface MigrateOptions {
   readonly toVersion?: number | undefined
 }
 
-const latest = (migrations: ReadonlyArray<Migration>): number =>
+/**
+ * An adapter's `migrate`: brings the database its `options` name to the latest schema version (or
+ * `toVersion`); `E`, how else the options can be refused (e.g. `ConfigInvalid`).
+ */
+export type Migrate<Options, E = never> = (
+  options: Options & MigrateOptions
+) => Effect.Effect<MigrationResult, StorageUnavailable | E>
+
+/** The version of the newest step: the schema version a release of an adapter needs. */
+export const latestVersion = (migrations: ReadonlyArray<Migration>): number =>
   migrations.reduce((max, m) => Math.max(max, m.version), 0)
 
 /**
@@ -58,7 +67,7 @@ export const runMigrations = (
   migrations: ReadonlyArray<Migration>,
   options: MigrateOptions = {}
 ): Effect.Effect<MigrationResult, StorageUnavailable> => {
-  const target = options.toVersion ?? latest(migrations)
+  const target = options.toVersion ?? latestVersion(migrations)
   return lock
     .withLock(
       sql,
@@ -70,10 +79,10 @@ export const runMigrations = (
         )`
         const rows = yield* sql<{ version: number | string }>`SELECT version FROM schema_migrations`
         const from = rows.reduce((max, row) => Math.max(max, Number(row.version)), 0)
-        if (from > latest(migrations)) {
+        if (from > latestVersion(migrations)) {
           return yield* new StorageUnavailable({
             operation: "migrate",
-            message: `The ${lock.backend} database is at schema version ${from}, newer than this release knows (${latest(migrations)}): upgrade token-broker`
+            message: `The ${lock.backend} database is at schema version ${from}, newer than this release knows (${latestVersion(migrations)}): upgrade token-broker`
           })
         }
         const applied: Array<number> = []

@@ -21,7 +21,7 @@ export interface SqliteGrantStoreOptions {
 export const capabilities: GrantStore.GrantStoreCapabilities = { crossProcessLeases: true, durable: true }
 
 /** The latest schema version this release knows. */
-export const schemaVersion = Math.max(...migrations.map((m) => m.version))
+export const schemaVersion = SqlMigrations.latestVersion(migrations)
 
 const backend = "sqlite"
 
@@ -64,6 +64,8 @@ const tableExists = (sql: SqlClient.SqlClient) =>
     sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`,
     (rows) => rows.length > 0
   )
+
+const store: SqlGrantStore.StoreOptions = { dialect, capabilities, migrations, tableExists }
 
 /**
  * The database holds encrypted grants and pending consents: it is created 0600, and an existing file (and
@@ -118,9 +120,7 @@ const open = (
  * Brings the database file to the latest schema version (or `toVersion`). Safe to run from several
  * processes at once and again on a current database (a no-op).
  */
-export const migrate = (
-  options: SqliteGrantStoreOptions & SqlMigrations.MigrateOptions
-): Effect.Effect<SqlMigrations.MigrationResult, StorageUnavailable> =>
+export const migrate: SqlMigrations.Migrate<SqliteGrantStoreOptions> = (options) =>
   Effect.scoped(
     Effect.flatMap(open(options), (sql) =>
       SqlMigrations.runMigrations(sql, migrationLock, migrations, options)
@@ -130,15 +130,10 @@ export const migrate = (
 /** The GrantStore service on a SQLite file; the file is closed when the scope closes. */
 export const make = (
   options: SqliteGrantStoreOptions
-): Effect.Effect<Context.Tag.Service<GrantStore.GrantStore>, StorageUnavailable, Scope.Scope> =>
-  Effect.gen(function* () {
-    const sql = yield* open(options)
-    if (options.migrate === true) yield* SqlMigrations.runMigrations(sql, migrationLock, migrations)
-    const version = yield* SqlMigrations.schemaVersion(sql, backend, tableExists(sql))
-    yield* SqlMigrations.requireSchemaVersion(version, schemaVersion, backend)
-    const driver = yield* Effect.provideService(SqlGrantStore.makeDriver(dialect), SqlClient.SqlClient, sql)
-    return { ...driver, capabilities }
-  })
+): Effect.Effect<SqlGrantStore.Store, StorageUnavailable, Scope.Scope> =>
+  Effect.flatMap(open(options), (sql) =>
+    SqlGrantStore.makeStore(sql, store, options.migrate === true ? migrationLock : undefined)
+  )
 
 /** The GrantStore on a SQLite file. Options are plain data, so a child process can build the same layer. */
 export const layer = (

@@ -129,6 +129,22 @@ export const make = (
       return Effect.succeed(data.ciphertext)
     }
 
+    /**
+     * Sends a stored ciphertext to `action` (decrypt, rewrap) and answers the body of Vault's 200. Not a
+     * Transit ciphertext, or refused by Vault: `DecryptionFailed`. Vault not answering (refused, reset,
+     * timeout, 5xx, sealed) is an outage, not bad data: `StorageUnavailable`.
+     */
+    const postCiphertext = (action: "decrypt" | "rewrap", envelope: string, aad: string) =>
+      Effect.gen(function* () {
+        const kid = kidOf(envelope)
+        if (kid === undefined) return yield* malformed()
+        const response = yield* post(action, { ciphertext: envelope, context: base64(aad) }).pipe(
+          Effect.mapError(unavailable(action))
+        )
+        if (response.status !== 200) return yield* decryptFailure(kid, response.status, response.body)
+        return response.body
+      })
+
     const service: TransitKeyRingService = {
       get currentKid() {
         return `v${latest}`
@@ -150,14 +166,8 @@ export const make = (
         }),
       decrypt: (envelope, aad) =>
         Effect.gen(function* () {
-          const kid = kidOf(envelope)
-          if (kid === undefined) return yield* malformed()
-          // Vault not answering (refused, reset, timeout, 5xx, sealed) is an outage, not bad data
-          const response = yield* post("decrypt", { ciphertext: envelope, context: base64(aad) }).pipe(
-            Effect.mapError(unavailable("decrypt"))
-          )
-          if (response.status !== 200) return yield* decryptFailure(kid, response.status, response.body)
-          const plaintext = (response.body as { data?: { plaintext?: unknown } } | null)?.data?.plaintext
+          const body = yield* postCiphertext("decrypt", envelope, aad)
+          const plaintext = (body as { data?: { plaintext?: unknown } } | null)?.data?.plaintext
           if (typeof plaintext !== "string") {
             return yield* new StorageUnavailable({
               operation: "decrypt",
@@ -167,15 +177,9 @@ export const make = (
           return Redacted.make(Buffer.from(plaintext, "base64").toString("utf8"))
         }),
       rewrap: (envelope, aad) =>
-        Effect.gen(function* () {
-          const kid = kidOf(envelope)
-          if (kid === undefined) return yield* malformed()
-          const response = yield* post("rewrap", { ciphertext: envelope, context: base64(aad) }).pipe(
-            Effect.mapError(unavailable("rewrap"))
-          )
-          if (response.status !== 200) return yield* decryptFailure(kid, response.status, response.body)
-          return yield* ciphertextOf("rewrap", `${mount}/rewrap/${name}`, response.body)
-        }),
+        Effect.flatMap(postCiphertext("rewrap", envelope, aad), (body) =>
+          ciphertextOf("rewrap", `${mount}/rewrap/${name}`, body)
+        ),
       refresh: readKey.pipe(
         Effect.catchTag("ConfigInvalid", (e) =>
           Effect.fail(new StorageUnavailable({ operation: "transit.readKey", message: e.message }))

@@ -2,7 +2,7 @@ import { consentFailure, RESULT_PAGE_HEADERS } from "@token-broker/core"
 import { Cause, Exit, Option } from "effect"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
 import type { BrokerContext } from "../BrokerContext.js"
-import { checkGrantAccess, grantedScopes, needGrants } from "../CallerAccess.js"
+import { checkGrantRoute, grantedScopes } from "../CallerAccess.js"
 import { callerOf } from "../CallerAuthentication.js"
 import { resultPage } from "../internal/resultPage.js"
 import { invalidRequest, problemOf } from "../Problems.js"
@@ -31,9 +31,7 @@ export const consentRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, c
     },
     async (request) => {
       const caller = callerOf(request)
-      needGrants(caller, "manage")
-      const { subject, provider } = request.params
-      checkGrantAccess(caller, subject, provider)
+      const { subject, provider } = checkGrantRoute(caller, request.params, "manage")
       const body = request.body
       const scopes = grantedScopes(caller, body.scopes)
       if (

@@ -2,10 +2,9 @@ import type { GrantStatus } from "@token-broker/core"
 import { Option } from "effect"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
 import type { BrokerContext } from "../BrokerContext.js"
-import { checkGrantAccess, needGrants } from "../CallerAccess.js"
+import { checkGrantRoute, checkListFilter, needGrants } from "../CallerAccess.js"
 import { callerOf } from "../CallerAuthentication.js"
-import { allowsAllProviders, allowsAllSubjects, allowsProvider, allowsSubject } from "../Callers.js"
-import { forbidden, httpProblem } from "../Problems.js"
+import { httpProblem } from "../Problems.js"
 import { GrantListResponse, GrantPath, GrantView, ListGrantsQuery, RevokeResponse } from "../Schemas.js"
 import { grantView } from "../Views.js"
 import { callerProblems, callerRoute, problem } from "./answers.js"
@@ -29,24 +28,7 @@ export const grantRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, { b
       const caller = callerOf(request)
       needGrants(caller, "read")
       const query = request.query
-      if (
-        !allowsAllProviders(caller) &&
-        (query.provider === undefined || !allowsProvider(caller, query.provider))
-      ) {
-        throw forbidden(
-          `Caller "${caller.id}" may list only its own providers: filter by one of them (?provider=)`,
-          { reason: "provider_not_allowed" }
-        )
-      }
-      if (
-        !allowsAllSubjects(caller) &&
-        (query.subject === undefined || !allowsSubject(caller, query.subject))
-      ) {
-        throw forbidden(
-          `Caller "${caller.id}" may list only its own subjects: filter by one of them (?subject=)`,
-          { reason: "subject_not_allowed" }
-        )
-      }
+      checkListFilter(caller, query)
       const list = await run(
         broker.listGrants({
           filter: {
@@ -75,9 +57,7 @@ export const grantRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, { b
     },
     async (request) => {
       const caller = callerOf(request)
-      needGrants(caller, "read")
-      const { subject, provider } = request.params
-      checkGrantAccess(caller, subject, provider)
+      const { subject, provider } = checkGrantRoute(caller, request.params, "read")
       const found = await run(broker.grantStatus({ tenant: caller.tenant, subject, provider }))
       if (Option.isNone(found)) {
         throw httpProblem(
@@ -113,9 +93,7 @@ export const grantRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, { b
     },
     async (request) => {
       const caller = callerOf(request)
-      needGrants(caller, "manage")
-      const { subject, provider } = request.params
-      checkGrantAccess(caller, subject, provider)
+      const { subject, provider } = checkGrantRoute(caller, request.params, "manage")
       const result = await run(broker.revoke({ tenant: caller.tenant, subject, provider }))
       return {
         removed: result.removed,

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net"
 import { TokenBroker } from "@token-broker/core"
 import { Deferred, Duration, Effect, Either } from "effect"
 import escapeHtml from "escape-html"
-import { loadCliConfig, withBroker } from "../internal/Broker.js"
+import { loadCliConfig, requestedScopes, withBroker } from "../internal/Broker.js"
 import { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, operationFailed, usageError } from "../internal/Failure.js"
 import type { TokenRequest } from "../internal/Options.js"
@@ -123,7 +123,7 @@ export const connect = (
               tenant: args.tenant,
               subject: args.subject,
               provider: args.provider,
-              scopes: args.scopes.length === 0 ? undefined : args.scopes
+              scopes: requestedScopes(args.scopes)
             })
             .pipe(Effect.mapError(fromBrokerError))
           const url = started.authorizationUrl.toString()

@@ -1,7 +1,7 @@
 /** `token-broker token`: one background access token for a subject and provider, printed for scripts. */
 import { TokenBroker } from "@token-broker/core"
 import { Clock, Effect, Redacted } from "effect"
-import { loadCliConfig, withBroker } from "../internal/Broker.js"
+import { loadCliConfig, requestedScopes, withBroker } from "../internal/Broker.js"
 import type { CliEnvironment } from "../internal/Environment.js"
 import { type CliFailure, fromBrokerError, usageError } from "../internal/Failure.js"
 import type { TokenRequest } from "../internal/Options.js"
@@ -24,7 +24,7 @@ export const token = (
           tenant: args.tenant,
           subject: args.subject,
           provider: args.provider,
-          scopes: args.scopes.length === 0 ? undefined : args.scopes,
+          scopes: requestedScopes(args.scopes),
           minTtl: args.minTtlSeconds === undefined ? undefined : `${args.minTtlSeconds} seconds`
         })
       ).pipe(Effect.mapError(fromBrokerError))

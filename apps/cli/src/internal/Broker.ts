@@ -6,7 +6,7 @@ import {
   loadConfig,
   storeLayer
 } from "@token-broker/config"
-import type { GrantStore, KeyRing } from "@token-broker/core"
+import { type GrantStore, type KeyRing, Scopes } from "@token-broker/core"
 import { Effect, Layer, Redacted } from "effect"
 import { DEFAULT_CONFIG_FILE } from "./ConfigPath.js"
 import { CliEnvironment } from "./Environment.js"
@@ -16,6 +16,16 @@ import { type CliFailure, fromBrokerError, usageError } from "./Failure.js"
  * Loading the config and building the broker's layers for a command. Imported only by command
  * implementations (it pulls in every storage driver).
  */
+
+/**
+ * The scopes of `--scope` values (`--scope "a b" --scope c`), read by core's scope rules: sorted, each
+ * once; undefined when none is given. A value may hold several lines or tabs (a shell's
+ * `"$(cat scopes.txt)"`): any whitespace separates scopes, as the option's help says.
+ */
+export const requestedScopes = (values: ReadonlyArray<string>): ReadonlyArray<string> | undefined => {
+  const scopes = Scopes.split(values.join(" ").replace(/\s/g, " "))
+  return scopes.length === 0 ? undefined : scopes
+}
 
 /** Reads and validates the config file; a missing or invalid file is a usage error (exit 2). */
 export const loadCliConfig = (path: string): Effect.Effect<Config, CliFailure, CliEnvironment> =>

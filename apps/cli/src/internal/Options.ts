@@ -50,10 +50,6 @@ export const yes = Options.boolean("yes").pipe(
   Options.withDescription("Do not ask for confirmation")
 )
 
-/** `--scope "a b" --scope c` -> ["a", "b", "c"]. */
-export const splitScopes = (values: ReadonlyArray<string>): ReadonlyArray<string> =>
-  values.flatMap((v) => v.split(/\s+/)).filter((s) => s.length > 0)
-
 /** What a command that gets a token for one grant hands its action (connect, token). */
 export interface TokenRequest {
   readonly path: string
@@ -61,6 +57,7 @@ export interface TokenRequest {
   readonly tenant: string | undefined
   readonly subject: string
   readonly provider: string
+  /** The `--scope` values as given; the action reads them with `requestedScopes` (core's scope rules). */
   readonly scopes: ReadonlyArray<string>
 }
 
@@ -70,4 +67,4 @@ export const tokenRequest = { config, json, ...grant, scopes }
 export const tokenRequestOf = (
   path: string,
   args: Parameters<typeof grantOf>[0] & { readonly json: boolean; readonly scopes: ReadonlyArray<string> }
-): TokenRequest => ({ path, json: args.json, ...grantOf(args), scopes: splitScopes(args.scopes) })
+): TokenRequest => ({ path, json: args.json, ...grantOf(args), scopes: args.scopes })

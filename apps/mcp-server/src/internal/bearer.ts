@@ -1,3 +1,4 @@
+import { Scopes } from "@token-broker/core"
 import type { ScopePolicy } from "../Scopes.js"
 
 /** Quotes a value for an RFC 9110 auth-param (`"` and `\` escaped; anything but printable ASCII replaced). */
@@ -16,7 +17,7 @@ export const challenge = (options: {
   readonly description?: string | undefined
 }): string => {
   const params = [`resource_metadata=${quoted(options.resourceMetadata)}`]
-  if (options.scopes.length > 0) params.push(`scope=${quoted(options.scopes.join(" "))}`)
+  if (options.scopes.length > 0) params.push(`scope=${quoted(Scopes.join(options.scopes))}`)
   if (options.error !== undefined) params.push(`error=${quoted(options.error)}`)
   if (options.description !== undefined) params.push(`error_description=${quoted(options.description)}`)
   return `Bearer ${params.join(", ")}`

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto"
-import type { TokenBroker } from "@token-broker/core"
+import { Scopes, type TokenBroker } from "@token-broker/core"
 import { Duration, Effect, Option, Schedule } from "effect"
 import { z } from "zod"
 import { consentRequiredResult, describeFailure, runBroker, usesExchange } from "../internal/brokered.js"
@@ -102,7 +102,7 @@ export const registerConnectionTools = (ctx: ToolContext): void => {
       }
       const lines = rows.map((row) =>
         row.connected === true
-          ? `- ${row.provider}: connected${Array.isArray(row.scopes) ? ` (scopes: ${row.scopes.join(" ")})` : ""}${row.accessTokenExpiresAt ? `, access token expires ${row.accessTokenExpiresAt}` : ""}${row.lastRefreshedAt ? `, last refreshed ${row.lastRefreshedAt}` : ""}. ${row.next}`
+          ? `- ${row.provider}: connected${Array.isArray(row.scopes) ? ` (scopes: ${Scopes.join(row.scopes)})` : ""}${row.accessTokenExpiresAt ? `, access token expires ${row.accessTokenExpiresAt}` : ""}${row.lastRefreshedAt ? `, last refreshed ${row.lastRefreshedAt}` : ""}. ${row.next}`
           : row.connected === false
             ? `- ${row.provider}: not connected. ${row.next}`
             : `- ${row.provider}: unknown. ${row.error}`

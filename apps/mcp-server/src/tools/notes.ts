@@ -21,7 +21,7 @@ const content = z
 const category = z.string().max(1_000, { message: "category must be at most 1000 characters" })
 
 /** What the tools return as structured content (their `outputSchema`s). */
-const NoteSummaryOut = z.object({
+export const NoteSummaryOut = z.object({
   id: z.number().int(),
   title: z.string(),
   category: z.string(),
@@ -39,6 +39,17 @@ const summary = (note: Note) => ({
   modified: new Date(note.modified * 1000).toISOString(),
   etag: note.etag
 })
+
+/** What notes_list answers for a list: one line per note, and the summaries as structured content. */
+export const listResult = (list: ReadonlyArray<Note>): ToolResult =>
+  textResult(
+    list.length === 0
+      ? "No notes."
+      : list
+          .map((n) => `#${n.id} ${n.title}${n.category ? ` [${n.category}]` : ""}${n.favorite ? " *" : ""}`)
+          .join("\n"),
+    { notes: list.map(summary) }
+  )
 
 const upstreamError = (provider: string, error: NotesApiError): ToolResult =>
   errorResult(
@@ -104,23 +115,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ category }, extra) =>
-      call(
-        extra,
-        notes.readScopes,
-        (token) => api.list(token, { category }),
-        (list) =>
-          textResult(
-            list.length === 0
-              ? "No notes."
-              : list
-                  .map(
-                    (n) =>
-                      `#${n.id} ${n.title}${n.category ? ` [${n.category}]` : ""}${n.favorite ? " *" : ""}`
-                  )
-                  .join("\n"),
-            { notes: list.map(summary) }
-          )
-      )
+      call(extra, notes.readScopes, (token) => api.list(token, { category }), listResult)
   )
 
   ctx.server.registerTool(

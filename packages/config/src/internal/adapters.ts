@@ -1,5 +1,6 @@
-import { ConfigInvalid } from "@token-broker/core"
-import { Context, Effect } from "effect"
+import { ConfigInvalid, type GrantStore, type StorageUnavailable } from "@token-broker/core"
+import { Context, Effect, Layer } from "effect"
+import type { StorageConfig } from "../Config.js"
 
 /**
  * The storage adapters are optional peer dependencies: a team installs the one its config names, so a
@@ -55,3 +56,43 @@ export const loadAdapter = <P extends AdapterPackage>(
         })
     })
   )
+
+/** The layer `build` makes of the adapter package `name`, which is imported when the layer is built. */
+export const adapterLayer = <P extends AdapterPackage, A, E>(
+  name: P,
+  field: string,
+  kind: string,
+  build: (module: Modules[P]) => Layer.Layer<A, E>
+): Layer.Layer<A, E | ConfigInvalid> => Layer.unwrapEffect(Effect.map(loadAdapter(name, field, kind), build))
+
+export type SqlStorageConfig = Extract<StorageConfig, { readonly kind: "sqlite" | "postgres" | "mysql" }>
+
+/** A SQL store on the configured settings: its GrantStore layer, and its migration. */
+export interface SqlStore {
+  readonly layer: Layer.Layer<GrantStore.GrantStore, StorageUnavailable | ConfigInvalid>
+  readonly migrate: Effect.Effect<
+    { readonly from: number; readonly to: number; readonly applied: ReadonlyArray<number> },
+    StorageUnavailable | ConfigInvalid
+  >
+}
+
+/** Imports the adapter package of `storage.kind` (as `loadAdapter` does) and applies it to `storage`. */
+export const sqlStore = (storage: SqlStorageConfig): Effect.Effect<SqlStore, ConfigInvalid> => {
+  switch (storage.kind) {
+    case "sqlite":
+      return Effect.map(
+        loadAdapter("@token-broker/storage-sqlite", "storage.kind", "sqlite"),
+        ({ SqliteGrantStore: store }) => ({ layer: store.layer(storage), migrate: store.migrate(storage) })
+      )
+    case "postgres":
+      return Effect.map(
+        loadAdapter("@token-broker/storage-postgres", "storage.kind", "postgres"),
+        ({ PgGrantStore: store }) => ({ layer: store.layer(storage), migrate: store.migrate(storage) })
+      )
+    case "mysql":
+      return Effect.map(
+        loadAdapter("@token-broker/storage-mysql", "storage.kind", "mysql"),
+        ({ MysqlGrantStore: store }) => ({ layer: store.layer(storage), migrate: store.migrate(storage) })
+      )
+  }
+}

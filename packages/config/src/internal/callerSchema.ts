@@ -1,13 +1,10 @@
 import { z } from "zod"
 import { secretHashProblem } from "../CallerSecret.js"
-import { CALLER_ID } from "./fieldSchemas.js"
+import { callerId } from "./fieldSchemas.js"
 
 export const CallerSchema = z
   .strictObject({
-    id: z
-      .string()
-      .regex(CALLER_ID, { message: "use 1-128 characters of A-Z a-z 0-9 . _ : @ -" })
-      .describe("The client id the caller authenticates with"),
+    id: callerId.describe("The client id the caller authenticates with"),
     secretHash: z
       .string()
       .regex(/^scrypt\$/, {

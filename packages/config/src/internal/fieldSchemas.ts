@@ -32,3 +32,24 @@ export const url = (what: string) => z.url({ message: `must be an absolute URL (
 export const scope = z
   .string()
   .regex(SCOPE, { message: "a scope is one word of printable ASCII (no spaces or quotes)" })
+
+/** An id of `pattern`, refused with the characters it may use (`rule`). */
+const idOf = (pattern: RegExp, rule: string) => z.string().regex(pattern, { message: `use ${rule}` })
+export const providerId = idOf(PROVIDER_ID, "1-64 characters of A-Z a-z 0-9 . _ -, e.g. nextcloud")
+export const callerId = idOf(CALLER_ID, "1-128 characters of A-Z a-z 0-9 . _ : @ -")
+export const kid = idOf(KID, "1-64 characters of A-Z a-z 0-9 _ -")
+
+/**
+ * Where a server listens, and where its users reach it: `reachedAt` says what `publicUrl` is, `fallback`
+ * what it is when absent. Each server has its own `defaultPort`.
+ */
+export const listenerFields = (defaultPort: number, reachedAt: string, fallback: string) => ({
+  host: z.string().min(1).default("127.0.0.1"),
+  port: z.number().int().min(0).max(65_535).default(defaultPort),
+  publicUrl: url(reachedAt).optional().describe(fallback)
+})
+
+/** fastify's `trustProxy`: `true`, a hop count, or the addresses/CIDRs of the load balancer. */
+export const trustProxy = z.union([z.boolean(), z.string().min(1), z.number().int().min(1)]).default(false)
+
+export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")

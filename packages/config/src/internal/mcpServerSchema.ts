@@ -1,25 +1,20 @@
 import { z } from "zod"
 import { connectionsSchema, mcpConnections } from "./connectionsSchema.js"
-import { Duration } from "./duration.js"
+import { DURATION, Duration } from "./duration.js"
+import { listenerFields, logLevel, scope, trustProxy, url } from "./fieldSchemas.js"
 
 /**
  * The `mcpServer` section: settings of the MCP server app only (the broker ignores it). Plain data, as
  * the rest of the file schema, so that the JSON Schema for editors describes it.
  */
 
-const DURATION = /^\d+(\.\d+)? (nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
-const url = (what: string) => z.url({ message: `must be an absolute URL (${what})` })
-const scope = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, {
-  message: "a scope is one word of printable ASCII (no spaces or quotes)"
-})
-
 export const McpServerSchema = z
   .strictObject({
-    host: z.string().min(1).default("127.0.0.1"),
-    port: z.number().int().min(0).max(65_535).default(8090),
-    publicUrl: url("where MCP clients reach this server, without the /mcp path, e.g. https://mcp.example.com")
-      .optional()
-      .describe("Default: http://<host>:<port>. The MCP endpoint (and token audience) is <publicUrl>/mcp"),
+    ...listenerFields(
+      8090,
+      "where MCP clients reach this server, without the /mcp path, e.g. https://mcp.example.com",
+      "Default: http://<host>:<port>. The MCP endpoint (and token audience) is <publicUrl>/mcp"
+    ),
     authorizationServer: z
       .strictObject({
         issuer: url("the issuer of MCP clients' tokens, e.g. https://cloud.example.com"),
@@ -90,12 +85,9 @@ export const McpServerSchema = z
       .describe(
         "Accept tokens issued to a client itself (client_credentials: sub is the client id) as users; off: 401"
       ),
-    trustProxy: z
-      .union([z.boolean(), z.string().min(1), z.number().int().min(1)])
-      .default(false)
-      .describe(
-        "fastify's trustProxy (true, hop count, or the load balancer's addresses): client addresses for limits"
-      ),
+    trustProxy: trustProxy.describe(
+      "fastify's trustProxy (true, hop count, or the load balancer's addresses): client addresses for limits"
+    ),
     connections: connectionsSchema(mcpConnections),
     sessions: z
       .strictObject({
@@ -133,7 +125,7 @@ export const McpServerSchema = z
         createLimit: { perSubject: 30, perAddress: 120, timeWindow: "1 minute" }
       })
       .describe("MCP sessions of this process"),
-    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")
+    logLevel
   })
   .describe("The MCP server app: where it listens, where its users sign in, its upstream tools")
 

@@ -1,15 +1,12 @@
 import { providerSettingsProblem } from "@token-broker/core"
 import { z } from "zod"
 import { Duration } from "./duration.js"
-import { PROVIDER_ID, SecretRef, scope, url } from "./fieldSchemas.js"
+import { providerId, SecretRef, scope, url } from "./fieldSchemas.js"
 
 /** One upstream OAuth provider of the config file (`providers[]`). */
 export const ProviderSchema = z
   .strictObject({
-    id: z
-      .string()
-      .regex(PROVIDER_ID, { message: "use 1-64 characters of A-Z a-z 0-9 . _ -, e.g. nextcloud" })
-      .describe("The provider's id in grants and requests"),
+    id: providerId.describe("The provider's id in grants and requests"),
     issuer: url("the provider's issuer, e.g. https://cloud.example.com").describe(
       "Issuer; its metadata is at <issuer>/.well-known/openid-configuration (or oauth-authorization-server)"
     ),

@@ -4,19 +4,28 @@ import { invalid } from "./issues.js"
 import type { ConfigFile } from "./schema.js"
 import { checkHttps } from "./secrets.js"
 
+/** Adds the `id` of the entry at `field` to `seen`; fails when an earlier entry of its list has it already. */
+const addUnique = (
+  seen: Set<string>,
+  id: string,
+  field: string,
+  what: "provider" | "caller"
+): Effect.Effect<void, ConfigInvalid> =>
+  seen.has(id)
+    ? Effect.fail(
+        invalid(`${field}.id`, `${field}.id: ${what} "${id}" is listed twice; give each ${what} its own id`)
+      )
+    : Effect.sync(() => {
+        seen.add(id)
+      })
+
 /** Cross-field rules that a schema for editors cannot state. */
 export const checkRelations = (file: ConfigFile): Effect.Effect<void, ConfigInvalid> =>
   Effect.gen(function* () {
     const ids = new Set<string>()
     for (const [i, provider] of file.providers.entries()) {
       const field = `providers[${i}]`
-      if (ids.has(provider.id)) {
-        return yield* invalid(
-          `${field}.id`,
-          `${field}.id: provider "${provider.id}" is listed twice; give each provider its own id`
-        )
-      }
-      ids.add(provider.id)
+      yield* addUnique(ids, provider.id, field, "provider")
       yield* checkHttps(
         provider.issuer,
         provider.allowInsecureRequests,
@@ -35,13 +44,7 @@ export const checkRelations = (file: ConfigFile): Effect.Effect<void, ConfigInva
     const callerIds = new Set<string>()
     for (const [i, caller] of file.callers.entries()) {
       const field = `callers[${i}]`
-      if (callerIds.has(caller.id)) {
-        return yield* invalid(
-          `${field}.id`,
-          `${field}.id: caller "${caller.id}" is listed twice; give each caller its own id`
-        )
-      }
-      callerIds.add(caller.id)
+      yield* addUnique(callerIds, caller.id, field, "caller")
       for (const [j, provider] of caller.providers.entries()) {
         if (provider !== "*" && !ids.has(provider)) {
           return yield* invalid(

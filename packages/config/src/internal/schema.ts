@@ -2,7 +2,7 @@ import { z } from "zod"
 import { CallerSchema } from "./callerSchema.js"
 import { brokerConnections, connectionsSchema } from "./connectionsSchema.js"
 import { Duration } from "./duration.js"
-import { SecretRef, url } from "./fieldSchemas.js"
+import { listenerFields, logLevel, SecretRef, trustProxy, url } from "./fieldSchemas.js"
 import { McpServerSchema } from "./mcpServerSchema.js"
 import { ProviderSchema } from "./providerSchema.js"
 import { KeyRingSchema, StorageSchema } from "./storageSchema.js"
@@ -37,17 +37,16 @@ export const ConfigFileSchema = z
     tenant: z.string().min(1).max(256).default("default").describe("The tenant of requests that name none"),
     server: z
       .strictObject({
-        host: z.string().min(1).default("127.0.0.1"),
-        port: z.number().int().min(0).max(65_535).default(8080),
-        publicUrl: url("where users and callers reach the broker, e.g. https://broker.example.com")
-          .optional()
-          .describe("Default: http://<host>:<port>"),
-        trustProxy: z
-          .union([z.boolean(), z.string().min(1), z.number().int().min(1)])
-          .default(false)
-          .describe("fastify's trustProxy: true, hop count, or addresses/CIDRs of the load balancer"),
+        ...listenerFields(
+          8080,
+          "where users and callers reach the broker, e.g. https://broker.example.com",
+          "Default: http://<host>:<port>"
+        ),
+        trustProxy: trustProxy.describe(
+          "fastify's trustProxy: true, hop count, or addresses/CIDRs of the load balancer"
+        ),
         bodyLimit: z.number().int().min(1024).max(10_485_760).default(65_536),
-        logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        logLevel,
         rateLimit: z
           .strictObject({
             max: z.number().int().min(1).default(600).describe("Requests per caller per window"),

@@ -1,16 +1,16 @@
 import { z } from "zod"
 import { Duration } from "./duration.js"
-import { ENV_NAME, KID, PG_SCHEMA, SecretRef, url } from "./fieldSchemas.js"
+import { ENV_NAME, KID, kid, PG_SCHEMA, SecretRef, url } from "./fieldSchemas.js"
 
 // Where grants live (`storage`) and where the keys that encrypt them come from (`keyRing`).
 
 const LocalKeySchema = z.union([
   z.strictObject({
-    kid: z.string().regex(KID, { message: "use 1-64 characters of A-Z a-z 0-9 _ -" }),
+    kid,
     env: z.string().regex(ENV_NAME)
   }),
   z.strictObject({
-    kid: z.string().regex(KID, { message: "use 1-64 characters of A-Z a-z 0-9 _ -" }),
+    kid,
     file: z.string().min(1)
   })
 ])

@@ -37,6 +37,52 @@ const callbackPage = (url: URL): string => {
 <table>${rows}</table></body></html>`
 }
 
+/** What a control route answers: JSON with its status, or no content (204). */
+type Answer = { readonly status: number; readonly json: unknown } | "no content"
+
+const ok = (json: unknown): Answer => ({ status: 200, json })
+const created = (json: unknown): Answer => ({ status: 201, json })
+
+/** The control routes by `METHOD path`. */
+const routes: Readonly<Record<string, (idp: DevIdp, req: IncomingMessage) => Answer | Promise<Answer>>> = {
+  "GET /__dev/info": (idp) =>
+    ok({
+      issuer: idp.issuer,
+      discoveryUrl: idp.discoveryUrl,
+      notesAudience: idp.notesAudience,
+      notesApiUrl: idp.notesApiUrl,
+      opaqueAudience: idp.opaqueAudience,
+      mcpAudience: idp.mcpAudience ?? null,
+      resources: idp.resources,
+      clients: idp.clients,
+      users: idp.users
+    }),
+  "GET /__dev/counters": (idp) => ok(idp.counters.snapshot()),
+  "POST /__dev/counters/reset": (idp) => {
+    idp.counters.reset()
+    return "no content"
+  },
+  "GET /__dev/faults": (idp) => ok(idp.faults.active()),
+  "POST /__dev/faults": async (idp, req) => {
+    const specs = parse(z.array(FaultSpecSchema).or(FaultSpecSchema), await jsonBody(req))
+    for (const spec of Array.isArray(specs) ? specs : [specs]) idp.faults.inject(spec)
+    return created(idp.faults.active())
+  },
+  "DELETE /__dev/faults": (idp) => {
+    idp.faults.clear()
+    return "no content"
+  },
+  "GET /__dev/revocations": (idp) => ok(idp.revocations.list()),
+  "DELETE /__dev/revocations": (idp) => {
+    idp.revocations.clear()
+    return "no content"
+  },
+  "POST /__dev/grants/revoke": async (idp, req) =>
+    ok({ revoked: await idp.revokeGrantOf(parse(GrantSelectorSchema, await jsonBody(req))) }),
+  "POST /__dev/resources": async (idp, req) =>
+    created(idp.addResource(parse(DevIdpResourceSchema, await jsonBody(req))))
+}
+
 /**
  * The test-control API under `/__dev/` (and the default redirect URI `/__dev/callback`, always on).
  * Returns false when the path is not one of its routes.
@@ -55,63 +101,16 @@ export const handleControl = async (
   }
   if (!enabled) return false
   const route = `${method} ${path}`
+  const handle = Object.hasOwn(routes, route) ? routes[route] : undefined
+  if (handle === undefined) {
+    sendJson(res, 404, { error: "not_found", error_description: `no control route ${route}` })
+    return true
+  }
   try {
-    switch (route) {
-      case "GET /__dev/info":
-        sendJson(res, 200, {
-          issuer: idp.issuer,
-          discoveryUrl: idp.discoveryUrl,
-          notesAudience: idp.notesAudience,
-          notesApiUrl: idp.notesApiUrl,
-          opaqueAudience: idp.opaqueAudience,
-          mcpAudience: idp.mcpAudience ?? null,
-          resources: idp.resources,
-          clients: idp.clients,
-          users: idp.users
-        })
-        return true
-      case "GET /__dev/counters":
-        sendJson(res, 200, idp.counters.snapshot())
-        return true
-      case "POST /__dev/counters/reset":
-        idp.counters.reset()
-        sendEmpty(res, 204)
-        return true
-      case "GET /__dev/faults":
-        sendJson(res, 200, idp.faults.active())
-        return true
-      case "POST /__dev/faults": {
-        const body = await jsonBody(req)
-        const specs = parse(z.array(FaultSpecSchema).or(FaultSpecSchema), body)
-        for (const spec of Array.isArray(specs) ? specs : [specs]) idp.faults.inject(spec)
-        sendJson(res, 201, idp.faults.active())
-        return true
-      }
-      case "DELETE /__dev/faults":
-        idp.faults.clear()
-        sendEmpty(res, 204)
-        return true
-      case "GET /__dev/revocations":
-        sendJson(res, 200, idp.revocations.list())
-        return true
-      case "DELETE /__dev/revocations":
-        idp.revocations.clear()
-        sendEmpty(res, 204)
-        return true
-      case "POST /__dev/grants/revoke": {
-        const selector = parse(GrantSelectorSchema, await jsonBody(req))
-        sendJson(res, 200, { revoked: await idp.revokeGrantOf(selector) })
-        return true
-      }
-      case "POST /__dev/resources": {
-        const resource = idp.addResource(parse(DevIdpResourceSchema, await jsonBody(req)))
-        sendJson(res, 201, resource)
-        return true
-      }
-      default:
-        sendJson(res, 404, { error: "not_found", error_description: `no control route ${route}` })
-        return true
-    }
+    const answer = await handle(idp, req)
+    if (answer === "no content") sendEmpty(res, 204)
+    else sendJson(res, answer.status, answer.json)
+    return true
   } catch (error) {
     if (error instanceof BadRequest) {
       sendJson(res, 400, { error: "invalid_request", error_description: error.message })

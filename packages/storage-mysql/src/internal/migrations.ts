@@ -1,4 +1,4 @@
-import { SqlMigrations } from "@token-broker/storage-sql"
+import { SqlMigrations, SqlSchema } from "@token-broker/storage-sql"
 
 // Keys: utf8mb4_nopad_bin, byte (code point) order as `list` in the other stores, and NO PAD ("alice " is
 // not "alice", as utf8mb4_bin would have it); up to 255 characters a part (the 3072-byte key limit).
@@ -14,7 +14,7 @@ const ddl = SqlMigrations.statements
 export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
   {
     version: 1,
-    name: "grants, pending authorizations, leases",
+    name: SqlSchema.stepNames[1],
     up: ddl(
       `CREATE TABLE IF NOT EXISTS grants (tenant ${key}, subject ${key}, provider ${key},
         version INT NOT NULL, status VARCHAR(32) NOT NULL, updated_at BIGINT NOT NULL, data MEDIUMTEXT NOT NULL,
@@ -27,7 +27,7 @@ export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
   },
   {
     version: 2,
-    name: "indexes for list filters and pending expiry",
+    name: SqlSchema.stepNames[2],
     // an InnoDB secondary index ends with the primary key's columns: (subject) orders as (subject,
     // tenant, provider), within the key-length limit that the explicit form would exceed
     up: ddl(
@@ -39,7 +39,7 @@ export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
   },
   {
     version: 3,
-    name: "version high-water marks of deleted grants",
+    name: SqlSchema.stepNames[3],
     // a deleted grant leaves its last version behind (a trigger, so every delete does), and a grant
     // inserted again starts above it: versions of a key never repeat
     up: ddl(

@@ -1,77 +1,26 @@
-import type { SqlMigrations } from "@token-broker/storage-sql"
-import { Effect } from "effect"
+import { type SqlMigrations, SqlSchema } from "@token-broker/storage-sql"
 
-/** The SQLite schema, one forward step at a time. Never edit a released step: add a new one. */
-export const migrations: ReadonlyArray<SqlMigrations.Migration> = [
+/**
+ * The SQLite schema, one forward step at a time. Never edit a released step: add a new one. A deleted
+ * grant leaves its last version behind (a trigger, so every delete does), and a grant inserted again
+ * starts above it: versions of a key never repeat, so a writer that read the old grant can never
+ * compare-and-set onto the new one.
+ */
+export const migrations: ReadonlyArray<SqlMigrations.Migration> = SqlSchema.migrations(
   {
-    version: 1,
-    name: "grants, pending authorizations, leases",
-    up: (sql) =>
-      Effect.all(
-        [
-          sql`CREATE TABLE grants (
-            tenant TEXT NOT NULL COLLATE BINARY,
-            subject TEXT NOT NULL COLLATE BINARY,
-            provider TEXT NOT NULL COLLATE BINARY,
-            version INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            updated_at INTEGER NOT NULL,
-            data TEXT NOT NULL,
-            PRIMARY KEY (tenant, subject, provider)
-          ) WITHOUT ROWID`,
-          sql`CREATE TABLE pending_authorizations (
-            state_hash TEXT PRIMARY KEY,
-            expires_at INTEGER NOT NULL,
-            data TEXT NOT NULL
-          )`,
-          sql`CREATE TABLE leases (
-            name TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            expires_at INTEGER NOT NULL
-          )`
-        ],
-        { discard: true }
-      )
+    key: "TEXT NOT NULL COLLATE BINARY",
+    text: "TEXT",
+    integer: "INTEGER",
+    millis: "INTEGER",
+    keyedTableOptions: "WITHOUT ROWID"
   },
-  {
-    version: 2,
-    name: "indexes for list filters and pending expiry",
-    up: (sql) =>
-      Effect.all(
-        [
-          sql`CREATE INDEX grants_by_subject ON grants (subject, tenant, provider)`,
-          sql`CREATE INDEX grants_by_provider ON grants (provider, tenant, subject)`,
-          sql`CREATE INDEX grants_by_status ON grants (status, tenant, subject, provider)`,
-          sql`CREATE INDEX pending_by_expiry ON pending_authorizations (expires_at)`
-        ],
-        { discard: true }
-      )
-  },
-  {
-    version: 3,
-    name: "version high-water marks of deleted grants",
-    // A deleted grant leaves its last version behind (a trigger, so every delete does), and a grant
-    // inserted again starts above it: versions of a key never repeat, so a writer that read the old
-    // grant can never compare-and-set onto the new one.
-    up: (sql) =>
-      Effect.all(
-        [
-          sql`CREATE TABLE grant_tombstones (
-            tenant TEXT NOT NULL COLLATE BINARY,
-            subject TEXT NOT NULL COLLATE BINARY,
-            provider TEXT NOT NULL COLLATE BINARY,
-            version INTEGER NOT NULL,
-            PRIMARY KEY (tenant, subject, provider)
-          ) WITHOUT ROWID`,
-          sql`CREATE TRIGGER grants_keep_version AFTER DELETE ON grants
-          BEGIN
-            INSERT OR REPLACE INTO grant_tombstones (tenant, subject, provider, version)
-            VALUES (OLD.tenant, OLD.subject, OLD.provider,
-              MAX(OLD.version, COALESCE((SELECT version FROM grant_tombstones
-                WHERE tenant = OLD.tenant AND subject = OLD.subject AND provider = OLD.provider), 0)));
-          END`
-        ],
-        { discard: true }
-      )
-  }
-]
+  [
+    `CREATE TRIGGER grants_keep_version AFTER DELETE ON grants
+    BEGIN
+      INSERT OR REPLACE INTO grant_tombstones (tenant, subject, provider, version)
+      VALUES (OLD.tenant, OLD.subject, OLD.provider,
+        MAX(OLD.version, COALESCE((SELECT version FROM grant_tombstones
+          WHERE tenant = OLD.tenant AND subject = OLD.subject AND provider = OLD.provider), 0)));
+    END`
+  ]
+)

@@ -254,10 +254,8 @@ export const startVaultEmulator = async (options: VaultEmulatorOptions = {}): Pr
       )
       return denied ?? errors(404, `no handler for route "${path}". route entry not found.`)
     }
-    const rest = restParts.join("/")
-    return mount.kind === "kv"
-      ? handleKv(mount, mountName, rest, method, list, body, check)
-      : handleTransit(mount, rest, method, body, check)
+    const request = { mountName, rest: restParts.join("/"), method, list, body, check }
+    return mount.kind === "kv" ? handleKv(mount, request) : handleTransit(mount, request)
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {

@@ -1,5 +1,4 @@
-import type { Capability } from "../../testing/VaultEmulator.js"
-import { envelope, errors, noContent, Reply, vaultTime } from "./reply.js"
+import { type EngineRequest, envelope, errors, noContent, Reply, vaultTime } from "./reply.js"
 
 /** The KV version 2 engine: versions, check-and-set, soft delete, destroy, metadata, listing. */
 export interface KvVersion {
@@ -60,15 +59,8 @@ export const versionMetadata = (n: number, v: KvVersion) => ({
   version: n
 })
 
-export const handleKv = (
-  mount: KvMount,
-  mountName: string,
-  rest: string,
-  method: string,
-  list: boolean,
-  body: Record<string, unknown>,
-  check: (capability: Capability) => Reply | undefined
-): Reply => {
+export const handleKv = (mount: KvMount, request: EngineRequest): Reply => {
+  const { mountName, rest, method, list, body, check } = request
   const slash = rest.indexOf("/")
   const area = slash === -1 ? rest : rest.slice(0, slash)
   const path = slash === -1 ? "" : rest.slice(slash + 1)

@@ -1,11 +1,25 @@
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage } from "node:http"
+import type { Capability } from "../../testing/VaultEmulator.js"
 
 export class Reply {
   constructor(
     readonly status: number,
     readonly body: unknown
   ) {}
+}
+
+/** A request to a secrets engine, as the emulator routes it to the engine mounted at its path. */
+export interface EngineRequest {
+  readonly mountName: string
+  /** The path below the mount. */
+  readonly rest: string
+  readonly method: string
+  /** A LIST (GET with `?list=true`). */
+  readonly list: boolean
+  readonly body: Record<string, unknown>
+  /** Whether the token may use `capability` at the request's path: `undefined`, or the refusal to answer. */
+  readonly check: (capability: Capability) => Reply | undefined
 }
 
 export const errors = (status: number, ...messages: Array<string>) => new Reply(status, { errors: messages })

@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto"
-import type { Capability } from "../../testing/VaultEmulator.js"
-import { b64, envelope, errors, Reply } from "./reply.js"
+import { b64, type EngineRequest, envelope, errors, Reply } from "./reply.js"
 
 /** The transit engine: AES-256-GCM keys with versions, rotation, derived keys. */
 export interface TransitKey {
@@ -97,13 +96,8 @@ export const decryptWith = (
   }
 }
 
-export const handleTransit = (
-  mount: TransitMount,
-  rest: string,
-  method: string,
-  body: Record<string, unknown>,
-  check: (capability: Capability) => Reply | undefined
-): Reply => {
+export const handleTransit = (mount: TransitMount, request: EngineRequest): Reply => {
+  const { rest, method, body, check } = request
   const parts = rest.split("/")
   const [area, name = "", action] = parts
   const context = body.context === undefined ? undefined : b64(body.context)
