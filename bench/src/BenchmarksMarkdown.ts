@@ -317,6 +317,42 @@ const PROFILES = `## Where the time and memory go (profiles)
   profile: the clock 0.6 %, the hit counter 5.5 %, the garbage collector 8.3 %; the caller's loop and
   awaits 49.9 %. The bench gives 1.42x-1.58x (medians of three runs, load average 16-27); the Effect API,
   which keeps reading Effect's \`Clock\` on every hit, stays at 1.19x-1.42x.
+- **HTTP broker, background token** (cache hit; \`BENCH_PROFILE=/tmp/prof npx tsx bench/http.ts\` in
+  \`apps/broker/\`: the broker and the bare servers run with \`--cpu-prof\`, and the summary by route of
+  bench/cpuProfile.ts is printed; figures in microseconds of sampled time per request on a shared 2-core
+  machine, so inflated alike for both servers). Before (commit eac005c): 124 us per request, bare fastify
+  48 us; CPU from /proc 91 us against 47 us, bare / broker 0.38, req/s ratio 0.40. Where it went: the
+  socket write 47 us (bare 28: it also takes the preemptions that land at the syscall's return, more
+  often for the process that works more), caller authentication 15 us (decoding the Basic header 4 us,
+  its SHA-256 3 us, closures made per request 3 us, the async hook's promise), the HTTP metrics 7 us
+  (prom-client hashes the label set on every update), zod on params and body 4 us, the handler 5 us (the
+  token view 3 us), JSON.stringify 5 us, the rate limiter 3 us, the request id 1 us; logging below
+  \`info\` costs the lazy request logger only (0.4 us: fastify's factory call; no child is made). After
+  (commit 62d9f2d): 81 us, bare 34 us; CPU 99 us against 53 us, 0.55; req/s ratio 0.58 (rounds
+  0.30-0.73), p99 2.2x (rounds 1.7-3.9). A Basic header that authenticated before is one digest of the
+  header and a Map read in a callback hook (4 us with the digest), the metrics a Map read and three
+  increments rendered at scrape time (0.6 us, same names, labels and buckets); zod 2.5 us, the handler
+  4 us, JSON 4 us, the rate limiter 1.2 us and fastify's own hooks and routing are what remains, with
+  the socket write (40 us) the largest part. At \`info\`, fastify's access log (a line per request
+  and per response) makes the request's pino child and serializes both lines; the bench runs at \`warn\`
+  and does not measure that.
+- **HTTP broker, token exchange** (cached session token; same command). Before (commit eac005c): 416 us
+  per request, bare fastify parsing the same form 80 us; CPU from /proc 448 us against 77 us, bare /
+  broker 0.17, req/s ratio 0.16. Where it went: two runs through the runtime (verify, then
+  \`sessionToken\`) 140 us - two fibers, \`Effect.gen\`, and \`withSpan\` capturing a stack trace per
+  call (37 us with the span itself) - plus 23 us of GC; the subject token hashed three times through
+  hash objects (the route's verify, core's verify, the session id: 18 us) and tested against the JWT
+  shape regex (3 us); the answer serialized through zod 13 us; caller authentication 19 us; the form
+  checks and zod's form parse 15 us; the HTTP metrics 8 us. After (commit 62d9f2d): 194 us, bare 72 us;
+  CPU 164 us against 50 us, 0.34; req/s ratio 0.40 (rounds 0.37-1.06), p99 2.5x. The route runs the
+  verification, the caller's subject-token policy and \`sessionToken\` as one effect (23 us for the whole
+  run); the token is hashed once per request (one-shot SHA-256, shared by the verifier's memo and the
+  session cache through the \`Redacted\` instance: 6 us with the caller's header digest); a remembered
+  verification skips the shape regex; \`sessionToken\` checks provider and scopes in place and enters
+  its span and single flight on a miss only; the form is read in one pass; the answer is
+  JSON.stringify (5 us). What remains above bare: the one fiber per request (about 20 us; a synchronous
+  \`cachedSessionToken\` beside \`cachedToken\` on TokenBrokerService would remove it), the handler's
+  own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us).
 - **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
   \`BENCH_PROFILE=/tmp/mcp-prof pnpm --filter @token-broker/mcp-server bench\`, only the seconds it was
   loaded; 2026-12-03, ratio 0.06x in that run). About 15 s of CPU for 1,862 calls: 8 ms a call, where

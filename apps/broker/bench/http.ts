@@ -10,13 +10,14 @@
  * every request sent). Prints the figures, then a `BENCH_JSON {...}` line.
  *
  *   pnpm --filter @token-broker/broker-app bench
- *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3; BENCH_PROFILE=dir writes the broker's CPU profile)
+ *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3)
+ *   BENCH_PROFILE=dir: the broker runs with --cpu-prof (its profile is written in dir as it exits), and
+ *   where its time went during each route's measured rounds is printed (bench/cpuProfile.ts)
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { rmSync, watch } from "node:fs"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
-import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
@@ -24,15 +25,18 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
+import { autocannon, cpuMicros, type Load, median, spread } from "./autocannon.js"
+import { nowMicros, profileSummary, type Windows } from "./cpuProfile.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const profileDir = process.env.BENCH_PROFILE
+const cpuProf = (folder: string) =>
+  profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, folder)}`]
 const here = dirname(fileURLToPath(import.meta.url))
 const appDir = join(here, "..")
-const autocannonBin = createRequire(import.meta.url).resolve("autocannon/autocannon.js")
 
 const children: Array<ChildProcess> = []
 const stop = async (child: ChildProcess) => {
@@ -120,7 +124,7 @@ const addressWritten = new Promise<void>((resolve) => {
 const broker = spawn(
   process.execPath,
   [
-    ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+    ...cpuProf("broker"),
     "--import",
     "tsx",
     "src/main.ts",
@@ -225,79 +229,25 @@ const exchangeBytes = Buffer.byteLength((await exchangeOnce()).text)
 
 /** A bare server answering a body of `bytes`, in a process of its own. */
 const startBare = async (bytes: number) => {
-  const bare = spawn(process.execPath, ["--import", "tsx", join(here, "bare.ts")], {
+  const bare = spawn(process.execPath, [...cpuProf("bare"), "--import", "tsx", join(here, "bare.ts")], {
     cwd: appDir,
     env: { ...process.env, BENCH_BODY_BYTES: String(bytes) },
     stdio: ["ignore", "pipe", "inherit"]
   })
   children.push(bare)
   const url = `${await firstLine(bare, "the bare server")}/bare`
-  return { url, bytes: Buffer.byteLength(await (await fetch(url, { method: "POST" })).text()) }
+  return {
+    url,
+    pid: bare.pid,
+    bytes: Buffer.byteLength(await (await fetch(url, { method: "POST" })).text())
+  }
 }
 const bare = await startBare(bodyBytes)
 const bareUrl = bare.url
 const bareExchange = await startBare(exchangeBytes)
 
-interface Load {
-  readonly rps: number
-  readonly p99ms: number
-  readonly requests: number
-  readonly failures: number
-}
-
-/** One measurement by autocannon's command line, in a process of its own. */
-const load = async (
-  url: string,
-  headers: Record<string, string>,
-  duration: number,
-  bodyFile?: string
-): Promise<Load> => {
-  const child = spawn(
-    process.execPath,
-    [
-      autocannonBin,
-      "--json",
-      "-c",
-      String(connections),
-      "-d",
-      String(duration),
-      "-m",
-      "POST",
-      ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}=${v}`]),
-      ...(bodyFile === undefined ? [] : ["-i", bodyFile]),
-      url
-    ],
-    { stdio: ["ignore", "pipe", "ignore"] }
-  )
-  let out = ""
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    out += chunk
-  })
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
-  if (code !== 0) throw new Error(`autocannon exited with code ${code}`)
-  const json = JSON.parse(out) as {
-    requests: { average: number; total: number }
-    latency: { p99: number }
-    non2xx: number
-    errors: number
-    timeouts: number
-  }
-  return {
-    rps: json.requests.average,
-    p99ms: json.latency.p99,
-    requests: json.requests.total,
-    failures: json.non2xx + json.errors + json.timeouts
-  }
-}
-
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? Number.NaN)
-    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
-}
-const spread = (values: ReadonlyArray<number>) => [Math.min(...values), Math.max(...values)]
+const load = (url: string, headers: Record<string, string>, duration: number, bodyFile?: string) =>
+  autocannon({ connections, url, headers, duration, bodyFile })
 
 /**
  * Alternating rounds of one route against its bare baseline (the route first in even rounds, the bare
@@ -307,15 +257,30 @@ const compare = async (
   name: string,
   metric: "token_requests_total" | "token_exchange_total",
   route: (duration: number) => Promise<Load>,
-  baseline: (duration: number) => Promise<Load>
+  baseline: (duration: number) => Promise<Load>,
+  pids: { readonly broker: number | undefined; readonly bare: number | undefined }
 ) => {
   const before = await counts(metric)
   let answered = (await route(2)).requests
   await baseline(2)
-  const measured: Array<{ broker: Load; bare: Load }> = []
+  const measured: Array<{ broker: Load & { cpu: number }; bare: Load & { cpu: number } }> = []
+  // the measured runs' times and requests, for the profiles' summary, and the server's CPU per request
+  const timed = async (
+    what: string,
+    profiles: "broker" | "bare",
+    run: (duration: number) => Promise<Load>
+  ) => {
+    const [start, cpu] = [nowMicros(), await cpuMicros(pids[profiles])]
+    const result = await run(seconds)
+    windows[what] ??= { profiles, runs: [] }
+    windows[what].runs.push({ start, end: nowMicros(), requests: result.requests })
+    return { ...result, cpu: ((await cpuMicros(pids[profiles])) - cpu) / Math.max(1, result.requests) }
+  }
+  const broker = () => timed(name, "broker", route)
+  const bare = () => timed(`${name}, bare fastify`, "bare", baseline)
   for (let round = 0; round < rounds; round++) {
-    const first = round % 2 === 0 ? await route(seconds) : await baseline(seconds)
-    const second = round % 2 === 0 ? await baseline(seconds) : await route(seconds)
+    const first = round % 2 === 0 ? await broker() : await bare()
+    const second = round % 2 === 0 ? await bare() : await broker()
     const pair = round % 2 === 0 ? { broker: first, bare: second } : { broker: second, bare: first }
     answered += pair.broker.requests
     measured.push(pair)
@@ -326,6 +291,7 @@ const compare = async (
   const notHits = after.other - before.other
   const rpsRatios = measured.map((m) => m.broker.rps / m.bare.rps)
   const p99Ratios = measured.map((m) => m.broker.p99ms / Math.max(1, m.bare.p99ms))
+  const cpuRatios = measured.map((m) => m.bare.cpu / m.broker.cpu)
   const failures = measured.reduce((n, m) => n + m.broker.failures + m.bare.failures, 0)
   if (failures > 0 || notHits > 0 || hitsCounted < answered) {
     throw new Error(
@@ -338,37 +304,49 @@ const compare = async (
     broker: {
       rps: median(measured.map((m) => m.broker.rps)),
       p99ms: median(measured.map((m) => m.broker.p99ms)),
+      cpuMicrosPerRequest: median(measured.map((m) => m.broker.cpu)),
       requests: measured.reduce((n, m) => n + m.broker.requests, 0)
     },
     bare: {
       rps: median(measured.map((m) => m.bare.rps)),
       p99ms: median(measured.map((m) => m.bare.p99ms)),
+      cpuMicrosPerRequest: median(measured.map((m) => m.bare.cpu)),
       requests: measured.reduce((n, m) => n + m.bare.requests, 0)
     },
     ratio: median(rpsRatios),
     ratioSpread: spread(rpsRatios),
     p99Ratio: median(p99Ratios),
     p99RatioSpread: spread(p99Ratios),
+    /** bare's CPU per request / the broker's: the ratio of req/s where CPU is what limits both */
+    cpuRatio: median(cpuRatios),
+    cpuRatioSpread: spread(cpuRatios),
     hits: { answered, counted: hitsCounted, notHits }
   }
 }
 
+const windows: Windows = {}
 const background = await compare(
   "background token",
   "token_requests_total",
   (duration) => load(tokenUrl, { authorization }, duration),
-  (duration) => load(bareUrl, {}, duration)
+  (duration) => load(bareUrl, {}, duration),
+  { broker: broker.pid, bare: bare.pid }
 )
 const exchange = await compare(
   "token exchange",
   "token_exchange_total",
   (duration) => load(exchangeUrl, exchangeHeaders, duration, exchangeBodyFile),
   (duration) =>
-    load(bareExchange.url, { "content-type": exchangeHeaders["content-type"] }, duration, exchangeBodyFile)
+    load(bareExchange.url, { "content-type": exchangeHeaders["content-type"] }, duration, exchangeBodyFile),
+  { broker: broker.pid, bare: bareExchange.pid }
 )
 
 await Promise.all(children.map(stop))
 await idp.close()
+if (profileDir !== undefined) {
+  await writeFile(join(profileDir, "windows.json"), JSON.stringify(windows))
+  console.log(await profileSummary(profileDir))
+}
 await rm(dir, { recursive: true, force: true })
 
 const summary = {
@@ -390,7 +368,8 @@ const f2 = (v: number) => v.toFixed(2)
 const line = (what: string, r: typeof background, bytes: number, bareBytes: number) => `
 ${what.padEnd(30)}${r.broker.rps.toFixed(0).padStart(8)} req/s   p99 ${r.broker.p99ms} ms   (${bytes} B body)
 bare fastify, same body size  ${r.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${r.bare.p99ms} ms   (${bareBytes} B body)
-ratio broker / bare           ${f2(r.ratio)} (rounds ${r.ratioSpread.map(f2).join("-")}), p99 ${f2(r.p99Ratio)} (rounds ${r.p99RatioSpread.map(f2).join("-")})`
+ratio broker / bare           ${f2(r.ratio)} (rounds ${r.ratioSpread.map(f2).join("-")}), p99 ${f2(r.p99Ratio)} (rounds ${r.p99RatioSpread.map(f2).join("-")})
+CPU per request               broker ${r.broker.cpuMicrosPerRequest.toFixed(1)} us, bare ${r.bare.cpuMicrosPerRequest.toFixed(1)} us: bare / broker ${f2(r.cpuRatio)} (rounds ${r.cpuRatioSpread.map(f2).join("-")})`
 console.log(
   `${line("background token (cache hit)", background, bodyBytes, bare.bytes)}${line("token exchange (cached)", exchange, exchangeBytes, bareExchange.bytes)}
 median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; each server in its own process

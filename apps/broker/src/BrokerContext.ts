@@ -23,12 +23,18 @@ export interface BrokerContext {
   readonly verifier: Context.Tag.Service<typeof TokenVerifier.TokenVerifier>
   readonly store: Context.Tag.Service<typeof GrantStore.GrantStore>
   readonly servers: Context.Tag.Service<typeof AuthorizationServer.AuthorizationServers>
-  /** Runs a use case; a typed failure is thrown as its problem (or, style "oauth", its RFC 6749 error). */
+  /**
+   * Runs a use case; a typed failure is thrown as its problem (or, style "oauth", its RFC 6749 error),
+   * and a route's own refusal failed inside the effect as itself.
+   */
   readonly run: <A>(
-    effect: Effect.Effect<A, TokenBrokerError, BrokerServices>,
+    effect: Effect.Effect<A, TokenBrokerError | HttpRefusal, BrokerServices>,
     style?: "problem" | "oauth"
   ) => Promise<A>
 }
+
+/** A refusal a route decides itself, between the steps of a use case it runs as one effect. */
+export type HttpRefusal = HttpOAuthError | HttpProblem
 
 const isTokenBrokerError = (error: unknown): error is TokenBrokerError =>
   typeof error === "object" && error !== null && "_tag" in error && "code" in error
@@ -46,6 +52,11 @@ export const makeBrokerContext = async (config: Config, runtime: BrokerRuntime):
     const exit = await runtime.runPromiseExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
     const failure = Cause.failureOption(exit.cause)
+    if (
+      Option.isSome(failure) &&
+      (failure.value instanceof HttpOAuthError || failure.value instanceof HttpProblem)
+    )
+      throw failure.value
     if (Option.isSome(failure) && isTokenBrokerError(failure.value)) {
       throw style === "oauth"
         ? new HttpOAuthError(oauthErrorOf(failure.value))

@@ -8,8 +8,12 @@ import { Effect } from "effect"
  *
  * scrypt is slow on purpose (tens of milliseconds), so a successful verification is remembered for a few
  * minutes under a SHA-256 of a per-process random key and the presented credentials: a hot caller pays
- * for scrypt once, and the cache holds no secret. Unknown ids cost the same scrypt as known ones. The
- * digest is one-shot (`crypto.hash`, about half the cost of an HMAC object per request).
+ * for scrypt once, and the cache holds no secret. Credentials that came in a Basic header are remembered
+ * under the digest of the whole header as well, so a repeat request is one digest and one Map read,
+ * without decoding the header (a header that authenticated once decodes to the same credentials). Unknown
+ * ids cost the same scrypt as known ones. The digest is one-shot (`crypto.hash`, about half the cost of
+ * an HMAC object per request). A remembered digest is found by a Map read, not compared byte by byte:
+ * what a timing difference could tell is a digest under a key the caller does not know.
  *
  * Because every verification costs a scrypt, a flood of bad credentials is limited before it reaches
  * scrypt: failures are counted per client address (a fixed window), and at most `maxConcurrent`
@@ -22,7 +26,18 @@ export type Authentication =
   | { readonly _tag: "Limited"; readonly retryAfterSeconds: number; readonly reason: "failures" | "busy" }
 
 export interface CallerAuth {
-  readonly authenticate: (clientId: string, secret: string, address: string) => Promise<Authentication>
+  /**
+   * Verifies a client id and secret. `basicHeader`: the Authorization header they were decoded from,
+   * remembered with them on success (for `rememberedBasic`).
+   */
+  readonly authenticate: (
+    clientId: string,
+    secret: string,
+    address: string,
+    basicHeader?: string
+  ) => Promise<Authentication>
+  /** The caller a Basic Authorization header authenticated within the remembered time; undefined otherwise. */
+  readonly rememberedBasic: (header: string) => CallerPolicy | undefined
 }
 
 export interface CallerAuthLimits {
@@ -50,6 +65,22 @@ export const makeCallerAuth = (
   const byId = new Map(callers.map((caller) => [caller.id, caller]))
   const key = randomBytes(32).toString("base64")
   const verified = new Map<string, { readonly id: string; readonly until: number }>()
+  const verifiedHeaders = new Map<string, { readonly id: string; readonly until: number }>()
+  const remember = (
+    memo: Map<string, { readonly id: string; readonly until: number }>,
+    mac: string,
+    id: string,
+    now: number
+  ) => {
+    if (memo.size >= MAX_VERIFIED) memo.clear()
+    memo.set(mac, { id, until: now + VERIFIED_TTL_MS })
+  }
+  const recall = (memo: Map<string, { readonly id: string; readonly until: number }>, mac: string) => {
+    const hit = memo.get(mac)
+    return hit !== undefined && hit.until > Date.now() ? byId.get(hit.id) : undefined
+  }
+  // a header's digest is kept in a Map of its own, apart from the credentials' digests
+  const headerMac = (header: string) => digest(`${key}${header}`)
   const failures = new Map<string, { count: number; readonly resetAt: number }>()
   const verifications = Effect.unsafeMakeSemaphore(limits.maxConcurrent)
   let running = 0
@@ -95,13 +126,15 @@ export const makeCallerAuth = (
     )
   }
 
-  const authenticate = async (clientId: string, secret: string, address: string): Promise<Authentication> => {
-    // the key is fixed-length base64, so the id and the secret after it cannot shift into each other
+  const authenticate: CallerAuth["authenticate"] = async (clientId, secret, address, basicHeader) => {
+    // the key is fixed-length base64, so the id and the secret after it cannot shift into it
     const mac = digest(`${key}${clientId}\u0000${secret}`)
     const now = Date.now()
-    const hit = verified.get(mac)
-    const remembered = hit !== undefined && hit.until > now ? byId.get(hit.id) : undefined
-    if (remembered !== undefined) return { _tag: "Authenticated", caller: remembered }
+    const remembered = recall(verified, mac)
+    if (remembered !== undefined) {
+      if (basicHeader !== undefined) remember(verifiedHeaders, headerMac(basicHeader), remembered.id, now)
+      return { _tag: "Authenticated", caller: remembered }
+    }
     const failed = failuresOf(address, now)
     if (failed !== undefined && failed.count >= limits.maxFailures) {
       return {
@@ -126,11 +159,11 @@ export const makeCallerAuth = (
       countFailure(address, Date.now())
       return { _tag: "Refused" }
     }
-    if (verified.size >= MAX_VERIFIED) verified.clear()
-    verified.set(mac, { id: caller.id, until: now + VERIFIED_TTL_MS })
+    remember(verified, mac, caller.id, now)
+    if (basicHeader !== undefined) remember(verifiedHeaders, headerMac(basicHeader), caller.id, now)
     return { _tag: "Authenticated", caller }
   }
-  return { authenticate }
+  return { authenticate, rememberedBasic: (header) => recall(verifiedHeaders, headerMac(header)) }
 }
 
 /** RFC 6749 section 2.3.1: the Basic credentials are form-urlencoded before base64. */

@@ -1,5 +1,5 @@
 import type { MetricPair } from "effect"
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client"
+import { collectDefaultMetrics, Registry } from "prom-client"
 
 /**
  * `/metrics`: HTTP metrics and the process's defaults from prom-client, plus core's Effect metrics
@@ -13,42 +13,73 @@ export interface HttpMetrics {
   readonly render: (snapshot: ReadonlyArray<MetricPair.MetricPair.Untyped>) => Promise<string>
 }
 
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** The requests of one method, route and status code: a count, and the duration histogram's state. */
+interface RequestCounts {
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  count: number
+  sum: number
+  /** Requests per bucket (not cumulative); the last one is beyond the largest bound. */
+  readonly buckets: Array<number>
+}
+
+/**
+ * The HTTP request metrics are plain counters, rendered at scrape time: prom-client hashes the label set
+ * on every update (of a label child too), which cost about 6 us of a cache hit's ~75 us (CPU profile,
+ * bench/http.ts with BENCH_PROFILE); here a request is a Map read by method, status and route (bounded:
+ * routes are the registered patterns, or "unmatched") and a few increments.
+ */
 export const makeHttpMetrics = (): HttpMetrics => {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const requests = new Counter({
-    name: "http_requests_total",
-    help: "HTTP requests by method, route and status code",
-    labelNames: ["method", "route", "status_code"] as const,
-    registers: [registry]
-  })
-  const duration = new Histogram({
-    name: "http_request_duration_seconds",
-    help: "HTTP request duration by method, route and status code",
-    labelNames: ["method", "route", "status_code"] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry]
-  })
-  // bounded: routes are the registered patterns (or "unmatched"), methods and statuses a few each
-  const children = new Map<
-    string,
-    { readonly requests: { inc: () => void }; readonly duration: { observe: (value: number) => void } }
-  >()
+  const counts = new Map<string, RequestCounts>()
+  const render = () => {
+    if (counts.size === 0) return ""
+    let requests = ""
+    let durations = ""
+    for (const entry of counts.values()) {
+      requests += `http_requests_total${labelsText(entry.labels)} ${entry.count}\n`
+      let cumulative = 0
+      for (const [index, bound] of DURATION_BUCKETS.entries()) {
+        cumulative += entry.buckets[index] ?? 0
+        durations += `http_request_duration_seconds_bucket${labelsText([["le", String(bound)], ...entry.labels])} ${cumulative}\n`
+      }
+      durations += `http_request_duration_seconds_bucket${labelsText([["le", "+Inf"], ...entry.labels])} ${entry.count}\n`
+      durations += `http_request_duration_seconds_sum${labelsText(entry.labels)} ${num(entry.sum)}\n`
+      durations += `http_request_duration_seconds_count${labelsText(entry.labels)} ${entry.count}\n`
+    }
+    return `# HELP http_requests_total HTTP requests by method, route and status code
+# TYPE http_requests_total counter
+${requests}# HELP http_request_duration_seconds HTTP request duration by method, route and status code
+# TYPE http_request_duration_seconds histogram
+${durations}`
+  }
   return {
     registry,
     observe: (method, route, status, seconds) => {
-      // prom-client hashes a label object on every update; the children of a label set are kept instead
       const key = `${method} ${status} ${route}`
-      let bound = children.get(key)
-      if (bound === undefined) {
-        const labels = { method, route, status_code: String(status) }
-        bound = { requests: requests.labels(labels), duration: duration.labels(labels) }
-        children.set(key, bound)
+      let entry = counts.get(key)
+      if (entry === undefined) {
+        entry = {
+          labels: [
+            ["method", method],
+            ["route", route],
+            ["status_code", String(status)]
+          ],
+          count: 0,
+          sum: 0,
+          buckets: DURATION_BUCKETS.map(() => 0).concat(0)
+        }
+        counts.set(key, entry)
       }
-      bound.requests.inc()
-      bound.duration.observe(seconds)
+      entry.count += 1
+      entry.sum += seconds
+      let bucket = 0
+      while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] ?? 0)) bucket += 1
+      entry.buckets[bucket] = (entry.buckets[bucket] ?? 0) + 1
     },
-    render: async (snapshot) => `${await registry.metrics()}${renderEffectMetrics(snapshot)}`
+    render: async (snapshot) => `${await registry.metrics()}${render()}${renderEffectMetrics(snapshot)}`
   }
 }
 

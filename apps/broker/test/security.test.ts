@@ -92,6 +92,33 @@ describe("caller policy without loopholes", () => {
     expect(scopesOf(body.access_token)).toEqual(["notes:read"])
   })
 
+  it("token exchange: a repeated parameter is refused, naming the first one repeated in the form", async () => {
+    const subjectToken = await userToken(stack.idp, 1)
+    const send = (body: string) =>
+      fetch(`${stack.url}/oauth/token`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          authorization: `Basic ${Buffer.from(`${CALLERS.narrow.id}:${CALLERS.narrow.secret}`).toString("base64")}`
+        },
+        body
+      })
+    const base = new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: subjectToken,
+      subject_token_type: ACCESS_TOKEN_TYPE
+    }).toString()
+    const repeated = await send(`${base}&audience=notes&scope=notes:read&scope=notes:read&audience=notes`)
+    expect(repeated.status).toBe(400)
+    expect(await repeated.json()).toMatchObject({
+      error: "invalid_request",
+      error_description: "The parameter audience is repeated"
+    })
+    // a parameter named like an object's prototype is a parameter like any other
+    const odd = await send(`${base}&audience=notes&__proto__=x`)
+    expect(odd.status).toBe(200)
+  })
+
   it("a caller exchanges only subject tokens its policy names (issue 14.7)", async () => {
     const subjectToken = await userToken(stack.idp, 1) // issued to mcp-client, audience the MCP server
     const exchange = (caller: { id: string; secret: string }) =>

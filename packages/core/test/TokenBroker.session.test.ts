@@ -120,6 +120,39 @@ describe("sessionToken: RFC 8693 exchange of the user's own token", () => {
     }).pipe(Effect.provide(sessionBroker()))
   )
 
+  it.effect(
+    "a cached session token is answered only while its request is valid and the subject token verifies",
+    () =>
+      Effect.gen(function* () {
+        const response = yield* userToken()
+        const exp = Number(claims(response.access_token).exp) * 1000
+        yield* TestClock.setTime(Date.now())
+        const broker = yield* TokenBroker.TokenBroker
+        dev.idp.counters.reset()
+        const ask = (scopes?: ReadonlyArray<string>) =>
+          broker.sessionToken({
+            subjectToken: Redacted.make(response.access_token),
+            provider: PROVIDER,
+            scopes
+          })
+        const first = yield* ask(["notes:read"])
+        const again = yield* ask(["notes:read"])
+        expect(Redacted.value(again.accessToken)).toBe(Redacted.value(first.accessToken))
+        // the same token and provider with scopes that do not validate: refused as without a cached token
+        const badScope = yield* Effect.flip(ask(["notes:read", "not a scope"]))
+        expect(badScope._tag === "InvalidRequest" && badScope.field).toBe("scopes")
+        const noScope = yield* Effect.flip(ask([]))
+        expect(noScope._tag === "InvalidRequest" && noScope.field).toBe("scopes")
+        // past the subject token's exp and the verifier's leeway (30 s): refused, cached or not
+        yield* TestClock.setTime(exp + 31_000)
+        const expired = yield* Effect.flip(ask(["notes:read"]))
+        expect(expired._tag === "InvalidSubjectToken" && expired.reason).toBe("expired")
+        expect(dev.idp.counters.count({ grantType: "urn:ietf:params:oauth:grant-type:token-exchange" })).toBe(
+          1
+        )
+      }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { sessionAudience: MCP } })))
+  )
+
   it.live("a provider without tokenExchange refuses session tokens with a clear error", () =>
     Effect.gen(function* () {
       const response = yield* userToken()

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from "fastify"
 import type { Bindings, ChildLoggerOptions, Logger as PinoLogger } from "pino"
 
-type Level = "fatal" | "error" | "warn" | "info" | "debug" | "trace"
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const
+type Level = (typeof LEVELS)[number]
 
 /**
  * The logger of one request: a pino child with the request's bindings, made on the first line written
@@ -23,7 +24,7 @@ class LazyChildLogger {
     return this.#child
   }
 
-  #write(level: Level, args: Array<unknown>): void {
+  write(level: Level, args: Array<unknown>): void {
     if (this.#child === undefined && !this.parent.isLevelEnabled(level)) return
     ;(this.#made()[level] as (...a: Array<unknown>) => void)(...args)
   }
@@ -36,29 +37,20 @@ class LazyChildLogger {
     this.#made().level = level
   }
 
-  fatal(...args: Array<unknown>): void {
-    this.#write("fatal", args)
-  }
-  error(...args: Array<unknown>): void {
-    this.#write("error", args)
-  }
-  warn(...args: Array<unknown>): void {
-    this.#write("warn", args)
-  }
-  info(...args: Array<unknown>): void {
-    this.#write("info", args)
-  }
-  debug(...args: Array<unknown>): void {
-    this.#write("debug", args)
-  }
-  trace(...args: Array<unknown>): void {
-    this.#write("trace", args)
-  }
   silent(): void {}
 
   child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
     return this.#made().child(bindings, options)
   }
+}
+
+// one method per level, each `write` at that level: defined once, on the prototype (not a closure per request)
+for (const level of LEVELS) {
+  Object.defineProperty(LazyChildLogger.prototype, level, {
+    value: function (this: LazyChildLogger, ...args: Array<unknown>) {
+      this.write(level, args)
+    }
+  })
 }
 
 export const lazyChildLogger = (

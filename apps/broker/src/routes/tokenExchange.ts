@@ -1,6 +1,15 @@
-import { firstZodProblem, type ProviderConfig, Scopes } from "@token-broker/core"
-import { Redacted } from "effect"
+import type { CallerPolicy } from "@token-broker/config"
+import {
+  firstZodProblem,
+  type ProviderConfig,
+  Scopes,
+  type TokenBroker,
+  type TokenBrokerError,
+  type TokenVerifier
+} from "@token-broker/core"
+import { Effect, Redacted } from "effect"
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod"
+import type { Logger } from "pino"
 import type { BrokerContext } from "../BrokerContext.js"
 import { callerOf } from "../CallerAuthentication.js"
 import { allowsAnyScope, allowsProvider, allowsSubject, allowsSubjectToken, deniedScope } from "../Callers.js"
@@ -13,6 +22,7 @@ import {
   TokenExchangeFormDoc,
   TokenExchangeResponse
 } from "../Schemas.js"
+import { plainJson } from "./answers.js"
 
 const oauthError = (status: number, error: string, description: string) =>
   new HttpOAuthError({ status, error, description })
@@ -25,15 +35,38 @@ const oauthError = (status: number, error: string, description: string) =>
  */
 const formCheckedByHandler = () => () => true
 
+/** Whether the caller's policy lets it exchange this subject token: the refusal when not. */
+const subjectTokenRefusal = (caller: CallerPolicy, verified: TokenVerifier.VerifiedToken) => {
+  if (!allowsSubjectToken(caller, verified)) {
+    return oauthError(
+      403,
+      "unauthorized_client",
+      `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+    )
+  }
+  if (!allowsSubject(caller, verified.subject)) {
+    return oauthError(
+      403,
+      "unauthorized_client",
+      `Client "${caller.id}" may not act for the subject of this token`
+    )
+  }
+  return undefined
+}
+
 /** The RFC 8693 security token service: the user's own token for an upstream access token. */
 export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (app, context) => {
   const { config, broker, verifier, run } = context
+  const subjectAudience = config.sessionTokens?.audience ?? []
+  // fastify types its logger as pino's base; the instance is the pino logger the server was given
+  const debugEnabled = (app.log as unknown as Logger).isLevelEnabled("debug")
 
   app.post(
     "/oauth/token",
     {
       config: { auth: "caller", errors: "oauth" },
       validatorCompiler: formCheckedByHandler,
+      serializerCompiler: plainJson,
       schema: {
         summary: "RFC 8693 token exchange",
         description:
@@ -59,11 +92,19 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (!(form instanceof URLSearchParams)) {
         throw oauthError(400, "invalid_request", "The body must be application/x-www-form-urlencoded")
       }
-      for (const name of new Set(form.keys())) {
-        if (form.getAll(name).length > 1)
-          throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
+      // one pass over the form: its fields, and whether a parameter is repeated (then the first such one
+      // in the form's order is named)
+      const fields: Record<string, string> = Object.create(null)
+      let repeated = false
+      for (const [name, value] of form) {
+        if (name in fields) repeated = true
+        else fields[name] = value
       }
-      const grantType = form.get("grant_type")
+      if (repeated) {
+        const name = [...new Set(form.keys())].find((key) => form.getAll(key).length > 1) ?? ""
+        throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
+      }
+      const grantType = fields.grant_type ?? null
       if (grantType === null) throw oauthError(400, "invalid_request", "grant_type is required")
       if (grantType !== TOKEN_EXCHANGE) {
         throw oauthError(400, "unsupported_grant_type", `Only ${TOKEN_EXCHANGE} is supported here`)
@@ -71,10 +112,8 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (!caller.tokenExchange) {
         throw oauthError(403, "unauthorized_client", `Client "${caller.id}" may not use token exchange`)
       }
-      const fields = Object.fromEntries(
-        [...form].filter(([name]) => name !== "client_id" && name !== "client_secret")
-      )
-      const parsed = TokenExchangeForm.safeParse(fields)
+      const { client_id: _id, client_secret: _secret, ...parameters } = fields
+      const parsed = TokenExchangeForm.safeParse(parameters)
       if (!parsed.success) {
         const problem = firstZodProblem(parsed.error, { root: "request" })
         const name = problem?.field ?? "request"
@@ -120,35 +159,31 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (denied !== undefined)
         throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
       const subjectToken = Redacted.make(input.subject_token)
-      const verified = await run(
-        verifier.verify(subjectToken, { audience: config.sessionTokens?.audience ?? [] }),
+      // one run: the verification (remembered after the first request), the caller's policy on the
+      // subject token, then the session token (cached after the first request)
+      const { verified, token } = await run(
+        Effect.flatMap(verifier.verify(subjectToken, { audience: subjectAudience }), (verified) => {
+          const refusal = subjectTokenRefusal(caller, verified)
+          const exchanged: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError | HttpOAuthError> =
+            refusal === undefined
+              ? broker.sessionToken({ subjectToken, provider: provider.id, scopes })
+              : Effect.fail(refusal)
+          return Effect.map(exchanged, (token) => ({ verified, token }))
+        }),
         "oauth"
       )
-      if (!allowsSubjectToken(caller, verified)) {
-        throw oauthError(
-          403,
-          "unauthorized_client",
-          `Client "${caller.id}" may not exchange tokens issued to this client or audience (see subjectTokens in its policy)`
+      if (debugEnabled) {
+        request.log.debug(
+          {
+            caller: caller.id,
+            provider: provider.id,
+            subject: verified.subject,
+            scopes: token.scopes,
+            expiresAt: token.expiresAt
+          },
+          "token exchanged"
         )
       }
-      if (!allowsSubject(caller, verified.subject)) {
-        throw oauthError(
-          403,
-          "unauthorized_client",
-          `Client "${caller.id}" may not act for the subject of this token`
-        )
-      }
-      const token = await run(broker.sessionToken({ subjectToken, provider: provider.id, scopes }), "oauth")
-      request.log.debug(
-        {
-          caller: caller.id,
-          provider: provider.id,
-          subject: verified.subject,
-          scopes: token.scopes,
-          expiresAt: token.expiresAt
-        },
-        "token exchanged"
-      )
       void reply.header("cache-control", "no-store").header("pragma", "no-cache")
       return {
         access_token: Redacted.value(token.accessToken),

@@ -1,87 +1,143 @@
-import { Clock, Effect, Redacted } from "effect"
+import { Clock, Effect } from "effect"
 import { cacheKey } from "../AccessTokenCache.js"
 import { InvalidRequest, InvalidSubjectToken, UpstreamRejected } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import * as Scopes from "../Scopes.js"
-import type { IssuedToken, TokenBrokerService } from "../TokenBroker.js"
+import type { IssuedToken, SessionTokenRequest, TokenBrokerService } from "../TokenBroker.js"
+import type { VerifiedToken } from "../TokenVerifier.js"
 import type { BrokerContext } from "./brokerContext.js"
 import { count } from "./metrics.js"
-import { sha256 } from "./random.js"
+import { tokenDigest } from "./tokenDigest.js"
 import { logUpstreamFailure } from "./upstreamLog.js"
+
+/** What a session-token request asks for: its normalized scopes and the upstream audience. */
+interface Target {
+  readonly scopes: ReadonlyArray<string>
+  readonly audience: string | undefined
+}
 
 /**
  * Session exchange (Flow 1): the user's own token, verified, exchanged at the provider (RFC 8693) for a
  * token for the upstream API. Exchanged tokens are cached in process only, never stored.
  */
 export const makeSessionExchange = (ctx: BrokerContext) => {
-  const { servers, cache, verifier, flights, earlyRefreshMs, sessionAudience } = ctx
+  const { servers, cache, verifier, flights, clock, earlyRefreshMs, sessionAudience } = ctx
+  const configs = new Map(servers.providers.map((provider) => [provider.id, provider]))
 
-  const sessionToken: TokenBrokerService["sessionToken"] = (request) =>
+  /** The provider's config, the request's scopes and audience, validated: the errors of a bad request. */
+  const targetOf = (request: SessionTokenRequest) =>
     Effect.gen(function* () {
-      const client = yield* servers.get(request.provider)
-      if (client.config.tokenExchange === undefined) {
+      const { config } = yield* servers.get(request.provider)
+      if (config.tokenExchange === undefined) {
         return yield* new InvalidRequest({
           field: "provider",
           message: `Provider "${request.provider}" is not configured for token exchange (tokenExchange)`
         })
       }
       const scopes = request.scopes === undefined ? [] : yield* Scopes.requested(request.scopes, "scopes")
-      const audience = request.audience ?? client.config.resource
-      const verified = yield* verifier.verify(request.subjectToken, { audience: sessionAudience })
-      const sessionId = `session:${request.provider}:${sha256(Redacted.value(request.subjectToken))}`
-      const tokenKey = cacheKey(sessionId, scopes, audience ?? null)
-      const now = yield* Clock.currentTimeMillis
-      const hit = cache.lookup(tokenKey, now, earlyRefreshMs)
+      return { scopes, audience: request.audience ?? config.resource }
+    })
+
+  /**
+   * `targetOf` in place, for a request it accepts: a configured provider with `tokenExchange` and
+   * valid scopes. Anything else (undefined) goes through `targetOf`, which names the problem.
+   */
+  const knownTarget = (request: SessionTokenRequest): Target | undefined => {
+    const config = configs.get(request.provider)
+    if (config?.tokenExchange === undefined) return undefined
+    const asked = request.scopes
+    if (asked !== undefined && (asked.length === 0 || !asked.every(Scopes.isScopeToken))) return undefined
+    return {
+      scopes: asked === undefined ? [] : Scopes.normalize(asked),
+      audience: request.audience ?? config.resource
+    }
+  }
+
+  /**
+   * The subject token verified (after its first time, the verifier's memo: no signature check), then the
+   * session token from the cache - keyed by the digest the verifier took, so the token is hashed once per
+   * request - else exchanged. A repeat request enters no span, generator or single flight.
+   */
+  const lookupOrExchange = (request: SessionTokenRequest, target: Target) =>
+    Effect.flatMap(verifier.verify(request.subjectToken, { audience: sessionAudience }), (verified) => {
+      const sessionId = `session:${request.provider}:${tokenDigest(request.subjectToken)}`
+      const tokenKey = cacheKey(sessionId, target.scopes, target.audience ?? null)
+      const hit = cache.lookup(tokenKey, clock.unsafeCurrentTimeMillis(), earlyRefreshMs)
       if (hit !== undefined) {
-        yield* count(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" })
-        return { ...hit, tokenType: "Bearer" as const, source: "exchange" as const }
-      }
-      const exchange = Effect.gen(function* () {
-        const actorToken =
-          client.config.tokenExchange?.actorToken === true ? yield* actorTokenOf(request.provider) : undefined
-        const set = yield* client
-          .exchange({
-            subjectToken: request.subjectToken,
-            scopes,
-            audience,
-            resource: client.config.resource,
-            actorToken
-          })
-          .pipe(
-            Effect.tapError((e) => logUpstreamFailure("token exchange", { provider: request.provider }, e)),
-            Effect.catchTag("InvalidGrant", (e) =>
-              Effect.fail(
-                new InvalidSubjectToken({
-                  reason: "inactive",
-                  message: `Provider "${request.provider}" refused the subject token${e.errorDescription ? ` (${e.errorDescription})` : ""}`
-                })
-              )
-            )
-          )
-        const arrived = yield* Clock.currentTimeMillis
-        // Cached no longer than either token lives; never persisted.
-        const expiresAt = Math.min(set.expiresAt ?? arrived + 60_000, verified.expiresAt)
         const token: IssuedToken = {
-          accessToken: set.accessToken,
+          accessToken: hit.accessToken,
           tokenType: "Bearer",
-          expiresAt,
-          scopes: set.scopes ?? scopes,
+          expiresAt: hit.expiresAt,
+          scopes: hit.scopes,
           source: "exchange"
         }
-        yield* cache.set(sessionId, tokenKey, {
-          accessToken: token.accessToken,
-          expiresAt,
-          scopes: token.scopes
+        return Effect.as(
+          count(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" }),
+          token
+        )
+      }
+      return flights
+        .run(tokenKey, exchange(request, target, { sessionId, tokenKey, verified }), Effect.void)
+        .pipe(Effect.withSpan("TokenBroker.sessionToken", { attributes: { provider: request.provider } }))
+    })
+
+  const exchange = (
+    request: SessionTokenRequest,
+    { scopes, audience }: Target,
+    session: { readonly sessionId: string; readonly tokenKey: string; readonly verified: VerifiedToken }
+  ) =>
+    Effect.gen(function* () {
+      const client = yield* servers.get(request.provider)
+      const actorToken =
+        client.config.tokenExchange?.actorToken === true ? yield* actorTokenOf(request.provider) : undefined
+      const set = yield* client
+        .exchange({
+          subjectToken: request.subjectToken,
+          scopes,
+          audience,
+          resource: client.config.resource,
+          actorToken
         })
-        yield* count(Metrics.tokenExchanges, { provider: request.provider, outcome: "success" })
-        return token
+        .pipe(
+          Effect.tapError((e) => logUpstreamFailure("token exchange", { provider: request.provider }, e)),
+          Effect.catchTag("InvalidGrant", (e) =>
+            Effect.fail(
+              new InvalidSubjectToken({
+                reason: "inactive",
+                message: `Provider "${request.provider}" refused the subject token${e.errorDescription ? ` (${e.errorDescription})` : ""}`
+              })
+            )
+          )
+        )
+      const arrived = yield* Clock.currentTimeMillis
+      // Cached no longer than either token lives; never persisted.
+      const expiresAt = Math.min(set.expiresAt ?? arrived + 60_000, session.verified.expiresAt)
+      const token: IssuedToken = {
+        accessToken: set.accessToken,
+        tokenType: "Bearer",
+        expiresAt,
+        scopes: set.scopes ?? scopes,
+        source: "exchange"
+      }
+      yield* cache.set(session.sessionId, session.tokenKey, {
+        accessToken: token.accessToken,
+        expiresAt,
+        scopes: token.scopes
       })
-      return yield* flights.run(tokenKey, exchange, Effect.void)
+      yield* count(Metrics.tokenExchanges, { provider: request.provider, outcome: "success" })
+      return token
+    })
+
+  const sessionToken: TokenBrokerService["sessionToken"] = (request) =>
+    Effect.suspend(() => {
+      const known = knownTarget(request)
+      return known === undefined
+        ? Effect.flatMap(targetOf(request), (target) => lookupOrExchange(request, target))
+        : lookupOrExchange(request, known)
     }).pipe(
       Effect.tapError((error) =>
         count(Metrics.tokenExchanges, { provider: request.provider, outcome: error.code })
-      ),
-      Effect.withSpan("TokenBroker.sessionToken", { attributes: { provider: request.provider } })
+      )
     )
 
   /** client_credentials tokens used as RFC 8693 actor tokens, cached per provider. */

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto"
 import { Clock, Duration, Effect, Either, Redacted } from "effect"
 import {
   type CryptoKey,
@@ -18,7 +17,6 @@ import type { ClientAuthentication } from "../Provider.js"
 import type { TokenVerifierService, VerifiedToken } from "../TokenVerifier.js"
 import { makeIntrospectionClient } from "./authorizationServer.js"
 import { cachedWithCooldown } from "./cachedWithCooldown.js"
-import { sha256 } from "./random.js"
 import {
   ACCESS_TOKEN_TYP,
   audienceOf,
@@ -27,6 +25,7 @@ import {
   mapJoseError,
   scopesOf
 } from "./tokenClaims.js"
+import { tokenDigest } from "./tokenDigest.js"
 
 /** Where opaque tokens of an issuer are introspected (RFC 7662). */
 export type IntrospectionOptions =
@@ -119,8 +118,6 @@ const publicKeysOnly =
     if (key.type !== "public") throw new errors.JWKSInvalid("the JWKS holds a non-public key")
     return key
   }
-
-const tokenHash = (token: string) => createHash("sha256").update(token).digest("base64url")
 
 export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifierService, ConfigInvalid> =>
   Effect.gen(function* () {
@@ -221,15 +218,17 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
       verifiedJwts.set(key, { until: Math.min(now + verifiedTtlMillis, token.expiresAt), token })
     }
 
-    const verifyJwt = (token: string) =>
+    /** A JWT whose verification is remembered and still fresh at `now`, by its digest. */
+    const rememberedJwt = (digest: string, now: number): VerifiedToken | undefined => {
+      const remembered = verifiedJwts.get(digest)
+      if (remembered === undefined) return undefined
+      if (remembered.until > now) return remembered.token
+      verifiedJwts.delete(digest)
+      return undefined
+    }
+
+    const verifyJwt = (token: string, cacheKey: string) =>
       Effect.gen(function* () {
-        const cacheKey = verifiedTtlMillis > 0 ? sha256(token) : ""
-        const remembered = verifiedTtlMillis > 0 ? verifiedJwts.get(cacheKey) : undefined
-        if (remembered !== undefined) {
-          const at = yield* Clock.currentTimeMillis
-          if (remembered.until > at) return remembered.token
-          verifiedJwts.delete(cacheKey)
-        }
         let payload: JWTPayload
         try {
           decodeProtectedHeader(token)
@@ -288,7 +287,7 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
           return yield* invalid("malformed", "the token is not a JWT and no issuer introspects opaque tokens")
         }
         const { issuer, client: introspector } = introspection
-        const key = tokenHash(Redacted.value(token))
+        const key = tokenDigest(token)
         const cached = cache.get(key)
         const before = yield* Clock.currentTimeMillis
         if (cached !== undefined && cached.until > before) return yield* cached.result
@@ -343,13 +342,20 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
         return yield* outcome
       })
 
+    // A remembered JWT is answered without the shape test, the claims or the signature: one digest of the
+    // token (shared with the session exchange, see tokenDigest) and one Map read.
     const service: TokenVerifierService = {
-      verify: (token, expected) => {
-        const audiences = typeof expected.audience === "string" ? [expected.audience] : expected.audience
-        const value = Redacted.value(token)
-        const verified = JWT_SHAPE.test(value) ? verifyJwt(value) : verifyOpaque(token)
-        return Effect.flatMap(verified, (result) => checkAudience(result, audiences))
-      }
+      verify: (token, expected) =>
+        Effect.clockWith((clock) => {
+          const audiences = typeof expected.audience === "string" ? [expected.audience] : expected.audience
+          const digest = verifiedTtlMillis > 0 ? tokenDigest(token) : ""
+          const remembered =
+            verifiedTtlMillis > 0 ? rememberedJwt(digest, clock.unsafeCurrentTimeMillis()) : undefined
+          if (remembered !== undefined) return checkAudience(remembered, audiences)
+          const value = Redacted.value(token)
+          const verified = JWT_SHAPE.test(value) ? verifyJwt(value, digest) : verifyOpaque(token)
+          return Effect.flatMap(verified, (result) => checkAudience(result, audiences))
+        })
     }
     return service
   })
