@@ -1,3 +1,4 @@
+import { TokenBroker } from "@token-broker/core"
 import { z } from "zod"
 
 /** Every request body, query and path parameter of the HTTP API, validated with zod. */
@@ -141,10 +142,10 @@ export const GrantListResponse = z.object({ items: z.array(GrantView), nextCurso
 
 export const RevokeResponse = z.object({
   removed: z.boolean(),
-  upstream: z.enum(["revoked", "failed", "not_supported", "not_attempted"]),
+  upstream: z.enum(TokenBroker.upstreamRevocationOutcomes),
   upstreamError: z.object({ code: z.string(), message: z.string() }).optional(),
   accessTokens: z
-    .enum(["revoked", "none", "not_supported", "failed", "not_attempted"])
+    .enum(TokenBroker.accessTokenRevocationOutcomes)
     .describe("The grant's current access tokens, revoked too (token_type_hint=access_token)"),
   revokedAtProvider: z
     .object({ refreshToken: z.boolean(), accessTokens: z.number().int() })

@@ -109,18 +109,30 @@ export interface CompletedAuthorization {
   readonly returnTo: string | null
 }
 
+/** What the provider said to the RFC 7009 revocation of a grant's refresh token (`RevokeResult.upstream`). */
+export const upstreamRevocationOutcomes = ["revoked", "failed", "not_supported", "not_attempted"] as const
+
+/** What became of a revoked grant's current access tokens (`RevokeResult.accessTokens`). */
+export const accessTokenRevocationOutcomes = [
+  "revoked",
+  "none",
+  "not_supported",
+  "failed",
+  "not_attempted"
+] as const
+
 export interface RevokeResult {
   /** A grant was stored and is now removed. */
   readonly removed: boolean
   /** What the provider said to the RFC 7009 call. */
-  readonly upstream: "revoked" | "failed" | "not_supported" | "not_attempted"
+  readonly upstream: (typeof upstreamRevocationOutcomes)[number]
   readonly upstreamError?: { readonly code: string; readonly message: string } | undefined
   /**
    * The grant's current (unexpired) access tokens, revoked too with `token_type_hint=access_token`:
    * "revoked" (every one), "none" (no current one), "not_supported" (the provider answered
    * `unsupported_token_type`, or has no revocation endpoint), "failed", "not_attempted" (no grant).
    */
-  readonly accessTokens: "revoked" | "none" | "not_supported" | "failed" | "not_attempted"
+  readonly accessTokens: (typeof accessTokenRevocationOutcomes)[number]
   /** What the provider confirmed it revoked. */
   readonly revokedAtProvider: { readonly refreshToken: boolean; readonly accessTokens: number }
 }
