@@ -1,4 +1,5 @@
 import { connect, type Socket } from "node:net"
+import { errorCallback, expectSafeErrorPage } from "@token-broker/server-kit/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   CALLERS,
@@ -156,19 +157,9 @@ describe("caller policy without loopholes", () => {
         json: {}
       })
       const state = new URL(String(started.body.authorizationUrl)).searchParams.get("state") ?? ""
-      const callback = new URL(`${stack.url}/connect/callback`)
-      callback.searchParams.set("state", state)
-      callback.searchParams.set("error", error)
-      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
-      const page = await fetch(callback)
-      const html = await page.text()
+      const page = await fetch(errorCallback(`${stack.url}/connect/callback`, state, error))
       expect(page.status).toBeGreaterThanOrEqual(400)
-      expect(html).toMatch(expected)
-      expect(html).not.toContain("555-0100")
-      expect(html).not.toContain("made-up")
-      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
-      expect(page.headers.get("x-frame-options")).toBe("DENY")
-      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+      await expectSafeErrorPage(page, expected)
     }
   })
 
