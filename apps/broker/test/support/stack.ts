@@ -15,6 +15,10 @@ import { CALLBACK, devIdpProviders, PUBLIC_URL } from "./portZeroBroker.js"
 
 export { LogCapture } from "@token-broker/server-kit/testing"
 
+/** RFC 8693's grant type, and its token type of an access token. */
+export const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
 export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 
 /** The bearer token of `/metrics` where a stack sets `server.metrics.token: { env: TB_METRICS_TOKEN }`. */

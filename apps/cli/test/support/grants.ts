@@ -1,5 +1,6 @@
 import { loadConfig, storeLayer } from "@token-broker/config"
 import { type GrantKey, type GrantRecord, GrantStore, KeyRing } from "@token-broker/core"
+import { minimalRecord } from "@token-broker/core/testing"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { expect } from "vitest"
 import type { Backend } from "./backends.js"
@@ -23,10 +24,7 @@ export const seed = (configPath: string, backend: Backend, oldKey: KeyRing.Local
               subject: `user-${String(i).padStart(5, "0")}`,
               provider: "dev-idp"
             }
-            const record: GrantRecord = {
-              ...key,
-              version: 1,
-              status: "active",
+            const record = minimalRecord(key, {
               refreshToken: yield* ring.encrypt(
                 Redacted.make(`rt-${i}`),
                 KeyRing.aadFor(key, "refresh_token")
@@ -38,16 +36,10 @@ export const seed = (configPath: string, backend: Backend, oldKey: KeyRing.Local
                 audience: null
               },
               scopes: ["notes:read"],
-              refreshTokenExpiresAt: null,
-              identity: null,
               createdAt: now,
               updatedAt: now,
-              lastRefreshedAt: now,
-              lastUsedAt: null,
-              failureCount: 0,
-              lastErrorCode: null,
-              refreshStartedAt: null
-            }
+              lastRefreshedAt: now
+            })
             expect(yield* store.insert(record)).toBe("ok")
           }),
         { concurrency: backend.name === "postgres" ? 16 : 1, discard: true }
