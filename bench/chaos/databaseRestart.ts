@@ -16,16 +16,11 @@ import { startPrivateCluster } from "@token-broker/storage-postgres/testing"
 import { Effect } from "effect"
 import { describeStore, migrateStore, type StoreKind, type StoreSpec } from "../src/StoreSpec.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import {
-  type ChaosWorker,
-  killAllChaosWorkers,
-  retireProvisioner,
-  sleep,
-  startChaosWorker,
-  tokenChecker
-} from "./harness.js"
-import type { ChaosInit, LoadResult, TokenResult } from "./protocol.js"
+import type { RevealedOutcome, WorkerInit } from "../test/support/workerProtocol.js"
+import { killAllChaosWorkers, retireProvisioner, sleep, startChaosWorker } from "./harness.js"
+import { runLoad, startLoadWorkers } from "./load.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
+import { tokenChecker } from "./tokenChecks.js"
 
 const NAME = "database restarted under load"
 const WORKERS = 3
@@ -109,33 +104,21 @@ const restartUnderLoad = async (
           `grace ${grace} s; ${describeStore(spec)}; ${WORKERS} broker processes, ${GRANTS} grants, ${restarts} restart(s)`
         )
         for (const user of users) await provisioner.connect(user)
-        const init = (id: string): ChaosInit => ({
-          base: provisioner.workerInit(id, { ttlMs: 5_000, waitMs: 8_000 }),
+        const init = (id: string): WorkerInit => ({
+          ...provisioner.workerInit(id, { ttlMs: 5_000, waitMs: 8_000 }),
           earlyRefreshMs: 9_000
         })
         const checker = tokenChecker(idp)
-        const workers: Array<ChaosWorker> = await Promise.all(
-          Array.from({ length: WORKERS }, (_, i) =>
-            startChaosWorker(init(`${spec.kind}-load-${i}`), {
-              onToken: (token) =>
-                checker.check(token.subject, token.accessToken, token.servedAt, {
-                  source: token.source,
-                  status: token.grantStatus
-                })
-            })
-          )
-        )
+        const workers = await startLoadWorkers(WORKERS, (i) => init(`${spec.kind}-load-${i}`), checker)
         const subjects = users.map((user) => user.sub)
         const cycleMs = 16_000
-        const loads = workers.map((worker) =>
-          worker.request<LoadResult>({
-            kind: "load",
-            subjects,
-            durationMs: restarts * cycleMs + 4_000,
-            concurrency: 6,
-            pauseMs: 25
-          })
-        )
+        const load = runLoad(workers, {
+          kind: "load",
+          subjects,
+          durationMs: restarts * cycleMs + 4_000,
+          concurrency: 6,
+          pauseMs: 25
+        })
         for (let i = 0; i < restarts; i++) {
           await sleep(5_000)
           const before = idp.counters.count({ grantType: "refresh_token" })
@@ -149,12 +132,7 @@ const restartUnderLoad = async (
           )
           await sleep(cycleMs - 9_000)
         }
-        const results = await Promise.all(loads)
-        const calls = results.reduce((sum, r) => sum + r.calls, 0)
-        const ok = results.reduce((sum, r) => sum + r.ok, 0)
-        const failures: Record<string, number> = {}
-        for (const result of results)
-          for (const [key, n] of Object.entries(result.failures)) failures[key] = (failures[key] ?? 0) + n
+        const { calls, ok, failures } = await load
         say(NAME, `grace ${grace}: ${calls} calls, ${ok} ok, failures ${JSON.stringify(failures)}`)
         const untyped = Object.keys(failures).filter(
           (key) =>
@@ -174,7 +152,7 @@ const restartUnderLoad = async (
             () => true,
             () => false
           )
-          const result = await verifier.request<TokenResult>({ kind: "token", subject })
+          const result = await verifier.request<RevealedOutcome>({ kind: "token", subject })
           if (result.ok) {
             checker.check(subject, result.accessToken, result.endedAt)
             const record = await provisioner.grant(subject)

@@ -12,16 +12,11 @@ import { describeStore } from "../src/StoreSpec.js"
 import { startUpstreamProxy } from "../src/upstreamProxy.js"
 import { prepareBackend } from "../test/support/backends.js"
 import { benchUsers, startProvisioner } from "../test/support/provisioning.js"
-import {
-  type ChaosWorker,
-  killAllChaosWorkers,
-  retireProvisioner,
-  sleep,
-  startChaosWorker,
-  tokenChecker
-} from "./harness.js"
-import type { ChaosInit, LoadResult, MetricsSnapshot, TokenResult } from "./protocol.js"
+import type { MetricsSnapshot, RevealedOutcome, WorkerInit } from "../test/support/workerProtocol.js"
+import { killAllChaosWorkers, retireProvisioner, sleep, startChaosWorker } from "./harness.js"
+import { runLoad, startLoadWorkers } from "./load.js"
 import { type ChaosContext, type ScenarioRow, say } from "./report.js"
+import { tokenChecker } from "./tokenChecks.js"
 
 const NAME = "dev-idp slow/500/429/down"
 const WORKERS = 3
@@ -57,10 +52,11 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
         `${describeStore(backend.spec)}; ${WORKERS} broker processes, ${GRANTS} grants; phases ${phases.map((p) => `${p.name} ${p.ms / 1000} s`).join(", ")}`
       )
       for (const user of users) await provisioner.connect(user)
-      const init = (id: string): ChaosInit => {
+      const init = (id: string): WorkerInit => {
         const base = provisioner.workerInit(id, { ttlMs: 5_000, waitMs: 8_000 })
         return {
-          base: { ...base, provider: { ...base.provider, requestTimeoutMs: 4_000 } },
+          ...base,
+          provider: { ...base.provider, requestTimeoutMs: 4_000 },
           internalBaseUrl: proxy.url,
           earlyRefreshMs: 9_000,
           circuit: CIRCUIT,
@@ -68,22 +64,16 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
         }
       }
       const checker = tokenChecker(idp)
-      const workers: Array<ChaosWorker> = await Promise.all(
-        Array.from({ length: WORKERS }, (_, i) =>
-          startChaosWorker(init(`${kind}-load-${i}`), {
-            onToken: (token) =>
-              checker.check(token.subject, token.accessToken, token.servedAt, {
-                source: token.source,
-                status: token.grantStatus
-              })
-          })
-        )
-      )
+      const workers = await startLoadWorkers(WORKERS, (i) => init(`${kind}-load-${i}`), checker)
       idp.counters.reset()
       const subjects = users.map((user) => user.sub)
-      const loads = workers.map((worker) =>
-        worker.request<LoadResult>({ kind: "load", subjects, durationMs: total, concurrency: 6, pauseMs: 25 })
-      )
+      const load = runLoad(workers, {
+        kind: "load",
+        subjects,
+        durationMs: total,
+        concurrency: 6,
+        pauseMs: 25
+      })
       let downEndedAt = 0
       for (const phase of phases) {
         const refreshesBefore = idp.counters.count({ grantType: "refresh_token" })
@@ -118,18 +108,13 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
             (phase.name === "down" ? `, ${proxy.refused()} refused by the proxy` : "")
         )
       }
-      const results = await Promise.all(loads)
+      const { results, calls, ok, failures } = await load
       const metrics = (
         await Promise.all(workers.map((w) => w.request<MetricsSnapshot>({ kind: "metrics" })))
       ).flat()
       const circuitOpened = metrics
         .filter((m) => m.name === "circuit_open_total")
         .reduce((sum, m) => sum + m.value, 0)
-      const calls = results.reduce((sum, r) => sum + r.calls, 0)
-      const ok = results.reduce((sum, r) => sum + r.ok, 0)
-      const failures: Record<string, number> = {}
-      for (const result of results)
-        for (const [key, n] of Object.entries(result.failures)) failures[key] = (failures[key] ?? 0) + n
       const refreshedAfterRecovery = results.filter(
         // after the proxy came back: the circuit, opened while dev-idp was down, let refreshes through again.
         // Not "openForMs after the end": the circuit's last opening (a failed half-open probe) can come at
@@ -155,7 +140,7 @@ export const upstreamFaults = async (ctx: ChaosContext): Promise<Array<ScenarioR
       let lost = 0
       for (const subject of subjects) {
         await provisioner.expireAccessToken(subject)
-        const result = await verifier.request<TokenResult>({ kind: "token", subject })
+        const result = await verifier.request<RevealedOutcome>({ kind: "token", subject })
         if (result.ok) checker.check(subject, result.accessToken, result.endedAt)
         const record = await provisioner.grant(subject)
         if (!result.ok || record.status !== "active") {

@@ -177,22 +177,14 @@ const stormRows = (json: Json): Array<Row> => {
       ratio: ratio(num(json.peakInFlightAtDevIdp) / num(json.cap)),
       note: "peak / cap (must be <= 1)"
     },
-    {
+    ...(["p50Ms", "p99Ms"] as const).map((stat) => ({
       bench: "refresh storm",
-      figure: "call latency p50",
-      value: `${fmt(num(json.p50Ms))} ms`,
+      figure: `call latency ${stat.slice(0, 3)}`,
+      value: `${fmt(num(json[stat]))} ms`,
       baseline: base,
-      ratio: ratio(num(json.p50Ms) / single),
+      ratio: ratio(num(json[stat]) / single),
       note: "queueing behind the cap"
-    },
-    {
-      bench: "refresh storm",
-      figure: "call latency p99",
-      value: `${fmt(num(json.p99Ms))} ms`,
-      baseline: base,
-      ratio: ratio(num(json.p99Ms) / single),
-      note: "queueing behind the cap"
-    },
+    })),
     {
       bench: "refresh storm",
       figure: "refreshes per second",

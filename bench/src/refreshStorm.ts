@@ -29,8 +29,8 @@ import { type GrantKey, GrantStore, KeyRing, newGrantRecord } from "@token-broke
 import { startDevIdp } from "@token-broker/dev-idp"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { killAllChaosWorkers, startChaosWorker } from "../chaos/harness.js"
-import type { StormResult, TokenResult } from "../chaos/protocol.js"
 import { plainProvider } from "../test/support/provisioning.js"
+import type { RevealedOutcome, StormResult } from "../test/support/workerProtocol.js"
 import { migrateStore, type StoreSpec, storeLayer } from "./StoreSpec.js"
 import { startUpstreamProxy } from "./upstreamProxy.js"
 
@@ -167,12 +167,10 @@ try {
 
   // 2. one broker process, capped, reaching dev-idp through the counting proxy
   const worker = await startChaosWorker({
-    base: {
-      store: spec,
-      provider,
-      keys: [{ kid: "storm", material }],
-      broker: { instanceId: "storm", leaseTtlMs: 120_000, leaseWaitMs: 120_000 }
-    },
+    store: spec,
+    provider,
+    keys: [{ kid: "storm", material }],
+    broker: { instanceId: "storm", leaseTtlMs: 120_000, leaseWaitMs: 120_000 },
     internalBaseUrl: proxy.url,
     maxConcurrentRefreshes: CAP
   })
@@ -180,7 +178,7 @@ try {
   // 3. baseline: one refresh alone, BASELINE_CALLS times in a row
   const single: Array<number> = []
   for (const subject of subjects.slice(SUBJECTS)) {
-    const result = await worker.request<TokenResult>({ kind: "token", subject })
+    const result = await worker.request<RevealedOutcome>({ kind: "token", subject })
     if (!result.ok || result.source !== "refresh")
       throw new Error(`baseline call failed: ${JSON.stringify(result)}`)
     single.push(result.endedAt - result.startedAt)

@@ -6,13 +6,13 @@ import {
   killAllChaosWorkers,
   retireProvisioner,
   secretScanRow,
-  startChaosWorker,
-  tokenChecker
+  startChaosWorker
 } from "../chaos/harness.js"
-import type { TokenResult } from "../chaos/protocol.js"
+import { tokenChecker } from "../chaos/tokenChecks.js"
 import { prepareBackend } from "./support/backends.js"
 import { startProvisioner } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
+import type { RevealedOutcome } from "./support/workerProtocol.js"
 
 // Controls of the chaos suite's per-serve check (issue 12): a deliberately wrong serve is caught.
 const idp = suiteSetup(60_000, async (defer) => {
@@ -71,10 +71,10 @@ describe("chaos detectors: the secret scan of the workers' output", () => {
     try {
       await provisioner.connect(alice)
       await provisioner.expireAccessToken(alice.sub)
-      const worker = await startChaosWorker({
-        base: provisioner.workerInit("scan-control", { ttlMs: 5_000, waitMs: 10_000 })
-      })
-      const served = await worker.request<TokenResult>({ kind: "token", subject: alice.sub })
+      const worker = await startChaosWorker(
+        provisioner.workerInit("scan-control", { ttlMs: 5_000, waitMs: 10_000 })
+      )
+      const served = await worker.request<RevealedOutcome>({ kind: "token", subject: alice.sub })
       expect(served.ok).toBe(true)
     } finally {
       await killAllChaosWorkers()

@@ -1,28 +1,13 @@
-/**
- * The headline promise of the SQL stores: single flight holds across OS processes. Four broker
- * processes, each with its own in-process cache, single flight and lease owner id, share one store and
- * fire 250 concurrent `backgroundToken` calls each for the same expired grant, against one dev-idp that
- * rotates refresh tokens and revokes the whole grant on reuse (no grace period). Exactly one refresh may
- * reach dev-idp per grant, and every call must succeed with the same token. FIELD-NOTES.md measured
- * 500-750 refreshes and a revoked grant in every run for a broker with in-process locks only.
- *
- * How the grants are "expired" for processes that run on real clocks: after connecting a grant through
- * the broker's own consent flow, the test moves the stored access token's expiry into the past with a
- * compare-and-set through the store (`expireAccessToken`). The grant is then exactly what a broker finds
- * when the token ran out; nothing depends on timing. dev-idp keeps its 5-minute access tokens, so the
- * refreshed token is good for the whole burst (the workers' early-refresh margin is the default 60 s):
- * any second refresh would be a bug, not a token that expired again during the test.
- */
-import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Redacted } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { describeStore, type StoreKind } from "../src/StoreSpec.js"
-import { ALL_BACKENDS, prepareBackend } from "./support/backends.js"
+import { ALL_BACKENDS } from "./support/backends.js"
 import { tokenHash } from "./support/provider.js"
-import { benchUsers, type Provisioner, startProvisioner } from "./support/provisioning.js"
+import { benchUsers, type Provisioner } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
 import type { BurstResult, WorkerInit } from "./support/workerProtocol.js"
-import { killAllWorkers, startWorker, type Worker } from "./support/workers.js"
+import { devIdpForWorkers, provisionedStore } from "./support/workerSuite.js"
+import { startWorker, type Worker } from "./support/workers.js"
 
 const WORKERS = 4
 const CALLS_PER_WORKER = 250
@@ -30,16 +15,9 @@ const GRANTS = 20
 // user 0 for the one-grant round, users 1..20 for the twenty-grant round, the last for the control
 const users = benchUsers(1 + GRANTS + 1)
 
-let idp: DevIdp
-beforeAll(async () => {
-  idp = await startDevIdp({ users, refreshTokenReuseGraceSeconds: 0 })
-})
-afterAll(async () => {
-  await killAllWorkers()
-  await idp?.close()
-})
+const idp = devIdpForWorkers({ users, refreshTokenReuseGraceSeconds: 0 })
 
-const refreshRequests = () => idp.counters.count({ grantType: "refresh_token" })
+const refreshRequests = () => idp().counters.count({ grantType: "refresh_token" })
 
 interface RoundReport {
   readonly refreshes: number
@@ -56,7 +34,7 @@ const fire = async (
   workers: ReadonlyArray<Worker>,
   subjects: ReadonlyArray<string>
 ): Promise<RoundReport> => {
-  idp.counters.reset()
+  idp().counters.reset()
   const started = performance.now()
   const results = await Promise.all(
     workers.map((worker) =>
@@ -122,10 +100,7 @@ const cluster = (
   control?: WorkerInit["control"]
 ) =>
   suiteSetup(120_000, async (defer) => {
-    const backend = await prepareBackend(kind)
-    defer(backend.cleanup)
-    const provisioner = await startProvisioner(idp, backend.spec)
-    defer(provisioner.close)
+    const { spec, provisioner } = await provisionedStore(kind, idp(), defer)
     for (const user of subjects) await provisioner.connect(user)
     const workers = await Promise.all(
       Array.from({ length: WORKERS }, async (_, i) => {
@@ -137,7 +112,7 @@ const cluster = (
       })
     )
     console.log(
-      `[cross-process single flight] ${describeStore(backend.spec)}${control === undefined ? "" : ` (${control})`}; ` +
+      `[cross-process single flight] ${describeStore(spec)}${control === undefined ? "" : ` (${control})`}; ` +
         `worker pids ${workers.map((w) => w.pid).join(", ")}`
     )
     return { provisioner, workers }

@@ -20,20 +20,25 @@ const replayOf = (downscoped: boolean) =>
     ? replayFromEnv(process.env)
     : { seed: undefined, path: undefined, numRuns: undefined }
 
+/** The short run of the explorer CI does: 150 schedules of 3 to 9 steps on 3 brokers, or the replay. */
+const exploreShort = async (downscoped: boolean) => {
+  const replay = replayOf(downscoped)
+  return explore(await env(), {
+    brokers: 3,
+    minSteps: 3,
+    maxSteps: 9,
+    numRuns: replay.numRuns ?? 150,
+    downscoped,
+    seed: replay.seed,
+    path: replay.path,
+    log: (line) => console.log(line)
+  })
+}
+
 describe("fault-schedule explorer", () => {
   it("no schedule of faults breaks an invariant (short run)", async () => {
-    const replay = replayOf(false)
-    const result = await explore(await env(), {
-      brokers: 3,
-      minSteps: 3,
-      maxSteps: 9,
-      numRuns: replay.numRuns ?? 150,
-      // one scope set here, mixed scope sets below
-      downscoped: false,
-      seed: replay.seed,
-      path: replay.path,
-      log: (line) => console.log(line)
-    })
+    // one scope set here, mixed scope sets below
+    const result = await exploreShort(false)
     console.log(`fault-schedule explorer: ${result.runs} schedule runs in ${result.seconds} s`)
     if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))
   }, 600_000)
@@ -42,17 +47,7 @@ describe("fault-schedule explorer", () => {
   // brokers once made those refresh again within one lifetime (seed 791426173); tokens are now shared per
   // requested scope set.
   it("mixed scope sets: at most one refresh per token lifetime per scope set (short run)", async () => {
-    const replay = replayOf(true)
-    const result = await explore(await env(), {
-      brokers: 3,
-      minSteps: 3,
-      maxSteps: 9,
-      numRuns: replay.numRuns ?? 150,
-      downscoped: true,
-      seed: replay.seed,
-      path: replay.path,
-      log: (line) => console.log(line)
-    })
+    const result = await exploreShort(true)
     if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))
   }, 600_000)
 

@@ -15,32 +15,25 @@
  * same state dev-idp and the store are in when a response is lost, without racing a kill against it.
  */
 import { grantKeyString } from "@token-broker/core"
-import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Effect, Redacted } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { describeStore } from "../src/StoreSpec.js"
 import { leaseClockNow, readLease, withSql } from "../src/StoreSql.js"
-import { prepareBackend, SQL_BACKENDS } from "./support/backends.js"
+import { SQL_BACKENDS } from "./support/backends.js"
 import { tokenHash } from "./support/provider.js"
-import { benchUsers, keyOf, plainProvider, startProvisioner } from "./support/provisioning.js"
+import { benchUsers, keyOf, plainProvider } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
 import type { CallOutcome } from "./support/workerProtocol.js"
-import { killAllWorkers, startWorker } from "./support/workers.js"
+import { devIdpForWorkers, provisionedSqlStore } from "./support/workerSuite.js"
+import { startWorker } from "./support/workers.js"
 
 const LEASE_TTL_MS = 2_000
 const LEASE_WAIT_MS = 10_000
 const users = benchUsers(4)
 
-let idp: DevIdp
-beforeAll(async () => {
-  idp = await startDevIdp({ users, refreshTokenReuseGraceSeconds: 0 })
-})
-afterAll(async () => {
-  await killAllWorkers()
-  await idp?.close()
-})
+const idp = devIdpForWorkers({ users, refreshTokenReuseGraceSeconds: 0 })
 
-const refreshRequests = () => idp.counters.count({ grantType: "refresh_token" })
+const refreshRequests = () => idp().counters.count({ grantType: "refresh_token" })
 
 const waitUntil = async (condition: () => boolean, timeoutMs: number, what: string) => {
   const deadline = Date.now() + timeoutMs
@@ -52,11 +45,11 @@ const waitUntil = async (condition: () => boolean, timeoutMs: number, what: stri
 
 /** A refresh at dev-idp with the given refresh token, as the broker's client would send it. */
 const refreshAtDevIdp = async (refreshToken: string): Promise<void> => {
-  const provider = plainProvider(idp)
+  const provider = plainProvider(idp())
   const basic = Buffer.from(
     `${encodeURIComponent(provider.clientId)}:${encodeURIComponent(provider.clientSecret)}`
   ).toString("base64")
-  const response = await fetch(`${idp.issuer}/token`, {
+  const response = await fetch(`${idp().issuer}/token`, {
     method: "POST",
     headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({
@@ -75,12 +68,12 @@ type Ending = "active" | "rotation_lost"
 describe.each(SQL_BACKENDS)("%s store: a lease holder killed mid-refresh", (kind) => {
   const lease = { ttlMs: LEASE_TTL_MS, waitMs: LEASE_WAIT_MS }
   const setup = suiteSetup(180_000, async (defer) => {
-    const backend = await prepareBackend(kind)
-    defer(backend.cleanup)
-    const spec = backend.spec
-    if (spec.kind === "vault") throw new Error("the lease test reads SQL tables")
-    const provisioner = await startProvisioner(idp, spec)
-    defer(provisioner.close)
+    const { spec, provisioner } = await provisionedSqlStore(
+      kind,
+      idp(),
+      defer,
+      "the lease test reads SQL tables"
+    )
     console.log(`[lease holder killed] ${describeStore(spec)}`)
     return { spec, provisioner }
   })
@@ -100,7 +93,7 @@ describe.each(SQL_BACKENDS)("%s store: a lease holder killed mid-refresh", (kind
 
     // The holder's refresh request reaches dev-idp and gets no answer.
     const before = refreshRequests()
-    idp.faults.inject({ kind: "hang", count: 1, grantType: "refresh_token" })
+    idp().faults.inject({ kind: "hang", count: 1, grantType: "refresh_token" })
     holder.request<CallOutcome>({ kind: "token", subject: user.sub }).catch(() => undefined)
     await waitUntil(() => refreshRequests() === before + 1, 20_000, "the holder's refresh reached dev-idp")
 

@@ -6,35 +6,22 @@
  * verification is tested for what it does in packages/config/test/CallerSecret.test.ts.)
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { tableName, withSql } from "../src/StoreSql.js"
-import { prepareBackend, SQL_BACKENDS } from "./support/backends.js"
-import { benchUsers, startProvisioner } from "./support/provisioning.js"
+import { SQL_BACKENDS } from "./support/backends.js"
+import { benchUsers } from "./support/provisioning.js"
 import { suiteSetup } from "./support/suiteSetup.js"
 import type { CallOutcome } from "./support/workerProtocol.js"
-import { killAllWorkers, startWorker } from "./support/workers.js"
+import { devIdpForWorkers, provisionedSqlStore } from "./support/workerSuite.js"
+import { startWorker } from "./support/workers.js"
 
-let idp: DevIdp
 const users = benchUsers(2)
-beforeAll(async () => {
-  idp = await startDevIdp({ users })
-})
-afterAll(async () => {
-  await killAllWorkers()
-  await idp?.close()
-})
+const idp = devIdpForWorkers({ users })
 
 describe.each(SQL_BACKENDS)("%s store: a record copied between subjects", (kind) => {
   const setup = suiteSetup(180_000, async (defer) => {
-    const backend = await prepareBackend(kind)
-    defer(backend.cleanup)
-    const spec = backend.spec
-    if (spec.kind === "vault") throw new Error("this test writes SQL")
-    const provisioner = await startProvisioner(idp, spec)
-    defer(provisioner.close)
-    return { spec, provisioner }
+    return provisionedSqlStore(kind, idp(), defer, "this test writes SQL")
   })
 
   it("does not decrypt: DecryptionFailed, never the other subject's token", async () => {

@@ -1,39 +1,16 @@
-import { execFile, spawn } from "node:child_process"
-import { watch } from "node:fs"
+import { execFile } from "node:child_process"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { basename, dirname, join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import type { ConfigFileInput } from "@token-broker/config"
+import { addressFileText, spawnServer } from "@token-broker/server-kit/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const bin = join(root, "dist/main.js")
 const run = promisify(execFile)
-
-/** The address file's text once it appears; rejects with the output when the process exits first. */
-const addressOf = (path: string, exited: Promise<number | null>, output: () => string): Promise<string> =>
-  new Promise((found, reject) => {
-    const watcher = watch(dirname(path))
-    const look = () =>
-      readFile(path, "utf8").then(
-        (text) => {
-          if (!text.endsWith("\n")) return
-          watcher.close()
-          found(text.trim())
-        },
-        () => undefined
-      )
-    watcher.on("change", (_event, name) => {
-      if (name === basename(path)) void look()
-    })
-    void exited.then((code) => {
-      watcher.close()
-      reject(new Error(`the built broker exited (${code}):\n${output()}`))
-    })
-    void look()
-  })
 
 // production starts the bundle with plain node (the package's bin), not TypeScript through tsx
 describe("the built broker (dist/main.js, the token-broker-server bin)", () => {
@@ -63,30 +40,18 @@ describe("the built broker (dist/main.js, the token-broker-server bin)", () => {
     }
     await writeFile(join(dir, "broker.json"), JSON.stringify(config), { mode: 0o600 })
     const addressFile = join(dir, "broker.address")
-    const child = spawn(
+    const server = spawnServer(
       process.execPath,
       [bin, "--config", join(dir, "broker.json"), "--address-file", addressFile],
-      {
-        cwd: dir,
-        env: { PATH: process.env.PATH ?? "", TB_KEY: Buffer.alloc(32, 3).toString("base64") },
-        stdio: ["ignore", "pipe", "pipe"]
-      }
+      { cwd: dir, env: { PATH: process.env.PATH ?? "", TB_KEY: Buffer.alloc(32, 3).toString("base64") } }
     )
-    let output = ""
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString()
-    })
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk.toString()
-    })
-    const exited = new Promise<number | null>((done) => child.once("exit", done))
     try {
-      const address = await addressOf(addressFile, exited, () => output)
+      const address = (await addressFileText(server, addressFile)).trim()
       expect((await fetch(`${address}/healthz`)).status).toBe(200)
       expect((await readFile(join(dir, "grants.db"))).subarray(0, 15).toString()).toBe("SQLite format 3")
     } finally {
-      child.kill("SIGTERM")
-      await exited
+      server.child.kill("SIGTERM")
+      await server.exited
     }
   })
 

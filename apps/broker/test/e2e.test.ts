@@ -5,6 +5,7 @@ import { Effect, Option, Redacted } from "effect"
 import * as client from "openid-client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
+  ACCESS_TOKEN_TYPE,
   basic,
   CALLERS,
   type CallerSpec,
@@ -14,11 +15,9 @@ import {
   runSecrets,
   type Stack,
   startStack,
+  TOKEN_EXCHANGE,
   userToken
 } from "./support/stack.js"
-
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 /** openid-client configured against the broker's token endpoint, as any standard OAuth client would be. */
 const oauthClient = (stack: Stack, caller: CallerSpec, method: "basic" | "post" = "basic") => {

@@ -1,6 +1,15 @@
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { basic, CALLERS, connectOverHttp, type Stack, startStack, userToken } from "./support/stack.js"
+import {
+  ACCESS_TOKEN_TYPE,
+  basic,
+  CALLERS,
+  connectOverHttp,
+  type Stack,
+  startStack,
+  TOKEN_EXCHANGE,
+  userToken
+} from "./support/stack.js"
 
 /**
  * Every route, fed well-formed requests built around a real grant (alice consented through dev-idp)
@@ -10,8 +19,6 @@ import { basic, CALLERS, connectOverHttp, type Stack, startStack, userToken } fr
  * reached deep: 200, 403 (policy) and 409 (consent required) all among their answers.
  */
 
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 const SCOPES = ["notes:read", "notes:write", "openid", "offline_access", "x"]
 /**
  * Stands for the real subject token in generated requests (URL-safe, so form encoding keeps it), replaced

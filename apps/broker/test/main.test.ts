@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process"
-import { watch } from "node:fs"
-import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { basename, dirname, join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { ConfigFileInput } from "@token-broker/config"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
+import { addressFileText, type ServerProcess, spawnServer } from "@token-broker/server-kit/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -13,56 +12,14 @@ const main = resolve(here, "../src/main.ts")
 // one process (no tsx wrapper in between), so signals reach the broker itself; "tsx" resolves from the cwd
 const tsxLoader = "tsx"
 
-interface Started {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-const startMain = (args: ReadonlyArray<string>, env: Record<string, string>): Started => {
-  const child = spawn(process.execPath, ["--import", tsxLoader, main, ...args], {
+const startMain = (args: ReadonlyArray<string>, env: Record<string, string>): ServerProcess =>
+  spawnServer(process.execPath, ["--import", tsxLoader, main, ...args], {
     cwd: dirname(main),
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)))
-  return { child, output: () => output, exited }
-}
-
-/** The address file's text once it appears; rejects if the process exits first. */
-const addressOf = (started: Started, path: string): Promise<string> =>
-  new Promise((resolveAddress, reject) => {
-    const watcher = watch(dirname(path))
-    let settled = false
-    const finish = (settle: () => void) => {
-      if (settled) return
-      settled = true
-      watcher.close()
-      settle()
-    }
-    const look = () =>
-      readFile(path, "utf8").then(
-        (text) => finish(() => resolveAddress(text)),
-        () => undefined
-      )
-    watcher.on("change", (_event, name) => {
-      if (name === basename(path)) void look()
-    })
-    void started.exited.then((code) =>
-      finish(() => reject(new Error(`the broker exited (${code}):\n${started.output()}`)))
-    )
-    void look()
+    env: { ...process.env, ...env }
   })
 
 /** Resolves once the process's output matches; rejects if it exits first. */
-const outputMatching = (started: Started, pattern: RegExp): Promise<void> =>
+const outputMatching = (started: ServerProcess, pattern: RegExp): Promise<void> =>
   new Promise((resolveMatch, reject) => {
     const look = () => {
       if (pattern.test(started.output())) {
@@ -79,7 +36,7 @@ const outputMatching = (started: Started, pattern: RegExp): Promise<void> =>
     look()
   })
 
-const stop = async (started: Started) => {
+const stop = async (started: ServerProcess) => {
   started.child.kill("SIGTERM")
   return started.exited
 }
@@ -135,7 +92,7 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
       }
     ]
     try {
-      const addresses = await Promise.all(runs.map((run) => addressOf(run.started, run.path)))
+      const addresses = await Promise.all(runs.map((run) => addressFileText(run.started, run.path)))
       for (const text of addresses) {
         expect(text).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\n$/)
         const health = await fetch(`${text.trim()}/healthz`)
@@ -173,7 +130,7 @@ describe("broker --address-file: the bound address of a broker on port 0", () =>
       TB_KEY2: Buffer.alloc(32, 9).toString("base64")
     })
     try {
-      await addressOf(started, address)
+      await addressFileText(started, address)
       await replace(withKeys("k2", "debug"))
       await outputMatching(started, /key ring reloaded: new secrets are encrypted under k2/)
       started.child.kill("SIGHUP")

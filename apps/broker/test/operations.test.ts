@@ -5,6 +5,7 @@ import {
   call,
   connectOverHttp,
   LogCapture,
+  notesToken,
   runSecrets,
   startStack,
   userToken
@@ -19,7 +20,7 @@ describe("operations", () => {
       expect(consent.status).toBe(200)
       const alice = consent.user.sub
       // served tokens go on the scan's list as `call` receives them
-      await call(stack, "POST", `/v1/grants/${alice}/notes/token`, { caller: CALLERS.agent, json: {} })
+      await notesToken(stack, alice)
       await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
         caller: CALLERS.agent,
         json: { scopes: ["notes:read"] }

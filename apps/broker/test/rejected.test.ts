@@ -1,18 +1,11 @@
 import { describe, expect, it } from "vitest"
-import { CALLERS, call, connectOverHttp, startStack } from "./support/stack.js"
+import { CALLERS, call, connectWithToken, notesToken, startStack } from "./support/stack.js"
 
 describe("POST /v1/grants/{subject}/{provider}/token/rejected", () => {
   it("drops a refused token: the next token call refreshes and the grant records the refusal", async () => {
     const stack = await startStack({ backend: "sqlite" })
     try {
-      const consent = await connectOverHttp(stack, 0)
-      expect(consent.status).toBe(200)
-      const alice = consent.user.sub
-      const first = await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
-        caller: CALLERS.agent,
-        json: {}
-      })
-      expect(first.status).toBe(200)
+      const { subject: alice, first } = await connectWithToken(stack)
       const reported = await call(stack, "POST", `/v1/grants/${alice}/notes/token/rejected`, {
         caller: CALLERS.agent,
         json: { accessToken: first.body.accessToken }
@@ -21,10 +14,7 @@ describe("POST /v1/grants/{subject}/{provider}/token/rejected", () => {
       expect(reported.body.status).toBe("active")
       expect(reported.body.lastErrorCode).toBe("access_token_rejected")
       expect(JSON.stringify(reported.body)).not.toContain(String(first.body.accessToken))
-      const next = await call(stack, "POST", `/v1/grants/${alice}/notes/token`, {
-        caller: CALLERS.agent,
-        json: {}
-      })
+      const next = await notesToken(stack, alice)
       expect(next.status).toBe(200)
       expect(next.body.source).toBe("refresh")
       expect(next.body.accessToken).not.toBe(first.body.accessToken)

@@ -1,17 +1,39 @@
 import { connect, type Socket } from "node:net"
+import { errorCallback, expectSafeErrorPage } from "@token-broker/server-kit/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
+  ACCESS_TOKEN_TYPE,
   CALLERS,
+  type CallerSpec,
   call,
   connectOverHttp,
   METRICS_TOKEN,
   type Stack,
   startStack,
+  TOKEN_EXCHANGE,
   userToken
 } from "./support/stack.js"
 
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+/** RFC 8693 at the broker's `/oauth/token`: `subjectToken` for provider notes, the caller's credentials in the form. */
+const exchangeAtBroker = (
+  stack: Stack,
+  subjectToken: string,
+  caller: CallerSpec,
+  extra: Record<string, string> = {}
+) =>
+  fetch(`${stack.url}/oauth/token`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: subjectToken,
+      subject_token_type: ACCESS_TOKEN_TYPE,
+      audience: "notes",
+      client_id: caller.id,
+      client_secret: caller.secret,
+      ...extra
+    }).toString()
+  })
 
 const scopesOf = (token: string): Array<string> => {
   const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as {
@@ -67,19 +89,7 @@ describe("caller policy without loopholes", () => {
   it("token exchange: an empty scope parameter is refused; none means the caller's scopes (issue 14.1)", async () => {
     const subjectToken = await userToken(stack.idp, 1)
     const form = (extra: Record<string, string>) =>
-      fetch(`${stack.url}/oauth/token`, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({
-          grant_type: TOKEN_EXCHANGE,
-          subject_token: subjectToken,
-          subject_token_type: ACCESS_TOKEN_TYPE,
-          audience: "notes",
-          client_id: CALLERS.narrow.id,
-          client_secret: CALLERS.narrow.secret,
-          ...extra
-        }).toString()
-      })
+      exchangeAtBroker(stack, subjectToken, CALLERS.narrow, extra)
     for (const scope of ["", " "]) {
       const refused = await form({ scope })
       expect(refused.status).toBe(400)
@@ -121,19 +131,7 @@ describe("caller policy without loopholes", () => {
 
   it("a caller exchanges only subject tokens its policy names (issue 14.7)", async () => {
     const subjectToken = await userToken(stack.idp, 1) // issued to mcp-client, audience the MCP server
-    const exchange = (caller: { id: string; secret: string }) =>
-      fetch(`${stack.url}/oauth/token`, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({
-          grant_type: TOKEN_EXCHANGE,
-          subject_token: subjectToken,
-          subject_token_type: ACCESS_TOKEN_TYPE,
-          audience: "notes",
-          client_id: caller.id,
-          client_secret: caller.secret
-        }).toString()
-      })
+    const exchange = (caller: CallerSpec) => exchangeAtBroker(stack, subjectToken, caller)
     const refused = await exchange(CALLERS.bound)
     expect(refused.status).toBe(403)
     expect(await refused.json()).toMatchObject({ error: "unauthorized_client" })
@@ -183,19 +181,9 @@ describe("caller policy without loopholes", () => {
         json: {}
       })
       const state = new URL(String(started.body.authorizationUrl)).searchParams.get("state") ?? ""
-      const callback = new URL(`${stack.url}/connect/callback`)
-      callback.searchParams.set("state", state)
-      callback.searchParams.set("error", error)
-      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
-      const page = await fetch(callback)
-      const html = await page.text()
+      const page = await fetch(errorCallback(`${stack.url}/connect/callback`, state, error))
       expect(page.status).toBeGreaterThanOrEqual(400)
-      expect(html).toMatch(expected)
-      expect(html).not.toContain("555-0100")
-      expect(html).not.toContain("made-up")
-      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
-      expect(page.headers.get("x-frame-options")).toBe("DENY")
-      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+      await expectSafeErrorPage(page, expected)
     }
   })
 

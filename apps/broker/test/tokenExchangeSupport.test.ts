@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { CALLERS, call, LogCapture, type Stack, startStack, userToken } from "./support/stack.js"
-
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+import {
+  ACCESS_TOKEN_TYPE,
+  CALLERS,
+  call,
+  LogCapture,
+  type Stack,
+  startStack,
+  TOKEN_EXCHANGE,
+  userToken
+} from "./support/stack.js"
 
 const exchange = async (stack: Stack, subjectToken: string) => {
   const response = await fetch(`${stack.url}/oauth/token`, {

@@ -2,6 +2,7 @@ import { request as httpRequest } from "node:http"
 import { connect } from "node:net"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
+import { errorCallback, expectSafeErrorPage } from "@token-broker/server-kit/testing"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Stack, startStack } from "./support/stack.js"
 
@@ -273,19 +274,9 @@ describe("MCP server: the consent callback page (issue 14.9)", () => {
       const result = await client.callTool({ name: "connect_provider", arguments: { provider: "notes" } })
       const link = String((result.structuredContent as { authorizationUrl?: string }).authorizationUrl)
       const state = new URL(link).searchParams.get("state") ?? ""
-      const callback = new URL(stack.callbackUrl)
-      callback.searchParams.set("state", state)
-      callback.searchParams.set("error", error)
-      callback.searchParams.set("error_description", "Call +1-555-0100 to restore your account now")
-      const page = await fetch(callback)
-      const html = await page.text()
+      const page = await fetch(errorCallback(stack.callbackUrl, state, error))
       expect(page.status).toBe(400)
-      expect(html).toMatch(expected)
-      expect(html).not.toContain("555-0100")
-      expect(html).not.toContain("made-up")
-      expect(page.headers.get("x-content-type-options")).toBe("nosniff")
-      expect(page.headers.get("x-frame-options")).toBe("DENY")
-      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'")
+      await expectSafeErrorPage(page, expected)
     }
     await client.close()
   })

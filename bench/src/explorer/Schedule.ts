@@ -1,3 +1,4 @@
+import type { TokenBroker } from "@token-broker/core"
 import fc from "fast-check"
 
 /**
@@ -5,7 +6,7 @@ import fc from "fast-check"
  * before each step. Plain data, so a failing schedule prints as JSON and replays from fast-check's seed.
  */
 
-export type RefreshStep = "before_upstream" | "after_upstream" | "after_write"
+export type RefreshStep = TokenBroker.RefreshStep
 
 /** What a caller asks: the grant's full scopes or a downscoped token, and a minimum lifetime. */
 export interface CallSpec {

@@ -1,6 +1,7 @@
 import type { ProviderConfig } from "@token-broker/core"
 import type { DevIdp, DevIdpUser, FaultSpec } from "@token-broker/dev-idp"
-import { Cause, Duration, Option, Redacted } from "effect"
+import { Cause, Option } from "effect"
+import { providerConfig as fromPlain, plainProvider } from "../../test/support/provider.js"
 import type { FaultyStoreOptions } from "./FaultyStore.js"
 import type { ProviderFault } from "./Schedule.js"
 
@@ -96,23 +97,9 @@ export const failureOf = (cause: Cause.Cause<unknown>): string => {
   return `${e._tag ?? "error"}${e.reason !== undefined ? `:${e.reason}` : e.error !== undefined ? `:${e.error}` : ""}`
 }
 
-export const providerConfig = (idp: DevIdp): ProviderConfig => {
-  const client = idp.client("token-broker")
-  return {
-    id: PROVIDER,
-    issuer: idp.issuer,
-    clientId: client.clientId,
-    clientAuthentication: {
-      method: "client_secret_basic",
-      clientSecret: Redacted.make(client.clientSecret ?? "")
-    },
-    redirectUri: `${idp.issuer}/__dev/callback`,
-    defaultScopes: ["notes:read", "notes:write"],
-    resource: idp.notesAudience,
-    allowInsecureRequests: true,
-    requestTimeout: Duration.millis(REQUEST_TIMEOUT_MS)
-  }
-}
+/** dev-idp's notes provider, as every bench broker has it, with the explorer's short request timeout. */
+export const providerConfig = (idp: DevIdp): ProviderConfig =>
+  fromPlain(plainProvider(idp, REQUEST_TIMEOUT_MS))
 
 export interface Epoch {
   readonly startedAt: number

@@ -1,7 +1,24 @@
 import { createHash } from "node:crypto"
 import type { ProviderConfig } from "@token-broker/core"
+import type { DevIdp } from "@token-broker/dev-idp"
 import { Duration, Redacted } from "effect"
 import type { PlainProvider } from "./workerProtocol.js"
+
+export const PROVIDER = "notes"
+
+/** Provider "notes" as plain data: dev-idp's confidential `token-broker` client for the notes API. */
+export const plainProvider = (idp: DevIdp, requestTimeoutMs = 10_000): PlainProvider => {
+  const client = idp.client("token-broker")
+  return {
+    id: PROVIDER,
+    issuer: idp.issuer,
+    clientId: client.clientId,
+    clientSecret: client.clientSecret ?? "",
+    redirectUri: `${idp.issuer}/__dev/callback`,
+    resource: idp.notesAudience,
+    requestTimeoutMs
+  }
+}
 
 /** The provider config every broker of a test builds from the same plain data. */
 export const providerConfig = (plain: PlainProvider): ProviderConfig => ({

@@ -14,10 +14,10 @@ import { SecretList } from "@token-broker/secret-scan"
 import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
 import { Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import { type StoreSpec, storeLayer } from "../../src/StoreSpec.js"
-import { providerConfig } from "./provider.js"
-import type { PlainProvider, WorkerInit } from "./workerProtocol.js"
+import { PROVIDER, plainProvider, providerConfig } from "./provider.js"
+import type { WorkerInit } from "./workerProtocol.js"
 
-export const PROVIDER = "notes"
+export { PROVIDER, plainProvider }
 
 /** `count` dev-idp users with random passwords, for `startDevIdp({ users })`. */
 export const benchUsers = (count: number) =>
@@ -26,19 +26,6 @@ export const benchUsers = (count: number) =>
     username: `bench${i}`,
     password: randomBytes(12).toString("base64url")
   }))
-
-export const plainProvider = (idp: DevIdp, requestTimeoutMs = 10_000): PlainProvider => {
-  const client = idp.client("token-broker")
-  return {
-    id: PROVIDER,
-    issuer: idp.issuer,
-    clientId: client.clientId,
-    clientSecret: client.clientSecret ?? "",
-    redirectUri: `${idp.issuer}/__dev/callback`,
-    resource: idp.notesAudience,
-    requestTimeoutMs
-  }
-}
 
 export const keyOf = (subject: string): GrantKey => ({ tenant: "default", subject, provider: PROVIDER })
 

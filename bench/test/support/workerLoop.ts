@@ -1,8 +1,8 @@
 /**
- * The worker side every bench broker process shares (the reliability tests' `brokerWorker.ts` and the
- * chaos suite's `chaos/worker.ts`): keys decoded from the parent's init, errors described for the wire,
- * and the IPC loop - `init` builds the broker and answers `ready` (or `fatal`), each `request` is served
- * and answered `response`, and the process exits when its parent goes away.
+ * The worker side of a bench broker process (`brokerWorker.ts`): keys decoded from the parent's init,
+ * errors described for the wire, and the IPC loop - `init` builds the broker and answers `ready` (or
+ * `fatal`), each `request` is served and answered `response`, and the process exits when its parent
+ * goes away.
  */
 import { KeyRing, type TokenBrokerClient } from "@token-broker/core"
 import { Effect, Redacted } from "effect"

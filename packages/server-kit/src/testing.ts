@@ -1,6 +1,10 @@
 import { Writable } from "node:stream"
 import type { DestinationStream, Logger as PinoLogger } from "pino"
 
+export { errorCallback, expectSafeErrorPage } from "./testing/ConsentErrorPage.js"
+export { LogCapture } from "./testing/LogCapture.js"
+export { addressFileText, type ServerProcess, spawnServer } from "./testing/ServerProcess.js"
+
 /**
  * The fields a server's log must never show, written out here rather than taken from `REDACT_PATHS`:
  * a field dropped from that list makes `secretsReachingTheLog` name it.

@@ -35,6 +35,38 @@ export interface PortZeroBrokerOptions {
   readonly busyTimeout?: string | undefined
 }
 
+/**
+ * The two providers every broker of these tests has on dev-idp, with their secrets from the env:
+ * "notes" (client_secret_basic, the notes API's JWT access tokens) and "other" (client_secret_post,
+ * the API of opaque tokens). A stack lays its own settings (token exchange, discovery) over them.
+ */
+export const devIdpProviders = (idp: DevIdp) => ({
+  notes: {
+    id: "notes",
+    issuer: idp.issuer,
+    clientId: "token-broker",
+    clientAuthentication: {
+      method: "client_secret_basic" as const,
+      clientSecret: { env: "NOTES_CLIENT_SECRET" }
+    },
+    scopes: ["notes:read", "notes:write"],
+    resource: idp.notesAudience,
+    allowInsecureRequests: true
+  },
+  other: {
+    id: "other",
+    issuer: idp.issuer,
+    clientId: "token-broker-post",
+    clientAuthentication: {
+      method: "client_secret_post" as const,
+      clientSecret: { env: "OTHER_CLIENT_SECRET" }
+    },
+    scopes: ["notes:read"],
+    resource: idp.opaqueAudience,
+    allowInsecureRequests: true
+  }
+})
+
 /** A caller with a fresh random secret. */
 export const newCaller = (id: string): CallerSpec => ({ id, secret: randomBytes(24).toString("base64url") })
 
@@ -76,26 +108,8 @@ export const startPortZeroBroker = async (options: PortZeroBrokerOptions): Promi
     },
     keyRing: { kind: "local", keys: [{ kid: options.key.kid, env: "TB_KEY" }] },
     providers: [
-      {
-        id: "notes",
-        issuer: idp.issuer,
-        clientId: "token-broker",
-        clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
-        scopes: ["notes:read", "notes:write"],
-        resource: idp.notesAudience,
-        allowInsecureRequests: true,
-        tokenExchange: {}
-      },
-      {
-        id: "other",
-        issuer: idp.issuer,
-        clientId: "token-broker-post",
-        clientAuthentication: { method: "client_secret_post", clientSecret: { env: "OTHER_CLIENT_SECRET" } },
-        scopes: ["notes:read"],
-        resource: idp.opaqueAudience,
-        allowInsecureRequests: true,
-        tokenExchange: {}
-      }
+      { ...devIdpProviders(idp).notes, tokenExchange: {} },
+      { ...devIdpProviders(idp).other, tokenExchange: {} }
     ],
     sessionTokens: { audience: MCP_AUDIENCE, issuers: [{ issuer: idp.issuer }], allowInsecureRequests: true },
     callers,

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Writable } from "node:stream"
 import { type ConfigFileInput, hashSecret, keyRingLayer, parseConfig, storeLayer } from "@token-broker/config"
 import type { GrantStore, KeyRing } from "@token-broker/core"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
@@ -10,8 +9,15 @@ import { type KnownSecret, SecretList } from "@token-broker/secret-scan"
 import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import Pg from "pg"
+import { expect } from "vitest"
 import { type RunningBroker, startBroker } from "../../src/Broker.js"
-import { CALLBACK, PUBLIC_URL } from "./portZeroBroker.js"
+import { CALLBACK, devIdpProviders, PUBLIC_URL } from "./portZeroBroker.js"
+
+export { LogCapture } from "@token-broker/server-kit/testing"
+
+/** RFC 8693's grant type, and its token type of an access token. */
+export const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 export const MCP_AUDIENCE = "http://127.0.0.1/mcp"
 
@@ -64,18 +70,6 @@ export const withPg = async <A>(use: (client: Pg.Client) => Promise<A>): Promise
     return await use(client)
   } finally {
     await client.end()
-  }
-}
-
-/** Log lines captured in memory, for the secrets-in-logs test. */
-export class LogCapture extends Writable {
-  readonly chunks: Array<string> = []
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void) {
-    this.chunks.push(chunk.toString())
-    callback()
-  }
-  text(): string {
-    return this.chunks.join("")
   }
 }
 
@@ -161,13 +155,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
     keyRing: { kind: "local", keys: [{ kid: "k1", env: "TB_KEY" }] },
     providers: [
       {
-        id: "notes",
-        issuer: idp.issuer,
-        clientId: "token-broker",
-        clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
-        scopes: ["notes:read", "notes:write"],
-        resource: idp.notesAudience,
-        allowInsecureRequests: true,
+        ...devIdpProviders(idp).notes,
         requestTimeout: "5 seconds",
         ...(options.plainOAuth === undefined
           ? { tokenExchange: {} }
@@ -188,13 +176,7 @@ export const startStack = async (options: StackOptions): Promise<Stack> => {
         ...options.notes
       },
       {
-        id: "other",
-        issuer: idp.issuer,
-        clientId: "token-broker-post",
-        clientAuthentication: { method: "client_secret_post", clientSecret: { env: "OTHER_CLIENT_SECRET" } },
-        scopes: ["notes:read"],
-        resource: idp.opaqueAudience,
-        allowInsecureRequests: true,
+        ...devIdpProviders(idp).other,
         ...(options.plainOAuth === undefined ? { tokenExchange: {} } : { identityBinding: "any" as const })
       }
     ],
@@ -375,4 +357,18 @@ export const connectOverHttp = async (stack: Stack, index = 0, caller: CallerSpe
   const page = await fetch(callback)
   await stack.rememberStored()
   return { callback, status: page.status, html: await page.text(), user: who }
+}
+
+/** POST /v1/grants/{subject}/notes/token as the agent caller: a background token of provider "notes". */
+export const notesToken = (stack: Stack, subject: string, json: Record<string, unknown> = {}) =>
+  call(stack, "POST", `/v1/grants/${subject}/notes/token`, { caller: CALLERS.agent, json })
+
+/** Consent of dev-idp user `index` over HTTP, then a first background token; both must succeed. */
+export const connectWithToken = async (stack: Stack, index = 0) => {
+  const consent = await connectOverHttp(stack, index)
+  expect(consent.status).toBe(200)
+  const subject = consent.user.sub
+  const first = await notesToken(stack, subject)
+  expect(first.status).toBe(200)
+  return { subject, first }
 }

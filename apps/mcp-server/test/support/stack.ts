@@ -1,16 +1,15 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { watch } from "node:fs"
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { basename, dirname, join, resolve } from "node:path"
-import { Writable } from "node:stream"
+import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type ConfigFileInput, hashSecret, keyRingLayer, parseConfig, storeLayer } from "@token-broker/config"
 import type { GrantStore, KeyRing } from "@token-broker/core"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { type KnownSecret, SecretList } from "@token-broker/secret-scan"
 import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
+import { addressFileText, LogCapture, spawnServer } from "@token-broker/server-kit/testing"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { type RunningMcpServer, startMcpServer } from "../../src/McpServer.js"
 import { type FrontDoor, startFrontDoor } from "./frontDoor.js"
@@ -19,18 +18,6 @@ export type TokenSourceKind = "in-process" | "remote"
 
 /** The MCP scopes of a full sign-in. */
 export const ALL_SCOPES = ["mcp:tools", "notes:read", "notes:write"]
-
-/** Log lines captured in memory, for the secrets-in-logs check. */
-export class LogCapture extends Writable {
-  readonly chunks: Array<string> = []
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void) {
-    this.chunks.push(chunk.toString())
-    callback()
-  }
-  text(): string {
-    return this.chunks.join("")
-  }
-}
 
 export interface Stack {
   readonly kind: TokenSourceKind
@@ -68,30 +55,6 @@ const here = dirname(fileURLToPath(import.meta.url))
 const brokerMain = resolve(here, "../../../broker/src/main.ts")
 const tsx = resolve(here, "../../node_modules/.bin/tsx")
 
-/** Resolves with the file's text once `path` appears (it is renamed into place whole); rejects if `child` exits first. */
-const addressFrom = (child: ChildProcess, path: string, output: () => string): Promise<string> =>
-  new Promise((resolveAddress, reject) => {
-    const watcher = watch(dirname(path))
-    const finish = (settle: () => void) => {
-      watcher.close()
-      child.off("exit", onExit)
-      settle()
-    }
-    const onExit = (code: number | null) =>
-      finish(() => reject(new Error(`the broker exited (${code}) before listening:\n${output()}`)))
-    const look = () =>
-      readFile(path, "utf8").then(
-        (text) => finish(() => resolveAddress(text.trim())),
-        () => undefined
-      )
-    watcher.on("change", (_event, name) => {
-      if (name === basename(path)) void look()
-    })
-    child.once("exit", onExit)
-    // it may have appeared before the watch began
-    void look()
-  })
-
 /**
  * The HTTP broker in its own process, started as an operator would (`broker --config file`), on port 0:
  * it reports its bound address through `--address-file`.
@@ -101,23 +64,15 @@ const spawnBroker = async (
   env: Record<string, string>
 ): Promise<{ readonly process: ChildProcess; readonly url: string; readonly output: () => string }> => {
   const addressFile = join(dirname(configPath), "broker.address")
-  const child = spawn(tsx, [brokerMain, "--config", configPath, "--address-file", addressFile], {
+  const server = spawnServer(tsx, [brokerMain, "--config", configPath, "--address-file", addressFile], {
     cwd: dirname(brokerMain),
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
+    env: { ...process.env, ...env }
   })
-  let output = ""
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  const read = () => output
   try {
-    return { process: child, url: await addressFrom(child, addressFile, read), output: read }
+    const url = (await addressFileText(server, addressFile)).trim()
+    return { process: server.child, url, output: server.output }
   } catch (error) {
-    child.kill("SIGKILL")
+    server.child.kill("SIGKILL")
     throw error
   }
 }
@@ -153,33 +108,24 @@ export const startStack = async (kind: TokenSourceKind, options: StackOptions = 
     TB_KEY: randomBytes(32).toString("base64"),
     MCP_CALLER_SECRET: callerSecret
   }
-  const providers: ConfigFileInput["providers"] = [
-    {
-      id: "notes",
-      issuer: idp.issuer,
-      clientId: "token-broker",
-      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
-      redirectUri: callbackUrl,
-      scopes: ["notes:read", "notes:write"],
-      resource: idp.notesAudience,
-      allowInsecureRequests: true,
-      requestTimeout: "5 seconds",
-      // able to exchange, yet the MCP server uses background tokens for it: it is not in exchangeProviders
-      tokenExchange: {}
+  const notesProvider = (id: string) => ({
+    id,
+    issuer: idp.issuer,
+    clientId: "token-broker",
+    clientAuthentication: {
+      method: "client_secret_basic" as const,
+      clientSecret: { env: "NOTES_CLIENT_SECRET" }
     },
-    {
-      id: "notes-exchange",
-      issuer: idp.issuer,
-      clientId: "token-broker",
-      clientAuthentication: { method: "client_secret_basic", clientSecret: { env: "NOTES_CLIENT_SECRET" } },
-      redirectUri: callbackUrl,
-      scopes: ["notes:read", "notes:write"],
-      resource: idp.notesAudience,
-      allowInsecureRequests: true,
-      requestTimeout: "5 seconds",
-      tokenExchange: {}
-    }
-  ]
+    redirectUri: callbackUrl,
+    scopes: ["notes:read", "notes:write"],
+    resource: idp.notesAudience,
+    allowInsecureRequests: true,
+    requestTimeout: "5 seconds",
+    tokenExchange: {}
+  })
+  // "notes" is able to exchange, yet the MCP server uses background tokens for it: it is not in
+  // exchangeProviders; "notes-exchange" is
+  const providers: ConfigFileInput["providers"] = [notesProvider("notes"), notesProvider("notes-exchange")]
   const shared = {
     storage: { kind: "sqlite" as const, filename: join(dir, "grants.db") },
     keyRing: { kind: "local" as const, keys: [{ kid: "k1", env: "TB_KEY" }] },
