@@ -194,4 +194,23 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
       expect((yield* call).source).toBe("store")
     }).pipe(Effect.provide(brokerLayer(dev.idp, { broker: { earlyRefresh: "60 seconds" } })))
   )
+
+  it.effect("while the provider fails, a cached token is served only with at least 5 s of life left", () =>
+    Effect.gen(function* () {
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+      const first = yield* broker.backgroundToken(ref)
+      dev.idp.faults.inject({ kind: "status", status: 500, count: 1000, grantType: "refresh_token" })
+      // past its early refresh, 6 s of life left: the refresh fails, the still-valid token is served
+      yield* TestClock.adjust(first.expiresAt - 6_000 - (yield* Clock.currentTimeMillis))
+      const served = yield* broker.backgroundToken(ref)
+      expect(Redacted.value(served.accessToken)).toBe(Redacted.value(first.accessToken))
+      // 4 s left: a caller on a loaded machine could hold it past its expiry; the failure is the answer
+      yield* TestClock.adjust("2 seconds")
+      const refused = yield* Effect.flip(broker.backgroundToken(ref))
+      expect(refused._tag).toBe("UpstreamUnavailable")
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => dev.idp.faults.clear())),
+      Effect.provide(brokerLayer(dev.idp))
+    )
+  )
 })

@@ -233,9 +233,9 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
   const fallback = (key: GrantKey, scopes: ReadonlyArray<string> | null, minTtlMs: number) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      // a token served while the provider or the store is down keeps at least a second of life: one with
-      // a few milliseconds left is expired by the time the caller uses it (the chaos suite's serve check
-      // caught tokens that expired 30-250 ms before the worker had them)
+      // a token served while the provider or the store is down keeps at least 5 s of life: one with less
+      // may be expired by the time the caller uses it (the chaos suite's serve check caught tokens that
+      // expired 30-250 ms before the worker had them with a 1 s floor, and 5-675 ms on a machine at load 30)
       const floor = Math.max(minTtlMs, FALLBACK_MIN_LIFE_MS)
       const cached = cache.peek(cacheKey(grantKeyString(key), scopes, null), now, floor)
       if (cached !== undefined) {
@@ -377,7 +377,7 @@ export const makeRefreshProtocol = (settings: RefreshSettings, deps: RefreshDeps
 const LIFETIME_SLACK_MS = 1_000
 
 /** The least life left in a still-valid token served as a fallback (provider or store down). */
-const FALLBACK_MIN_LIFE_MS = 1_000
+const FALLBACK_MIN_LIFE_MS = 5_000
 
 /** A token and the lifetime it was issued with (null when unknown). */
 export interface Obtained {
