@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto"
+import { withServerConnection } from "@token-broker/storage-sql/testing/connection"
 import Mysql from "mysql2/promise"
 
 /** The MariaDB the tests use: `MARIADB_URL`, else the machine's server (root, empty password, `test`). */
@@ -15,21 +16,13 @@ export const urlOf = (database: string): string => {
 }
 
 /** Runs `use` with a plain mysql2 connection; fails with a clear message when the server does not answer. */
-export const withConnection = async <A>(use: (conn: Mysql.Connection) => Promise<A>): Promise<A> => {
-  let conn: Mysql.Connection
-  try {
-    conn = await Mysql.createConnection({ uri: serverUrl, connectTimeout: 5_000 })
-  } catch (cause) {
-    throw new Error(
-      `MariaDB does not answer at ${serverUrl.replace(/\/\/[^@]*@/, "//")} (set MARIADB_URL, or start the server): ${String(cause)}`
-    )
-  }
-  try {
-    return await use(conn)
-  } finally {
-    await conn.end()
-  }
-}
+export const withConnection = <A>(use: (conn: Mysql.Connection) => Promise<A>): Promise<A> =>
+  withServerConnection(
+    { name: "MariaDB", url: serverUrl, variable: "MARIADB_URL" },
+    () => Mysql.createConnection({ uri: serverUrl, connectTimeout: 5_000 }),
+    (conn) => conn.end(),
+    use
+  )
 
 export const dropDatabase = (database: string): Promise<void> =>
   withConnection(async (conn) => {

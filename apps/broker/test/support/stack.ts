@@ -7,8 +7,9 @@ import type { GrantStore, KeyRing } from "@token-broker/core"
 import { type DevIdp, startDevIdp } from "@token-broker/dev-idp"
 import { type KnownSecret, SecretList } from "@token-broker/secret-scan"
 import { pendingConsentSecrets, storedGrantSecrets } from "@token-broker/secret-scan/store"
+import { withClient } from "@token-broker/storage-postgres/testing"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import Pg from "pg"
+import type Pg from "pg"
 import { expect } from "vitest"
 import { type RunningBroker, startBroker } from "../../src/Broker.js"
 import { CALLBACK, devIdpProviders, PUBLIC_URL } from "./portZeroBroker.js"
@@ -57,21 +58,7 @@ export const CALLERS = {
   bound: { id: "bound", secret: randomBytes(24).toString("base64url") }
 } as const
 
-export const withPg = async <A>(use: (client: Pg.Client) => Promise<A>): Promise<A> => {
-  const client = new Pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 })
-  try {
-    await client.connect()
-  } catch (cause) {
-    throw new Error(
-      `PostgreSQL does not answer at ${databaseUrl.replace(/\/\/[^@]*@/, "//")} (set DATABASE_URL, or start the server): ${String(cause)}`
-    )
-  }
-  try {
-    return await use(client)
-  } finally {
-    await client.end()
-  }
-}
+export const withPg = <A>(use: (client: Pg.Client) => Promise<A>): Promise<A> => withClient(databaseUrl, use)
 
 export interface Stack {
   readonly idp: DevIdp
