@@ -193,6 +193,8 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     category === undefined ? "" : `?${new URLSearchParams({ category }).toString()}`
 
   return {
+    /** Closes the pool's connections (when the server closes). */
+    close: (): Promise<void> => dispatcher.close(),
     list: (token: Redacted.Redacted<string>, filter: { readonly category?: string | undefined }) =>
       request(token, "GET", `/notes${noteQuery(filter.category)}`, z.array(NoteSchema)),
     get: (token: Redacted.Redacted<string>, id: number) => request(token, "GET", `/notes/${id}`, NoteSchema),
