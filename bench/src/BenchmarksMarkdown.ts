@@ -346,22 +346,25 @@ const PROFILES = `## Where the time and memory go (profiles)
   \`cachedSessionToken\` beside \`cachedToken\` on TokenBrokerService would remove it), the handler's
   own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us).
 - **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
-  \`BENCH_PROFILE=/tmp/mcp-prof pnpm --filter @token-broker/mcp-server bench\`, only the seconds it was
-  loaded; 2026-12-03, ratio 0.06x in that run). About 15 s of CPU for 1,862 calls: 8 ms a call, where
-  the bare SDK server answered 1,726 calls a second (under 0.6 ms each). 27% is socket writes
-  (\`writev\` and the string writes under it): the SDK's \`@hono/node-server\` adapter flushes the SSE
-  answer's headers and then its body (the baseline pays that too), and undici's \`fetch\` writes each upstream request's headers and body
-  apart (a string body becomes a stream, \`writeIterable\`); in this VM a write that wakes another local
-  process is dear. \`fetch\`'s own machinery (WHATWG Request/Response, web streams, an AbortSignal each,
-  \`makeTransferable\` 2%) about 14%, Effect's runtime 9% self (two \`runPromiseExit\` per call, the notes
-  read's retry schedule), GC 8%, zod 4% (the upstream answer's 20 notes, the tool's schemas); the bearer
-  check does not show. Not fixed: \`BENCH_TOKEN_SOURCE=in-process\` (no broker hop) gave 0.22x and 0.06x
-  in two runs (rounds 0.04-0.25) on this shared machine, and the built bundle (which the bench now
-  runs, as deployed) took 4.5 ms of CPU a call at 8 connections and 8.5 ms at 32, against 9.3 ms from
-  source through tsx at 8: no change here is shown to lift the ratio yet. The CPU per call of the
-  server's process (8.5 ms against 0.64 ms, 13.5x, rounds 6.8-14.7) is the figure to judge one by. What it would take to try: the notes API and the broker client on \`undici.request\` over a
-  kept-alive pool (no web streams, the body written with the headers), one Effect run per tool call
-  instead of two, and runs on a machine no one else loads.
+  \`BENCH_PROFILE=/tmp/mcp-prof BENCH_ROUNDS=2 pnpm --filter @token-broker/mcp-server bench\`, only the
+  seconds it was loaded; 2026-12-03). Before: 5.0 ms of CPU a call against 0.45 ms for the bare SDK
+  server (10.9x, ratio 0.11x). 17% socket writes, of which 7.5 points were undici's \`fetch\` writing
+  each upstream request's headers and body apart (a string body becomes a stream, \`writeIterable\`);
+  \`fetch\`'s own machinery (WHATWG Request/Response, web streams, an AbortSignal cloned each time,
+  \`makeTransferable\`) 25% across Node's undici and the bundled one, Effect's runtime 9% (two
+  \`runPromiseExit\` per tool call), GC 7%, zod 6%; the bearer check does not show. Fixed: the notes API
+  is called with \`undici.request\` on one kept-alive Agent, the remote broker through a \`fetch\` the app
+  hands its client over \`undici.request\` on another (\`src/internal/keptAliveFetch.ts\`), and the
+  upstream token and the API call are one Effect run per tool call. After, same command: 2.2 ms against
+  0.35 ms (6.2x, ratio 0.17x); what is left is the SDK's own SSE answer (headers flushed apart from the
+  body, which the baseline pays too), one write per upstream request, Effect 10% (the bearer check's run
+  and the tool's), GC 8% and zod 6% (the notes answer's 20 notes, the tool's output schema). Without the
+  profiler (\`pnpm --filter @token-broker/mcp-server bench\`, 3 rounds, 32 connections, load average 11):
+  main 4.07 ms against 0.37 ms a call (10.9x, rounds 7.6-11.7), ratio 0.07x (0.05-0.13); now 2.11 ms
+  against 0.41 ms (5.5x, rounds 3.6-6.4), ratio 0.15x (0.15-0.19). The 0.5x goal is not reached: each
+  call still waits on two other processes (the broker's token answer and dev-idp's notes API) that the
+  baseline does not call, on a machine shared with other work; the broker's own CPU per answer is not
+  counted here.
 `
 
 const SECURITY = `## Security checks (all in \`pnpm test\`)

@@ -1,13 +1,12 @@
-import { TokenBroker } from "@token-broker/core"
+import { Scopes as ScopeRules, TokenBroker } from "@token-broker/core"
 import { z } from "zod"
 
 /** Every request body, query and path parameter of the HTTP API, validated with zod. */
 
-const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]{1,256}$/
-
 export const Scope = z
   .string()
-  .regex(SCOPE, { message: "a scope is 1-256 printable ASCII characters without spaces or quotes" })
+  .max(256, { message: "a scope is at most 256 characters" })
+  .regex(ScopeRules.SCOPE_TOKEN, { message: ScopeRules.SCOPE_TOKEN_MESSAGE })
 
 /** A list of scopes names at least one: leave it out for the caller's allowed scopes, never send []. */
 export const Scopes = z

@@ -5,6 +5,8 @@ import { Logger } from "@token-broker/server-kit"
 import { Context, Effect, type Exit, Layer, ManagedRuntime, Option } from "effect"
 import type { FastifyInstance } from "fastify"
 import type { DestinationStream, Logger as PinoLogger } from "pino"
+import { Agent } from "undici"
+import { makeKeptAliveFetch } from "./internal/keptAliveFetch.js"
 import { buildServer, MCP_PATH } from "./Server.js"
 
 /** The MCP server's logger: the servers' one pino setup and redaction list (`@token-broker/server-kit`). */
@@ -55,13 +57,23 @@ export const layerTokenSource = (
 ): Layer.Layer<TokenSource.TokenSource | ConsentCallback | LocalKeyRing, BrokerLayerError> => {
   const source = config.tokenSource
   if (source.kind === "remote") {
+    // one kept-alive pool to the broker for the runtime's life, closed with it
+    const pool = Effect.acquireRelease(
+      Effect.sync(() => new Agent({ keepAliveTimeout: 30_000 })),
+      (agent) => Effect.promise(() => agent.close())
+    )
     return Layer.mergeAll(
-      layerRemote({
-        url: source.url,
-        clientId: source.clientId,
-        clientSecret: source.clientSecret,
-        timeout: source.timeout
-      }),
+      Layer.unwrapScoped(
+        Effect.map(pool, (agent) =>
+          layerRemote({
+            url: source.url,
+            clientId: source.clientId,
+            clientSecret: source.clientSecret,
+            timeout: source.timeout,
+            fetch: makeKeptAliveFetch(agent)
+          })
+        )
+      ),
       Layer.succeed(ConsentCallback, Option.none()),
       Layer.succeed(LocalKeyRing, Option.none())
     )

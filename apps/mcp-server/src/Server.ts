@@ -382,6 +382,10 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     registerConsentCallback(app, services.completeAuthorization, run)
   }
 
+  app.addHook("onClose", async () => {
+    await notes?.api.close()
+  })
+
   app.get("/healthz", async () => ({ status: "ok", sessions: sessions.size() }))
 
   return { app, closeSessions: () => sessions.closeAll() }

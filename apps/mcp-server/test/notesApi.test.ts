@@ -23,6 +23,8 @@ let baseUrl: string
 const seen: Array<string> = []
 /** How many of the next requests the server drops without an answer. */
 let dropNext = 0
+/** Requests for note 8 are never answered (until the suite ends). */
+const hanging: Array<ServerResponse> = []
 
 beforeAll(async () => {
   server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -32,6 +34,10 @@ beforeAll(async () => {
       if (dropNext > 0) {
         dropNext -= 1
         req.socket.destroy()
+        return
+      }
+      if (req.url === "/notes/8") {
+        hanging.push(res)
         return
       }
       if (req.url === "/notes/413") {
@@ -46,6 +52,7 @@ beforeAll(async () => {
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
 afterAll(async () => {
+  for (const res of hanging) res.destroy()
   await new Promise<void>((resolve) => server.close(() => resolve()))
 })
 
@@ -75,6 +82,13 @@ describe("the notes API client under transport faults", () => {
     const exit = await Effect.runPromiseExit(makeNotesApi({ baseUrl }).create(token, { content: "x" }))
     expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("could not be reached")
     expect(seen).toEqual(["POST /notes"])
+  })
+
+  it("a request that gets no answer in time is 'did not answer', and is not sent again", async () => {
+    seen.length = 0
+    const exit = await Effect.runPromiseExit(makeNotesApi({ baseUrl, timeoutMs: 100 }).get(token, 8))
+    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("did not answer within 0.1 s")
+    expect(seen).toEqual(["GET /notes/8"])
   })
 
   it("413 is a clear error that says the note is too large", async () => {

@@ -1,4 +1,5 @@
 import type { Duration, Redacted } from "effect"
+import * as Scopes from "./Scopes.js"
 
 /** How `client_secret_basic` encodes the client id and secret before Base64. */
 export type BasicEncoding = "form" | "plain"
@@ -199,7 +200,7 @@ export const providerSettingsProblem = (
     }
   }
   if (provider.offlineAccessScope !== undefined && provider.offlineAccessScope !== null) {
-    if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(provider.offlineAccessScope)) {
+    if (!Scopes.isScopeToken(provider.offlineAccessScope)) {
       return {
         field: "offlineAccessScope",
         message: `provider "${provider.id}": offlineAccessScope must be one scope word (printable ASCII, no spaces or quotes), or null`

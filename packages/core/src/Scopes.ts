@@ -6,8 +6,14 @@
 import { Effect } from "effect"
 import { InvalidRequest } from "./Errors.js"
 
-/** `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`: printable ASCII without space, `"` and `\`. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
+/**
+ * `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`: printable ASCII without space, `"` and `\`. The one
+ * pattern of a scope word: zod schemas (config, the HTTP broker, the MCP server's tools) use it as it is.
+ */
+export const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
+
+/** What a refused scope word is told, wherever it is checked. */
+export const SCOPE_TOKEN_MESSAGE = "a scope is one word of printable ASCII (no spaces or quotes)"
 
 export const isScopeToken = (scope: string): boolean => SCOPE_TOKEN.test(scope)
 

@@ -1,5 +1,5 @@
 import type { TokenBroker, TokenBrokerError } from "@token-broker/core"
-import { Cause, Duration, type Effect, Exit, Option, Redacted } from "effect"
+import { Cause, Duration, Effect, Exit, Option, Redacted } from "effect"
 import { type Caller, errorResult, type ToolContext, type ToolResult } from "../ToolContext.js"
 
 const isTyped = (error: unknown): error is TokenBrokerError =>
@@ -48,8 +48,13 @@ export const runBroker = async <A>(
 > => {
   const exit = await ctx.run(effect)
   if (Exit.isSuccess(exit)) return { ok: true, value: exit.value }
-  const failure = Cause.failureOption(exit.cause)
-  return { ok: false, error: Option.isSome(failure) && isTyped(failure.value) ? failure.value : null }
+  return { ok: false, error: typedFailure(exit.cause) }
+}
+
+/** The typed failure of a broker effect; null for a defect (whose details are never shown). */
+const typedFailure = (cause: Cause.Cause<TokenBrokerError>): TokenBrokerError | null => {
+  const failure = Cause.failureOption(cause)
+  return Option.isSome(failure) && isTyped(failure.value) ? failure.value : null
 }
 
 const iso = (epochMs: number) => new Date(epochMs).toISOString()
@@ -97,27 +102,34 @@ export const withUpstreamToken = async (
   caller: Caller,
   providerId: string,
   scopes: ReadonlyArray<string>,
-  use: (token: Redacted.Redacted<string>) => Promise<ToolResult>
+  use: (token: Redacted.Redacted<string>) => Effect.Effect<ToolResult>
 ): Promise<ToolResult> => {
   const provider = ctx.providers.find((p) => p.id === providerId)
   if (provider === undefined) return errorResult(`No provider "${providerId}" is configured.`)
-  const obtained = await runBroker<TokenBroker.IssuedToken>(
-    ctx,
-    usesExchange(ctx, providerId)
-      ? ctx.tokenSource.sessionToken({
-          subjectToken: Redacted.make(caller.token),
-          provider: providerId,
-          scopes: scopes.length === 0 ? undefined : scopes
-        })
-      : ctx.tokenSource.backgroundToken({
-          subject: caller.subject,
-          provider: providerId,
-          // no scopes configured: the provider has no fine-grained scopes, use the grant's own
-          scopes: scopes.length === 0 ? undefined : scopes,
-          minTtl: "10 seconds"
-        })
+  const token: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError> = usesExchange(ctx, providerId)
+    ? ctx.tokenSource.sessionToken({
+        subjectToken: Redacted.make(caller.token),
+        provider: providerId,
+        scopes: scopes.length === 0 ? undefined : scopes
+      })
+    : ctx.tokenSource.backgroundToken({
+        subject: caller.subject,
+        provider: providerId,
+        // no scopes configured: the provider has no fine-grained scopes, use the grant's own
+        scopes: scopes.length === 0 ? undefined : scopes,
+        minTtl: "10 seconds"
+      })
+  // the token and its use in one run of the runtime (one fiber per tool call, not one per step)
+  const outcome = await ctx.run(
+    Effect.matchCauseEffect(token, {
+      onFailure: (cause) => Effect.succeed({ ok: false as const, error: typedFailure(cause) }),
+      onSuccess: (issued) => Effect.map(use(issued.accessToken), (result) => ({ ok: true as const, result }))
+    })
   )
-  if (obtained.ok) return use(obtained.value.accessToken)
+  // a defect of `use` itself: a failed tool call, as when it threw
+  if (Exit.isFailure(outcome)) throw Cause.squash(outcome.cause)
+  const obtained = outcome.value
+  if (obtained.ok) return obtained.result
   const error = obtained.error
   if (error === null) return errorResult(`Getting a "${providerId}" token failed (internal error).`)
   if (error._tag === "ConsentRequired") {

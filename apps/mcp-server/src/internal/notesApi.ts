@@ -1,5 +1,6 @@
 import { linkedSignal } from "@token-broker/core"
 import { Data, Effect, Redacted } from "effect"
+import { Agent, request as undiciRequest } from "undici"
 import { z } from "zod"
 
 /** A note as the Nextcloud Notes API v1 (and dev-idp's stand-in) returns it. */
@@ -44,8 +45,8 @@ export interface NotesApiOptions {
   readonly timeoutMs?: number | undefined
 }
 
-const authParam = (header: string | null, name: string): string | undefined => {
-  if (header === null) return undefined
+const authParam = (header: string | undefined, name: string): string | undefined => {
+  if (header === undefined) return undefined
   const match = new RegExp(`${name}="([^"]*)"`).exec(header)
   return match?.[1]
 }
@@ -56,6 +57,9 @@ const authParam = (header: string | null, name: string): string | undefined => {
  */
 export const makeNotesApi = (options: NotesApiOptions) => {
   const timeoutMs = options.timeoutMs ?? 10_000
+  // One kept-alive pool for the process: undici's own request API writes a string body with its
+  // headers and answers without WHATWG Request/Response or web streams, which `fetch` costs per call.
+  const dispatcher = new Agent({ keepAliveTimeout: 30_000 })
 
   const request = <S extends z.ZodType>(
     token: Redacted.Redacted<string>,
@@ -70,7 +74,7 @@ export const makeNotesApi = (options: NotesApiOptions) => {
         try: async (signal) => {
           const deadline = linkedSignal([signal], timeoutMs)
           try {
-            const answer = await fetch(`${options.baseUrl}${path}`, {
+            const answer = await undiciRequest(`${options.baseUrl}${path}`, {
               method,
               headers: {
                 accept: "application/json",
@@ -79,9 +83,16 @@ export const makeNotesApi = (options: NotesApiOptions) => {
                 ...headers
               },
               ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-              signal: deadline.signal
+              signal: deadline.signal,
+              dispatcher
             })
-            return { response: answer, text: await answer.text().catch(() => "") }
+            const text = await answer.body.text().catch(() => "")
+            const challenge = answer.headers["www-authenticate"]
+            return {
+              status: answer.statusCode,
+              wwwAuthenticate: Array.isArray(challenge) ? challenge.join(", ") : challenge,
+              text
+            }
           } finally {
             deadline.done()
           }
@@ -102,17 +113,17 @@ export const makeNotesApi = (options: NotesApiOptions) => {
       })
       // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
       // refused an upload) is sent once more on a fresh connection; writes are never repeated.
-      const { response, text } = yield* send.pipe(
+      const response = yield* send.pipe(
         Effect.retry({ times: method === "GET" ? 1 : 0, while: (failure) => !failure.timedOut }),
         Effect.mapError((failure) => failure.error)
       )
       let json: unknown
       try {
-        json = text.length === 0 ? undefined : JSON.parse(text)
+        json = response.text.length === 0 ? undefined : JSON.parse(response.text)
       } catch {
         json = undefined
       }
-      if (!response.ok) return yield* Effect.fail(errorOf(response, json))
+      if (response.status < 200 || response.status > 299) return yield* Effect.fail(errorOf(response, json))
       const parsed = schema.safeParse(json)
       if (!parsed.success) {
         return yield* new NotesApiError({
@@ -124,8 +135,11 @@ export const makeNotesApi = (options: NotesApiOptions) => {
       return parsed.data
     })
 
-  const errorOf = (response: Response, json: unknown): NotesApiError => {
-    const wwwAuthenticate = response.headers.get("www-authenticate")
+  const errorOf = (
+    response: { readonly status: number; readonly wwwAuthenticate: string | undefined },
+    json: unknown
+  ): NotesApiError => {
+    const wwwAuthenticate = response.wwwAuthenticate
     const oauthError = authParam(wwwAuthenticate, "error")
     const description = authParam(wwwAuthenticate, "error_description")
     const detail = description === undefined ? "" : ` (${description})`
@@ -179,6 +193,8 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     category === undefined ? "" : `?${new URLSearchParams({ category }).toString()}`
 
   return {
+    /** Closes the pool's connections (when the server closes). */
+    close: (): Promise<void> => dispatcher.close(),
     list: (token: Redacted.Redacted<string>, filter: { readonly category?: string | undefined }) =>
       request(token, "GET", `/notes${noteQuery(filter.category)}`, z.array(NoteSchema)),
     get: (token: Redacted.Redacted<string>, id: number) => request(token, "GET", `/notes/${id}`, NoteSchema),

@@ -5,7 +5,6 @@ import { z } from "zod"
 import { consentRequiredResult, describeFailure, runBroker, usesExchange } from "../internal/brokered.js"
 import { callerOf, errorResult, type ToolContext, textResult } from "../ToolContext.js"
 
-const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/
 /** How long a started consent is watched for its completion (the broker's pending consents live 10 min). */
 const WATCH_FOR = Duration.minutes(10)
 
@@ -123,11 +122,7 @@ export const registerConnectionTools = (ctx: ToolContext): void => {
       inputSchema: {
         provider: providerInput(ctx).describe("The provider to connect"),
         scopes: z
-          .array(
-            z
-              .string()
-              .regex(SCOPE, { message: "a scope is one word of printable ASCII (no spaces or quotes)" })
-          )
+          .array(z.string().regex(Scopes.SCOPE_TOKEN, { message: Scopes.SCOPE_TOKEN_MESSAGE }))
           .min(1, { message: "scopes, when given, must name at least one scope" })
           .optional()
           .describe("Scopes to ask for; default: the provider's configured scopes")

@@ -82,15 +82,16 @@ export const registerNotesTools = (ctx: ToolContext): void => {
     const caller = callerOf(extra)
     const attempt = (retryOnRefusal: boolean): Promise<ToolResult> => {
       let refused: Redacted.Redacted<string> | undefined
-      const result = withUpstreamToken(ctx, caller, provider, scopes, async (token) => {
-        const exit = await ctx.run(request(token))
-        if (Exit.isSuccess(exit)) return answer(exit.value)
-        const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-        if (failure?.reason === "unauthorized") refused = token
-        return failure === undefined
-          ? errorResult("The notes API call failed (internal error).")
-          : upstreamError(provider, failure)
-      })
+      const result = withUpstreamToken(ctx, caller, provider, scopes, (token) =>
+        Effect.map(Effect.exit(request(token)), (exit) => {
+          if (Exit.isSuccess(exit)) return answer(exit.value)
+          const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+          if (failure?.reason === "unauthorized") refused = token
+          return failure === undefined
+            ? errorResult("The notes API call failed (internal error).")
+            : upstreamError(provider, failure)
+        })
+      )
       return result.then(async (outcome) => {
         if (refused === undefined || !retryOnRefusal) return outcome
         // The API refused the brokered token: the broker drops it (and counts the refusal), then one retry

@@ -1,4 +1,4 @@
-import { PROVIDER_ID_PATTERN } from "@token-broker/core"
+import { PROVIDER_ID_PATTERN, Scopes } from "@token-broker/core"
 import { z } from "zod"
 
 // The pieces every section of the config file is written with: secret references, ids, URLs, scopes.
@@ -25,13 +25,10 @@ export const SecretRef = z
 export const PROVIDER_ID = PROVIDER_ID_PATTERN
 export const KID = /^[A-Za-z0-9_-]{1,64}$/
 export const CALLER_ID = /^[A-Za-z0-9._:@-]{1,128}$/
-const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/
 export const PG_SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/
 
 export const url = (what: string) => z.url({ message: `must be an absolute URL (${what})` })
-export const scope = z
-  .string()
-  .regex(SCOPE, { message: "a scope is one word of printable ASCII (no spaces or quotes)" })
+export const scope = z.string().regex(Scopes.SCOPE_TOKEN, { message: Scopes.SCOPE_TOKEN_MESSAGE })
 
 /** An id of `pattern`, refused with the characters it may use (`rule`). */
 const idOf = (pattern: RegExp, rule: string) => z.string().regex(pattern, { message: `use ${rule}` })
