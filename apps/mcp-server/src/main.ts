@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// The `token-broker-mcp` executable: reads the config (path from --config or TOKEN_BROKER_CONFIG), starts the
+// MCP server and follows the config file's key ring; the only place of the MCP server that reads process.env.
 import { parseArgs } from "node:util"
 import { EntryPoint } from "@token-broker/server-kit"
 import { startMcpServer } from "./McpServer.js"

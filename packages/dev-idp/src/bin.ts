@@ -1,3 +1,4 @@
+/** The `dev-idp` executable: starts the provider from flags or a config file and prints its issuer. */
 import { parseArgs } from "node:util"
 import { z } from "zod"
 import { type DevIdpOptions, loadDevIdpConfigFile, startDevIdp } from "./index.js"

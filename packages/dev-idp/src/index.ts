@@ -1,3 +1,4 @@
+/** @token-broker/dev-idp: a real OpenID Provider (oidc-provider) for tests and the demo, with a stand-in notes API, fault injection and counters. */
 export { type BuiltClients, DefaultClientIds, type DevIdpClient, defaultRedirectUri } from "./Clients.js"
 export {
   type DevIdpClientMetadata,

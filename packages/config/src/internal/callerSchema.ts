@@ -2,6 +2,7 @@ import { z } from "zod"
 import { secretHashProblem } from "../CallerSecret.js"
 import { callerId } from "./fieldSchemas.js"
 
+/** A registered caller of the HTTP broker: its client id, its secret as a scrypt hash (never the secret), and its policy. */
 export const CallerSchema = z
   .strictObject({
     id: callerId.describe("The client id the caller authenticates with"),
