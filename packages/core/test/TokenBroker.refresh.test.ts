@@ -208,9 +208,6 @@ describe("backgroundToken: the refresh protocol against dev-idp", () => {
       yield* TestClock.adjust("2 seconds")
       const refused = yield* Effect.flip(broker.backgroundToken(ref))
       expect(refused._tag).toBe("UpstreamUnavailable")
-    }).pipe(
-      Effect.ensuring(Effect.sync(() => dev.idp.faults.clear())),
-      Effect.provide(brokerLayer(dev.idp))
-    )
+    }).pipe(Effect.ensuring(Effect.sync(() => dev.idp.faults.clear())), Effect.provide(brokerLayer(dev.idp)))
   )
 })
