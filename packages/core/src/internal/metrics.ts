@@ -49,11 +49,15 @@ export const counterBy = (
   }
 }
 
+/** `count` now, outside Effect: for synchronous hot paths. */
+export const countNow = (counter: Counter, tags: Readonly<Record<string, string>>, by = 1): void =>
+  counter.unsafeUpdate(by, labelsOf(tags))
+
 export const count = (
   counter: Counter,
   tags: Readonly<Record<string, string>>,
   by = 1
-): Effect.Effect<void> => Effect.sync(() => counter.unsafeUpdate(by, labelsOf(tags)))
+): Effect.Effect<void> => Effect.sync(() => countNow(counter, tags, by))
 
 export const observe = (
   histogram: Histogram,
