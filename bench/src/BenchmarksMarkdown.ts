@@ -327,7 +327,14 @@ const PROFILES = `## Where the time and memory go (profiles)
   4 us, JSON 4 us, the rate limiter 1.2 us and fastify's own hooks and routing are what remains, with
   the socket write (40 us) the largest part. At \`info\`, fastify's access log (a line per request
   and per response) makes the request's pino child and serializes both lines; the bench runs at \`warn\`
-  and does not measure that.
+  and does not measure that. After (commit d227137; the machine more loaded, bare fastify now 67 us
+  sampled): 124 us against 67 us, 0.55; CPU 85 us against 59 us, 0.51 (rounds 0.46-0.78); req/s ratio
+  0.57 (rounds 0.53-0.88), p99 1.2x. zod is off the hit (a plainly valid path and an absent body are
+  checked in place, anything else goes to zod: 3.7 us to 0), the expiry's ISO string is formatted once
+  per token (3.7 us to under 0.5), a remembered caller no longer touches the request logger below
+  \`debug\`; the broker's own code is 12.6 us. What remains is fastify (9.5 us), the caller header's
+  digest (3.8 us), JSON.stringify of the answer (7 us, bare's serializer 4), the rate limiter (2.6 us)
+  and the socket write (46 us against 38 us): the 0.7x goal is not reached.
 - **HTTP broker, token exchange** (cached session token; same command). Before (commit eac005c): 416 us
   per request, bare fastify parsing the same form 80 us; CPU from /proc 448 us against 77 us, bare /
   broker 0.17, req/s ratio 0.16. Where it went: two runs through the runtime (verify, then
@@ -344,7 +351,15 @@ const PROFILES = `## Where the time and memory go (profiles)
   its span and single flight on a miss only; the form is read in one pass; the answer is
   JSON.stringify (5 us). What remains above bare: the one fiber per request (about 20 us; a synchronous
   \`cachedSessionToken\` beside \`cachedToken\` on TokenBrokerService would remove it), the handler's
-  own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us).
+  own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us). After (commits
+  e7e7f23, d227137; bare now 87 us sampled under more load): 183 us against 87 us, 0.48; CPU 151 us
+  against 69 us, 0.46 (rounds 0.43-0.53; 0.51 in another run); req/s ratio 0.52 (rounds 0.44-0.57;
+  0.63 in another run), p99 1.6x. A repeat exchange is answered without the runtime: the verifier's
+  \`remembered\` (its memo, its clock) and the caller's subject-token policy in the route, then
+  core's \`cachedSessionToken\` (the memo checked again, the cache read, the cached count); anything
+  else runs the effect as before. Effect is 2.1 us (\`Redacted.make\`), core 4.6 us (the metric's label
+  key no longer built from arrays: 3.5 us to under 1); the handler's checks 14 us and the socket write
+  (59 us) remain.
 - **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
   \`BENCH_PROFILE=/tmp/mcp-prof BENCH_ROUNDS=2 pnpm --filter @token-broker/mcp-server bench\`, only the
   seconds it was loaded; 2026-12-03). Before: 5.0 ms of CPU a call against 0.45 ms for the bare SDK

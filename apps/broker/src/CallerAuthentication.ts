@@ -1,5 +1,6 @@
 import type { CallerPolicy } from "@token-broker/config"
 import type { FastifyInstance, FastifyRequest } from "fastify"
+import type { Logger } from "pino"
 import { type CallerAuth, parseBasic } from "./Callers.js"
 import { HttpOAuthError, httpProblem, unauthorized } from "./Problems.js"
 
@@ -90,6 +91,9 @@ const authenticateRequest = async (request: FastifyRequest, callerAuth: CallerAu
  */
 export const installCallerAuthentication = (app: FastifyInstance, callerAuth: CallerAuth) => {
   app.decorateRequest("caller", null)
+  // fastify types its logger as pino's base; the instance is the pino logger the server was given. Below
+  // debug, a remembered caller does not touch `request.log` (its lazy child) at all.
+  const debugEnabled = (app.log as unknown as Logger).isLevelEnabled("debug")
   app.addHook("preValidation", (request, _reply, done) => {
     const config = request.routeOptions.config
     if (config?.auth !== "caller") return done()
@@ -97,7 +101,7 @@ export const installCallerAuthentication = (app: FastifyInstance, callerAuth: Ca
     const header = request.headers.authorization
     const remembered = header === undefined ? undefined : callerAuth.rememberedBasic(header)
     if (remembered !== undefined && !postsCredentials(request, oauth)) {
-      request.log.debug({ caller: remembered.id }, "caller authenticated")
+      if (debugEnabled) request.log.debug({ caller: remembered.id }, "caller authenticated")
       request.caller = remembered
       return done()
     }

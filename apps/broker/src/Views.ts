@@ -5,11 +5,21 @@ import { Redacted } from "effect"
 
 const iso = (epochMs: number | null) => (epochMs === null ? null : new Date(epochMs).toISOString())
 
+/**
+ * The ISO 8601 form of the last expiry written: cache hits of a token answer the same expiry, and
+ * formatting a Date was a microsecond of the background token's cache hit.
+ */
+let lastExpiry = { epochMs: Number.NaN, iso: "" }
+const expiryIso = (epochMs: number) => {
+  if (epochMs !== lastExpiry.epochMs) lastExpiry = { epochMs, iso: new Date(epochMs).toISOString() }
+  return lastExpiry.iso
+}
+
 export const tokenView = (token: TokenBroker.IssuedToken, now: number) => ({
   accessToken: Redacted.value(token.accessToken),
   tokenType: token.tokenType,
   expiresIn: Math.max(0, Math.floor((token.expiresAt - now) / 1000)),
-  expiresAt: new Date(token.expiresAt).toISOString(),
+  expiresAt: expiryIso(token.expiresAt),
   scopes: [...token.scopes],
   source: token.source
 })

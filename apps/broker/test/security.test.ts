@@ -139,6 +139,30 @@ describe("caller policy without loopholes", () => {
     expect((await exchange(CALLERS.narrow)).status).toBe(200)
   })
 
+  it("a cached exchange answered without the runtime still applies the caller's subject-token policy", async () => {
+    const subjectToken = await userToken(stack.idp, 0) // not u-bob's
+    const exchange = async (caller: CallerSpec) => {
+      const response = await exchangeAtBroker(stack, subjectToken, caller, { scope: "notes:read" })
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+    }
+    const first = await exchange(CALLERS.agent)
+    expect(first.status).toBe(200)
+    // remembered and cached now: the same token answers again, and each refusal still happens
+    expect((await exchange(CALLERS.agent)).body.access_token).toBe(first.body.access_token)
+    expect(await exchange(CALLERS.bound)).toMatchObject({
+      status: 403,
+      body: { error: "unauthorized_client", error_description: expect.stringMatching(/subjectTokens/) }
+    })
+    expect(await exchange(CALLERS.narrow)).toMatchObject({
+      status: 403,
+      body: {
+        error: "unauthorized_client",
+        error_description: expect.stringMatching(/subject of this token/)
+      }
+    })
+    expect((await exchange(CALLERS.agent)).body.access_token).toBe(first.body.access_token)
+  })
+
   it("consent started without scopes asks for the caller's allowed scopes only (issue 14.3)", async () => {
     const started = await call(stack, "POST", "/v1/grants/u-alice/notes/authorize", {
       caller: CALLERS.steward,

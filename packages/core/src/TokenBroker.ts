@@ -240,6 +240,13 @@ export interface TokenBrokerService {
    */
   readonly cachedToken: (request: BackgroundTokenRequest) => IssuedToken | undefined
   /**
+   * `sessionToken` synchronously for a repeat request: when the verifier still remembers the subject
+   * token (fresh, for the session audience: `TokenVerifierService.remembered`) and the in-process cache
+   * holds its session token; undefined otherwise (then call `sessionToken`, which names any refusal).
+   * Counts as a cached exchange. For hot paths outside Effect.
+   */
+  readonly cachedSessionToken: (request: SessionTokenRequest) => IssuedToken | undefined
+  /**
    * The upstream API refused (401) an access token the broker handed out. The token is dropped from the
    * cache and the store, so the next call refreshes; the newest token of a grant refused after
    * `rejectionsBeforeReconsent` refreshes in a row marks the grant `reconsent_required`. Answers the grant

@@ -25,6 +25,16 @@ export interface TokenVerifierService {
     token: Redacted.Redacted<string>,
     expected: { readonly audience: string | ReadonlyArray<string> }
   ) => Effect.Effect<VerifiedToken, InvalidSubjectToken | AudienceMismatch>
+  /**
+   * A JWT's verification, synchronously, while this verifier remembers it (`verifiedTokenCacheTtl`, never
+   * past the token's `exp`, by the verifier's `Clock` when it was built) and the token is for one of the
+   * expected audiences; undefined otherwise (then call `verify`, which names the problem). For hot paths
+   * outside Effect; a verifier that remembers nothing may leave it out.
+   */
+  readonly remembered?: (
+    token: Redacted.Redacted<string>,
+    expected: { readonly audience: string | ReadonlyArray<string> }
+  ) => VerifiedToken | undefined
 }
 
 export class TokenVerifier extends Context.Tag("@token-broker/core/TokenVerifier")<

@@ -13,11 +13,18 @@ import {
   GrantPath,
   GrantView,
   IssuedTokenResponse,
+  isPlainGrantPath,
   optionalBody,
   RejectedTokenBody
 } from "../Schemas.js"
 import { grantView, tokenView } from "../Views.js"
-import { callerProblems, callerRoute, plainJson, problem } from "./answers.js"
+import { callerProblems, callerRoute, plainJson, prechecked, problem } from "./answers.js"
+
+/** The token route's path and body without zod when plainly valid: a valid path, no body (read as {}). */
+const tokenRouteChecks = {
+  params: (params: unknown) => (isPlainGrantPath(params) ? { value: params } : undefined),
+  body: (body: unknown) => (body === undefined || body === null ? { value: {} } : undefined)
+} as const
 
 /** The authenticated caller of a background-token route, allowed background tokens of the path's grant. */
 const grantCaller = (
@@ -40,6 +47,7 @@ export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async
     "/v1/grants/:subject/:provider/token",
     {
       config: callerRoute,
+      validatorCompiler: prechecked(tokenRouteChecks),
       serializerCompiler: plainJson,
       schema: {
         summary: "Background token from the stored grant",

@@ -159,19 +159,28 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (denied !== undefined)
         throw oauthError(403, "invalid_scope", `Client "${caller.id}" may not ask for scope "${denied}"`)
       const subjectToken = Redacted.make(input.subject_token)
-      // one run: the verification (remembered after the first request), the caller's policy on the
-      // subject token, then the session token (cached after the first request)
-      const { verified, token } = await run(
-        Effect.flatMap(verifier.verify(subjectToken, { audience: subjectAudience }), (verified) => {
-          const refusal = subjectTokenRefusal(caller, verified)
-          const exchanged: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError | HttpOAuthError> =
-            refusal === undefined
-              ? broker.sessionToken({ subjectToken, provider: provider.id, scopes })
-              : Effect.fail(refusal)
-          return Effect.map(exchanged, (token) => ({ verified, token }))
-        }),
-        "oauth"
-      )
+      const asking = { subjectToken, provider: provider.id, scopes }
+      // a repeat exchange, synchronously: the verification remembered, the caller's policy on it, the
+      // session token cached; anything else (a refusal included) runs the effect below, which names it
+      const remembered = verifier.remembered?.(subjectToken, { audience: subjectAudience })
+      const cached =
+        remembered === undefined || subjectTokenRefusal(caller, remembered) !== undefined
+          ? undefined
+          : broker.cachedSessionToken(asking)
+      // one run otherwise: the verification (remembered after the first request), the caller's policy on
+      // the subject token, then the session token (cached after the first request)
+      const { verified, token } =
+        remembered !== undefined && cached !== undefined
+          ? { verified: remembered, token: cached }
+          : await run(
+              Effect.flatMap(verifier.verify(subjectToken, { audience: subjectAudience }), (verified) => {
+                const refusal = subjectTokenRefusal(caller, verified)
+                const exchanged: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError | HttpOAuthError> =
+                  refusal === undefined ? broker.sessionToken(asking) : Effect.fail(refusal)
+                return Effect.map(exchanged, (token) => ({ verified, token }))
+              }),
+              "oauth"
+            )
       if (debugEnabled) {
         request.log.debug(
           {

@@ -6,7 +6,7 @@ import * as Scopes from "../Scopes.js"
 import type { IssuedToken, SessionTokenRequest, TokenBrokerService } from "../TokenBroker.js"
 import type { VerifiedToken } from "../TokenVerifier.js"
 import type { BrokerContext } from "./brokerContext.js"
-import { count } from "./metrics.js"
+import { count, countNow } from "./metrics.js"
 import { tokenDigest } from "./tokenDigest.js"
 import { logUpstreamFailure } from "./upstreamLog.js"
 
@@ -53,6 +53,24 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
     }
   }
 
+  /** The session token of a verified subject token from the in-process cache, and its cache key. */
+  const cachedFor = (request: SessionTokenRequest, target: Target) => {
+    const sessionId = `session:${request.provider}:${tokenDigest(request.subjectToken)}`
+    const tokenKey = cacheKey(sessionId, target.scopes, target.audience ?? null)
+    const hit = cache.lookup(tokenKey, clock.unsafeCurrentTimeMillis(), earlyRefreshMs)
+    const token: IssuedToken | undefined =
+      hit === undefined
+        ? undefined
+        : {
+            accessToken: hit.accessToken,
+            tokenType: "Bearer",
+            expiresAt: hit.expiresAt,
+            scopes: hit.scopes,
+            source: "exchange"
+          }
+    return { sessionId, tokenKey, token }
+  }
+
   /**
    * The subject token verified (after its first time, the verifier's memo: no signature check), then the
    * session token from the cache - keyed by the digest the verifier took, so the token is hashed once per
@@ -60,17 +78,8 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
    */
   const lookupOrExchange = (request: SessionTokenRequest, target: Target) =>
     Effect.flatMap(verifier.verify(request.subjectToken, { audience: sessionAudience }), (verified) => {
-      const sessionId = `session:${request.provider}:${tokenDigest(request.subjectToken)}`
-      const tokenKey = cacheKey(sessionId, target.scopes, target.audience ?? null)
-      const hit = cache.lookup(tokenKey, clock.unsafeCurrentTimeMillis(), earlyRefreshMs)
-      if (hit !== undefined) {
-        const token: IssuedToken = {
-          accessToken: hit.accessToken,
-          tokenType: "Bearer",
-          expiresAt: hit.expiresAt,
-          scopes: hit.scopes,
-          source: "exchange"
-        }
+      const { sessionId, tokenKey, token } = cachedFor(request, target)
+      if (token !== undefined) {
         return Effect.as(
           count(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" }),
           token
@@ -80,6 +89,23 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
         .run(tokenKey, exchange(request, target, { sessionId, tokenKey, verified }), Effect.void)
         .pipe(Effect.withSpan("TokenBroker.sessionToken", { attributes: { provider: request.provider } }))
     })
+
+  /**
+   * `lookupOrExchange` without the runtime, for a request that would be a cache hit there: a known
+   * target, a verification the verifier remembers (the same memo and clock `verify` reads first) and a
+   * cached session token. Anything else is undefined, and `sessionToken` decides.
+   */
+  const cachedSessionToken: TokenBrokerService["cachedSessionToken"] = (request) => {
+    const target = knownTarget(request)
+    if (target === undefined || verifier.remembered === undefined) return undefined
+    if (verifier.remembered(request.subjectToken, { audience: sessionAudience }) === undefined) {
+      return undefined
+    }
+    const { token } = cachedFor(request, target)
+    if (token !== undefined)
+      countNow(Metrics.tokenExchanges, { provider: request.provider, outcome: "cached" })
+    return token
+  }
 
   const exchange = (
     request: SessionTokenRequest,
@@ -169,5 +195,5 @@ export const makeSessionExchange = (ctx: BrokerContext) => {
       return set.accessToken
     })
 
-  return { sessionToken }
+  return { sessionToken, cachedSessionToken }
 }

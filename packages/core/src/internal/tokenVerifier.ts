@@ -126,6 +126,7 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
     const timeoutMillis = Duration.toMillis(requestTimeout)
     const toleranceSeconds = Duration.toSeconds(Duration.decode(options.clockTolerance ?? "30 seconds"))
     const cacheTtlMillis = Duration.toMillis(Duration.decode(options.introspectionCacheTtl ?? "30 seconds"))
+    const builtClock = yield* Effect.clock
     if (options.issuers.length === 0) {
       return yield* new ConfigInvalid({ field: "issuers", message: "at least one issuer is needed" })
     }
@@ -355,7 +356,18 @@ export const make = (options: TokenVerifierOptions): Effect.Effect<TokenVerifier
           const value = Redacted.value(token)
           const verified = JWT_SHAPE.test(value) ? verifyJwt(value, digest) : verifyOpaque(token)
           return Effect.flatMap(verified, (result) => checkAudience(result, audiences))
-        })
+        }),
+      remembered: (token, expected) => {
+        if (verifiedTtlMillis <= 0) return undefined
+        const verified = rememberedJwt(tokenDigest(token), builtClock.unsafeCurrentTimeMillis())
+        if (verified === undefined) return undefined
+        const { audience } = expected
+        const matches =
+          typeof audience === "string"
+            ? verified.audience.includes(audience)
+            : verified.audience.some((aud) => audience.includes(aud))
+        return matches ? verified : undefined
+      }
     }
     return service
   })
