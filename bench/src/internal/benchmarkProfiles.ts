@@ -1,0 +1,112 @@
+/** Where the time and memory go, from the profiles behind the figures (kept by hand, with their commands). */
+export const PROFILES = `## Where the time and memory go (profiles)
+
+- **refresh storm memory** (heap snapshot with every call pending:
+  \`BENCH_HEAP_SNAPSHOT=/tmp/storm.heapsnapshot node --expose-gc --import tsx src/stormMemory.ts 2000\` in
+  \`bench/\`, opened in Chrome DevTools or summed by constructor). Before (commit b267b16): 34,747 B per
+  pending call at 10,000 calls (baseline 514 B, 67.6x; 373 MiB heap at the peak). Each pending call held
+  two fibers - the caller's \`runPromise\` fiber and the single flight's forked refresh fiber, parked in
+  the cap's permit queue after its store read - with the refresh's whole pipeline on its stack (about 82
+  \`EffectPrimitive\`s, 122 closure contexts, 128 closures, 7 generators, a span with its captured call
+  sites, the grant record it had read). Moving the cap's slot to the start of the refresh, still in the
+  forked fiber, gave 25.7 KB (at 2,000): the parked fiber tree itself was the cost. After: the single flight
+  forks a grant's refresh only once the provider's cap admits it; until then the flight is a \`Deferred\`
+  and a callback in the permit queue (\`permits.admit\`), and its run is built when admitted. 9,318 B per
+  pending call at 10,000 (baseline 538 B, 17.3x; 130.7 MiB at the peak); the snapshot shows one fiber per
+  call (2,130 \`FiberRuntime\`s for 2,000 calls), 22 \`EffectPrimitive\`s, 43 contexts and 3 generators
+  per call. What remains is the caller's own fiber (facade \`runPromiseExit\` -> \`backgroundToken\`'s
+  \`Effect.gen\` -> \`flights.run\` -> \`Deferred.await\`); going further means joining the flight's
+  \`Deferred\` by callback from the Promise facade on a miss, with no fiber per caller. The slot of the cap
+  now covers the store read and the shared-token check as well as the refresh: a queued grant reads
+  nothing until admitted.
+- **core cache hit** (CPU profile of the Promise facade's hits alone:
+  \`BENCH_ONLY="Promise facade" node --cpu-prof --cpu-prof-dir=/tmp/prof-facade --import tsx bench/cache-hit.ts\`
+  then \`npx tsx bench/profile-summary.ts /tmp/prof-facade\` in \`packages/core/\`, which sums self time over the
+  measured loops only). Before (commit eac005c; 0.52 us/op in that run, on a machine shared under load): the
+  clock read was a quarter of the hit (\`Clock.unsafeCurrentTimeMillis\`, i.e. \`Date.now()\`, 25.7 % of the
+  samples), then \`Redacted.value\` 6.3 %, the hit counter 9.5 % (its label array by provider, the metric's
+  hook by label array in a WeakMap, the update), the garbage collector 9.6 % (two answer objects per hit:
+  the \`IssuedToken\` and the \`PlainToken\`), the cache lookup 4.5 %; the rest is the caller's loop and its
+  awaits (28.7 % plus 13.4 % in \`runMicrotasks\`), which the baseline pays too. Side by side in one run, 2.13x
+  the async Map lookup (rounds 1.84-2.78). After: the facade checks a hit against a coarse upper bound of
+  the runtime's clock - one reading serves at most 64 hits and at most 100 ms (an unref'd timer, armed
+  only while hits happen, ends its window), plus those 100 ms, so while the event loop turns the check
+  never assumes an earlier time than the real one; the last 100 ms before a token's early refresh (or its
+  \`minTtl\`) go to the runtime's exact path instead. A synchronous stretch that never yields keeps a
+  reading for at most 64 hits. A hit answers one frozen \`PlainToken\` per cache entry (a WeakMap read)
+  and counts with the counter hook of its provider's label set, resolved once. 0.26 us/op in the same
+  profile: the clock 0.6 %, the hit counter 5.5 %, the garbage collector 8.3 %; the caller's loop and
+  awaits 49.9 %. The bench gives 1.42x-1.58x (medians of three runs, load average 16-27); the Effect API,
+  which keeps reading Effect's \`Clock\` on every hit, stays at 1.19x-1.42x.
+- **HTTP broker, background token** (cache hit; \`BENCH_PROFILE=/tmp/prof npx tsx bench/http.ts\` in
+  \`apps/broker/\`: the broker and the bare servers run with \`--cpu-prof\`, and the summary by route of
+  bench/cpuProfile.ts is printed; figures in microseconds of sampled time per request on a shared 2-core
+  machine, so inflated alike for both servers). Before (commit eac005c): 124 us per request, bare fastify
+  48 us; CPU from /proc 91 us against 47 us, bare / broker 0.38, req/s ratio 0.40. Where it went: the
+  socket write 47 us (bare 28: it also takes the preemptions that land at the syscall's return, more
+  often for the process that works more), caller authentication 15 us (decoding the Basic header 4 us,
+  its SHA-256 3 us, closures made per request 3 us, the async hook's promise), the HTTP metrics 7 us
+  (prom-client hashes the label set on every update), zod on params and body 4 us, the handler 5 us (the
+  token view 3 us), JSON.stringify 5 us, the rate limiter 3 us, the request id 1 us; logging below
+  \`info\` costs the lazy request logger only (0.4 us: fastify's factory call; no child is made). After
+  (commit 62d9f2d): 81 us, bare 34 us; CPU 99 us against 53 us, 0.55; req/s ratio 0.58 (rounds
+  0.30-0.73), p99 2.2x (rounds 1.7-3.9). A Basic header that authenticated before is one digest of the
+  header and a Map read in a callback hook (4 us with the digest), the metrics a Map read and three
+  increments rendered at scrape time (0.6 us, same names, labels and buckets); zod 2.5 us, the handler
+  4 us, JSON 4 us, the rate limiter 1.2 us and fastify's own hooks and routing are what remains, with
+  the socket write (40 us) the largest part. At \`info\`, fastify's access log (a line per request
+  and per response) makes the request's pino child and serializes both lines; the bench runs at \`warn\`
+  and does not measure that. After (commit d227137; the machine more loaded, bare fastify now 67 us
+  sampled): 124 us against 67 us, 0.55; CPU 85 us against 59 us, 0.51 (rounds 0.46-0.78); req/s ratio
+  0.57 (rounds 0.53-0.88), p99 1.2x. zod is off the hit (a plainly valid path and an absent body are
+  checked in place, anything else goes to zod: 3.7 us to 0), the expiry's ISO string is formatted once
+  per token (3.7 us to under 0.5), a remembered caller no longer touches the request logger below
+  \`debug\`; the broker's own code is 12.6 us. What remains is fastify (9.5 us), the caller header's
+  digest (3.8 us), JSON.stringify of the answer (7 us, bare's serializer 4), the rate limiter (2.6 us)
+  and the socket write (46 us against 38 us): the 0.7x goal is not reached.
+- **HTTP broker, token exchange** (cached session token; same command). Before (commit eac005c): 416 us
+  per request, bare fastify parsing the same form 80 us; CPU from /proc 448 us against 77 us, bare /
+  broker 0.17, req/s ratio 0.16. Where it went: two runs through the runtime (verify, then
+  \`sessionToken\`) 140 us - two fibers, \`Effect.gen\`, and \`withSpan\` capturing a stack trace per
+  call (37 us with the span itself) - plus 23 us of GC; the subject token hashed three times through
+  hash objects (the route's verify, core's verify, the session id: 18 us) and tested against the JWT
+  shape regex (3 us); the answer serialized through zod 13 us; caller authentication 19 us; the form
+  checks and zod's form parse 15 us; the HTTP metrics 8 us. After (commit 62d9f2d): 194 us, bare 72 us;
+  CPU 164 us against 50 us, 0.34; req/s ratio 0.40 (rounds 0.37-1.06), p99 2.5x. The route runs the
+  verification, the caller's subject-token policy and \`sessionToken\` as one effect (23 us for the whole
+  run); the token is hashed once per request (one-shot SHA-256, shared by the verifier's memo and the
+  session cache through the \`Redacted\` instance: 6 us with the caller's header digest); a remembered
+  verification skips the shape regex; \`sessionToken\` checks provider and scopes in place and enters
+  its span and single flight on a miss only; the form is read in one pass; the answer is
+  JSON.stringify (5 us). What remains above bare: the one fiber per request (about 20 us; a synchronous
+  \`cachedSessionToken\` beside \`cachedToken\` on TokenBrokerService would remove it), the handler's
+  own checks (13 us), the rate limiter (4 us), and the socket write (68 us against 33 us). After (commits
+  e7e7f23, d227137; bare now 87 us sampled under more load): 183 us against 87 us, 0.48; CPU 151 us
+  against 69 us, 0.46 (rounds 0.43-0.53; 0.51 in another run); req/s ratio 0.52 (rounds 0.44-0.57;
+  0.63 in another run), p99 1.6x. A repeat exchange is answered without the runtime: the verifier's
+  \`remembered\` (its memo, its clock) and the caller's subject-token policy in the route, then
+  core's \`cachedSessionToken\` (the memo checked again, the cache read, the cached count); anything
+  else runs the effect as before. Effect is 2.1 us (\`Redacted.make\`), core 4.6 us (the metric's label
+  key no longer built from arrays: 3.5 us to under 1); the handler's checks 14 us and the socket write
+  (59 us) remain.
+- **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
+  \`BENCH_PROFILE=/tmp/mcp-prof BENCH_ROUNDS=2 pnpm --filter @token-broker/mcp-server bench\`, only the
+  seconds it was loaded; 2026-12-03). Before: 5.0 ms of CPU a call against 0.45 ms for the bare SDK
+  server (10.9x, ratio 0.11x). 17% socket writes, of which 7.5 points were undici's \`fetch\` writing
+  each upstream request's headers and body apart (a string body becomes a stream, \`writeIterable\`);
+  \`fetch\`'s own machinery (WHATWG Request/Response, web streams, an AbortSignal cloned each time,
+  \`makeTransferable\`) 25% across Node's undici and the bundled one, Effect's runtime 9% (two
+  \`runPromiseExit\` per tool call), GC 7%, zod 6%; the bearer check does not show. Fixed: the notes API
+  is called with \`undici.request\` on one kept-alive Agent, the remote broker through a \`fetch\` the app
+  hands its client over \`undici.request\` on another (\`src/internal/keptAliveFetch.ts\`), and the
+  upstream token and the API call are one Effect run per tool call. After, same command: 2.2 ms against
+  0.35 ms (6.2x, ratio 0.17x); what is left is the SDK's own SSE answer (headers flushed apart from the
+  body, which the baseline pays too), one write per upstream request, Effect 10% (the bearer check's run
+  and the tool's), GC 8% and zod 6% (the notes answer's 20 notes, the tool's output schema). Without the
+  profiler (\`pnpm --filter @token-broker/mcp-server bench\`, 3 rounds, 32 connections, load average 11):
+  main 4.07 ms against 0.37 ms a call (10.9x, rounds 7.6-11.7), ratio 0.07x (0.05-0.13); now 2.11 ms
+  against 0.41 ms (5.5x, rounds 3.6-6.4), ratio 0.15x (0.15-0.19). The 0.5x goal is not reached: each
+  call still waits on two other processes (the broker's token answer and dev-idp's notes API) that the
+  baseline does not call, on a machine shared with other work; the broker's own CPU per answer is not
+  counted here.
+`
