@@ -1,3 +1,4 @@
+// A request's logger made lazily: no pino child for a request that writes no line (see `lazyChildLogger`).
 import type { FastifyBaseLogger } from "fastify"
 import type { Bindings, ChildLoggerOptions, Logger as PinoLogger } from "pino"
 
