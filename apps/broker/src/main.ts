@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// The `token-broker-server` executable: reads the config (--config or TOKEN_BROKER_CONFIG), starts the HTTP
-// broker, writes its address file when asked and follows the config file's key ring (with demo.ts, the only places of the HTTP
-// broker that read process.env).
+// The `token-broker-server` executable: reads the config (--config or TOKEN_BROKER_CONFIG), starts the
+// HTTP broker, writes its address file when asked and follows the config file's key ring (with demo.ts,
+// the only places of the HTTP broker that read process.env).
 import { rename, writeFile } from "node:fs/promises"
 import { parseArgs } from "node:util"
 import { EntryPoint } from "@token-broker/server-kit"
