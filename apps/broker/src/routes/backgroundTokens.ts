@@ -1,3 +1,5 @@
+// Background tokens: `POST /v1/grants/{subject}/{provider}/token` from the stored grant (the hot path), and
+// `.../token/rejected`, where a caller reports a token the upstream API refused.
 import type { TokenBroker } from "@token-broker/core"
 import { Option, Redacted } from "effect"
 import type { FastifyRequest } from "fastify"

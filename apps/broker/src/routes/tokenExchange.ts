@@ -1,3 +1,5 @@
+// `POST /oauth/token`: RFC 8693 token exchange of a user's own token for a session token (never stored),
+// with the caller's subject-token policy and the RFC 6749 error of each refusal.
 import type { CallerPolicy } from "@token-broker/config"
 import {
   firstZodProblem,
