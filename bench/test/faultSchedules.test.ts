@@ -6,7 +6,8 @@ import { suiteSetup } from "./support/suiteSetup.js"
 
 // The fault-schedule explorer (issue 12), short run: random schedules over three broker instances on
 // one SQLite file against dev-idp's real rotation and reuse detection. The seed is printed first;
-// replay with EXPLORER_SEED=<seed> (and EXPLORER_PATH=<path> for one counterexample). The long run is
+// replay with EXPLORER_SEED=<seed> (and EXPLORER_PATH=<path> EXPLORER_DOWNSCOPED=1|0 for one
+// counterexample, as a failure prints them). The long run is
 // `pnpm chaos -- --only=explorer`.
 const env = suiteSetup(60_000, async (defer) => {
   const started = await startExplorerEnv()
@@ -14,15 +15,9 @@ const env = suiteSetup(60_000, async (defer) => {
   return started
 })
 
-/** A replay (EXPLORER_SEED, EXPLORER_PATH) goes to the mixed-scope test when EXPLORER_DOWNSCOPED=1, else to the other. */
-const replayOf = (downscoped: boolean) =>
-  (process.env.EXPLORER_DOWNSCOPED === "1") === downscoped
-    ? replayFromEnv(process.env)
-    : { seed: undefined, path: undefined, numRuns: undefined }
-
 /** The short run of the explorer CI does: 150 schedules of 3 to 9 steps on 3 brokers, or the replay. */
 const exploreShort = async (downscoped: boolean) => {
-  const replay = replayOf(downscoped)
+  const replay = replayFromEnv(process.env, downscoped)
   return explore(await env(), {
     brokers: 3,
     minSteps: 3,
@@ -40,7 +35,7 @@ describe("fault-schedule explorer", () => {
     // one scope set here, mixed scope sets below
     const result = await exploreShort(false)
     console.log(`fault-schedule explorer: ${result.runs} schedule runs in ${result.seconds} s`)
-    if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))
+    if (result.failure !== undefined) expect.fail(describeFailure(result.failure))
   }, 600_000)
 
   // Issue 12, case 15: a downscoped caller interleaved with callers of the full scope set on other
@@ -48,7 +43,7 @@ describe("fault-schedule explorer", () => {
   // requested scope set.
   it("mixed scope sets: at most one refresh per token lifetime per scope set (short run)", async () => {
     const result = await exploreShort(true)
-    if (result.failure !== undefined) expect.fail(describeFailure(result.seed, result.failure))
+    if (result.failure !== undefined) expect.fail(describeFailure(result.failure))
   }, 600_000)
 
   // Found by CI's chaos run (seed 1079348767): a fault armed before a clock jump is consumed by the refresh
@@ -81,6 +76,55 @@ describe("fault-schedule explorer", () => {
     expect(outcome.violations).toEqual([])
     expect(outcome.trace).toContain("step 4 b0.token(all) -> UpstreamUnavailable:server_error")
     expect(outcome.trace.join("\n")).toMatch(/step 5 b0.token\(all\) -> ConsentRequired:rotation_lost/)
+  }, 120_000)
+
+  // Found by CI's chaos run (seed 235799993): a refresh's lease is lost while it holds the successor (its
+  // renewals fail and stall) and a revoke through another broker takes the lease: the revoker sends the
+  // stored refresh token, which the refresh had just consumed. That presentation is no reuse at refresh;
+  // what matters is that the refresh then finds the grant gone and revokes its successor, so nothing of
+  // the grant still refreshes at the provider (which here ignores the consumed token's revocation).
+  // Whether the revoke wins the lease before the stalled refresh resumes depends on timing: the schedule
+  // runs until it did, and every run must be clean.
+  it("a revoke that takes the lease of a stalled refresh sends a consumed token, and the refresh revokes its successor", async () => {
+    const schedule: ReadonlyArray<Step> = [
+      { kind: "storeFault", broker: 1, op: "renewLease", count: 3 },
+      { kind: "slowRenewal", broker: 1 },
+      { kind: "writerAt", broker: 1, at: "after_upstream", writer: "revoke" },
+      { kind: "provider", fault: "status_500" },
+      { kind: "advance", seconds: 400 },
+      {
+        kind: "race",
+        calls: [
+          { broker: 0, scopes: "all", minTtlSeconds: 0 },
+          { broker: 1, scopes: "all", minTtlSeconds: 0 }
+        ],
+        keyRotation: false
+      }
+    ]
+    let reached = 0
+    for (let attempt = 0; attempt < 40 && reached === 0; attempt++) {
+      const outcome = await runSchedule(await env(), schedule, { brokers: 3 })
+      expect(outcome.violations).toEqual([])
+      const trace = outcome.trace.join("\n")
+      if (/step 6 race\[.*\] -> .*ConsentRequired:no_grant/.test(trace)) {
+        reached += 1
+        expect(trace).toMatch(/0 reuse\(s\) at refresh and 1 at revocation, 0 live refresh token\(s\)/)
+      }
+    }
+    expect(reached).toBe(1)
+  }, 300_000)
+
+  it("control: a broker whose revoke never reaches the provider is caught (nothing of a revoked grant may still refresh)", async () => {
+    const schedule: ReadonlyArray<Step> = [
+      { kind: "advance", seconds: 400 },
+      { kind: "call", call: { broker: 0, scopes: "all", minTtlSeconds: 0 } },
+      { kind: "revoke", broker: 1, reconsent: false }
+    ]
+    const broken = await runSchedule(await env(), schedule, { brokers: 3, revokeLocallyOnly: true })
+    expect(broken.violations.join("\n")).toMatch(/the provider still holds 1 refresh token\(s\) of it/)
+    const sound = await runSchedule(await env(), schedule, { brokers: 3 })
+    expect(sound.violations).toEqual([])
+    expect(sound.trace).toContain("step 3 b1.revoke -> removed=true")
   }, 120_000)
 
   it("control: a broker whose store drops the rotated refresh token is caught", async () => {

@@ -26,6 +26,11 @@ export interface ScheduleOutcome {
 
 export interface RunOptions extends FaultyStoreOptions {
   readonly brokers: number
+  /**
+   * The control of invariant 7: a revoke step deletes the grant from the store and tells the provider
+   * nothing, as a broker that skips RFC 7009 would. The invariant must catch it.
+   */
+  readonly revokeLocallyOnly?: boolean | undefined
 }
 
 /** The lease lives 300 ms (renewed every 100 ms); a stall (350 ms) outlives it. */

@@ -30,18 +30,28 @@ export interface ExploreResult {
         readonly violations: ReadonlyArray<string>
         readonly trace: ReadonlyArray<string>
         readonly path: string | undefined
+        /** The environment that replays this counterexample. */
+        readonly replay: string
       }
     | undefined
 }
 
-/** dev-idp (rotation, reuse detection with no grace) and a migrated SQLite file, for many schedules. */
+/**
+ * dev-idp (rotation, reuse detection with no grace, a rotated-away token's revocation ignored) and a
+ * migrated SQLite file, for many schedules.
+ */
 export const startExplorerEnv = async (): Promise<ExplorerEnv & { readonly close: () => Promise<void> }> => {
   const users = Array.from({ length: 6 }, (_, i) => ({
     sub: `u-explorer-${i}`,
     username: `explorer${i}`,
     password: `explorer-password-${i}-${process.pid}`
   }))
-  const idp: DevIdp = await startDevIdp({ users, refreshTokenReuseGraceSeconds: 0 })
+  // the strict provider: a rotated-away token's revocation ends nothing (invariant 7 relies on it)
+  const idp: DevIdp = await startDevIdp({
+    users,
+    refreshTokenReuseGraceSeconds: 0,
+    consumedRefreshTokenRevocation: "ignored"
+  })
   const dir = mkdtempSync(join(tmpdir(), "tb-explorer-"))
   const filename = join(dir, "grants.db")
   await Effect.runPromise(SqliteGrantStore.migrate({ filename }))
@@ -56,14 +66,37 @@ export const startExplorerEnv = async (): Promise<ExplorerEnv & { readonly close
   }
 }
 
-/** Environment variables of a replay: `EXPLORER_SEED`, `EXPLORER_PATH`, `EXPLORER_RUNS`, `EXPLORER_DOWNSCOPED`. */
-export const replayFromEnv = (env: NodeJS.ProcessEnv) => ({
-  /** `EXPLORER_DOWNSCOPED=0` explores the grant's full scope set only. */
-  downscoped: env.EXPLORER_DOWNSCOPED !== "0",
-  seed: env.EXPLORER_SEED === undefined ? undefined : Number(env.EXPLORER_SEED),
-  path: env.EXPLORER_PATH,
-  numRuns: env.EXPLORER_RUNS === undefined ? undefined : Number(env.EXPLORER_RUNS)
-})
+/**
+ * The replay an environment asks for, for the explorer run over mixed scope sets (`downscoped`) or over
+ * one scope set: `EXPLORER_SEED`, `EXPLORER_PATH` (one counterexample), `EXPLORER_RUNS`, and
+ * `EXPLORER_DOWNSCOPED=1|0` naming the run they belong to (a failure prints all of them). A seed alone
+ * replays both runs; a path belongs to one run, so it needs `EXPLORER_DOWNSCOPED`.
+ */
+export const replayFromEnv = (
+  env: NodeJS.ProcessEnv,
+  downscoped: boolean
+): { seed?: number | undefined; path?: string | undefined; numRuns?: number | undefined } => {
+  const which = env.EXPLORER_DOWNSCOPED
+  if (which !== undefined && which !== "0" && which !== "1") {
+    throw new Error(`EXPLORER_DOWNSCOPED must be 1 (mixed scope sets) or 0 (one scope set), not "${which}"`)
+  }
+  if (env.EXPLORER_PATH !== undefined && which === undefined) {
+    throw new Error(
+      "EXPLORER_PATH replays one counterexample of one run: set EXPLORER_DOWNSCOPED=1 (mixed scope sets) or 0 (one scope set), as the failure printed"
+    )
+  }
+  const numRuns = env.EXPLORER_RUNS === undefined ? undefined : Number(env.EXPLORER_RUNS)
+  if (which !== undefined && (which === "1") !== downscoped) return { numRuns }
+  return {
+    seed: env.EXPLORER_SEED === undefined ? undefined : Number(env.EXPLORER_SEED),
+    path: env.EXPLORER_PATH,
+    numRuns
+  }
+}
+
+/** The environment that replays a run, or one counterexample of it. */
+export const replayOf = (seed: number, downscoped: boolean, path?: string | undefined): string =>
+  `EXPLORER_SEED=${seed}${path === undefined ? "" : ` EXPLORER_PATH=${path}`} EXPLORER_DOWNSCOPED=${downscoped ? 1 : 0}`
 
 /**
  * Explores fault schedules with fast-check: `numRuns` random schedules from `seed`, each run against
@@ -73,7 +106,7 @@ export const explore = async (env: ExplorerEnv, options: ExploreOptions): Promis
   const seed = options.seed ?? (Math.random() * 2 ** 31) | 0
   const log = options.log ?? (() => undefined)
   log(
-    `fault-schedule explorer: seed ${seed}${options.path === undefined ? "" : ` path ${options.path}`}, ${options.numRuns} schedules, ${options.brokers} brokers (replay: EXPLORER_SEED=${seed})`
+    `fault-schedule explorer: seed ${seed}${options.path === undefined ? "" : ` path ${options.path}`}, ${options.numRuns} schedules, ${options.brokers} brokers (replay: ${replayOf(seed, options.downscoped ?? true)})`
   )
   const started = Date.now()
   let runs = 0
@@ -109,15 +142,16 @@ export const explore = async (env: ExplorerEnv, options: ExploreOptions): Promis
     schedule,
     violations: again.violations.length > 0 ? again.violations : (last?.violations ?? []),
     trace: again.violations.length > 0 ? again.trace : (last?.trace ?? []),
-    path: details.counterexamplePath ?? undefined
+    path: details.counterexamplePath ?? undefined,
+    replay: replayOf(seed, options.downscoped ?? true, details.counterexamplePath ?? undefined)
   }
-  log(describeFailure(seed, failure))
+  log(describeFailure(failure))
   return { seed, runs, seconds, failure }
 }
 
-export const describeFailure = (seed: number, failure: NonNullable<ExploreResult["failure"]>): string =>
+export const describeFailure = (failure: NonNullable<ExploreResult["failure"]>): string =>
   [
-    `invariant violated (replay: EXPLORER_SEED=${seed}${failure.path === undefined ? "" : ` EXPLORER_PATH=${failure.path}`}):`,
+    `invariant violated (replay: ${failure.replay}):`,
     ...failure.violations.map((v) => `  - ${v}`),
     "minimal schedule:",
     ...failure.schedule.map((s, i) => `  ${i + 1}. ${describeStep(s)}`),

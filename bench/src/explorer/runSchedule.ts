@@ -49,7 +49,12 @@ let runs = 0
  * 4. at most one rotation per access-token lifetime per grant and scope set (allowing one per
  *    outcome-unknown fault and per re-consent);
  * 5. after the faults, every broker recovers (no open circuit, no stuck lease);
- * 6. the grant ends active (and its stored token works) or honestly marked.
+ * 6. the grant ends active (and its stored token works) or honestly marked;
+ * 7. a revoked grant leaves no refresh token at the provider that would still refresh (unless a successor
+ *    was physically lost). dev-idp runs with `consumedRefreshTokenRevocation: "ignored"`: revoking a
+ *    rotated-away token ends nothing, so a revoke racing a refresh is clean only if the refresh revokes
+ *    the successor it received. Presenting a rotated-away token for revocation is no violation when a
+ *    revoke ran: the revoker sends the stored token, which a refresh elsewhere may just have consumed.
  */
 export const runSchedule = (
   env: ExplorerEnv,
@@ -152,6 +157,7 @@ export const runSchedule = (
     let grantExists = true
     let revokedBy = -1
     let upstreamRevoked = false
+    let revokesRun = 0
     const epochs: Array<Epoch> = [
       { startedAt: Date.now(), scopeSets: new Set(), extraAllowed: 0, commitFaults: 0 }
     ]
@@ -217,6 +223,15 @@ export const runSchedule = (
       )
     })
 
+    /**
+     * A revoke through a broker; the control of invariant 7 (`revokeLocallyOnly`) instead deletes the
+     * grant from the store without telling the provider, as a broker that forgets RFC 7009 would.
+     */
+    const revokeThrough = (index: number) =>
+      options.revokeLocallyOnly === true
+        ? Effect.map(raw.delete(key), (removed) => ({ removed }))
+        : brokerAt(index).revoke({ subject, provider: PROVIDER })
+
     const noteConsumed = () => {
       const active = new Set(idp.faults.active().map((a) => a.fault))
       return injected.filter((i) => !active.has(i.fault)).map((i) => i.name)
@@ -267,7 +282,8 @@ export const runSchedule = (
               ? rotateKeys
               : Effect.gen(function* () {
                   upstreamRevoked = upstreamRevoked || grantExists
-                  yield* Effect.exit(brokerAt(other).revoke({ subject, provider: PROVIDER }))
+                  revokesRun += 1
+                  yield* Effect.exit(revokeThrough(other))
                   grantExists = Option.isSome(yield* Effect.orDie(raw.get(key)))
                   if (!grantExists) revokedBy = other
                 })
@@ -286,7 +302,8 @@ export const runSchedule = (
         case "revoke": {
           const broker = brokerAt(step.broker)
           upstreamRevoked = upstreamRevoked || grantExists
-          const result = yield* Effect.exit(broker.revoke({ subject, provider: PROVIDER }))
+          revokesRun += 1
+          const result = yield* Effect.exit(revokeThrough(step.broker))
           outcome = Exit.isSuccess(result) ? `removed=${result.value.removed}` : failureOf(result.cause)
           grantExists = Option.isSome(yield* Effect.orDie(raw.get(key)))
           if (!grantExists) revokedBy = step.broker
@@ -358,10 +375,24 @@ export const runSchedule = (
         )
       }
     }
-    // 1 and 2: the provider's own record of reuses
-    if (reuses.length > 0 && !physicalLoss) {
+    // 1 and 2: the provider's own record of reuses, where each was presented
+    const refreshReuses = reuses.filter((r) => r.endpoint !== "revocation").length
+    const revocationReuses = reuses.length - refreshReuses
+    if (refreshReuses > 0 && !physicalLoss) {
       violations.push(
-        `the broker presented a refresh token the provider had already rotated away (${reuses.length} reuse(s)), though no successor was physically lost`
+        `the broker presented a refresh token the provider had already rotated away (${refreshReuses} reuse(s)), though no successor was physically lost`
+      )
+    }
+    if (revocationReuses > 0 && revokesRun === 0 && !physicalLoss) {
+      violations.push(
+        `the broker revoked a refresh token the provider had already rotated away (${revocationReuses} time(s)), though no revoke ran`
+      )
+    }
+    // 7: nothing of a revoked grant still refreshes at the provider
+    const live = idp.liveRefreshTokens({ subject })
+    if (Option.isNone(final) && live > 0 && !physicalLoss) {
+      violations.push(
+        `the grant was revoked, but the provider still holds ${live} refresh token(s) of it that would refresh`
       )
     }
     // 5: every broker recovered
@@ -374,7 +405,7 @@ export const runSchedule = (
     // 4: rotations per access-token lifetime (each epoch starts with a clock jump past every token)
     violations.push(...rotationViolations(epochs, rotations))
     trace.push(
-      `end: grant ${Option.match(final, { onNone: () => "none", onSome: (g) => `${g.status}${g.lastErrorCode === null ? "" : ` (${g.lastErrorCode})`} v${g.version}` })}; ${rotations.length} rotation(s), ${reuses.length} reuse(s); provider faults consumed: ${consumed.join(", ") || "none"}`
+      `end: grant ${Option.match(final, { onNone: () => "none", onSome: (g) => `${g.status}${g.lastErrorCode === null ? "" : ` (${g.lastErrorCode})`} v${g.version}` })}; ${rotations.length} rotation(s), ${refreshReuses} reuse(s) at refresh and ${revocationReuses} at revocation, ${live} live refresh token(s); provider faults consumed: ${consumed.join(", ") || "none"}`
     )
   })
 

@@ -53,6 +53,13 @@ export const DevIdpOptionsSchema = z
      * (a new token pair is issued) instead of revoking the grant. 0 (default): any reuse revokes.
      */
     refreshTokenReuseGraceSeconds: z.number().int().min(0).default(0),
+    /**
+     * What a revocation (RFC 7009) of a rotated-away refresh token does: "revokes_grant" (default,
+     * oidc-provider's) revokes the whole grant, its successor included; "ignored" answers 200 and
+     * revokes nothing, as a provider that treats a consumed token as unknown does, so only a revocation
+     * of the newest refresh token ends the grant.
+     */
+    consumedRefreshTokenRevocation: z.enum(["revokes_grant", "ignored"]).default("revokes_grant"),
     /** Serve the test-control API under `/__dev/`. */
     controls: z.boolean().default(true),
     /** Extra redirect URIs registered for the default clients. */

@@ -21,7 +21,7 @@ import { handleInteraction, INTERACTION_PREFIX } from "./internal/Interactions.j
 import { loadOidcProvider } from "./internal/LoadProvider.js"
 import { defaultUsers, providerConfiguration, recordTokenAnswers } from "./internal/ProviderConfig.js"
 import { answerErrorsWith200, clientIdOf, handleRegistration, replayRequest } from "./internal/Requests.js"
-import { Store } from "./internal/Store.js"
+import { currentEndpoint, type Endpoint, Store } from "./internal/Store.js"
 import {
   TOKEN_EXCHANGE_GRANT,
   TOKEN_EXCHANGE_PARAMETERS,
@@ -98,8 +98,25 @@ export interface DevIdp {
    * revoked the app at the provider. Returns how many grants were revoked.
    */
   revokeGrantOf(selector: GrantSelector): Promise<number>
+  /**
+   * How many of a user's refresh tokens would still refresh (unexpired, not rotated away, not revoked),
+   * optionally of one client: after a grant is revoked, none should be left.
+   */
+  liveRefreshTokens(selector: { readonly subject: string; readonly clientId?: string }): number
   /** Stops the server and destroys every open connection, including hanging ones. */
   close(): Promise<void>
+}
+
+/** The endpoint a request path reaches, for the store's record of where a consumed token was presented. */
+const endpointOf = (url: string | undefined): Endpoint => {
+  const path = (url ?? "/").split("?")[0]
+  return path === "/token"
+    ? "token"
+    : path === "/token/revocation"
+      ? "revocation"
+      : path === "/token/introspection"
+        ? "introspection"
+        : "other"
 }
 
 /**
@@ -177,12 +194,16 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
   const reuses = new Reuses()
   const rotations = new Rotations()
-  const store = new Store(options.refreshTokenReuseGraceSeconds, (payload) =>
-    reuses.record({
-      subject: String(payload.accountId ?? ""),
-      clientId: String(payload.clientId ?? ""),
-      at: Date.now()
-    })
+  const store = new Store(
+    options.refreshTokenReuseGraceSeconds,
+    (payload, endpoint) =>
+      reuses.record({
+        subject: String(payload.accountId ?? ""),
+        clientId: String(payload.clientId ?? ""),
+        endpoint,
+        at: Date.now()
+      }),
+    options.consumedRefreshTokenRevocation
   )
   const extraClaims = new WeakMap<object, Record<string, unknown>>()
   const userBySub = new Map(users.map((user) => [user.sub, user]))
@@ -299,14 +320,16 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   }
 
   handler = (req, res) => {
-    route(req, res).catch((error: unknown) => {
-      if (lifetime.signal.aborted || res.headersSent || res.destroyed) {
-        res.destroy()
-        return
-      }
-      const message = error instanceof Error ? error.message : String(error)
-      sendJson(res, 500, { error: "server_error", error_description: message })
-    })
+    currentEndpoint
+      .run(endpointOf(req.url), () => route(req, res))
+      .catch((error: unknown) => {
+        if (lifetime.signal.aborted || res.headersSent || res.destroyed) {
+          res.destroy()
+          return
+        }
+        const message = error instanceof Error ? error.message : String(error)
+        sendJson(res, 500, { error: "server_error", error_description: message })
+      })
   }
 
   const findGrantId = async (selector: GrantSelector): Promise<string[]> => {
@@ -360,6 +383,12 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
       for (const grantId of grantIds) store.revokeGrant(grantId)
       return grantIds.length
     },
+    liveRefreshTokens: (selector) =>
+      store.countLiveRefreshTokens(
+        (payload) =>
+          payload.accountId === selector.subject &&
+          (selector.clientId === undefined || payload.clientId === selector.clientId)
+      ),
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         lifetime.abort()

@@ -9,6 +9,11 @@ export interface ReuseRecord {
   /** The `sub` of the grant's user. */
   readonly subject: string
   readonly clientId: string
+  /**
+   * Where it was presented: `token` (a refresh; oidc-provider then revokes the whole grant) or
+   * `revocation` (RFC 7009; the grant is revoked too unless `consumedRefreshTokenRevocation` is "ignored").
+   */
+  readonly endpoint: "token" | "revocation" | "introspection" | "other"
   /** Epoch milliseconds. */
   readonly at: number
 }

@@ -57,12 +57,63 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     })
     // the reuse is on record, by subject and client, without the token
     expect(idp.reuses.list()).toEqual([
-      { subject: alice(idp).sub, clientId: "token-broker", at: expect.any(Number) }
+      { subject: alice(idp).sub, clientId: "token-broker", endpoint: "token", at: expect.any(Number) }
     ])
     // the newest token belonged to the same grant: it is gone too
     expect((await oauthError(oauth.refreshTokenGrant(config, third.refresh_token!))).error).toBe(
       "invalid_grant"
     )
+  })
+
+  it("a revocation of a rotated-away refresh token is a reuse on record, and revokes the whole grant by default", async () => {
+    const live = () => idp.liveRefreshTokens({ subject: alice(idp).sub, clientId: "token-broker" })
+    const before = live()
+    const first = await loginAlice(idp)
+    const second = await oauth.refreshTokenGrant(config, first.refresh_token!)
+    expect(live()).toBe(before + 1)
+    idp.reuses.clear()
+    await oauth.tokenRevocation(config, first.refresh_token!, { token_type_hint: "refresh_token" })
+    expect(idp.reuses.list()).toEqual([
+      { subject: alice(idp).sub, clientId: "token-broker", endpoint: "revocation", at: expect.any(Number) }
+    ])
+    expect((await oauthError(oauth.refreshTokenGrant(config, second.refresh_token!))).error).toBe(
+      "invalid_grant"
+    )
+    expect(live()).toBe(before)
+  })
+
+  it("a lookup by the test controls is no reuse", async () => {
+    const first = await loginAlice(idp)
+    await oauth.refreshTokenGrant(config, first.refresh_token!)
+    idp.reuses.clear()
+    expect(await idp.revokeGrantOf({ refreshToken: first.refresh_token! })).toBe(1)
+    expect(idp.reuses.list()).toEqual([])
+  })
+
+  describe("consumedRefreshTokenRevocation: ignored", () => {
+    let strict: DevIdp
+    let strictConfig: oauth.Configuration
+    beforeAll(async () => {
+      strict = await startDevIdp({ consumedRefreshTokenRevocation: "ignored" })
+      strictConfig = await configFor(strict, "token-broker")
+    })
+    afterAll(() => strict.close())
+
+    it("revoking a rotated-away refresh token revokes nothing: the successor still refreshes until it is revoked", async () => {
+      const first = await loginAlice(strict)
+      const second = await oauth.refreshTokenGrant(strictConfig, first.refresh_token!)
+      const sub = alice(strict).sub
+      const live = strict.liveRefreshTokens({ subject: sub })
+      await oauth.tokenRevocation(strictConfig, first.refresh_token!, { token_type_hint: "refresh_token" })
+      expect(strict.reuses.list().map((r) => r.endpoint)).toEqual(["revocation"])
+      expect(strict.liveRefreshTokens({ subject: sub })).toBe(live)
+      const third = await oauth.refreshTokenGrant(strictConfig, second.refresh_token!)
+      await oauth.tokenRevocation(strictConfig, third.refresh_token!, { token_type_hint: "refresh_token" })
+      expect(strict.liveRefreshTokens({ subject: sub })).toBe(0)
+      expect((await oauthError(oauth.refreshTokenGrant(strictConfig, third.refresh_token!))).error).toBe(
+        "invalid_grant"
+      )
+    })
   })
 
   describe("after_commit faults: the rotation commits, then the answer is lost or spoiled", () => {

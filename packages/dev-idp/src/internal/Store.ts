@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks"
 import type { Adapter, AdapterPayload } from "oidc-provider"
 
 interface Entry {
@@ -17,6 +18,18 @@ const GRANTABLE = new Set([
   "PreAuthorizedCode"
 ])
 
+/** The endpoint a request to dev-idp reached, as the store sees it while serving that request. */
+export type Endpoint = "token" | "revocation" | "introspection" | "other"
+
+/** What a revocation request presenting a rotated-away (consumed) refresh token does. */
+export type ConsumedRevocation = "revokes_grant" | "ignored"
+
+/** A presentation of a consumed refresh token outside the grace period, and where it was presented. */
+export type ReuseListener = (payload: AdapterPayload, endpoint: Endpoint) => void
+
+/** The endpoint of the request being served; unset for lookups of the test controls. */
+export const currentEndpoint = new AsyncLocalStorage<Endpoint>()
+
 /**
  * In-memory storage for oidc-provider (unbounded, unlike oidc-provider's LRU-capped memory adapter,
  * which would evict live tokens under benchmark load). It keeps a grant index so a whole grant can be
@@ -32,12 +45,21 @@ export class Store {
   readonly #graceSeconds: number
   readonly #sweeper: NodeJS.Timeout
 
-  /** Told of every lookup of a consumed refresh token outside the grace period (a reuse). */
-  readonly onReuse: (payload: AdapterPayload) => void
+  /**
+   * Told of every presentation of a consumed refresh token outside the grace period (a reuse), by a
+   * request; a lookup of the test controls is not a presentation.
+   */
+  readonly onReuse: ReuseListener
+  readonly consumedRevocation: ConsumedRevocation
 
-  constructor(graceSeconds: number, onReuse: (payload: AdapterPayload) => void = () => undefined) {
+  constructor(
+    graceSeconds: number,
+    onReuse: ReuseListener = () => undefined,
+    consumedRevocation: ConsumedRevocation = "revokes_grant"
+  ) {
     this.#graceSeconds = graceSeconds
     this.onReuse = onReuse
+    this.consumedRevocation = consumedRevocation
     this.#sweeper = setInterval(() => this.sweep(), 30_000)
     this.#sweeper.unref()
   }
@@ -119,6 +141,23 @@ export class Store {
     this.delete(`Grant:${grantId}`)
   }
 
+  /** How many unexpired, unconsumed refresh tokens match: the ones that would still refresh. */
+  countLiveRefreshTokens(predicate: (payload: AdapterPayload) => boolean): number {
+    let live = 0
+    const now = Date.now()
+    for (const [key, entry] of this.#entries) {
+      if (
+        key.startsWith("RefreshToken:") &&
+        entry.expiresAt > now &&
+        entry.payload.consumed === undefined &&
+        predicate(entry.payload)
+      ) {
+        live++
+      }
+    }
+    return live
+  }
+
   /** Ids of the stored grants whose payload matches. */
   findGrantIds(predicate: (payload: AdapterPayload) => boolean): string[] {
     const ids: string[] = []
@@ -164,7 +203,13 @@ class ModelAdapter implements Adapter {
         const { consumed: _consumed, ...unconsumed } = entry.payload
         return unconsumed
       }
-      this.#store.onReuse(entry.payload)
+      const endpoint = currentEndpoint.getStore()
+      if (endpoint !== undefined) {
+        this.#store.onReuse(entry.payload, endpoint)
+        // A provider that treats a rotated-away token as unknown answers its revocation 200 and
+        // revokes nothing (RFC 7009 section 2.2): the successor, if any, stays valid.
+        if (endpoint === "revocation" && this.#store.consumedRevocation === "ignored") return undefined
+      }
     }
     return entry.payload
   }
