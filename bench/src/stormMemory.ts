@@ -37,19 +37,42 @@ const heap = () => {
 }
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Waits until the heap after a GC stops growing (every call has reached the place where it waits). */
-const settled = async (ready: () => boolean) => {
+/** A count that resolves `reached(n)` when it gets to n: every pending call reports where it waits. */
+const counter = () => {
+  let value = 0
+  const wanted: Array<{ n: number; resolve: () => void }> = []
+  return {
+    get value() {
+      return value
+    },
+    add: () => {
+      value += 1
+      for (const w of wanted.filter((w) => value >= w.n)) {
+        wanted.splice(wanted.indexOf(w), 1)
+        w.resolve()
+      }
+    },
+    reached: (n: number) =>
+      value >= n ? Promise.resolve() : new Promise<void>((resolve) => wanted.push({ n, resolve }))
+  }
+}
+
+/**
+ * The heap once every call waits (`arrived`, an event), sampled after a GC until three samples in a
+ * row agree: what the calls' promises and continuations still settle after they arrived.
+ */
+const settled = async (arrived: Promise<void>) => {
+  await arrived
   let last = 0
   let quiet = 0
-  for (let round = 0; round < 400; round++) {
+  for (let sample = 0; sample < 400; sample++) {
     await pause(25)
-    if (!ready()) continue
     const now = heap()
     quiet = Math.abs(now - last) < Math.max(64 * 1024, now * 0.002) ? quiet + 1 : 0
     last = now
     if (quiet >= 3) return now
   }
-  throw new Error("the storm never settled: calls are still moving after 10 s")
+  throw new Error("the heap kept changing for 400 samples after every call arrived where it waits")
 }
 
 const startEndpoint = async (): Promise<{ child: ChildProcess; url: string }> => {
@@ -125,6 +148,7 @@ try {
   // Refreshes that reach the upstream step wait here until every call is pending.
   let holding = true
   const held: Array<() => void> = []
+  const heldCount = counter()
   const broker = await createTokenBroker({
     store: Layer.succeed(GrantStore.GrantStore, store),
     keyRing,
@@ -152,6 +176,7 @@ try {
           ? Effect.void
           : Effect.async<void>((resume) => {
               held.push(() => resume(Effect.void))
+              heldCount.add()
             })
     }
   })
@@ -176,9 +201,16 @@ try {
 
   // baseline: pending calls into an async function that only queues its caller
   const waiters: Array<(token: { accessToken: string }) => void> = []
+  const waiting = counter()
   const baselineBefore = heap()
-  const baseline = storm((_subject) => new Promise((resolve) => waiters.push(resolve)))
-  const baselineAfter = await settled(() => waiters.length === SUBJECTS)
+  const baseline = storm(
+    (_subject) =>
+      new Promise((resolve) => {
+        waiters.push(resolve)
+        waiting.add()
+      })
+  )
+  const baselineAfter = await settled(waiting.reached(SUBJECTS))
   for (const [i, resolve] of waiters.entries()) resolve({ accessToken: `t${i}` })
   await baseline.done
   waiters.length = 0
@@ -187,7 +219,7 @@ try {
   // the broker: every call pending, CAP refreshes held, the rest queued behind the cap
   const brokerBefore = heap()
   const calls = storm((subject) => broker.backgroundToken({ subject, provider: PROVIDER }))
-  const brokerAfter = await settled(() => held.length === CAP || held.length === SUBJECTS)
+  const brokerAfter = await settled(heldCount.reached(Math.min(CAP, SUBJECTS)))
   const heldAtPeak = held.length
   // BENCH_HEAP_SNAPSHOT=file: the heap with every call pending, for Chrome DevTools' memory tab
   if (process.env.BENCH_HEAP_SNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT)
