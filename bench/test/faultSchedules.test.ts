@@ -114,6 +114,22 @@ describe("fault-schedule explorer", () => {
     expect(reached).toBe(1)
   }, 300_000)
 
+  // Found by the explorer's long run once nothing of a revoked grant may still refresh (seeds 547186607,
+  // 307167562): a revoke failed on the store, the subject consented again over the still-active grant, and
+  // the replaced grant's refresh token stayed live at the provider after the new grant was revoked.
+  it("a consent over a grant a failed revoke left active revokes the replaced grant at the provider", async () => {
+    const schedule: ReadonlyArray<Step> = [
+      { kind: "storeFault", broker: 2, op: "get", count: 1 },
+      { kind: "revoke", broker: 2, reconsent: true },
+      { kind: "advance", seconds: 30 },
+      { kind: "revoke", broker: 0, reconsent: false }
+    ]
+    const outcome = await runSchedule(await env(), schedule, { brokers: 3 })
+    expect(outcome.violations).toEqual([])
+    expect(outcome.trace).toContain("step 2 b2.revoke + consent again -> StorageUnavailable, consented again")
+    expect(outcome.trace.join("\n")).toMatch(/end: grant none; .* 0 live refresh token\(s\)/)
+  }, 120_000)
+
   it("control: a broker whose revoke never reaches the provider is caught (nothing of a revoked grant may still refresh)", async () => {
     const schedule: ReadonlyArray<Step> = [
       { kind: "advance", seconds: 400 },

@@ -56,6 +56,7 @@ describe("parseConfig", () => {
       expect(provider?.redirectUri).toBe("http://127.0.0.1:8080/connect/callback")
       expect(provider?.allowInsecureRequests).toBe(false)
       expect(provider?.identityBinding).toBe("same-subject")
+      expect(provider?.replacedGrants).toBe("revoke")
       const auth = provider?.clientAuthentication
       expect(auth?.method === "client_secret_basic" && Redacted.isRedacted(auth.clientSecret)).toBe(true)
       // RFC 6749's form-encoding unless the config says "plain"
@@ -152,6 +153,12 @@ describe("parseConfig", () => {
       }),
       "providers[0].endpoints.token",
       /discovery: none, so endpoints.token must be configured/
+    ],
+    [
+      "an unknown replacedGrants",
+      provider({ replacedGrants: "drop" }),
+      "providers[0].replacedGrants",
+      /revoke|keep/
     ],
     [
       "an unknown discovery",

@@ -102,6 +102,14 @@ export interface ProviderConfig {
    * has its own accounts, and the subject is authenticated by the broker's caller).
    */
   readonly identityBinding?: "same-subject" | "any" | undefined
+  /**
+   * What a consent does to the active grant it replaces (a subject connecting again, e.g. for more
+   * scopes). "revoke" (default): once the new grant is stored, the replaced refresh token and its current
+   * access tokens are revoked at the provider (RFC 7009), so no credential stays live that nothing holds.
+   * "keep": left as they are, for a provider whose revocation of one refresh token ends every grant of
+   * the client and user, the new consent's included. A replaced token equal to the new one is never revoked.
+   */
+  readonly replacedGrants?: "revoke" | "keep" | undefined
 }
 
 export type Discovery = "openid-configuration" | "oauth-authorization-server" | "none"

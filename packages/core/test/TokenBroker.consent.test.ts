@@ -1,6 +1,6 @@
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, TestClock } from "effect"
-import { AuthorizationServer, GrantStore, KeyRing, TokenBroker } from "../src/index.js"
+import { AuthorizationServer, GrantStore, KeyRing, StorageUnavailable, TokenBroker } from "../src/index.js"
 import {
   authorize,
   brokerLayer,
@@ -10,6 +10,10 @@ import {
   driveAs,
   grantKey,
   PROVIDER,
+  type Store,
+  storedRefreshToken,
+  storeLayer,
+  type User,
   useDevIdp,
   user,
   withDevIdp
@@ -212,5 +216,86 @@ describe("revocation with the provider down", () => {
       expect(result.upstreamError?.code).toBe("network")
       expect(Option.isNone(yield* broker.grantStatus(ref))).toBe(true)
     }).pipe(Effect.provide(Layer.suspend(() => brokerLayer(down.idp))))
+  )
+})
+
+describe("a consent over an active grant (replacedGrants)", () => {
+  const idp = withDevIdp()
+  beforeAll(idp.start)
+  afterAll(idp.stop)
+  const live = (who: User) => idp.idp.liveRefreshTokens({ subject: who.sub, clientId: "token-broker" })
+
+  it.live("revoke (default): the replaced grant is revoked at the provider once the new one is stored", () =>
+    Effect.gen(function* () {
+      const alice = user(idp.idp)
+      const before = live(alice)
+      const { broker, ref } = yield* connected(idp.idp, alice)
+      expect(live(alice)).toBe(before + 1)
+      const replacedToken = yield* storedRefreshToken(alice.sub)
+      idp.idp.revocations.clear()
+      yield* connect(idp.idp, alice)
+      // the new grant only: the replaced refresh token would no longer refresh
+      expect(live(alice)).toBe(before + 1)
+      expect(idp.idp.revocations.list().map((r) => r.tokenTypeHint)).toContain("refresh_token")
+      expect(yield* storedRefreshToken(alice.sub)).not.toBe(replacedToken)
+      yield* broker.rotateRefreshToken(ref)
+    }).pipe(Effect.provide(Layer.suspend(() => brokerLayer(idp.idp))))
+  )
+
+  it.live("keep: the replaced grant is left live at the provider", () =>
+    Effect.gen(function* () {
+      const bob = user(idp.idp, 1)
+      const before = live(bob)
+      yield* connect(idp.idp, bob)
+      yield* connect(idp.idp, bob)
+      expect(live(bob)).toBe(before + 2)
+    }).pipe(
+      Effect.provide(Layer.suspend(() => brokerLayer(idp.idp, { provider: { replacedGrants: "keep" } })))
+    )
+  )
+
+  it.live(
+    "a grant the store refused to hold: what the provider issued is revoked, and the error says so",
+    () =>
+      Effect.gen(function* () {
+        const alice = user(idp.idp)
+        const memory = yield* GrantStore.makeMemory
+        const refused = new StorageUnavailable({ operation: "insert", message: "the store is down" })
+        const failing: Store = {
+          ...memory,
+          insert: () => Effect.fail(refused),
+          compareAndSet: () => Effect.fail(refused)
+        }
+        const before = live(alice)
+        const error = yield* Effect.flip(
+          connect(idp.idp, alice).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(failing) })))
+        )
+        expect(error._tag).toBe("StorageUnavailable")
+        expect(error.message).toMatch(/the new grant was not stored, and its refresh token was revoked/)
+        expect(live(alice)).toBe(before)
+      })
+  )
+
+  it.live(
+    "a write whose answer was lost but which landed: nothing is revoked, the stored grant refreshes",
+    () =>
+      Effect.gen(function* () {
+        const bob = user(idp.idp, 1)
+        const memory = yield* GrantStore.makeMemory
+        const lost = new StorageUnavailable({ operation: "insert", message: "connection lost after commit" })
+        const landing: Store = {
+          ...memory,
+          insert: (record) => Effect.zipRight(memory.insert(record), Effect.fail(lost))
+        }
+        const before = live(bob)
+        yield* Effect.gen(function* () {
+          const error = yield* Effect.flip(connect(idp.idp, bob))
+          expect(error._tag).toBe("StorageUnavailable")
+          expect(error.message).not.toMatch(/revoked/)
+          expect(live(bob)).toBe(before + 1)
+          const broker = yield* TokenBroker.TokenBroker
+          yield* broker.rotateRefreshToken({ subject: bob.sub, provider: PROVIDER })
+        }).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(landing) })))
+      })
   )
 })

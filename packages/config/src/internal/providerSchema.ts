@@ -111,6 +111,12 @@ export const ProviderSchema = z
       .default("same-subject")
       .describe(
         "same-subject: the account that consented (the ID token's sub, or the userinfo field) must equal the subject; any: no check"
+      ),
+    replacedGrants: z
+      .enum(["revoke", "keep"])
+      .default("revoke")
+      .describe(
+        "revoke: a consent that replaces an active grant revokes the replaced one at the provider; keep: for a provider whose revocation of one refresh token ends every grant of the client and user"
       )
   })
   .superRefine((provider, ctx) => {

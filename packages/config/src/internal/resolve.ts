@@ -133,6 +133,7 @@ export const resolveConfig = (
         refreshTokenLifetime: duration(p.refreshTokenLifetime),
         tokenExchange: p.tokenExchange,
         identityBinding: p.identityBinding,
+        replacedGrants: p.replacedGrants,
         discovery: p.discovery,
         endpoints: p.endpoints,
         authorizationParameters: p.authorizationParameters,

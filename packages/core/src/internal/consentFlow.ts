@@ -1,8 +1,9 @@
-import { Clock, Duration, Effect, Option, Redacted } from "effect"
+import { Clock, Duration, Effect, Either, Option, Redacted } from "effect"
+import type { ProviderClient, TokenSet } from "../AuthorizationServer.js"
 import {
   AuthorizationNotPending,
   type DecryptionFailed,
-  type StorageUnavailable,
+  StorageUnavailable,
   UpstreamRejected
 } from "../Errors.js"
 import { type GrantKey, type GrantRecord, grantKeyString, newGrantRecord } from "../Grant.js"
@@ -14,6 +15,7 @@ import type { BrokerContext } from "./brokerContext.js"
 import { checkBinding, consentedIdentity, discardIssued } from "./consentIdentity.js"
 import { toGrantInfo } from "./grantInfo.js"
 import { randomToken, s256, sha256 } from "./random.js"
+import { revokeAtProvider } from "./revokeUpstream.js"
 import { logUpstreamFailure } from "./upstreamLog.js"
 
 /** What a consent asks beside the requested scopes: `openid` where an ID token comes back, the offline scope. */
@@ -207,17 +209,26 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
         },
         now
       )
-      const stored = yield* storeGrant(key, fresh, now)
+      const { stored, replaced } = yield* storeGrant(key, fresh, now).pipe(
+        Effect.catchAll((error) => unstored(key, client, set, error))
+      )
       yield* cache.invalidateGrant(grantKeyString(key))
+      if (Option.isSome(replaced)) yield* retireReplaced(key, client, replaced.value, set.refreshToken)
       return { grant: toGrantInfo(stored), returnTo: pending.returnTo }
     }).pipe(Effect.withSpan("TokenBroker.completeAuthorization"))
 
-  /** Inserts a new grant, or replaces the stored one under compare-and-set (new version). */
+  /**
+   * Inserts a new grant, or replaces the stored one under compare-and-set (new version); the replaced
+   * record comes back beside the stored one.
+   */
   const storeGrant = (
     key: GrantKey,
     fresh: Omit<GrantRecord, "version" | "createdAt">,
     now: number
-  ): Effect.Effect<GrantRecord, StorageUnavailable> =>
+  ): Effect.Effect<
+    { readonly stored: GrantRecord; readonly replaced: Option.Option<GrantRecord> },
+    StorageUnavailable
+  > =>
     Effect.gen(function* () {
       while (true) {
         const existing = yield* store.get(key)
@@ -226,15 +237,83 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
           if ((yield* store.insert(record)) !== "ok") continue
           // a key that held a grant before is stored above its old versions: learn the one written
           // (none: revoked meanwhile; the record is what was written, not resurrected)
-          return Option.getOrElse(yield* store.get(key), () => record)
+          return {
+            stored: Option.getOrElse(yield* store.get(key), () => record),
+            replaced: Option.none<GrantRecord>()
+          }
         }
         const record: GrantRecord = {
           ...fresh,
           version: existing.value.version + 1,
           createdAt: existing.value.createdAt
         }
-        if ((yield* store.compareAndSet(key, existing.value.version, record)) === "ok") return record
+        if ((yield* store.compareAndSet(key, existing.value.version, record)) === "ok") {
+          return { stored: record, replaced: Option.some(existing.value) }
+        }
       }
+    })
+
+  /** Whether the stored grant holds this refresh token (false when it is absent or does not decrypt). */
+  const holds = (key: GrantKey, token: Redacted.Redacted<string>) =>
+    Effect.flatMap(store.get(key), (found) =>
+      Option.isNone(found)
+        ? Effect.succeed(false)
+        : keyRing.decrypt(found.value.refreshToken, aadFor(key, "refresh_token")).pipe(
+            Effect.map((stored) => Redacted.value(stored) === Redacted.value(token)),
+            Effect.orElseSucceed(() => false)
+          )
+    )
+
+  /**
+   * The new grant could not be stored. When the store answers that it does not hold the new refresh
+   * token, nothing holds it: what the provider issued is revoked, and the error says so. When the store
+   * cannot tell (a write whose answer was lost may have landed), nothing is revoked: a stored grant is
+   * never killed by a failure.
+   */
+  const unstored = (key: GrantKey, client: ProviderClient, set: TokenSet, error: StorageUnavailable) =>
+    Effect.gen(function* () {
+      const refreshToken = set.refreshToken
+      const landed =
+        refreshToken === null ? Either.right(false) : yield* Effect.either(holds(key, refreshToken))
+      if (Either.isLeft(landed) || landed.right) return yield* Effect.fail(error)
+      const outcome = yield* discardIssued(client, set)
+      return yield* Effect.fail(
+        new StorageUnavailable({
+          operation: error.operation,
+          message: `${error.message}; the new grant was not stored, and ${outcome}`
+        })
+      )
+    })
+
+  /** `replacedGrants`: the active grant a consent replaced is revoked at the provider (never failing the consent). */
+  const retireReplaced = (
+    key: GrantKey,
+    client: ProviderClient,
+    replaced: GrantRecord,
+    newRefreshToken: Redacted.Redacted<string> | null
+  ) =>
+    Effect.gen(function* () {
+      if (replaced.status !== "active" || (client.config.replacedGrants ?? "revoke") === "keep") return
+      const old = yield* Effect.option(keyRing.decrypt(replaced.refreshToken, aadFor(key, "refresh_token")))
+      // a provider that answered the same refresh token again: it is the new grant's too
+      if (
+        Option.isSome(old) &&
+        newRefreshToken !== null &&
+        Redacted.value(old.value) === Redacted.value(newRefreshToken)
+      ) {
+        return
+      }
+      const outcome = yield* revokeAtProvider({ servers, keyRing }, key, replaced)
+      yield* Effect.logInfo(
+        "a consent replaced an active grant; the replaced grant was revoked at the provider"
+      ).pipe(
+        Effect.annotateLogs({
+          grant: grantKeyString(key),
+          provider: key.provider,
+          upstream: outcome.upstream,
+          accessTokens: outcome.accessTokens
+        })
+      )
     })
 
   return { startAuthorization, completeAuthorization }
