@@ -276,6 +276,24 @@ describe("a consent over an active grant (replacedGrants)", () => {
       })
   )
 
+  it.live("a store that fails before any write is sent: what the provider issued is revoked", () =>
+    Effect.gen(function* () {
+      const alice = user(idp.idp)
+      const memory = yield* GrantStore.makeMemory
+      // every read of a grant fails (the pending authorization is still taken)
+      const unreadable: Store = {
+        ...memory,
+        get: () => Effect.fail(new StorageUnavailable({ operation: "get", message: "the store is down" }))
+      }
+      const before = live(alice)
+      const error = yield* Effect.flip(
+        connect(idp.idp, alice).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(unreadable) })))
+      )
+      expect(error.message).toMatch(/the new grant was not stored, and its refresh token was revoked/)
+      expect(live(alice)).toBe(before)
+    })
+  )
+
   it.live(
     "a write whose answer was lost but which landed: nothing is revoked, the stored grant refreshes",
     () =>

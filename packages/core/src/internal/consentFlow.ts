@@ -209,8 +209,9 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
         },
         now
       )
-      const { stored, replaced } = yield* storeGrant(key, fresh, now).pipe(
-        Effect.catchAll((error) => unstored(key, client, set, error))
+      const writes = { inDoubt: false }
+      const { stored, replaced } = yield* storeGrant(key, fresh, now, writes).pipe(
+        Effect.catchAll((error) => unstored(key, client, set, error, writes.inDoubt))
       )
       yield* cache.invalidateGrant(grantKeyString(key))
       if (Option.isSome(replaced)) yield* retireReplaced(key, client, replaced.value, set.refreshToken)
@@ -219,12 +220,14 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
 
   /**
    * Inserts a new grant, or replaces the stored one under compare-and-set (new version); the replaced
-   * record comes back beside the stored one.
+   * record comes back beside the stored one. `writes.inDoubt` tells a failure whether a write of the
+   * new grant was sent that did not answer "conflict" (it may have landed).
    */
   const storeGrant = (
     key: GrantKey,
     fresh: Omit<GrantRecord, "version" | "createdAt">,
-    now: number
+    now: number,
+    writes: { inDoubt: boolean }
   ): Effect.Effect<
     { readonly stored: GrantRecord; readonly replaced: Option.Option<GrantRecord> },
     StorageUnavailable
@@ -234,7 +237,11 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
         const existing = yield* store.get(key)
         if (Option.isNone(existing)) {
           const record: GrantRecord = { ...fresh, version: 1, createdAt: now }
-          if ((yield* store.insert(record)) !== "ok") continue
+          writes.inDoubt = true
+          if ((yield* store.insert(record)) !== "ok") {
+            writes.inDoubt = false
+            continue
+          }
           // a key that held a grant before is stored above its old versions: learn the one written
           // (none: revoked meanwhile; the record is what was written, not resurrected)
           return {
@@ -247,9 +254,11 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
           version: existing.value.version + 1,
           createdAt: existing.value.createdAt
         }
+        writes.inDoubt = true
         if ((yield* store.compareAndSet(key, existing.value.version, record)) === "ok") {
           return { stored: record, replaced: Option.some(existing.value) }
         }
+        writes.inDoubt = false
       }
     })
 
@@ -265,16 +274,24 @@ export const makeConsentFlow = (ctx: BrokerContext) => {
     )
 
   /**
-   * The new grant could not be stored. When the store answers that it does not hold the new refresh
-   * token, nothing holds it: what the provider issued is revoked, and the error says so. When the store
-   * cannot tell (a write whose answer was lost may have landed), nothing is revoked: a stored grant is
-   * never killed by a failure.
+   * The new grant could not be stored. When no write of it was sent (the store failed before), or the
+   * store answers that it does not hold the new refresh token, nothing holds it: what the provider
+   * issued is revoked, and the error says so. When a write may have landed and the store cannot tell,
+   * nothing is revoked: a stored grant is never killed by a failure.
    */
-  const unstored = (key: GrantKey, client: ProviderClient, set: TokenSet, error: StorageUnavailable) =>
+  const unstored = (
+    key: GrantKey,
+    client: ProviderClient,
+    set: TokenSet,
+    error: StorageUnavailable,
+    writeInDoubt: boolean
+  ) =>
     Effect.gen(function* () {
       const refreshToken = set.refreshToken
       const landed =
-        refreshToken === null ? Either.right(false) : yield* Effect.either(holds(key, refreshToken))
+        !writeInDoubt || refreshToken === null
+          ? Either.right(false)
+          : yield* Effect.either(holds(key, refreshToken))
       if (Either.isLeft(landed) || landed.right) return yield* Effect.fail(error)
       const outcome = yield* discardIssued(client, set)
       return yield* Effect.fail(
