@@ -39,7 +39,7 @@ export const explorer = async (ctx: ChaosContext): Promise<Array<ScenarioRow>> =
         ok: result.failure === undefined,
         outcome:
           result.failure === undefined
-            ? `seed ${result.seed}: no invariant violated in ${result.seconds} s`
+            ? `seed ${result.seed}: no invariant violated in ${result.seconds} s${result.rerunsAfterStall === 0 ? "" : ` (${result.rerunsAfterStall} schedule run(s) repeated after an event-loop stall)`}`
             : `seed ${result.seed}: ${result.failure.violations[0] ?? "violated"} (${result.failure.schedule.length} steps; replay ${result.failure.replay})`
       })
       if (result.failure !== undefined) console.log(describeFailure(result.failure))

@@ -34,7 +34,9 @@ describe("fault-schedule explorer", () => {
   it("no schedule of faults breaks an invariant (short run)", async () => {
     // one scope set here, mixed scope sets below
     const result = await exploreShort(false)
-    console.log(`fault-schedule explorer: ${result.runs} schedule runs in ${result.seconds} s`)
+    console.log(
+      `fault-schedule explorer: ${result.runs} schedule runs in ${result.seconds} s, ${result.rerunsAfterStall} repeated after an event-loop stall`
+    )
     if (result.failure !== undefined) expect.fail(describeFailure(result.failure))
   }, 600_000)
 
@@ -142,6 +144,24 @@ describe("fault-schedule explorer", () => {
     expect(sound.violations).toEqual([])
     expect(sound.trace).toContain("step 3 b1.revoke -> removed=true")
   }, 120_000)
+
+  it("control: a violation after an event-loop stall is run again, and a broken broker is still caught", async () => {
+    const result = await explore(await env(), {
+      brokers: 3,
+      minSteps: 3,
+      maxSteps: 4,
+      numRuns: 50,
+      // a fixed seed: the same schedules every run, among them ones that refresh twice
+      seed: 42,
+      shrink: false,
+      dropRotatedRefreshToken: true,
+      blockEventLoopMs: 150
+    })
+    // the first schedule that refreshed is caught in every run; each run stalled, so it ran three times
+    expect(result.failure?.violations.join("\n")).toMatch(/already rotated away|no longer refreshes/)
+    expect(result.failure?.stalledMs).toBeGreaterThan(100)
+    expect(result.rerunsAfterStall).toBeGreaterThanOrEqual(2)
+  }, 300_000)
 
   it("control: a broker whose store drops the rotated refresh token is caught", async () => {
     const schedule: ReadonlyArray<Step> = [

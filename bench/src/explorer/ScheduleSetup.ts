@@ -22,6 +22,8 @@ export interface ScheduleOutcome {
   readonly violations: ReadonlyArray<string>
   /** The schedule step by step with what happened (no token, no secret). */
   readonly trace: ReadonlyArray<string>
+  /** The longest the event loop was blocked while the schedule ran, in ms (every broker shares it). */
+  readonly stalledMs: number
 }
 
 export interface RunOptions extends FaultyStoreOptions {
@@ -31,12 +33,21 @@ export interface RunOptions extends FaultyStoreOptions {
    * nothing, as a broker that skips RFC 7009 would. The invariant must catch it.
    */
   readonly revokeLocallyOnly?: boolean | undefined
+  /** The control of the stall rerun: the schedule blocks the event loop this long before its steps. */
+  readonly blockEventLoopMs?: number | undefined
 }
 
 /** The lease lives 300 ms (renewed every 100 ms); a stall (350 ms) outlives it. */
 export const LEASE_TTL_MS = 300
 export const STALL_MS = 350
 export const REQUEST_TIMEOUT_MS = 1_000
+
+/**
+ * A stall of the process longer than a lease renewal interval (a third of the lease) can expire a lease
+ * its holder would have renewed, and then two brokers may refresh one token: the timing the schedule
+ * assumes did not hold. A schedule that breaks an invariant after such a stall is run again.
+ */
+export const STALL_BOUND_MS = LEASE_TTL_MS / 3
 
 /** Faults after which the successor refresh token is physically lost: no answer carried it. */
 export const LOSES_SUCCESSOR: ReadonlySet<ProviderFault> = new Set([

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import {
   AccessTokenCache,
   AuthorizationServer,
@@ -151,6 +152,15 @@ export const runSchedule = (
         return yield* broker.completeAuthorization(callback)
       })
     yield* Effect.orDie(connect(brokerAt(0)))
+    const blockMs = options.blockEventLoopMs ?? 0
+    if (blockMs > 0) {
+      // a stall that outlives every lease renewal (the control of the stall rerun)
+      yield* Effect.sleep(Duration.millis(20))
+      const until = Date.now() + blockMs
+      while (Date.now() < until) {
+        // blocks the event loop
+      }
+    }
 
     // the model the invariants are judged against
     const injected: Array<{ fault: Fault; name: ProviderFault }> = []
@@ -409,6 +419,8 @@ export const runSchedule = (
     )
   })
 
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
   return Effect.runPromise(
     program.pipe(
       Effect.scoped,
@@ -420,7 +432,8 @@ export const runSchedule = (
           )
         })
       ),
-      Effect.map(() => ({ violations, trace }))
+      Effect.ensuring(Effect.sync(() => loopDelay.disable())),
+      Effect.map(() => ({ violations, trace, stalledMs: Math.round(loopDelay.max / 1e6) }))
     )
   )
 }
