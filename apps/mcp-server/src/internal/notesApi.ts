@@ -1,6 +1,6 @@
 import { requestWithDeadline } from "@token-broker/core"
 import { Data, Effect, Redacted } from "effect"
-import { Agent, request as undiciRequest } from "undici"
+import { Agent } from "undici"
 import { z } from "zod"
 
 /** A note as the Nextcloud Notes API v1 (and dev-idp's stand-in) returns it. */
@@ -60,6 +60,9 @@ export const makeNotesApi = (options: NotesApiOptions) => {
   // One kept-alive pool for the process: undici's own request API writes a string body with its
   // headers and answers without WHATWG Request/Response or web streams, which `fetch` costs per call.
   const dispatcher = new Agent({ keepAliveTimeout: 30_000 })
+  // the API's origin and path, parsed once: each request names its origin and path to the pool itself
+  const base = new URL(options.baseUrl)
+  const basePath = base.pathname.replace(/\/+$/, "")
 
   const request = <S extends z.ZodType>(
     token: Redacted.Redacted<string>,
@@ -72,7 +75,9 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     const send = requestWithDeadline(
       timeoutMs,
       async (signal) => {
-        const answer = await undiciRequest(`${options.baseUrl}${path}`, {
+        const answer = await dispatcher.request({
+          origin: base.origin,
+          path: `${basePath}${path}`,
           method,
           headers: {
             accept: "application/json",
@@ -81,8 +86,7 @@ export const makeNotesApi = (options: NotesApiOptions) => {
             ...headers
           },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal,
-          dispatcher
+          signal
         })
         const text = await answer.body.text().catch(() => "")
         const challenge = answer.headers["www-authenticate"]
