@@ -12,8 +12,10 @@ import {
   type TokenSource,
   type TokenVerifier
 } from "@token-broker/core"
+import { RequestLogger } from "@token-broker/server-kit"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
+import type { Logger as PinoLogger } from "pino"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { registerConsentCallback } from "./internal/consentCallback.js"
 import { makeNotesApi } from "./internal/notesApi.js"
@@ -107,7 +109,14 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   const { maxConnections, ...limits } = httpServerOptions(config.connections)
   const app = Fastify({
     ...limits,
-    ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
+    ...(services.logger === undefined
+      ? { logger: false }
+      : {
+          loggerInstance: services.logger,
+          // a request's pino child is made only when it writes a line (most requests write none)
+          childLoggerFactory: (parent, bindings, options) =>
+            RequestLogger.lazyChildLogger(parent as unknown as PinoLogger, bindings, options)
+        }),
     bodyLimit: 4 * 1024 * 1024,
     // fastify accepts a hop count too; its types name only boolean, string and functions
     trustProxy: config.trustProxy as boolean | string,
