@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { type Config, httpServerOptions } from "@token-broker/config"
+import { RequestLogger } from "@token-broker/server-kit"
 import { Duration } from "effect"
 import Fastify, { type FastifyInstance } from "fastify"
 import { serializerCompiler, validatorCompiler } from "fastify-type-provider-zod"
@@ -7,7 +8,6 @@ import type { Logger } from "pino"
 import { type BrokerRuntime, makeBrokerContext } from "./BrokerContext.js"
 import { installCallerAuthentication } from "./CallerAuthentication.js"
 import { makeCallerAuth } from "./Callers.js"
-import { lazyChildLogger } from "./internal/requestLogger.js"
 import { makeHttpMetrics } from "./Metrics.js"
 import { registerRateLimit } from "./RateLimit.js"
 import { frameworkErrorReply, installErrorReplies } from "./Replies.js"
@@ -47,7 +47,7 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     ...limits,
     loggerInstance: logger,
     childLoggerFactory: (parent, bindings, options) =>
-      lazyChildLogger(parent as unknown as Logger, bindings, options),
+      RequestLogger.lazyChildLogger(parent as unknown as Logger, bindings, options),
     bodyLimit: config.server.bodyLimit,
     // fastify accepts a hop count too; its types name only boolean, string and functions
     trustProxy: config.server.trustProxy as boolean | string,

@@ -6,7 +6,7 @@ import { Context, Effect, type Exit, Layer, ManagedRuntime, Option } from "effec
 import type { FastifyInstance } from "fastify"
 import type { DestinationStream, Logger as PinoLogger } from "pino"
 import { Agent } from "undici"
-import { makeKeptAliveFetch } from "./internal/keptAliveFetch.js"
+import { makeKeptAliveSend } from "./internal/keptAliveSend.js"
 import { buildServer, MCP_PATH } from "./Server.js"
 
 /** The MCP server's logger: the servers' one pino setup and redaction list (`@token-broker/server-kit`). */
@@ -70,7 +70,7 @@ export const layerTokenSource = (
             clientId: source.clientId,
             clientSecret: source.clientSecret,
             timeout: source.timeout,
-            fetch: makeKeptAliveFetch(agent)
+            send: makeKeptAliveSend(agent)
           })
         )
       ),

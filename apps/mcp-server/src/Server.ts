@@ -12,8 +12,10 @@ import {
   type TokenSource,
   type TokenVerifier
 } from "@token-broker/core"
+import { RequestLogger } from "@token-broker/server-kit"
 import { Cause, Effect, Exit, Option, Redacted, Scope } from "effect"
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify"
+import type { Logger as PinoLogger } from "pino"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { registerConsentCallback } from "./internal/consentCallback.js"
 import { makeNotesApi } from "./internal/notesApi.js"
@@ -57,6 +59,16 @@ connected answers "Consent required" with a link: show the link to the user, who
 signs in at the provider and allows access; then retry. connect_provider starts that consent directly;
 disconnect_provider revokes it.`
 
+/** Whether a request's URL (its path, before any query) is the MCP endpoint. */
+const isMcpPath = (url: string): boolean =>
+  url.startsWith(MCP_PATH) && (url.length === MCP_PATH.length || url.charCodeAt(MCP_PATH.length) === 63) // "?"
+
+/** A request's verified bearer token. */
+interface Bearer {
+  readonly token: string
+  readonly verified: TokenVerifier.VerifiedToken
+}
+
 const jsonRpcError = (reply: FastifyReply, status: number, code: number, message: string) =>
   reply.code(status).type("application/json").send({ jsonrpc: "2.0", error: { code, message }, id: null })
 
@@ -97,7 +109,14 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   const { maxConnections, ...limits } = httpServerOptions(config.connections)
   const app = Fastify({
     ...limits,
-    ...(services.logger === undefined ? { logger: false } : { loggerInstance: services.logger }),
+    ...(services.logger === undefined
+      ? { logger: false }
+      : {
+          loggerInstance: services.logger,
+          // a request's pino child is made only when it writes a line (most requests write none)
+          childLoggerFactory: (parent, bindings, options) =>
+            RequestLogger.lazyChildLogger(parent as unknown as PinoLogger, bindings, options)
+        }),
     bodyLimit: 4 * 1024 * 1024,
     // fastify accepts a hop count too; its types name only boolean, string and functions
     trustProxy: config.trustProxy as boolean | string,
@@ -110,18 +129,20 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
 
   // --- DNS-rebinding protection: before the bearer check and before the body is read ------------------
   const originCheck = makeRequestOriginCheck(config)
-  app.addHook("onRequest", async (request, reply) => {
-    if ((request.url.split("?")[0] ?? "") !== MCP_PATH) return
+  // callback hooks, not async ones: a request that passes skips a promise and a microtask per hook
+  app.addHook("onRequest", (request, reply, done) => {
+    if (!isMcpPath(request.url)) return done()
     const origin = request.headers.origin
     const refusal = originCheck.refusal(request.headers.host, origin)
     if (refusal === undefined) {
-      if (origin === undefined) return
+      if (origin === undefined) return done()
       // An allowed browser origin: CORS, on the raw response so hijacked (SSE) answers carry it too.
       reply.raw.setHeader("access-control-allow-origin", origin)
       reply.raw.setHeader("vary", "Origin")
       reply.raw.setHeader("access-control-expose-headers", "Mcp-Session-Id, WWW-Authenticate")
-      if (request.method !== "OPTIONS") return
-      return reply
+      if (request.method !== "OPTIONS") return done()
+      // replied: fastify goes on with no `done()`
+      void reply
         .code(204)
         .header("access-control-allow-methods", "POST, GET, DELETE")
         .header(
@@ -130,9 +151,10 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
         )
         .header("access-control-max-age", "600")
         .send()
+      return
     }
     request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
-    return jsonRpcError(
+    void jsonRpcError(
       reply,
       403,
       -32000,
@@ -178,13 +200,18 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
           description ?? "This MCP server needs a bearer token: sign in at its authorization server"
       })
 
+  /** Why a verified token may not use this server: a client's own (client_credentials) token. */
+  const clientTokenRefused = (verified: TokenVerifier.VerifiedToken): boolean =>
+    // client_credentials tokens name the client as their subject: a client is not a user of this server
+    !config.allowClientTokens && verified.clientId !== undefined && verified.subject === verified.clientId
+
   /** The bearer token, verified before the body is read (an anonymous request never gets it parsed). */
   const verifyBearer = async (
     request: FastifyRequest,
-    reply: FastifyReply
-  ): Promise<{ readonly token: string; readonly verified: TokenVerifier.VerifiedToken } | undefined> => {
-    const header = request.headers.authorization
-    const token = bearerToken(header)
+    reply: FastifyReply,
+    header: string | undefined,
+    token: string | undefined
+  ): Promise<Bearer | undefined> => {
     if (token === undefined) {
       if (header !== undefined && /^Bearer\b/i.test(header)) {
         await unauthorized(reply, "invalid_token", "The bearer token is malformed")
@@ -209,12 +236,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
       return undefined
     }
     const verified = exit.value
-    // client_credentials tokens name the client as their subject: a client is not a user of this server
-    if (
-      !config.allowClientTokens &&
-      verified.clientId !== undefined &&
-      verified.subject === verified.clientId
-    ) {
+    if (clientTokenRefused(verified)) {
       request.log.info({ reason: "client_token" }, "bearer token refused")
       await unauthorized(
         reply,
@@ -225,15 +247,26 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
     }
     return { token, verified }
   }
-  const bearers = new WeakMap<
-    FastifyRequest,
-    { readonly token: string; readonly verified: TokenVerifier.VerifiedToken }
-  >()
-  app.addHook("onRequest", async (request, reply) => {
-    if ((request.url.split("?")[0] ?? "") !== MCP_PATH || reply.sent) return
-    const bearer = await verifyBearer(request, reply)
-    if (bearer === undefined) return reply
-    bearers.set(request, bearer)
+  const bearers = new WeakMap<FastifyRequest, Bearer>()
+  app.addHook("onRequest", (request, reply, done) => {
+    if (!isMcpPath(request.url) || reply.sent) return done()
+    const header = request.headers.authorization
+    const token = bearerToken(header)
+    // A token this verifier verified (signature, issuer, audience, expiry) and remembers - keyed by the
+    // token's own digest, never past its `exp` by the clock - is taken synchronously; any other goes
+    // through `verify`, which also names what is wrong with it.
+    const remembered =
+      token === undefined ? undefined : verifier.remembered?.(Redacted.make(token), { audience: resource })
+    if (token !== undefined && remembered !== undefined && !clientTokenRefused(remembered)) {
+      bearers.set(request, { token, verified: remembered })
+      return done()
+    }
+    verifyBearer(request, reply, header, token).then((bearer) => {
+      // refused: the 401 is sent, and fastify goes on with no `done()`
+      if (bearer === undefined) return
+      bearers.set(request, bearer)
+      done()
+    }, done)
   })
 
   /** The scopes this request needs (a tool's own for tools/call) against the verified token. */
@@ -264,14 +297,26 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
         })
       return undefined
     }
-    return {
+    return authInfoOf(token, verified)
+  }
+  /**
+   * What the SDK hands the tools: made once per verification (a remembered one comes back as the same
+   * object), for that verification's own token only, and frozen, since requests share it.
+   */
+  const authInfos = new WeakMap<TokenVerifier.VerifiedToken, AuthInfo>()
+  const authInfoOf = (token: string, verified: TokenVerifier.VerifiedToken): AuthInfo => {
+    const known = authInfos.get(verified)
+    if (known !== undefined && known.token === token) return known
+    const made: AuthInfo = Object.freeze({
       token,
       clientId: verified.clientId ?? "",
-      scopes: [...verified.scopes],
+      scopes: Object.freeze([...verified.scopes]) as Array<string>,
       expiresAt: Math.floor(verified.expiresAt / 1000),
       resource: new URL(resource),
-      extra: { subject: verified.subject, issuer: verified.issuer }
-    }
+      extra: Object.freeze({ subject: verified.subject, issuer: verified.issuer })
+    })
+    authInfos.set(verified, made)
+    return made
   }
 
   // --- MCP sessions ----------------------------------------------------------------------------------
@@ -357,7 +402,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   }
   // A body that is not JSON is a JSON-RPC parse error, not fastify's error body.
   app.setErrorHandler((error: { code?: string; statusCode?: number; message?: string }, request, reply) => {
-    if ((request.url.split("?")[0] ?? "") === MCP_PATH) {
+    if (isMcpPath(request.url)) {
       if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") {
         return jsonRpcError(reply, 400, -32700, "Parse error: the body is not valid JSON")
       }

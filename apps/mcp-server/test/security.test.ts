@@ -324,6 +324,10 @@ describe("MCP server: tokens issued to clients are not users (issue 14.8)", () =
     expect(refused.status).toBe(401)
     expect(String(refused.headers["www-authenticate"])).toContain('error="invalid_token"')
     expect(JSON.parse(refused.body).error_description).toMatch(/issued to a client/)
+    // again, now that its signature and claims verified once (a remembered verification): still refused
+    const again = await initialize(stack, token)
+    expect(again.status).toBe(401)
+    expect(JSON.parse(again.body).error_description).toMatch(/issued to a client/)
     // a user's token still works
     expect((await initialize(stack, await stack.tokenFor("alice"))).status).toBe(200)
   })

@@ -40,6 +40,32 @@ export interface BrokerClientOptions {
   readonly timeout?: Duration.DurationInput | undefined
   /** A fetch implementation (default: the global one). */
   readonly fetch?: typeof fetch | undefined
+  /**
+   * Sends one request and reads its whole answer, in place of `fetch` (which costs each request a WHATWG
+   * Request and Response and web streams): e.g. undici's `request` on a kept-alive pool. It must reject
+   * when `signal` aborts, with the signal's reason (a timeout is a `TimeoutError`).
+   */
+  readonly send?: ((request: BrokerHttpRequest) => Promise<BrokerHttpAnswer>) | undefined
+}
+
+/** One request of the client to the broker, for `BrokerClientOptions.send`. */
+export interface BrokerHttpRequest {
+  readonly url: string
+  readonly method: string
+  readonly headers: Readonly<Record<string, string>>
+  /** JSON or a form, already encoded (the content-type header says which); undefined: no body. */
+  readonly body: string | undefined
+  /** Aborts at the client's time budget or when the call is interrupted. */
+  readonly signal: AbortSignal
+}
+
+/** What the client reads of the broker's answer. */
+export interface BrokerHttpAnswer {
+  readonly status: number
+  /** The whole body ("" when there is none). */
+  readonly text: string
+  /** The Retry-After header, when the answer has one. */
+  readonly retryAfter: string | undefined
 }
 
 export { BrokerRequestError }

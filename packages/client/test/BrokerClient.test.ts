@@ -1,7 +1,7 @@
 import { createServer, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { TokenSource } from "@token-broker/core"
-import { type Duration, Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BrokerClient, layerRemote } from "../src/index.js"
 
@@ -115,5 +115,72 @@ describe("BrokerClient under transport faults", () => {
       const error = await failureOf(client().backgroundToken({ subject: "u", provider: "notes" }))
       expect(error).toMatchObject({ _tag: "BrokerRequestError", status: 200, code: "invalid_response" })
     }
+  })
+})
+
+describe("BrokerClient over its own send", () => {
+  it("sends what it would fetch through `send`, and reads its status, text and Retry-After", async () => {
+    const sent: Array<BrokerClient.BrokerHttpRequest> = []
+    const over = (answer: BrokerClient.BrokerHttpAnswer) =>
+      BrokerClient.make({
+        url: "http://broker.invalid/",
+        clientId: "app",
+        clientSecret: SECRET,
+        send: async (request) => {
+          sent.push(request)
+          return answer
+        }
+      })
+    const view = {
+      accessToken: "at",
+      tokenType: "Bearer",
+      expiresAt: "2030-01-01T00:00:00.000Z",
+      scopes: ["a"],
+      source: "cache"
+    }
+    const issued = await over({
+      status: 200,
+      text: JSON.stringify(view),
+      retryAfter: undefined
+    }).backgroundToken({
+      subject: "u",
+      provider: "notes",
+      scopes: ["a"]
+    })
+    expect(issued).toMatchObject({ tokenType: "Bearer", scopes: ["a"], source: "cache" })
+    expect(sent[0]).toMatchObject({
+      url: "http://broker.invalid/v1/grants/u/notes/token",
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(`app:${SECRET}`).toString("base64")}`,
+        "content-type": "application/json"
+      },
+      body: JSON.stringify({ scopes: ["a"] })
+    })
+    expect(sent[0]?.signal.aborted).toBe(false)
+    const limited = await failureOf(
+      over({ status: 429, text: JSON.stringify({ code: "rate_limited" }), retryAfter: "7" }).backgroundToken({
+        subject: "u",
+        provider: "notes"
+      })
+    )
+    expect(limited).toMatchObject({ _tag: "BrokerRequestError", status: 429, code: "rate_limited" })
+    expect((limited as BrokerClient.BrokerRequestError).retryAfter).toEqual(Duration.seconds(7))
+  })
+
+  it("aborts `send`'s signal with a TimeoutError at its time budget: UpstreamUnavailable timeout", async () => {
+    const error = await failureOf(
+      BrokerClient.make({
+        url,
+        clientId: "app",
+        clientSecret: SECRET,
+        timeout: "50 millis",
+        send: (request) =>
+          new Promise((_resolve, reject) =>
+            request.signal.addEventListener("abort", () => reject(request.signal.reason), { once: true })
+          )
+      }).backgroundToken({ subject: "u", provider: "notes" })
+    )
+    expect(error).toMatchObject({ _tag: "UpstreamUnavailable", reason: "timeout", provider: "notes" })
   })
 })

@@ -17,6 +17,7 @@ export {
 export * from "./Grant.js"
 export * as GrantStore from "./GrantStore.js"
 export { type LinkedSignal, linkedSignal } from "./internal/linkedSignal.js"
+export { requestWithDeadline } from "./internal/requestWithDeadline.js"
 export * as KeyRing from "./KeyRing.js"
 export * as KeyRotation from "./KeyRotation.js"
 export * as Metrics from "./Metrics.js"

@@ -314,6 +314,38 @@ describe("TokenVerifier: every JWT validation branch (an issuer whose keys the t
       })
   )
 
+  it.effect(
+    "remembers synchronously only a verified token, by its exact value, for its audience, never past exp",
+    () =>
+      Effect.gen(function* () {
+        const start = Date.now()
+        yield* TestClock.setTime(start)
+        const verifier = yield* testVerifier({
+          verifiedTokenCacheTtl: "10 minutes",
+          clockTolerance: "0 seconds"
+        })
+        const remembered = verifier.remembered
+        if (remembered === undefined) throw new Error("this verifier remembers verifications")
+        const token = yield* mint({ exp: Math.floor(start / 1000) + 60 }, {}, start)
+        const expected = { audience: TEST_AUDIENCE }
+        // nothing verified yet
+        expect(remembered(token, expected)).toBeUndefined()
+        const verified = yield* verifier.verify(token, expected)
+        // another Redacted of the same token is the same token; one character more or less is another
+        expect(remembered(Redacted.make(Redacted.value(token)), expected)).toEqual(verified)
+        expect(remembered(Redacted.make(`${Redacted.value(token)}A`), expected)).toBeUndefined()
+        expect(remembered(Redacted.make(Redacted.value(token).slice(0, -1)), expected)).toBeUndefined()
+        expect(remembered(token, { audience: "https://other.example" })).toBeUndefined()
+        yield* TestClock.adjust("59 seconds")
+        expect(remembered(token, expected)).toEqual(verified)
+        // at exp, by the clock: forgotten, and `verify` names it expired
+        yield* TestClock.adjust("1 second")
+        expect(remembered(token, expected)).toBeUndefined()
+        const expired = yield* failure(verifier.verify(token, expected))
+        expect(reasonOf(expired)).toBe("InvalidSubjectToken:expired")
+      })
+  )
+
   it.live("refuses a token that is not valid yet (nbf beyond the leeway)", () =>
     Effect.gen(function* () {
       const verifier = yield* testVerifier({ clockTolerance: "30 seconds" })

@@ -2,6 +2,9 @@ import type { TokenBroker, TokenBrokerError } from "@token-broker/core"
 import { Cause, Duration, Effect, Exit, Option, Redacted } from "effect"
 import { type Caller, errorResult, type ToolContext, type ToolResult } from "../ToolContext.js"
 
+/** What a background token must still have to live when it is handed to a tool (decoded once, not per call). */
+const MIN_TTL = Duration.seconds(10)
+
 const isTyped = (error: unknown): error is TokenBrokerError =>
   typeof error === "object" && error !== null && "_tag" in error && "code" in error
 
@@ -117,7 +120,7 @@ export const withUpstreamToken = async (
         provider: providerId,
         // no scopes configured: the provider has no fine-grained scopes, use the grant's own
         scopes: scopes.length === 0 ? undefined : scopes,
-        minTtl: "10 seconds"
+        minTtl: MIN_TTL
       })
   // the token and its use in one run of the runtime (one fiber per tool call, not one per step)
   const outcome = await ctx.run(

@@ -1,6 +1,6 @@
-import { linkedSignal } from "@token-broker/core"
+import { requestWithDeadline } from "@token-broker/core"
 import { Data, Effect, Redacted } from "effect"
-import { Agent, request as undiciRequest } from "undici"
+import { Agent } from "undici"
 import { z } from "zod"
 
 /** A note as the Nextcloud Notes API v1 (and dev-idp's stand-in) returns it. */
@@ -60,6 +60,9 @@ export const makeNotesApi = (options: NotesApiOptions) => {
   // One kept-alive pool for the process: undici's own request API writes a string body with its
   // headers and answers without WHATWG Request/Response or web streams, which `fetch` costs per call.
   const dispatcher = new Agent({ keepAliveTimeout: 30_000 })
+  // the API's origin and path, parsed once: each request names its origin and path to the pool itself
+  const base = new URL(options.baseUrl)
+  const basePath = base.pathname.replace(/\/+$/, "")
 
   const request = <S extends z.ZodType>(
     token: Redacted.Redacted<string>,
@@ -68,72 +71,79 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     schema: S,
     body?: unknown,
     headers: Record<string, string> = {}
-  ): Effect.Effect<z.output<S>, NotesApiError> =>
-    Effect.gen(function* () {
-      const send = Effect.tryPromise({
-        try: async (signal) => {
-          const deadline = linkedSignal([signal], timeoutMs)
-          try {
-            const answer = await undiciRequest(`${options.baseUrl}${path}`, {
-              method,
-              headers: {
-                accept: "application/json",
-                authorization: `Bearer ${Redacted.value(token)}`,
-                ...(body === undefined ? {} : { "content-type": "application/json" }),
-                ...headers
-              },
-              ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-              signal: deadline.signal,
-              dispatcher
-            })
-            const text = await answer.body.text().catch(() => "")
-            const challenge = answer.headers["www-authenticate"]
-            return {
-              status: answer.statusCode,
-              wwwAuthenticate: Array.isArray(challenge) ? challenge.join(", ") : challenge,
-              text
-            }
-          } finally {
-            deadline.done()
-          }
-        },
-        catch: (cause) => {
-          const timedOut = cause instanceof Error && cause.name === "TimeoutError"
-          return {
-            timedOut,
-            error: new NotesApiError({
-              status: 0,
-              reason: "unavailable",
-              message: timedOut
-                ? `The notes API did not answer within ${timeoutMs / 1000} s`
-                : "The notes API could not be reached"
-            })
-          }
-        }
-      })
-      // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
-      // refused an upload) is sent once more on a fresh connection; writes are never repeated.
-      const response = yield* send.pipe(
-        Effect.retry({ times: method === "GET" ? 1 : 0, while: (failure) => !failure.timedOut }),
-        Effect.mapError((failure) => failure.error)
-      )
-      let json: unknown
-      try {
-        json = response.text.length === 0 ? undefined : JSON.parse(response.text)
-      } catch {
-        json = undefined
-      }
-      if (response.status < 200 || response.status > 299) return yield* Effect.fail(errorOf(response, json))
-      const parsed = schema.safeParse(json)
-      if (!parsed.success) {
-        return yield* new NotesApiError({
-          status: response.status,
-          reason: "invalid_response",
-          message: `The notes API answered ${method} ${path} with a body this server does not understand`
+  ): Effect.Effect<z.output<S>, NotesApiError> => {
+    const send = requestWithDeadline(
+      timeoutMs,
+      async (signal) => {
+        const answer = await dispatcher.request({
+          origin: base.origin,
+          path: `${basePath}${path}`,
+          method,
+          headers: {
+            accept: "application/json",
+            authorization: `Bearer ${Redacted.value(token)}`,
+            ...(body === undefined ? {} : { "content-type": "application/json" }),
+            ...headers
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          signal
         })
+        const text = await answer.body.text().catch(() => "")
+        const challenge = answer.headers["www-authenticate"]
+        return {
+          status: answer.statusCode,
+          wwwAuthenticate: Array.isArray(challenge) ? challenge.join(", ") : challenge,
+          text
+        }
+      },
+      (cause) => {
+        const timedOut = cause instanceof Error && cause.name === "TimeoutError"
+        return {
+          timedOut,
+          error: new NotesApiError({
+            status: 0,
+            reason: "unavailable",
+            message: timedOut
+              ? `The notes API did not answer within ${timeoutMs / 1000} s`
+              : "The notes API could not be reached"
+          })
+        }
       }
-      return parsed.data
-    })
+    )
+    // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
+    // refused an upload) is sent once more on a fresh connection; writes are never repeated.
+    const sent =
+      method === "GET"
+        ? Effect.catchIf(
+            send,
+            (failure) => !failure.timedOut,
+            () => send
+          )
+        : send
+    return Effect.flatMap(
+      Effect.mapError(sent, (failure) => failure.error),
+      (response): Effect.Effect<z.output<S>, NotesApiError> => {
+        let json: unknown
+        try {
+          json = response.text.length === 0 ? undefined : JSON.parse(response.text)
+        } catch {
+          json = undefined
+        }
+        if (response.status < 200 || response.status > 299) return Effect.fail(errorOf(response, json))
+        const parsed = schema.safeParse(json)
+        if (!parsed.success) {
+          return Effect.fail(
+            new NotesApiError({
+              status: response.status,
+              reason: "invalid_response",
+              message: `The notes API answered ${method} ${path} with a body this server does not understand`
+            })
+          )
+        }
+        return Effect.succeed(parsed.data)
+      }
+    )
+  }
 
   const errorOf = (
     response: { readonly status: number; readonly wwwAuthenticate: string | undefined },

@@ -14,6 +14,7 @@ export interface RequestOriginCheck {
 }
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"])
+const MAX_HOSTS_REMEMBERED = 256
 
 export const makeRequestOriginCheck = (options: {
   readonly publicUrl: string
@@ -42,6 +43,20 @@ export const makeRequestOriginCheck = (options: {
     return hosts.has(url.host) || (loopback && LOOPBACK.has(url.hostname))
   }
 
+  // Host headers seen, with the verdict: a request's check is a Map read, not a URL parse. Bounded (any
+  // client may send any Host): cleared when full.
+  const hostVerdicts = new Map<string, boolean>()
+  const knownHostAllowed = (header: string | undefined): boolean => {
+    if (header === undefined) return false
+    let verdict = hostVerdicts.get(header)
+    if (verdict === undefined) {
+      verdict = hostAllowed(header)
+      if (hostVerdicts.size >= MAX_HOSTS_REMEMBERED) hostVerdicts.clear()
+      hostVerdicts.set(header, verdict)
+    }
+    return verdict
+  }
+
   const originAllowed = (header: string): boolean => {
     let url: URL
     try {
@@ -56,6 +71,6 @@ export const makeRequestOriginCheck = (options: {
 
   return {
     refusal: (host, origin) =>
-      !hostAllowed(host) ? "host" : origin !== undefined && !originAllowed(origin) ? "origin" : undefined
+      !knownHostAllowed(host) ? "host" : origin !== undefined && !originAllowed(origin) ? "origin" : undefined
   }
 }

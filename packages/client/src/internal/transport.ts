@@ -1,7 +1,12 @@
-import { linkedSignal, UpstreamUnavailable } from "@token-broker/core"
+import { requestWithDeadline, UpstreamUnavailable } from "@token-broker/core"
 import { Duration, Effect, Redacted } from "effect"
 import type { z } from "zod"
-import type { BrokerClientOptions, ClientError } from "../BrokerClient.js"
+import type {
+  BrokerClientOptions,
+  BrokerHttpAnswer,
+  BrokerHttpRequest,
+  ClientError
+} from "../BrokerClient.js"
 import { BrokerRequestError } from "../BrokerRequestError.js"
 import { coreErrorOf, type ErrorContext, firstString } from "./errors.js"
 
@@ -17,6 +22,20 @@ export interface Answer {
 
 export type RequestBody = { readonly json: unknown } | { readonly form: URLSearchParams }
 
+/** `BrokerClientOptions.send` over a `fetch`: the answer's status, its whole text and its Retry-After. */
+const sendByFetch =
+  (doFetch: typeof fetch) =>
+  async (request: BrokerHttpRequest): Promise<BrokerHttpAnswer> => {
+    const response = await doFetch(request.url, {
+      method: request.method,
+      headers: request.headers,
+      ...(request.body === undefined ? {} : { body: request.body }),
+      signal: request.signal
+    })
+    const text = await response.text()
+    return { status: response.status, text, retryAfter: response.headers.get("retry-after") ?? undefined }
+  }
+
 export const makeTransport = (options: BrokerClientOptions) => {
   const base = options.url.replace(/\/+$/, "")
   const secret =
@@ -24,7 +43,7 @@ export const makeTransport = (options: BrokerClientOptions) => {
   const encode = (text: string) => encodeURIComponent(text).replace(/%20/g, "+")
   const authorization = `Basic ${Buffer.from(`${encode(options.clientId)}:${encode(secret)}`).toString("base64")}`
   const timeoutMs = Duration.toMillis(options.timeout ?? "10 seconds")
-  const doFetch = options.fetch ?? fetch
+  const send = options.send ?? sendByFetch(options.fetch ?? fetch)
 
   /** One request; an unreachable broker is UpstreamUnavailable (retryable), never a defect. */
   const request = (
@@ -33,52 +52,43 @@ export const makeTransport = (options: BrokerClientOptions) => {
     context: ErrorContext,
     body?: RequestBody
   ): Effect.Effect<Answer, UpstreamUnavailable> =>
-    Effect.tryPromise({
-      try: async (signal) => {
-        const headers: Record<string, string> = { authorization, accept: "application/json" }
-        let payload: string | undefined
-        if (body !== undefined && "json" in body) {
-          headers["content-type"] = "application/json"
-          payload = JSON.stringify(body.json)
-        } else if (body !== undefined) {
-          headers["content-type"] = "application/x-www-form-urlencoded"
-          payload = body.form.toString()
-        }
-        const deadline = linkedSignal([signal], timeoutMs)
-        let text: string
-        let response: Response
-        try {
-          response = await doFetch(`${base}${path}`, {
-            method,
-            headers,
-            ...(payload === undefined ? {} : { body: payload }),
-            signal: deadline.signal
+    Effect.map(
+      requestWithDeadline(
+        timeoutMs,
+        (signal) => {
+          const headers: Record<string, string> = { authorization, accept: "application/json" }
+          let payload: string | undefined
+          if (body !== undefined && "json" in body) {
+            headers["content-type"] = "application/json"
+            payload = JSON.stringify(body.json)
+          } else if (body !== undefined) {
+            headers["content-type"] = "application/x-www-form-urlencoded"
+            payload = body.form.toString()
+          }
+          return send({ url: `${base}${path}`, method, headers, body: payload, signal })
+        },
+        (cause) =>
+          new UpstreamUnavailable({
+            provider: context.provider ?? "broker",
+            reason: cause instanceof Error && cause.name === "TimeoutError" ? "timeout" : "network",
+            message: `The token broker at ${base} could not be reached`
           })
-          text = await response.text()
-        } finally {
-          deadline.done()
-        }
+      ),
+      (answer): Answer => {
         let parsed: unknown = {}
         try {
-          parsed = text.length === 0 ? {} : JSON.parse(text)
+          parsed = answer.text.length === 0 ? {} : JSON.parse(answer.text)
         } catch {
           parsed = {}
         }
-        const retryAfterText = response.headers.get("retry-after")
-        const retrySeconds = retryAfterText === null ? Number.NaN : Number(retryAfterText)
+        const retrySeconds = answer.retryAfter === undefined ? Number.NaN : Number(answer.retryAfter)
         return {
-          status: response.status,
+          status: answer.status,
           body: (typeof parsed === "object" && parsed !== null ? parsed : {}) as Record<string, unknown>,
           retryAfter: Number.isFinite(retrySeconds) ? Duration.seconds(retrySeconds) : undefined
         }
-      },
-      catch: (cause) =>
-        new UpstreamUnavailable({
-          provider: context.provider ?? "broker",
-          reason: cause instanceof Error && cause.name === "TimeoutError" ? "timeout" : "network",
-          message: `The token broker at ${base} could not be reached`
-        })
-    })
+      }
+    )
 
   /** A non-2xx answer: core's error by `code`, else the broker's own refusal. */
   const failure = (answer: Answer, context: ErrorContext): ClientError => {

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream"
 import pino from "pino"
 import { describe, expect, it } from "vitest"
-import { lazyChildLogger } from "../src/internal/requestLogger.js"
+import { lazyChildLogger } from "../src/RequestLogger.js"
 
 const capture = (level: string) => {
   const lines: Array<Record<string, unknown>> = []

@@ -1,5 +1,5 @@
 // A request's logger made lazily: no pino child for a request that writes no line (see `lazyChildLogger`).
-import type { FastifyBaseLogger } from "fastify"
+// Both servers give it to fastify as their `childLoggerFactory`.
 import type { Bindings, ChildLoggerOptions, Logger as PinoLogger } from "pino"
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const
@@ -12,7 +12,7 @@ type Level = (typeof LEVELS)[number]
  * need not pay for it. What is written is the same as from the child made at once.
  */
 class LazyChildLogger {
-  #child: FastifyBaseLogger | undefined
+  #child: PinoLogger | undefined
 
   constructor(
     private readonly parent: PinoLogger,
@@ -20,8 +20,8 @@ class LazyChildLogger {
     private readonly options: ChildLoggerOptions | undefined
   ) {}
 
-  #made(): FastifyBaseLogger {
-    this.#child ??= this.parent.child(this.bindings, this.options) as unknown as FastifyBaseLogger
+  #made(): PinoLogger {
+    this.#child ??= this.parent.child(this.bindings, this.options)
     return this.#child
   }
 
@@ -40,7 +40,7 @@ class LazyChildLogger {
 
   silent(): void {}
 
-  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+  child(bindings: Bindings, options?: ChildLoggerOptions): PinoLogger {
     return this.#made().child(bindings, options)
   }
 }
@@ -54,8 +54,9 @@ for (const level of LEVELS) {
   })
 }
 
+/** The logger of one request (fastify's `childLoggerFactory`): a pino child made on its first written line. */
 export const lazyChildLogger = (
   parent: PinoLogger,
   bindings: Bindings,
   options: ChildLoggerOptions | undefined
-): FastifyBaseLogger => new LazyChildLogger(parent, bindings, options) as unknown as FastifyBaseLogger
+): PinoLogger => new LazyChildLogger(parent, bindings, options) as unknown as PinoLogger
