@@ -7,8 +7,8 @@ import { Effect } from "effect"
  *
  * What `Effect.tryPromise` with its signal plus `linkedSignal` do, for a hot path: one AbortController
  * instead of two, no abort listener added and removed, the interruption a canceler. The timer is an
- * ordinary one, referenced until the request settles (see `linkedSignal` for why not
- * `AbortSignal.timeout`), and unref'd, so it never holds the process up.
+ * ordinary one (see `linkedSignal` for why not `AbortSignal.timeout`), cleared when the request settles
+ * and unref'd, so it never holds the process up.
  */
 export const requestWithDeadline = <A, E>(
   timeoutMs: number,
