@@ -125,6 +125,18 @@ describe("the rate limit's headers", () => {
       expect(one?.limit).toBe(50)
       expect(two?.remaining).toBe((one?.remaining ?? Number.NaN) - 1)
 
+      // a GET route's HEAD counts once, like its GET
+      const heads = [await send(stack, "HEAD", "/v1/grants", { caller: CALLERS.agent })]
+      heads.push(await send(stack, "HEAD", "/v1/grants", { caller: CALLERS.agent }))
+      expect(heads.map((a) => a.status)).toEqual([200, 200])
+      expect(limits(heads[1] as Answer).remaining).toBe(limits(heads[0] as Answer).remaining - 1)
+      expect(limits(heads[0] as Answer).remaining).toBe(first - 6)
+
+      // an unknown route is not limited
+      const unknown = await send(stack, "GET", "/v1/nothing-here", { caller: CALLERS.agent })
+      expect(unknown.status).toBe(404)
+      for (const name of RATE_HEADERS) expect(unknown.headers.get(name)).toBeNull()
+
       // health checks are not limited
       for (const path of ["/healthz", "/readyz"]) {
         const health = await send(stack, "GET", path)
@@ -157,6 +169,9 @@ describe("the rate limit's headers", () => {
         else {
           expect(answer.headers.get("content-type")).toMatch(/^application\/problem\+json/)
           expect(JSON.parse(answer.body)).toMatchObject({ status: 429, code: "rate_limited" })
+          expect(JSON.parse(answer.body).detail).toMatch(
+            /^Rate limit of 3 requests exceeded; retry after (1 minute|\d+ seconds?)$/
+          )
           expect(Number(retryAfter)).toBe(seen[index]?.reset)
         }
       }
