@@ -26,6 +26,7 @@ import {
   type TokenExchangeInput,
   TokenExchangeResponse
 } from "../Schemas.js"
+import { exchangeAnswer } from "../Views.js"
 import { plainJson } from "./answers.js"
 
 const oauthError = (status: number, error: string, description: string) =>
@@ -206,14 +207,12 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
           "token exchanged"
         )
       }
-      void reply.header("cache-control", "no-store").header("pragma", "no-cache")
-      return {
-        access_token: Redacted.value(token.accessToken),
-        issued_token_type: ACCESS_TOKEN_TYPE as typeof ACCESS_TOKEN_TYPE,
-        token_type: "Bearer" as const,
-        expires_in: Math.max(0, Math.floor((token.expiresAt - Date.now()) / 1000)),
-        ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
-      }
+      // already serialized (exchangeAnswer): fastify sends a string as it is
+      return reply
+        .header("cache-control", "no-store")
+        .header("pragma", "no-cache")
+        .type("application/json; charset=utf-8")
+        .send(exchangeAnswer(token, Date.now()) as never)
     }
   )
 }
