@@ -8,12 +8,23 @@ import { Effect } from "effect"
  *
  * scrypt is slow on purpose (tens of milliseconds), so a successful verification is remembered for a few
  * minutes under a SHA-256 of a per-process random key and the presented credentials: a hot caller pays
- * for scrypt once, and the cache holds no secret. Credentials that came in a Basic header are remembered
- * under the digest of the whole header as well, so a repeat request is one digest and one Map read,
- * without decoding the header (a header that authenticated once decodes to the same credentials). Unknown
- * ids cost the same scrypt as known ones. The digest is one-shot (`crypto.hash`, about half the cost of
- * an HMAC object per request). A remembered digest is found by a Map read, not compared byte by byte:
- * what a timing difference could tell is a digest under a key the caller does not know.
+ * for scrypt once, and that memo holds no secret. Unknown ids cost the same scrypt as known ones. The
+ * digest is one-shot (`crypto.hash`, about half the cost of an HMAC object per request).
+ *
+ * Credentials that came in a Basic header, once verified (in full, or through the memo above), are
+ * remembered under that exact header as well, so a repeat request is one Map read: no decoding, no
+ * digest (the header's SHA-256 was about 1 us of the background token's ~27 us cache hit, with its
+ * string concatenation; CPU profile of bench/http.ts under perf). A header that differs in any byte
+ * (another secret, another spelling of the same one) is not found, so a wrong secret never hits; only a
+ * header whose credentials verified is ever stored. The Map compares a key's content only after its
+ * string hash (seeded per process) matched, so how long a miss takes tells nothing about a stored
+ * header. This memo does hold the header, and so the secret, in memory for as long as it is
+ * remembered - as the process already holds every upstream access token it caches, its providers'
+ * client secrets and its key ring; a header longer than `MAX_REMEMBERED_HEADER` characters is never
+ * stored (it authenticates through the credentials' memo instead), and at most
+ * `MAX_REMEMBERED_HEADERS` are, the oldest forgotten first: a bounded few megabytes at worst.
+ * Callers are fixed for the life of the process (a change of config is a restart), so nothing is
+ * left to evict a caller that is no longer registered.
  *
  * Because every verification costs a scrypt, a flood of bad credentials is limited before it reaches
  * scrypt: failures are counted per client address (a fixed window), and at most `maxConcurrent`
@@ -55,6 +66,10 @@ const digest: (text: string) => string =
 
 const VERIFIED_TTL_MS = 5 * 60_000
 const MAX_VERIFIED = 10_000
+/** Basic headers remembered at once (each verified); beyond, the oldest is forgotten. */
+export const MAX_REMEMBERED_HEADERS = 1_000
+/** The longest Basic header remembered (an id of 256 and a secret of 1,024 characters fit in base64). */
+export const MAX_REMEMBERED_HEADER = 2_048
 /** Addresses with failures tracked at once; beyond, expired windows are dropped first. */
 const MAX_TRACKED_ADDRESSES = 100_000
 
@@ -65,22 +80,25 @@ export const makeCallerAuth = (
   const byId = new Map(callers.map((caller) => [caller.id, caller]))
   const key = randomBytes(32).toString("base64")
   const verified = new Map<string, { readonly id: string; readonly until: number }>()
-  const verifiedHeaders = new Map<string, { readonly id: string; readonly until: number }>()
-  const remember = (
-    memo: Map<string, { readonly id: string; readonly until: number }>,
-    mac: string,
-    id: string,
-    now: number
-  ) => {
-    if (memo.size >= MAX_VERIFIED) memo.clear()
-    memo.set(mac, { id, until: now + VERIFIED_TTL_MS })
+  const remember = (mac: string, id: string, now: number) => {
+    if (verified.size >= MAX_VERIFIED) verified.clear()
+    verified.set(mac, { id, until: now + VERIFIED_TTL_MS })
   }
-  const recall = (memo: Map<string, { readonly id: string; readonly until: number }>, mac: string) => {
-    const hit = memo.get(mac)
+  const recall = (memo: Map<string, { readonly id: string; readonly until: number }>, key: string) => {
+    const hit = memo.get(key)
     return hit !== undefined && hit.until > Date.now() ? byId.get(hit.id) : undefined
   }
-  // a header's digest is kept in a Map of its own, apart from the credentials' digests
-  const headerMac = (header: string) => digest(`${key}${header}`)
+  // verified Basic headers by their exact value (see the module comment), oldest first
+  const verifiedHeaders = new Map<string, { readonly id: string; readonly until: number }>()
+  const rememberHeader = (header: string, id: string, now: number) => {
+    if (header.length > MAX_REMEMBERED_HEADER) return
+    verifiedHeaders.delete(header)
+    if (verifiedHeaders.size >= MAX_REMEMBERED_HEADERS) {
+      const oldest = verifiedHeaders.keys().next()
+      if (oldest.done !== true) verifiedHeaders.delete(oldest.value)
+    }
+    verifiedHeaders.set(header, { id, until: now + VERIFIED_TTL_MS })
+  }
   const failures = new Map<string, { count: number; readonly resetAt: number }>()
   const verifications = Effect.unsafeMakeSemaphore(limits.maxConcurrent)
   let running = 0
@@ -132,7 +150,7 @@ export const makeCallerAuth = (
     const now = Date.now()
     const remembered = recall(verified, mac)
     if (remembered !== undefined) {
-      if (basicHeader !== undefined) remember(verifiedHeaders, headerMac(basicHeader), remembered.id, now)
+      if (basicHeader !== undefined) rememberHeader(basicHeader, remembered.id, now)
       return { _tag: "Authenticated", caller: remembered }
     }
     const failed = failuresOf(address, now)
@@ -159,11 +177,11 @@ export const makeCallerAuth = (
       countFailure(address, Date.now())
       return { _tag: "Refused" }
     }
-    remember(verified, mac, caller.id, now)
-    if (basicHeader !== undefined) remember(verifiedHeaders, headerMac(basicHeader), caller.id, now)
+    remember(mac, caller.id, now)
+    if (basicHeader !== undefined) rememberHeader(basicHeader, caller.id, now)
     return { _tag: "Authenticated", caller }
   }
-  return { authenticate, rememberedBasic: (header) => recall(verifiedHeaders, headerMac(header)) }
+  return { authenticate, rememberedBasic: (header) => recall(verifiedHeaders, header) }
 }
 
 /** RFC 6749 section 2.3.1: the Basic credentials are form-urlencoded before base64. */

@@ -19,7 +19,7 @@ import {
   optionalBody,
   RejectedTokenBody
 } from "../Schemas.js"
-import { grantView, tokenView } from "../Views.js"
+import { grantView, tokenAnswer } from "../Views.js"
 import { callerProblems, callerRoute, plainJson, prechecked, problem } from "./answers.js"
 
 /** The token route's path and body without zod when plainly valid: a valid path, no body (read as {}). */
@@ -90,8 +90,11 @@ export const backgroundTokenRoutes: FastifyPluginAsyncZod<BrokerContext> = async
           "background token issued"
         )
       }
-      void reply.header("cache-control", "no-store")
-      return tokenView(token, Date.now())
+      // already serialized (tokenAnswer): fastify sends a string as it is
+      return reply
+        .header("cache-control", "no-store")
+        .type("application/json; charset=utf-8")
+        .send(tokenAnswer(token, Date.now()) as never)
     }
   )
 

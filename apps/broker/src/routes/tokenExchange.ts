@@ -19,11 +19,14 @@ import { HttpOAuthError } from "../Problems.js"
 import {
   ACCESS_TOKEN_TYPE,
   OAuthErrorResponse,
+  plainTokenExchangeForm,
   TOKEN_EXCHANGE,
   TokenExchangeForm,
   TokenExchangeFormDoc,
+  type TokenExchangeInput,
   TokenExchangeResponse
 } from "../Schemas.js"
+import { exchangeAnswer } from "../Views.js"
 import { plainJson } from "./answers.js"
 
 const oauthError = (status: number, error: string, description: string) =>
@@ -36,6 +39,28 @@ const oauthError = (status: number, error: string, description: string) =>
  * the handler checks the form in that order itself.
  */
 const formCheckedByHandler = () => () => true
+
+/**
+ * The form's parameters (client authentication left out) through TokenExchangeForm, or the RFC 6749
+ * refusal naming the first problem.
+ */
+const parsedForm = (fields: ReadonlyMap<string, string>): TokenExchangeInput => {
+  // own properties, whatever the names (`__proto__` included)
+  const parameters = Object.fromEntries(
+    [...fields].filter(([name]) => name !== "client_id" && name !== "client_secret")
+  )
+  const parsed = TokenExchangeForm.safeParse(parameters)
+  if (parsed.success) return parsed.data
+  const problem = firstZodProblem(parsed.error, { root: "request" })
+  const name = problem?.field ?? "request"
+  const hint =
+    name === "subject_token_type" || name === "requested_token_type"
+      ? `${name} must be ${ACCESS_TOKEN_TYPE}`
+      : name === "subject_token"
+        ? "subject_token is required (the user's access token)"
+        : `${name}: ${problem?.description ?? "invalid"}`
+  throw oauthError(400, "invalid_request", hint)
+}
 
 /** Whether the caller's policy lets it exchange this subject token: the refusal when not. */
 const subjectTokenRefusal = (caller: CallerPolicy, verified: TokenVerifier.VerifiedToken) => {
@@ -96,17 +121,17 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       }
       // one pass over the form: its fields, and whether a parameter is repeated (then the first such one
       // in the form's order is named)
-      const fields: Record<string, string> = Object.create(null)
+      const fields = new Map<string, string>()
       let repeated = false
       for (const [name, value] of form) {
-        if (name in fields) repeated = true
-        else fields[name] = value
+        if (fields.has(name)) repeated = true
+        else fields.set(name, value)
       }
       if (repeated) {
         const name = [...new Set(form.keys())].find((key) => form.getAll(key).length > 1) ?? ""
         throw oauthError(400, "invalid_request", `The parameter ${name.slice(0, 64)} is repeated`)
       }
-      const grantType = fields.grant_type ?? null
+      const grantType = fields.get("grant_type") ?? null
       if (grantType === null) throw oauthError(400, "invalid_request", "grant_type is required")
       if (grantType !== TOKEN_EXCHANGE) {
         throw oauthError(400, "unsupported_grant_type", `Only ${TOKEN_EXCHANGE} is supported here`)
@@ -114,20 +139,7 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
       if (!caller.tokenExchange) {
         throw oauthError(403, "unauthorized_client", `Client "${caller.id}" may not use token exchange`)
       }
-      const { client_id: _id, client_secret: _secret, ...parameters } = fields
-      const parsed = TokenExchangeForm.safeParse(parameters)
-      if (!parsed.success) {
-        const problem = firstZodProblem(parsed.error, { root: "request" })
-        const name = problem?.field ?? "request"
-        const hint =
-          name === "subject_token_type" || name === "requested_token_type"
-            ? `${name} must be ${ACCESS_TOKEN_TYPE}`
-            : name === "subject_token"
-              ? "subject_token is required (the user's access token)"
-              : `${name}: ${problem?.description ?? "invalid"}`
-        throw oauthError(400, "invalid_request", hint)
-      }
-      const input = parsed.data
+      const input = plainTokenExchangeForm(fields) ?? parsedForm(fields)
       const targets = [input.audience, input.resource].filter((t): t is string => t !== undefined)
       if (targets.length === 0) {
         throw oauthError(
@@ -195,14 +207,12 @@ export const tokenExchangeRoutes: FastifyPluginAsyncZod<BrokerContext> = async (
           "token exchanged"
         )
       }
-      void reply.header("cache-control", "no-store").header("pragma", "no-cache")
-      return {
-        access_token: Redacted.value(token.accessToken),
-        issued_token_type: ACCESS_TOKEN_TYPE as typeof ACCESS_TOKEN_TYPE,
-        token_type: "Bearer" as const,
-        expires_in: Math.max(0, Math.floor((token.expiresAt - Date.now()) / 1000)),
-        ...(token.scopes.length > 0 ? { scope: token.scopes.join(" ") } : {})
-      }
+      // already serialized (exchangeAnswer): fastify sends a string as it is
+      return reply
+        .header("cache-control", "no-store")
+        .header("pragma", "no-cache")
+        .type("application/json; charset=utf-8")
+        .send(exchangeAnswer(token, Date.now()) as never)
     }
   )
 }
