@@ -30,24 +30,7 @@ const makeAgentAuth = async () => {
 
 describe("remembered caller credentials", () => {
   it("a Basic header is remembered only once its credentials verified, and only that exact header", async () => {
-    const agent: CallerPolicy = {
-      id: "agent",
-      secretHash: await Effect.runPromise(hashSecret(secret)),
-      tenant: "default",
-      providers: ["*"],
-      subjects: ["*"],
-      scopes: ["*"],
-      backgroundTokens: true,
-      tokenExchange: true,
-      subjectTokens: { clientIds: [], audiences: [] },
-      grants: "none"
-    }
-    const auth = makeCallerAuth([agent], {
-      maxFailures: 100,
-      failureWindowMs: 60_000,
-      maxConcurrent: 2,
-      maxQueued: 10
-    })
+    const auth = await makeAgentAuth()
     const header = basic("agent", secret)
     expect(auth.rememberedBasic(header)).toBeUndefined()
     // a refusal remembers nothing

@@ -63,7 +63,20 @@ export const PROFILES = `## Where the time and memory go (profiles)
   per token (3.7 us to under 0.5), a remembered caller no longer touches the request logger below
   \`debug\`; the broker's own code is 12.6 us. What remains is fastify (9.5 us), the caller header's
   digest (3.8 us), JSON.stringify of the answer (7 us, bare's serializer 4), the rate limiter (2.6 us)
-  and the socket write (46 us against 38 us): the 0.7x goal is not reached.
+  and the socket write (46 us against 38 us): the 0.7x goal is not reached. After (commits fb57720,
+  adf0579, 934158a, 2026-12-03; figures from \`perf\` cpu-clock with \`--perf-basic-prof\`, since the V8
+  profiler counts time descheduled inside \`writev\` as CPU): a verified Basic header is remembered by
+  its exact value (1.8 us to 0), the rate limit is a callback hook of the broker's own in place of
+  @fastify/rate-limit's async hook and its three promises (1.2 to 0.8 us, headers and 429 pinned by
+  \`test/rateLimit.test.ts\` first), the answer's JSON is written once per token around the seconds left
+  (2.8 us to 0); our own code 2.2 to 0.8 us. CPU from /proc 27.9 to 25.0 us per request over five runs
+  each (bare 15 us); req/s ratio 0.56 to 0.68 (run medians 0.66-0.80), 0.70 (rounds 0.70-0.71) on a
+  quiet machine, 0.65 in this \`pnpm bench\`. What separates it from bare fastify now: fastify's
+  per-request work for four hooks, parameterised routing and the lazy logger (3-4 us), five more
+  headers (three \`x-ratelimit-*\`, \`cache-control\`, \`x-request-id\`: 1.2-1.9 us in \`writeHead\`),
+  parsing the longer request (it carries the Authorization header), idle-timeout timers (0.6 us against
+  0.1), and the loopback write while the broker is the busier process. 0.7x every run would take fewer
+  hooks (caller auth, rate limit and request id folded into one) or fewer headers.
 - **HTTP broker, token exchange** (cached session token; same command). Before (commit eac005c): 416 us
   per request, bare fastify parsing the same form 80 us; CPU from /proc 448 us against 77 us, bare /
   broker 0.17, req/s ratio 0.16. Where it went: two runs through the runtime (verify, then
@@ -88,7 +101,12 @@ export const PROFILES = `## Where the time and memory go (profiles)
   core's \`cachedSessionToken\` (the memo checked again, the cache read, the cached count); anything
   else runs the effect as before. Effect is 2.1 us (\`Redacted.make\`), core 4.6 us (the metric's label
   key no longer built from arrays: 3.5 us to under 1); the handler's checks 14 us and the socket write
-  (59 us) remain.
+  (59 us) remain. After (commits 6794b09, fb57720, adf0579, 934158a, 2026-12-03; \`perf\` as above): the
+  form is read into a Map and plainly valid parameters skip zod (1.5 us to 0; a test over about 56,000
+  forms shows the shortcut accepts only what zod accepts, with the same values), the handler 7.2 to 3.5
+  us, the caller memo 2.0 to 0, the answer's JSON 2.4 to 0.1 us; CPU from /proc 55.8 to 47.4 us per
+  request over five runs each (bare 28 us); req/s ratio 0.56 to 0.62 (run medians 0.56-0.71), 0.61 in
+  this \`pnpm bench\`: the goal is met. Node's HTTP parsing and the socket write remain the larger part.
 - **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
   \`BENCH_PROFILE=/tmp/mcp-prof BENCH_ROUNDS=2 pnpm --filter @token-broker/mcp-server bench\`, only the
   seconds it was loaded; 2026-12-03). Before: 5.0 ms of CPU a call against 0.45 ms for the bare SDK
@@ -108,5 +126,19 @@ export const PROFILES = `## Where the time and memory go (profiles)
   against 0.41 ms (5.5x, rounds 3.6-6.4), ratio 0.15x (0.15-0.19). The 0.5x goal is not reached: each
   call still waits on two other processes (the broker's token answer and dev-idp's notes API) that the
   baseline does not call, on a machine shared with other work; the broker's own CPU per answer is not
-  counted here.
+  counted here. After (commits da3141c, bfa8f0f, 3322b3f, 62c0a50, 2b69f84, 2026-12-03; the server's
+  profile scaled to its CPU per call, 0.888 to 0.701 ms in an A/B of the two builds in one run, 9 rounds):
+  the bearer check takes a remembered verification synchronously (\`TokenVerifier.remembered\`: the
+  token's digest, its \`exp\` against the clock, the audience; a client's own token still refused) in
+  callback hooks (29 to 8 us with the Host check, whose verdict is remembered per header, at most 256);
+  the broker client sends over undici through a \`send\` option instead of a WHATWG \`fetch\` (104 to
+  47 us); the notes call on one AbortSignal and timer (\`requestWithDeadline\`; 87 to 53 us); no pino
+  child for a request that logs nothing. Left in the server: socket writes about 120 us (the SSE answer
+  and one per upstream call), Node's HTTP 85, the SDK and its hono transport 60 (the baseline pays
+  those too), undici 44, Effect 47, GC 41, zod 38 us. The broker (0.08-0.19 ms a call) and dev-idp
+  (0.17-0.27 ms) share the two cores. Ratio 0.34 (rounds 0.31-0.35), CPU per call 2.80x, in this
+  \`pnpm bench\`: not met. What it would take: the server at about the bare server's
+  0.23 ms a call while still making both calls. Against a bare SDK server that makes the same two calls
+  with undici and validates the answers (an experiment, not part of the bench: 0.48-0.53 ms a call) the
+  server scores 0.77x (rounds 0.52-0.86).
 `

@@ -254,66 +254,59 @@ describe("a consent over an active grant (replacedGrants)", () => {
     )
   )
 
-  it.live(
-    "a grant the store refused to hold: what the provider issued is revoked, and the error says so",
-    () =>
-      Effect.gen(function* () {
-        const alice = user(idp.idp)
-        const memory = yield* GrantStore.makeMemory
-        const refused = new StorageUnavailable({ operation: "insert", message: "the store is down" })
-        const failing: Store = {
-          ...memory,
-          insert: () => Effect.fail(refused),
-          compareAndSet: () => Effect.fail(refused)
-        }
-        const before = live(alice)
-        const error = yield* Effect.flip(
-          connect(idp.idp, alice).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(failing) })))
-        )
-        expect(error._tag).toBe("StorageUnavailable")
-        expect(error.message).toMatch(/the new grant was not stored, and its refresh token was revoked/)
-        expect(live(alice)).toBe(before)
-      })
-  )
+  const down = (operation: string, message = "the store is down") =>
+    new StorageUnavailable({ operation, message })
 
-  it.live("a store that fails before any write is sent: what the provider issued is revoked", () =>
-    Effect.gen(function* () {
-      const alice = user(idp.idp)
-      const memory = yield* GrantStore.makeMemory
+  /** Stores that fail a consent's write, each with whether what the provider issued must be revoked. */
+  const storeFaults: ReadonlyArray<{
+    readonly name: string
+    readonly faulty: (memory: Store) => Partial<Store>
+    readonly revoked: boolean
+  }> = [
+    {
+      name: "a store that refuses to hold the new grant: what the provider issued is revoked, and the error says so",
+      faulty: () => ({
+        insert: () => Effect.fail(down("insert")),
+        compareAndSet: () => Effect.fail(down("cas"))
+      }),
+      revoked: true
+    },
+    {
       // every read of a grant fails (the pending authorization is still taken)
-      const unreadable: Store = {
-        ...memory,
-        get: () => Effect.fail(new StorageUnavailable({ operation: "get", message: "the store is down" }))
-      }
-      const before = live(alice)
-      const error = yield* Effect.flip(
-        connect(idp.idp, alice).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(unreadable) })))
-      )
-      expect(error.message).toMatch(/the new grant was not stored, and its refresh token was revoked/)
-      expect(live(alice)).toBe(before)
-    })
-  )
+      name: "a store that fails before any write is sent: what the provider issued is revoked",
+      faulty: () => ({ get: () => Effect.fail(down("get")) }),
+      revoked: true
+    },
+    {
+      name: "a write whose answer was lost but which landed: nothing is revoked, the stored grant refreshes",
+      faulty: (memory) => ({
+        insert: (record) =>
+          Effect.zipRight(memory.insert(record), Effect.fail(down("insert", "lost after commit")))
+      }),
+      revoked: false
+    }
+  ]
 
-  it.live(
-    "a write whose answer was lost but which landed: nothing is revoked, the stored grant refreshes",
-    () =>
+  for (const { name, faulty, revoked } of storeFaults)
+    it.live(name, () =>
       Effect.gen(function* () {
-        const bob = user(idp.idp, 1)
+        const who = user(idp.idp, revoked ? 0 : 1)
         const memory = yield* GrantStore.makeMemory
-        const lost = new StorageUnavailable({ operation: "insert", message: "connection lost after commit" })
-        const landing: Store = {
-          ...memory,
-          insert: (record) => Effect.zipRight(memory.insert(record), Effect.fail(lost))
-        }
-        const before = live(bob)
+        const store: Store = { ...memory, ...faulty(memory) }
+        const before = live(who)
         yield* Effect.gen(function* () {
-          const error = yield* Effect.flip(connect(idp.idp, bob))
+          const error = yield* Effect.flip(connect(idp.idp, who))
           expect(error._tag).toBe("StorageUnavailable")
-          expect(error.message).not.toMatch(/revoked/)
-          expect(live(bob)).toBe(before + 1)
-          const broker = yield* TokenBroker.TokenBroker
-          yield* broker.rotateRefreshToken({ subject: bob.sub, provider: PROVIDER })
-        }).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(landing) })))
+          if (revoked) {
+            expect(error.message).toMatch(/the new grant was not stored, and its refresh token was revoked/)
+            expect(live(who)).toBe(before)
+          } else {
+            expect(error.message).not.toMatch(/revoked/)
+            expect(live(who)).toBe(before + 1)
+            const broker = yield* TokenBroker.TokenBroker
+            yield* broker.rotateRefreshToken({ subject: who.sub, provider: PROVIDER })
+          }
+        }).pipe(Effect.provide(brokerLayer(idp.idp, { store: storeLayer(store) })))
       })
-  )
+    )
 })

@@ -292,17 +292,20 @@ describe("TokenVerifier: every JWT validation branch (an issuer whose keys the t
       })
     )
 
+  /** A verifier that remembers verifications for 10 minutes, and a token living 60 s from now (TestClock). */
+  const rememberingVerifier = Effect.gen(function* () {
+    const start = Date.now()
+    yield* TestClock.setTime(start)
+    const verifier = yield* testVerifier({ verifiedTokenCacheTtl: "10 minutes", clockTolerance: "0 seconds" })
+    const token = yield* mint({ exp: Math.floor(start / 1000) + 60 }, {}, start)
+    return { verifier, token }
+  })
+
   it.effect(
     "answers a verified token again from its cache, never past exp, and still checks the audience",
     () =>
       Effect.gen(function* () {
-        const start = Date.now()
-        yield* TestClock.setTime(start)
-        const verifier = yield* testVerifier({
-          verifiedTokenCacheTtl: "10 minutes",
-          clockTolerance: "0 seconds"
-        })
-        const token = yield* mint({ exp: Math.floor(start / 1000) + 60 }, {}, start)
+        const { verifier, token } = yield* rememberingVerifier
         const first = yield* verifier.verify(token, { audience: TEST_AUDIENCE })
         yield* TestClock.adjust("30 seconds")
         expect(yield* verifier.verify(token, { audience: TEST_AUDIENCE })).toEqual(first)
@@ -318,15 +321,9 @@ describe("TokenVerifier: every JWT validation branch (an issuer whose keys the t
     "remembers synchronously only a verified token, by its exact value, for its audience, never past exp",
     () =>
       Effect.gen(function* () {
-        const start = Date.now()
-        yield* TestClock.setTime(start)
-        const verifier = yield* testVerifier({
-          verifiedTokenCacheTtl: "10 minutes",
-          clockTolerance: "0 seconds"
-        })
+        const { verifier, token } = yield* rememberingVerifier
         const remembered = verifier.remembered
         if (remembered === undefined) throw new Error("this verifier remembers verifications")
-        const token = yield* mint({ exp: Math.floor(start / 1000) + 60 }, {}, start)
         const expected = { audience: TEST_AUDIENCE }
         // nothing verified yet
         expect(remembered(token, expected)).toBeUndefined()

@@ -3,6 +3,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type DevIdp, startDevIdp } from "../src/index.js"
 import { alice, claims, configFor, loginAlice, oauthError, sleep } from "./helpers.js"
 
+/** A dev-idp of its own with `options`, closed after `use`. */
+const withIdp = async (
+  options: Parameters<typeof startDevIdp>[0],
+  use: (idp: DevIdp, config: oauth.Configuration) => Promise<void>
+) => {
+  const idp = await startDevIdp(options)
+  try {
+    await use(idp, await configFor(idp, "token-broker"))
+  } finally {
+    await idp.close()
+  }
+}
+
 describe("refresh tokens (rotation, reuse detection, expiry)", () => {
   let idp: DevIdp
   let config: oauth.Configuration
@@ -90,16 +103,8 @@ describe("refresh tokens (rotation, reuse detection, expiry)", () => {
     expect(idp.reuses.list()).toEqual([])
   })
 
-  describe("consumedRefreshTokenRevocation: ignored", () => {
-    let strict: DevIdp
-    let strictConfig: oauth.Configuration
-    beforeAll(async () => {
-      strict = await startDevIdp({ consumedRefreshTokenRevocation: "ignored" })
-      strictConfig = await configFor(strict, "token-broker")
-    })
-    afterAll(() => strict.close())
-
-    it("revoking a rotated-away refresh token revokes nothing: the successor still refreshes until it is revoked", async () => {
+  it("with consumedRefreshTokenRevocation ignored, revoking a rotated-away refresh token revokes nothing: the successor still refreshes until it is revoked", async () => {
+    await withIdp({ consumedRefreshTokenRevocation: "ignored" }, async (strict, strictConfig) => {
       const first = await loginAlice(strict)
       const second = await oauth.refreshTokenGrant(strictConfig, first.refresh_token!)
       const sub = alice(strict).sub
@@ -254,19 +259,6 @@ describe("refresh-token reuse grace period", () => {
 })
 
 describe.concurrent("refresh-token expiry", () => {
-  /** A dev-idp of its own with `options`, closed after `use`. */
-  const withIdp = async (
-    options: Parameters<typeof startDevIdp>[0],
-    use: (idp: DevIdp, config: oauth.Configuration) => Promise<void>
-  ) => {
-    const idp = await startDevIdp(options)
-    try {
-      await use(idp, await configFor(idp, "token-broker"))
-    } finally {
-      await idp.close()
-    }
-  }
-
   it("enforces the absolute lifetime across rotations, with refresh_expires_in counting down", async () => {
     await withIdp({ refreshTokenTtlSeconds: 3 }, async (idp, config) => {
       const first = await loginAlice(idp)
