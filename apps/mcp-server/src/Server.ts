@@ -18,8 +18,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger as PinoLogger } from "pino"
 import { bearerToken, challenge, scopesNeeded, stepUpScopes } from "./internal/bearer.js"
 import { registerConsentCallback } from "./internal/consentCallback.js"
+import { isMcpPath, jsonRpcError, MCP_PATH, RESOURCE_METADATA_PATH } from "./internal/endpoint.js"
+import { registerFrontDoor } from "./internal/frontDoor.js"
 import { makeNotesApi } from "./internal/notesApi.js"
-import { makeRequestOriginCheck } from "./internal/origins.js"
 import { makeSessions, type Session } from "./internal/sessions.js"
 import { makeWindowCounter } from "./internal/windowCounter.js"
 import { makeScopePolicy } from "./Scopes.js"
@@ -27,10 +28,7 @@ import type { Run, ToolContext } from "./ToolContext.js"
 import { registerConnectionTools } from "./tools/connection.js"
 import { registerNotesTools } from "./tools/notes.js"
 
-/** The path of the MCP endpoint; `${publicUrl}${MCP_PATH}` is this server's resource identifier (token audience). */
-export const MCP_PATH = "/mcp"
-/** RFC 9728: the metadata of the resource `${publicUrl}/mcp` lives at this path (path-suffixed well-known URI). */
-export const RESOURCE_METADATA_PATH = `/.well-known/oauth-protected-resource${MCP_PATH}`
+export { MCP_PATH, RESOURCE_METADATA_PATH } from "./internal/endpoint.js"
 
 export interface McpServerServices {
   readonly config: McpServerConfig
@@ -59,18 +57,11 @@ connected answers "Consent required" with a link: show the link to the user, who
 signs in at the provider and allows access; then retry. connect_provider starts that consent directly;
 disconnect_provider revokes it.`
 
-/** Whether a request's URL (its path, before any query) is the MCP endpoint. */
-const isMcpPath = (url: string): boolean =>
-  url.startsWith(MCP_PATH) && (url.length === MCP_PATH.length || url.charCodeAt(MCP_PATH.length) === 63) // "?"
-
 /** A request's verified bearer token. */
 interface Bearer {
   readonly token: string
   readonly verified: TokenVerifier.VerifiedToken
 }
-
-const jsonRpcError = (reply: FastifyReply, status: number, code: number, message: string) =>
-  reply.code(status).type("application/json").send({ jsonrpc: "2.0", error: { code, message }, id: null })
 
 /**
  * Builds the MCP server on fastify (not listening yet: tests listen on port 0): a protected resource
@@ -127,59 +118,7 @@ export const buildServer = async (services: McpServerServices): Promise<BuiltSer
   }) as unknown as FastifyInstance
   app.server.maxConnections = maxConnections
 
-  // --- DNS-rebinding protection: before the bearer check and before the body is read ------------------
-  const originCheck = makeRequestOriginCheck(config)
-  // callback hooks, not async ones: a request that passes skips a promise and a microtask per hook
-  app.addHook("onRequest", (request, reply, done) => {
-    if (!isMcpPath(request.url)) return done()
-    const origin = request.headers.origin
-    const refusal = originCheck.refusal(request.headers.host, origin)
-    if (refusal === undefined) {
-      if (origin === undefined) return done()
-      // An allowed browser origin: CORS, on the raw response so hijacked (SSE) answers carry it too.
-      reply.raw.setHeader("access-control-allow-origin", origin)
-      reply.raw.setHeader("vary", "Origin")
-      reply.raw.setHeader("access-control-expose-headers", "Mcp-Session-Id, WWW-Authenticate")
-      if (request.method !== "OPTIONS") return done()
-      // replied: fastify goes on with no `done()`
-      void reply
-        .code(204)
-        .header("access-control-allow-methods", "POST, GET, DELETE")
-        .header(
-          "access-control-allow-headers",
-          "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID"
-        )
-        .header("access-control-max-age", "600")
-        .send()
-      return
-    }
-    request.log.info({ refused: refusal }, "request refused: DNS-rebinding protection")
-    void jsonRpcError(
-      reply,
-      403,
-      -32000,
-      refusal === "host"
-        ? "Forbidden: this Host is not served here (see mcpServer.allowedHosts)"
-        : "Forbidden: this Origin is not allowed (see mcpServer.allowedOrigins)"
-    )
-  })
-
-  // --- RFC 9728 protected resource metadata ---------------------------------------------------------
-  const metadataDocument = {
-    resource,
-    authorization_servers: [config.authorizationServer.issuer],
-    ...(scopes.supported.length === 0 ? {} : { scopes_supported: scopes.supported }),
-    bearer_methods_supported: ["header"],
-    resource_name: "token-broker MCP server"
-  }
-  for (const path of [RESOURCE_METADATA_PATH, "/.well-known/oauth-protected-resource"]) {
-    app.get(path, async (_request, reply) =>
-      reply
-        .header("cache-control", "public, max-age=300")
-        .header("access-control-allow-origin", "*")
-        .send(metadataDocument)
-    )
-  }
+  registerFrontDoor(app, { config, resource, scopesSupported: scopes.supported })
 
   // --- the bearer check ------------------------------------------------------------------------------
   const unauthorized = (

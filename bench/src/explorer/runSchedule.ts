@@ -25,13 +25,16 @@ import {
   faultSpec,
   LEASE_TTL_MS,
   LOSES_SUCCESSOR,
+  markViolation,
   OUTCOME_UNKNOWN,
   PROVIDER,
   providerConfig,
   type RunOptions,
+  reuseViolations,
   rotationViolations,
   type ScheduleOutcome,
-  STALL_MS
+  STALL_MS,
+  servedViolations
 } from "./ScheduleSetup.js"
 
 export { type ExplorerEnv, PROVIDER, type RunOptions, type ScheduleOutcome } from "./ScheduleSetup.js"
@@ -40,22 +43,8 @@ let runs = 0
 
 /**
  * Runs one schedule: a fresh grant (Flow 2 through broker 0), then the steps, then a recovery phase
- * (faults cleared, time moved past every expiry, one call per broker), then the invariants:
- * 1. dev-idp saw no reuse of a rotated-away refresh token, unless a successor was physically lost, and
- *    then the grant reads `rotation_lost`;
- * 2. no successor carried by a parseable 2xx (a success, or JSON a client library rejects) is dropped
- *    (a reuse after one is a violation; an active grant's stored refresh token still refreshes);
- * 3. every served token lives at least what was asked (broker clock and the JWT's own `exp`), carries
- *    exactly the asked scopes, is for this subject and audience, and none is served for a deleted grant;
- * 4. at most one rotation per access-token lifetime per grant and scope set (allowing one per
- *    outcome-unknown fault and per re-consent);
- * 5. after the faults, every broker recovers (no open circuit, no stuck lease);
- * 6. the grant ends active (and its stored token works) or honestly marked;
- * 7. a revoked grant leaves no refresh token at the provider that would still refresh (unless a successor
- *    was physically lost). dev-idp runs with `consumedRefreshTokenRevocation: "ignored"`: revoking a
- *    rotated-away token ends nothing, so a revoke racing a refresh is clean only if the refresh revokes
- *    the successor it received. Presenting a rotated-away token for revocation is no violation when a
- *    revoke ran: the revoker sends the stored token, which a refresh elsewhere may just have consumed.
+ * (faults cleared, time moved past every expiry, one call per broker), then the invariants (listed, and
+ * most of them judged, in ScheduleSetup.ts).
  */
 export const runSchedule = (
   env: ExplorerEnv,
@@ -196,30 +185,19 @@ export const runSchedule = (
           return failure
         }
         const token = exit.value
-        const text = Redacted.value(token.accessToken)
-        const claims = claimsOf(text)
-        const where = `${label} (served from ${token.source})`
-        if (claims.sub !== subject) violations.push(`${where}: a token of another subject`)
-        const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
-        if (!aud.includes(idp.notesAudience)) violations.push(`${where}: a token of another audience`)
-        const scopes = (typeof claims.scope === "string" ? claims.scope.split(" ") : []).sort().join(" ")
-        const asked = spec.scopes === "read" ? "notes:read" : "notes:read notes:write"
-        if (scopes !== asked) violations.push(`${where}: scopes "${scopes}", asked "${asked}"`)
-        if (token.expiresAt - servedAt < minTtlMs) {
-          violations.push(
-            `${where}: ${Math.round((token.expiresAt - servedAt) / 1000)} s of life by the broker's clock, asked at least ${spec.minTtlSeconds} s`
-          )
-        }
-        const exp = typeof claims.exp === "number" ? claims.exp * 1000 : 0
-        // the JWT's exp has whole seconds: one second of doubt in the broker's favour
-        if (exp - servedReal < minTtlMs - 1000) {
-          violations.push(
-            `${where}: the JWT lives ${Math.round((exp - servedReal) / 1000)} s more, asked at least ${spec.minTtlSeconds} s`
-          )
-        }
-        if (deletedAtStart && (spec.broker === revokedBy || token.source !== "cache")) {
-          violations.push(`${where}: served for a grant that was revoked before the call started`)
-        }
+        violations.push(
+          ...servedViolations({
+            where: `${label} (served from ${token.source})`,
+            claims: claimsOf(Redacted.value(token.accessToken)),
+            subject,
+            audience: idp.notesAudience,
+            spec,
+            expiresAt: token.expiresAt,
+            servedAt,
+            servedReal,
+            revokedBefore: deletedAtStart && (spec.broker === revokedBy || token.source !== "cache")
+          })
+        )
         return `ok:${token.source}`
       })
 
@@ -368,43 +346,22 @@ export const runSchedule = (
         )
       }
     } else {
-      const code = final.value.lastErrorCode
-      const honest =
-        (code === "rotation_lost" &&
-          (physicalLoss || (outcomeUnknown && (refusedByFault || upstreamRevoked)))) ||
-        (code === "invalid_grant" && (refusedByFault || upstreamRevoked))
-      if (!honest) {
-        violations.push(
-          `the grant reads ${final.value.status} (${code ?? "no code"}) but ${
-            physicalLoss
-              ? "a successor was lost: it must read rotation_lost"
-              : refusedByFault || upstreamRevoked
-                ? "only an invalid_grant from the provider explains a mark"
-                : "nothing the provider did explains it"
-          }`
-        )
-      }
+      const marked = markViolation(final.value.status, final.value.lastErrorCode, {
+        physicalLoss,
+        outcomeUnknown,
+        refusedByProvider: refusedByFault || upstreamRevoked
+      })
+      if (marked !== undefined) violations.push(marked)
     }
-    // 1 and 2: the provider's own record of reuses, where each was presented
-    const refreshReuses = reuses.filter((r) => r.endpoint !== "revocation").length
-    const revocationReuses = reuses.length - refreshReuses
-    if (refreshReuses > 0 && !physicalLoss) {
-      violations.push(
-        `the broker presented a refresh token the provider had already rotated away (${refreshReuses} reuse(s)), though no successor was physically lost`
-      )
-    }
-    if (revocationReuses > 0 && revokesRun === 0 && !physicalLoss) {
-      violations.push(
-        `the broker revoked a refresh token the provider had already rotated away (${revocationReuses} time(s)), though no revoke ran`
-      )
-    }
-    // 7: nothing of a revoked grant still refreshes at the provider
     const live = idp.liveRefreshTokens({ subject })
-    if (Option.isNone(final) && live > 0 && !physicalLoss) {
-      violations.push(
-        `the grant was revoked, but the provider still holds ${live} refresh token(s) of it that would refresh`
-      )
-    }
+    const reuseCounts = reuseViolations(reuses, {
+      physicalLoss,
+      revokesRun,
+      grantRemoved: Option.isNone(final),
+      live
+    })
+    violations.push(...reuseCounts.violations)
+    const { refreshReuses, revocationReuses } = reuseCounts
     // 5: every broker recovered
     finals.forEach((f, i) => {
       const healthy =

@@ -21,7 +21,7 @@ import { handleInteraction, INTERACTION_PREFIX } from "./internal/Interactions.j
 import { loadOidcProvider } from "./internal/LoadProvider.js"
 import { defaultUsers, providerConfiguration, recordTokenAnswers } from "./internal/ProviderConfig.js"
 import { answerErrorsWith200, clientIdOf, handleRegistration, replayRequest } from "./internal/Requests.js"
-import { currentEndpoint, type Endpoint, Store } from "./internal/Store.js"
+import { currentEndpoint, endpointOf, Store } from "./internal/Store.js"
 import {
   TOKEN_EXCHANGE_GRANT,
   TOKEN_EXCHANGE_PARAMETERS,
@@ -105,18 +105,6 @@ export interface DevIdp {
   liveRefreshTokens(selector: { readonly subject: string; readonly clientId?: string }): number
   /** Stops the server and destroys every open connection, including hanging ones. */
   close(): Promise<void>
-}
-
-/** The endpoint a request path reaches, for the store's record of where a consumed token was presented. */
-const endpointOf = (url: string | undefined): Endpoint => {
-  const path = (url ?? "/").split("?")[0]
-  return path === "/token"
-    ? "token"
-    : path === "/token/revocation"
-      ? "revocation"
-      : path === "/token/introspection"
-        ? "introspection"
-        : "other"
 }
 
 /**

@@ -27,6 +27,18 @@ export type ConsumedRevocation = "revokes_grant" | "ignored"
 /** A presentation of a consumed refresh token outside the grace period, and where it was presented. */
 export type ReuseListener = (payload: AdapterPayload, endpoint: Endpoint) => void
 
+/** The endpoint a request path reaches, for the store's record of where a consumed token was presented. */
+export const endpointOf = (url: string | undefined): Endpoint => {
+  const path = (url ?? "/").split("?")[0]
+  return path === "/token"
+    ? "token"
+    : path === "/token/revocation"
+      ? "revocation"
+      : path === "/token/introspection"
+        ? "introspection"
+        : "other"
+}
+
 /** The endpoint of the request being served; unset for lookups of the test controls. */
 export const currentEndpoint = new AsyncLocalStorage<Endpoint>()
 
