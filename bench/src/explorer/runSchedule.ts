@@ -144,7 +144,6 @@ export const runSchedule = (
     const blockMs = options.blockEventLoopMs ?? 0
     if (blockMs > 0) {
       // a stall that outlives every lease renewal (the control of the stall rerun)
-      yield* Effect.sleep(Duration.millis(20))
       const until = Date.now() + blockMs
       while (Date.now() < until) {
         // blocks the event loop
