@@ -3,8 +3,8 @@
  * in-process cache, JSON) and the RFC 8693 exchange at /oauth/token on a cached session token (the form
  * body, the subject token's verification, the session cache), each against a bare fastify route
  * answering a JSON body of the same size. Each
- * server runs in a process of its own (the broker from its real entry point and config file), dev-idp in
- * another, and the load generator (autocannon's command line) in a process per measurement; rounds
+ * server runs in a process of its own (the broker from its built bundle, as deployed, and a config file;
+ * the bare server bundled the same way), dev-idp in another, and the load generator (autocannon's command line) in a process per measurement; rounds
  * alternate the two servers, and the ratios are medians of the rounds' ratios with their spread. Fails
  * when a request fails or when a request was not a cache hit (the broker's own hit counter must grow by
  * every request sent). Prints the figures, then a `BENCH_JSON {...}` line.
@@ -14,7 +14,7 @@
  *   BENCH_PROFILE=dir: the broker runs with --cpu-prof (its profile is written in dir as it exits), and
  *   where its time went during each route's measured rounds is printed (bench/cpuProfile.ts)
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { rmSync, watch } from "node:fs"
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
@@ -25,6 +25,7 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
+import { build as esbuild } from "esbuild"
 import { autocannon, cpuMicros, type Load, median, spread } from "./autocannon.js"
 import { nowMicros, profileSummary, type Windows } from "./cpuProfile.js"
 
@@ -111,6 +112,31 @@ await writeFile(
   })
 )
 
+// Both servers run as deployed: the broker from the bundle its build makes (`pnpm start`, the bin: built
+// from the sources now), the bare server bundled by the same esbuild, each on plain node. tsx's loader
+// costs a server 7-20 % of its CPU per request (measured on each); with BENCH_PROFILE both run through tsx
+// instead, whose positions the profile summary maps back to the sources.
+const viaTsx = profileDir !== undefined
+if (!viaTsx) {
+  const built = spawnSync(process.execPath, ["build.mjs"], { cwd: appDir, stdio: "inherit" })
+  if (built.status !== 0) throw new Error(`the broker's build failed (exit ${built.status})`)
+  await esbuild({
+    entryPoints: [join(here, "bare.ts")],
+    outfile: join(dir, "bare.mjs"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "error",
+    // fastify's dependencies still call require(): give the bundle one
+    banner: {
+      js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);'
+    }
+  })
+}
+const brokerEntry = viaTsx ? ["--import", "tsx", "src/main.ts"] : ["dist/main.js"]
+const bareEntry = viaTsx ? ["--import", "tsx", join(here, "bare.ts")] : [join(dir, "bare.mjs")]
+
 // The broker from its entry point; its address arrives in the address file once it listens.
 const addressFile = join(dir, "address")
 const addressWritten = new Promise<void>((resolve) => {
@@ -123,16 +149,7 @@ const addressWritten = new Promise<void>((resolve) => {
 })
 const broker = spawn(
   process.execPath,
-  [
-    ...cpuProf("broker"),
-    "--import",
-    "tsx",
-    "src/main.ts",
-    "--config",
-    configPath,
-    "--address-file",
-    addressFile
-  ],
+  [...cpuProf("broker"), ...brokerEntry, "--config", configPath, "--address-file", addressFile],
   {
     cwd: appDir,
     env: {
@@ -229,7 +246,7 @@ const exchangeBytes = Buffer.byteLength((await exchangeOnce()).text)
 
 /** A bare server answering a body of `bytes`, in a process of its own. */
 const startBare = async (bytes: number) => {
-  const bare = spawn(process.execPath, [...cpuProf("bare"), "--import", "tsx", join(here, "bare.ts")], {
+  const bare = spawn(process.execPath, [...cpuProf("bare"), ...bareEntry], {
     cwd: appDir,
     env: { ...process.env, BENCH_BODY_BYTES: String(bytes) },
     stdio: ["ignore", "pipe", "inherit"]

@@ -1,14 +1,15 @@
 import type { CallerPolicy } from "@token-broker/config"
-import type { FastifyInstance, FastifyRequest } from "fastify"
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify"
 import type { Logger } from "pino"
 import { type CallerAuth, parseBasic } from "./Callers.js"
 import { HttpOAuthError, httpProblem, unauthorized } from "./Problems.js"
+import type { RateLimit } from "./RateLimit.js"
 
 /**
  * Authentication of registered callers at the routes that ask for it (`config.auth: "caller"`): HTTP Basic
- * everywhere, or client_secret_post at /oauth/token. It runs first among the `preValidation` hooks, so
- * the rate limiter (keyed by the caller) and the route's schemas come after it: an unauthenticated
- * request learns nothing about its input.
+ * everywhere, or client_secret_post at /oauth/token. It runs in the one `preValidation` hook, so the
+ * rate limiter (keyed by the caller) and the route's schemas come after it: an unauthenticated request
+ * learns nothing about its input.
  */
 declare module "fastify" {
   interface FastifyRequest {
@@ -86,26 +87,39 @@ const authenticateRequest = async (request: FastifyRequest, callerAuth: CallerAu
 }
 
 /**
- * A callback hook, not an async one: a Basic header that authenticated before (`rememberedBasic`)
- * settles at once, with no promise, no decoding and no scrypt; anything else is authenticated in full.
+ * The server's one `preValidation` hook: caller authentication where the route asks for it, then the
+ * rate limit (keyed by the caller it found) on matched routes that do not opt out. One callback hook,
+ * not an async one and not one per concern: a Basic header that authenticated before
+ * (`rememberedBasic`) settles at once, with no promise, no decoding and no scrypt, and fastify runs
+ * one hook where it ran two, an application-level one and a route-level one (each is fastify's hook
+ * runner and a `next` closure per request). Anything else is authenticated in full first.
  */
-export const installCallerAuthentication = (app: FastifyInstance, callerAuth: CallerAuth) => {
+export const installCallerAuthentication = (
+  app: FastifyInstance,
+  callerAuth: CallerAuth,
+  rateLimit: RateLimit
+) => {
   app.decorateRequest("caller", null)
   // fastify types its logger as pino's base; the instance is the pino logger the server was given. Below
   // debug, a remembered caller does not touch `request.log` (its lazy child) at all.
   const debugEnabled = (app.log as unknown as Logger).isLevelEnabled("debug")
-  app.addHook("preValidation", (request, _reply, done) => {
+  const limited = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    if (request.routeOptions.config?.rateLimit === false || request.is404) return done()
+    const refused = rateLimit(request, reply)
+    return refused === undefined ? done() : done(refused)
+  }
+  app.addHook("preValidation", (request, reply, done) => {
     const config = request.routeOptions.config
-    if (config?.auth !== "caller") return done()
+    if (config?.auth !== "caller") return limited(request, reply, done)
     const oauth = config.errors === "oauth"
     const header = request.headers.authorization
     const remembered = header === undefined ? undefined : callerAuth.rememberedBasic(header)
     if (remembered !== undefined && !postsCredentials(request, oauth)) {
       if (debugEnabled) request.log.debug({ caller: remembered.id }, "caller authenticated")
       request.caller = remembered
-      return done()
+      return limited(request, reply, done)
     }
-    authenticateRequest(request, callerAuth, oauth).then(() => done(), done)
+    authenticateRequest(request, callerAuth, oauth).then(() => limited(request, reply, done), done)
   })
 }
 

@@ -1,13 +1,14 @@
-import type { Config } from "@token-broker/config"
+import type { CallerPolicy, Config } from "@token-broker/config"
 import { Duration } from "effect"
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify"
-import { httpProblem } from "./Problems.js"
+import type { FastifyReply, FastifyRequest } from "fastify"
+import { type HttpProblem, httpProblem } from "./Problems.js"
 
 /**
  * Requests per caller (per client address before authentication) and fixed time window, on every route
- * that does not opt out (`config.rateLimit: false`: health, readiness, metrics). It runs in `preValidation`,
- * after caller authentication (it is keyed by the caller) and before the route's schemas, so a
- * malformed request counts as much as a good one. Every limited answer says `x-ratelimit-limit` (the
+ * that does not opt out (`config.rateLimit: false`: health, readiness, metrics; an unknown route is not
+ * limited either). It runs in the server's one `preValidation` hook, right after caller authentication
+ * (it is keyed by the caller) and before the route's schemas, so a malformed request counts as much as
+ * a good one. Every limited answer says `x-ratelimit-limit` (the
  * window's requests), `x-ratelimit-remaining` and `x-ratelimit-reset` (whole seconds until the window
  * ends); beyond the limit a 429 problem with `retry-after` as well. A refused request still counts, and
  * does not extend the window.
@@ -17,7 +18,7 @@ import { httpProblem } from "./Problems.js"
  * function that awaits the key and then a promise around the store's callback, so each request paid for
  * three promises and the hook's resolution through fastify's promise path - measured at 1.5-2 us of a
  * background token's ~27 us cache hit (perf profile of bench/http.ts; its own code was 0.8 us). Here the
- * hook is a callback and the count a Map read and write.
+ * count is a Map read and write inside the hook that authenticates the caller: no hook of its own.
  */
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -54,15 +55,30 @@ const spoken = (ms: number) => {
   return `${ms} ms`
 }
 
-export const registerRateLimit = (app: FastifyInstance, limits: Config["server"]["rateLimit"]) => {
+/**
+ * The check of one request: counts it and sets the three headers, and answers the 429 problem to
+ * refuse it with (undefined: go on). Run by the server's one `preValidation` hook after caller
+ * authentication (`installCallerAuthentication`), on matched routes that do not opt out.
+ */
+export type RateLimit = (request: FastifyRequest, reply: FastifyReply) => HttpProblem | undefined
+
+export const makeRateLimit = (limits: Config["server"]["rateLimit"]): RateLimit => {
   const max = Math.trunc(limits.max)
   const windowMs = Math.trunc(Duration.toMillis(limits.timeWindow))
   const limit = String(max)
-  // insertion order is recency: a key read is moved to the end, the first one is the least recently used
-  const windows = new Map<string, Window>()
+  // the reset header's text for every whole second a window can have left (up to an hour; longer
+  // windows format theirs per request)
+  const resetTexts = Array.from({ length: Math.min(3600, Math.ceil(windowMs / 1000)) + 1 }, (_, n) =>
+    String(n)
+  )
+  const resetText = (seconds: number) => resetTexts[seconds] ?? String(seconds)
+  // insertion order is recency: a key read is moved to the end, the first one is the least recently
+  // used. A caller is keyed by its policy object (one per registered caller, fixed for the process: no
+  // key string to build and hash per request), a client address by its text.
+  const windows = new Map<CallerPolicy | string, Window>()
 
-  const hook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
-    const key = request.caller === null ? `ip:${request.ip}` : `caller:${request.caller.id}`
+  return (request, reply) => {
+    const key = request.caller ?? `ip:${request.ip}`
     const now = Date.now()
     let window = windows.get(key)
     if (window !== undefined) windows.delete(key)
@@ -77,30 +93,17 @@ export const registerRateLimit = (app: FastifyInstance, limits: Config["server"]
     void reply.header("x-ratelimit-limit", limit)
     if (window.count <= max) {
       void reply.header("x-ratelimit-remaining", String(max - window.count))
-      void reply.header("x-ratelimit-reset", String(reset))
-      return done()
+      void reply.header("x-ratelimit-reset", resetText(reset))
+      return undefined
     }
     void reply.header("x-ratelimit-remaining", "0")
-    void reply.header("x-ratelimit-reset", String(reset))
-    done(
-      httpProblem(
-        429,
-        "rate_limited",
-        "Too many requests",
-        `Rate limit of ${max} requests exceeded; retry after ${spoken(reset * 1000)}`,
-        { headers: { "retry-after": String(Math.max(1, reset)) } }
-      )
+    void reply.header("x-ratelimit-reset", resetText(reset))
+    return httpProblem(
+      429,
+      "rate_limited",
+      "Too many requests",
+      `Rate limit of ${max} requests exceeded; retry after ${spoken(reset * 1000)}`,
+      { headers: { "retry-after": String(Math.max(1, reset)) } }
     )
   }
-
-  // route-level hooks run after the application's, so caller authentication comes first
-  // (a GET route's HEAD twin arrives with the GET route's hooks: it is counted once too)
-  app.addHook("onRoute", (route) => {
-    if (route.config?.rateLimit === false) return
-    const preValidation = route.preValidation
-    if (preValidation === undefined) route.preValidation = [hook]
-    else if (!Array.isArray(preValidation)) {
-      if (preValidation !== hook) route.preValidation = [preValidation, hook]
-    } else if (!preValidation.includes(hook)) route.preValidation = [...preValidation, hook]
-  })
 }

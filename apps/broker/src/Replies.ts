@@ -140,6 +140,8 @@ const asOAuth = (problem: Problem): OAuthError => ({
 
 /** Errors fastify raises before a route is known (a URL it cannot decode): the `frameworkErrors` option. */
 export const frameworkErrorReply = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+  // an answer made here skips the onSend hooks, which set the request id on every other one
+  void reply.header("x-request-id", request.id)
   void sendProblem(request, reply, {
     ...invalid(
       error.code === "FST_ERR_BAD_URL"

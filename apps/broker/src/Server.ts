@@ -8,8 +8,8 @@ import type { Logger } from "pino"
 import { type BrokerRuntime, makeBrokerContext } from "./BrokerContext.js"
 import { installCallerAuthentication } from "./CallerAuthentication.js"
 import { makeCallerAuth } from "./Callers.js"
-import { makeHttpMetrics } from "./Metrics.js"
-import { registerRateLimit } from "./RateLimit.js"
+import { makeHttpMetrics, metricsLogController } from "./Metrics.js"
+import { makeRateLimit } from "./RateLimit.js"
 import { frameworkErrorReply, installErrorReplies } from "./Replies.js"
 import { backgroundTokenRoutes } from "./routes/backgroundTokens.js"
 import { consentRoutes } from "./routes/consent.js"
@@ -34,8 +34,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
  * Builds the HTTP broker on fastify from its config and runtime (not listening yet: tests listen on
  * port 0). Closing the app lets in-flight requests finish; the caller disposes the runtime after.
  *
- * Order matters: error replies and the hooks first (every route inherits them), then the rate limiter
- * and the API document (both see each route as it is added), then the routes by concern.
+ * Order matters: error replies and the hooks first (every route inherits them), then the API document
+ * (it sees each route as it is added), then the routes by concern.
  */
 export const buildServer = async (options: BrokerServerOptions): Promise<FastifyInstance> => {
   const { config, runtime, logger } = options
@@ -46,6 +46,8 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
   const app = Fastify({
     ...limits,
     loggerInstance: logger,
+    // every finished answer is counted where fastify logs it as completed: no onResponse hook
+    logController: metricsLogController(metrics),
     childLoggerFactory: (parent, bindings, options) =>
       RequestLogger.lazyChildLogger(parent as unknown as Logger, bindings, options),
     bodyLimit: config.server.bodyLimit,
@@ -59,7 +61,15 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
       return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID()
     },
     routerOptions: { maxParamLength: 1024 },
-    frameworkErrors: frameworkErrorReply
+    // fastify answers these before any route (no hooks, and no completion it logs or counts): the
+    // answer is counted here, as an unmatched route's
+    frameworkErrors: (error, request, reply) => {
+      const started = performance.now()
+      reply.raw.once("finish", () =>
+        metrics.observe(request.method, "unmatched", reply.statusCode, (performance.now() - started) / 1000)
+      )
+      frameworkErrorReply(error, request, reply)
+    }
   }) as unknown as FastifyInstance
 
   app.server.maxConnections = maxConnections
@@ -90,16 +100,6 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
     done(null, payload)
   })
 
-  app.addHook("onResponse", (request, reply, done) => {
-    metrics.observe(
-      request.method,
-      request.routeOptions.url ?? "unmatched",
-      reply.statusCode,
-      reply.elapsedTime / 1000
-    )
-    done()
-  })
-
   installCallerAuthentication(
     app,
     makeCallerAuth(config.callers, {
@@ -107,9 +107,9 @@ export const buildServer = async (options: BrokerServerOptions): Promise<Fastify
       failureWindowMs: Duration.toMillis(config.server.callerAuthentication.failureWindow),
       maxConcurrent: config.server.callerAuthentication.maxConcurrent,
       maxQueued: config.server.callerAuthentication.maxQueued
-    })
+    }),
+    makeRateLimit(config.server.rateLimit)
   )
-  await registerRateLimit(app, config.server.rateLimit)
   await registerApiDocument(app, config.server.publicUrl)
 
   await app.register(backgroundTokenRoutes, context)
