@@ -4,19 +4,22 @@
  * The MCP server does all of its work on every call: it verifies the user's bearer token, asks the
  * broker for the upstream token (a remote HTTP broker: a cache hit there), and calls dev-idp's notes
  * API with it - an upstream HTTP call that the baseline, by its definition, does not make. Each server
- * runs in a process of its own (the MCP server from its built bundle, the broker from its entry point,
- * each with a config file), dev-idp in another, and the load generator (`load.ts`, autocannon's API) in a process per
+ * runs in a process of its own (the MCP server, the broker and the baseline each from a bundle built
+ * now, on plain node as deployed, with a config file), dev-idp in another, and the load generator (`load.ts`, autocannon's API) in a process per
  * measurement; rounds alternate which server goes first, and the ratios are medians of the rounds'
  * ratios with their spread; beside throughput and p99, each server process's CPU time per call (from
- * /proc), which the machine's other work does not move as it moves throughput. Fails when a request fails, an answer is an error, or the broker's
+ * /proc), which the machine's other work does not move as it moves throughput, and the CPU per call
+ * of the processes only the MCP server calls (dev-idp's notes API, the remote broker), which share the
+ * machine's two cores with it. Fails when a request fails, an answer is an error, or the broker's
  * `token_requests_total` counts anything but hits (it must grow by every call answered). Prints the
  * figures, then a `BENCH_JSON {...}` line.
  *
  *   pnpm --filter @token-broker/mcp-server bench
  *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3 BENCH_NOTES=20; BENCH_PROFILE=dir writes the
- *   MCP server's CPU profile there; BENCH_TOKEN_SOURCE=in-process runs the MCP server with the broker
- *   in its own process instead, on the same store - then the check is that dev-idp's token endpoint
- *   got no request during the load, since that broker's counters are not exported)
+ *   MCP server's CPU profile there; BENCH_TOKEN_SOURCE=in-process (the MCP server's default token
+ *   source) runs the MCP server with the broker in its own process instead, on the same store - then
+ *   the check is that dev-idp's token endpoint got no request during the load, since that broker's
+ *   counters are not exported; `remote` by default. `pnpm bench` runs both.)
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -29,6 +32,7 @@ import { fileURLToPath } from "node:url"
 import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
+import { build as esbuild } from "esbuild"
 import { callTool, type Load, load, openSession, type Session } from "./mcpClient.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
@@ -140,13 +144,17 @@ const brokerListens = new Promise<string>((resolveListen) => {
     }
   })
 })
+// the broker as deployed too: its bundle, built from the sources now
+const brokerBuilt = spawnSync(process.execPath, ["build.mjs"], { cwd: brokerDir, stdio: "inherit" })
+if (brokerBuilt.status !== 0) throw new Error(`the broker's build failed (exit ${brokerBuilt.status})`)
 const brokerUrl = await serve(
   "broker",
-  ["--import", "tsx", "src/main.ts", "--config", brokerConfig, "--address-file", addressFile],
+  ["dist/main.js", "--config", brokerConfig, "--address-file", addressFile],
   brokerDir,
   env,
   brokerListens
 )
+const brokerPid = children.at(-1)?.pid
 const caller = `Basic ${Buffer.from(`mcp-server:${callerSecret}`).toString("base64")}`
 const user = idp.info.users[0]
 if (user === undefined) throw new Error("dev-idp has no user")
@@ -259,9 +267,23 @@ const notesAnswer = await fetch(`${idp.info.notesApiUrl}/notes`, {
 if (!notesAnswer.ok) throw new Error(`the notes API answered ${notesAnswer.status}`)
 const notesFile = join(dir, "notes.json")
 await writeFile(notesFile, await notesAnswer.text())
+// the baseline bundled by the same esbuild and run on plain node, like the MCP server (tsx's loader
+// alone costs a server 7-20 % of its CPU per request)
+await esbuild({
+  entryPoints: [join(here, "bareMcp.ts")],
+  outfile: join(dir, "bareMcp.mjs"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  logLevel: "error",
+  banner: {
+    js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);'
+  }
+})
 const bareUrl = await serve(
   "bare MCP server",
-  ["--import", "tsx", join(here, "bareMcp.ts")],
+  [join(dir, "bareMcp.mjs")],
   appDir,
   { BENCH_NOTES_FILE: notesFile },
   (line) => (line.startsWith("http://") ? line : undefined)
@@ -293,11 +315,25 @@ const cpuMs = async (pid: number | undefined) => {
   )
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
-type Measured = Load & { readonly cpuMsPerCall: number }
+type Measured = Load & {
+  readonly cpuMsPerCall: number
+  /** dev-idp's and the broker's CPU per call during the run (the broker's is ~0 when in-process) */
+  readonly devIdpMsPerCall: number
+  readonly brokerMsPerCall: number
+}
 const measure = async (session: Session, pid: number | undefined, duration: number): Promise<Measured> => {
-  const cpuBefore = await cpuMs(pid)
+  const pids = [pid, idp.pid, brokerPid]
+  const before = await Promise.all(pids.map(cpuMs))
   const result = await load(session, duration, connections)
-  return { ...result, cpuMsPerCall: ((await cpuMs(pid)) - cpuBefore) / Math.max(1, result.requests) }
+  const [own, devIdp, broker] = (await Promise.all(pids.map(cpuMs))).map(
+    (after, index) => (after - (before[index] ?? 0)) / Math.max(1, result.requests)
+  )
+  return {
+    ...result,
+    cpuMsPerCall: own ?? Number.NaN,
+    devIdpMsPerCall: devIdp ?? Number.NaN,
+    brokerMsPerCall: broker ?? Number.NaN
+  }
 }
 
 // warm-up of each, then alternating rounds (the MCP server first in even rounds)
@@ -357,6 +393,8 @@ const cpuRatios = measured.map((m) => m.mcp.cpuMsPerCall / m.bare.cpuMsPerCall)
 const side = (pick: (m: (typeof measured)[number]) => Measured) => ({
   rps: median(measured.map((m) => pick(m).rps)),
   cpuMsPerCall: median(measured.map((m) => pick(m).cpuMsPerCall)),
+  devIdpMsPerCall: median(measured.map((m) => pick(m).devIdpMsPerCall)),
+  brokerMsPerCall: median(measured.map((m) => pick(m).brokerMsPerCall)),
   p99ms: median(measured.map((m) => pick(m).p99ms)),
   requests: measured.reduce((n, m) => n + pick(m).requests, 0)
 })
@@ -386,6 +424,7 @@ notes_list on the MCP server      ${summary.mcp.rps.toFixed(0).padStart(8)} req/
 notes_list on a bare SDK server   ${summary.bare.rps.toFixed(0).padStart(8)} req/s   p99 ${summary.bare.p99ms} ms   (${bareAnswer.bytes} B answer)
 ratio MCP server / bare           ${f2(summary.ratio)} (rounds ${summary.ratioSpread.map(f2).join("-")}), p99 ${f2(summary.p99Ratio)} (rounds ${summary.p99RatioSpread.map(f2).join("-")})
 CPU per call (server process)     ${f2(summary.mcp.cpuMsPerCall)} ms vs ${f2(summary.bare.cpuMsPerCall)} ms: ${f2(summary.cpuRatio)} (rounds ${summary.cpuRatioSpread.map(f2).join("-")})
+CPU per call elsewhere            dev-idp ${f2(summary.mcp.devIdpMsPerCall)} ms, broker ${f2(summary.mcp.brokerMsPerCall)} ms (the baseline calls neither)
 median of ${rounds} alternating rounds, ${connections} connections, ${seconds} s each; ${answered} calls, ${inProcess ? `${tokenEndpointCalls} token endpoint requests (in-process broker)` : `${hitsCounted} cache hits at the broker`}
 `)
 console.log(`BENCH_JSON ${JSON.stringify(summary)}`)
