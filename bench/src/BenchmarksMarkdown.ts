@@ -97,9 +97,11 @@ ${table}
   baseline's whole call.
 - **HTTP broker** (\`apps/broker/bench/http.ts\`): \`POST /v1/grants/{subject}/{provider}/token\` on a cache hit
   (caller authentication, policy, validation, cache, JSON) against a bare fastify route answering a JSON body
-  of the same size. The broker (from its entry point and a config file), the bare server, dev-idp and each
-  autocannon run are processes of their own; rounds alternate which server goes first, and the ratios are
-  medians of the rounds' ratios with their spread. The run fails when a request fails or when the broker's
+  of the same size. The broker (its bundle, built at the start of the run and started as \`pnpm start\`
+  does, with a config file), the bare server (bundled by the same esbuild; both on plain node: tsx's
+  loader alone costs a server 7-20 % of its CPU per request), dev-idp and each autocannon run are
+  processes of their own; rounds alternate which server goes first, and the ratios are medians of the
+  rounds' ratios with their spread. The run fails when a request fails or when the broker's
   own \`token_requests_total\` counts anything but hits during the measurement. The same for the RFC 8693
   exchange at \`/oauth/token\` with one user's subject token (a cached session token: every request must
   count as \`token_exchange_total{outcome="cached"}\`), against a bare route that receives and parses the
@@ -108,12 +110,17 @@ ${table}
   (Streamable HTTP, a JSON-RPC id per request) against a minimal \`@modelcontextprotocol/sdk\` server with
   no authentication whose \`notes_list\` answers the same notes from memory (the answers are checked to
   be equal). The MCP server does its whole work on every call: it verifies the user's bearer token, gets
-  the upstream token from the HTTP broker (\`tokenSource: remote\`, a cache hit there) and calls dev-idp's
-  notes API with it - two HTTP calls the baseline, as issue 15 defines it, does not make. The MCP server
-  (its built bundle, as deployed), the broker, the baseline, dev-idp and each load run (autocannon's API)
-  are processes of their own; rounds alternate, ratios are medians of the rounds' ratios with their
-  spread; each server process's CPU time per call is read from /proc around each run. The run fails when
-  a request fails, an answer is an error, or the broker's \`token_requests_total\` counts anything but hits.
+  the upstream token - from the broker in its own process (\`tokenSource: in-process\`, the default: a
+  cache hit in memory) or from the HTTP broker (\`tokenSource: remote\`, a cache hit there, one HTTP
+  call) - and calls dev-idp's notes API with it, an HTTP call the baseline, as issue 15 defines it, does
+  not make; both token sources are measured, each against the baseline in a run of its own. The MCP
+  server, the broker and the baseline (each a bundle built at the start of the run, on plain node),
+  dev-idp and each load run (autocannon's API) are processes of their own; rounds alternate, ratios are
+  medians of the rounds' ratios with their spread; each server process's CPU time per call is read
+  from /proc around each run, and so are dev-idp's and the broker's, which share the two cores with the
+  MCP server (the baseline calls neither). The run fails when a request fails, an answer is an error, or
+  (remote) the broker's \`token_requests_total\` counts anything but hits, or (in-process) dev-idp's
+  token endpoint got any request.
 - **storage** (\`bench/src/storage.ts\`): \`get\` and \`compareAndSet\` through each store's driver at
   ${fmt(num(obj(storage.grants).full))} grants against the same at ${fmt(num(obj(storage.grants).baseline))} grants (one sequential caller,
   random keys, median of alternating rounds).

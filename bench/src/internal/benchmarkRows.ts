@@ -125,7 +125,11 @@ const mcpRows = (json: Json): Array<Row> => {
     {
       bench: "MCP server",
       figure: `${what}: CPU time of the server's process per call`,
-      value: `${fmt(num(mcp.cpuMsPerCall), 2)} ms`,
+      value: `${fmt(num(mcp.cpuMsPerCall), 2)} ms${
+        mcp.devIdpMsPerCall === undefined
+          ? ""
+          : ` (besides, per call: dev-idp ${fmt(num(mcp.devIdpMsPerCall), 2)} ms, the HTTP broker ${fmt(num(mcp.brokerMsPerCall), 2)} ms)`
+      }`,
       baseline: `MCP SDK server: ${fmt(num(bare.cpuMsPerCall), 2)} ms`,
       ratio: `${ratio(num(json.cpuRatio))}${spreadOf(json.cpuRatioSpread)}`,
       note: "CPU per call / baseline's (from /proc), median of the rounds; lower is better"
