@@ -71,12 +71,27 @@ export const PROFILES = `## Where the time and memory go (profiles)
   \`test/rateLimit.test.ts\` first), the answer's JSON is written once per token around the seconds left
   (2.8 us to 0); our own code 2.2 to 0.8 us. CPU from /proc 27.9 to 25.0 us per request over five runs
   each (bare 15 us); req/s ratio 0.56 to 0.68 (run medians 0.66-0.80), 0.70 (rounds 0.70-0.71) on a
-  quiet machine, 0.65 in this \`pnpm bench\`. What separates it from bare fastify now: fastify's
+  quiet machine, 0.65 in that day's \`pnpm bench\`. What separates it from bare fastify now: fastify's
   per-request work for four hooks, parameterised routing and the lazy logger (3-4 us), five more
   headers (three \`x-ratelimit-*\`, \`cache-control\`, \`x-request-id\`: 1.2-1.9 us in \`writeHead\`),
   parsing the longer request (it carries the Authorization header), idle-timeout timers (0.6 us against
   0.1), and the loopback write while the broker is the busier process. 0.7x every run would take fewer
-  hooks (caller auth, rate limit and request id folded into one) or fewer headers.
+  hooks (caller auth, rate limit and request id folded into one) or fewer headers. After (commit
+  f43292f, 2026-12-04, on a machine of another kind, AMD EPYC, where a request costs about three times
+  as much CPU): the bench ran both servers through tsx, but the broker is deployed as its bundle, and
+  tsx's loader costs a server 7-20 % of its CPU per request (main thread's CPU per request from
+  /proc/PID/task, amount-limited autocannon runs: bare fastify 60.6 and 56.4 us on plain node, 72.8 and
+  60.6 us under tsx; the broker 88.2 and 93.0 us bundled, 97.3 and 104.3 us from its sources through
+  tsx). Both now run bundled by the same esbuild, on plain node. In the broker, caller authentication
+  and the rate limit are one \`preValidation\` hook, the HTTP metrics are counted where fastify logs a
+  request as completed (a \`LogController\`: no \`onResponse\` hook stage), and a hit is answered
+  synchronously (no async handler). Their effect is small: user-space instructions per request under
+  callgrind (\`--single-threaded\`, 4,000 requests after 10,000, V8's compiler and GC left out) went
+  from 119.1k to 117.1k, bare fastify 98.4k; both make one \`read\` and one \`writev\` per request
+  (\`strace -c\`). req/s ratio on this machine 0.58 and 0.65 (two runs before) to 0.74 and 0.76 (rounds
+  0.60-0.82), 0.75 (rounds 0.64-0.80), p99 1.33x, in this \`pnpm bench\`: the goal is met. What is
+  left is the broker's about 20 % more instructions per request than bare fastify's (caller memo,
+  rate limit and its three headers, routing with parameters, the token view).
 - **HTTP broker, token exchange** (cached session token; same command). Before (commit eac005c): 416 us
   per request, bare fastify parsing the same form 80 us; CPU from /proc 448 us against 77 us, bare /
   broker 0.17, req/s ratio 0.16. Where it went: two runs through the runtime (verify, then
@@ -106,7 +121,9 @@ export const PROFILES = `## Where the time and memory go (profiles)
   forms shows the shortcut accepts only what zod accepts, with the same values), the handler 7.2 to 3.5
   us, the caller memo 2.0 to 0, the answer's JSON 2.4 to 0.1 us; CPU from /proc 55.8 to 47.4 us per
   request over five runs each (bare 28 us); req/s ratio 0.56 to 0.62 (run medians 0.56-0.71), 0.61 in
-  this \`pnpm bench\`: the goal is met. Node's HTTP parsing and the socket write remain the larger part.
+  that day's \`pnpm bench\`: the goal is met. Node's HTTP parsing and the socket write remain the larger part.
+  On the AMD EPYC machine of 2026-12-04, both servers bundled on plain node (see above): 0.70 (rounds
+  0.63-0.71), p99 1.31x, in this \`pnpm bench\`; through tsx the same day 0.69-0.70.
 - **MCP server tools/call** (CPU profile of the MCP server process under the load, remote broker:
   \`BENCH_PROFILE=/tmp/mcp-prof BENCH_ROUNDS=2 pnpm --filter @token-broker/mcp-server bench\`, only the
   seconds it was loaded; 2026-12-03). Before: 5.0 ms of CPU a call against 0.45 ms for the bare SDK
@@ -136,9 +153,30 @@ export const PROFILES = `## Where the time and memory go (profiles)
   child for a request that logs nothing. Left in the server: socket writes about 120 us (the SSE answer
   and one per upstream call), Node's HTTP 85, the SDK and its hono transport 60 (the baseline pays
   those too), undici 44, Effect 47, GC 41, zod 38 us. The broker (0.08-0.19 ms a call) and dev-idp
-  (0.17-0.27 ms) share the two cores. Ratio 0.34 (rounds 0.31-0.35), CPU per call 2.80x, in this
+  (0.17-0.27 ms) share the two cores. Ratio 0.34 (rounds 0.31-0.35), CPU per call 2.80x, in that day's
   \`pnpm bench\`: not met. What it would take: the server at about the bare server's
   0.23 ms a call while still making both calls. Against a bare SDK server that makes the same two calls
   with undici and validates the answers (an experiment, not part of the bench: 0.48-0.53 ms a call) the
-  server scores 0.77x (rounds 0.52-0.86).
+  server scores 0.77x (rounds 0.52-0.86). After (commit db47c49, 2026-12-04, the AMD EPYC machine):
+  the figure had been in the MCP server's favour - it ran bundled while the baseline ran through tsx,
+  whose loader costs a server 7-20 % of its CPU (see the HTTP broker above); the baseline and the
+  broker now run bundled as well. Both token sources are measured: in-process (the default) and
+  remote. dev-idp's notes API, which shares the two cores, remembers a verified access token until its
+  \`exp\` instead of checking its RS256 signature on every call (0.45 to 0.22-0.30 ms of dev-idp's CPU a
+  call), and the notes list is checked in place where plain (zod only for the rest: a property test
+  over 5,000 generated answers pins that it gives what zod gives). In-process 0.40 (rounds 0.36-0.45),
+  CPU per call 2.56x, remote 0.26 (rounds 0.23-0.28) in this \`pnpm bench\` (0.33 in another run the
+  same day): not met. Profile of the in-process server under the load (\`BENCH_TOKEN_SOURCE=in-process
+  BENCH_PROFILE=dir\`, summed over the whole profile): the tool call itself - the cached token, the
+  notes request through undici, the answer - is 9 % of its busy time; the SDK's request handling
+  (hono's Request and Response, the JSON-RPC parse and the output schema's zod validation, 14.6 %
+  together with the tool), Node's HTTP server and the socket writes (13 %) make up most of the rest,
+  work the baseline does as well; Effect's runtime for the tool's one run is about 17 % inclusive of
+  the notes request it drives. The server's CPU per call is nonetheless 2.3-2.6x the baseline's: it
+  shares the two cores with dev-idp (0.22-0.30 ms a call) and the load generator, the baseline with
+  the load generator alone, so it is descheduled and resumes on other caches more often (a reading
+  this machine cannot confirm: it has no hardware counters). What it would take: the upstream API on
+  other cores, as in a deployment, or a machine with more cores for the bench; within the server, a
+  notes call without Effect's runtime (a plain promise around undici) and no zod on the JSON-RPC
+  message, which the SDK does for every server.
 `
