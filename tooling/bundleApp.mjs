@@ -14,6 +14,11 @@
  */
 import { chmod, rm } from "node:fs/promises"
 
+/** A `require` for the CommonJS dependencies inside an ES module bundle. */
+const REQUIRE_BANNER = {
+  js: 'import { createRequire as __tbCreateRequire } from "node:module"; const require = __tbCreateRequire(import.meta.url);'
+}
+
 /**
  * @param {(options: import("esbuild").BuildOptions) => Promise<unknown>} build esbuild's `build`, from the app
  * @param {URL} appDir the app's directory (`new URL(".", import.meta.url)` in its build.mjs), ending in "/"
@@ -42,10 +47,30 @@ export const bundleApp = async (
     minify,
     external: ["better-sqlite3", "pg-native", "msgpackr-extract", ...external],
     chunkNames: "chunks/[name]-[hash]",
-    banner: {
-      js: 'import { createRequire as __tbCreateRequire } from "node:module"; const require = __tbCreateRequire(import.meta.url);'
-    },
+    banner: REQUIRE_BANNER,
     logLevel: "warning"
   })
   await chmod(new URL(`${executable}.js`, dist), 0o755)
+}
+
+/**
+ * One script bundled into one file the way the apps are (every dependency inside, a `require` for the
+ * CommonJS ones), for plain node: the benchmarks' baseline servers, so that they run as the app they
+ * are compared with does, without tsx's loader.
+ *
+ * @param {(options: import("esbuild").BuildOptions) => Promise<unknown>} build esbuild's `build`, from the caller
+ * @param {string} entry the script's path
+ * @param {string} outfile where the bundle is written (an `.mjs` path)
+ */
+export const bundleScript = async (build, entry, outfile) => {
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    banner: REQUIRE_BANNER,
+    logLevel: "error"
+  })
 }

@@ -26,6 +26,7 @@ import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
 import { build as esbuild } from "esbuild"
+import { bundleScript } from "../../../tooling/bundleApp.mjs"
 import { autocannon, cpuMicros, type Load, median, spread } from "./autocannon.js"
 import { nowMicros, profileSummary, type Windows } from "./cpuProfile.js"
 
@@ -120,19 +121,7 @@ const viaTsx = profileDir !== undefined
 if (!viaTsx) {
   const built = spawnSync(process.execPath, ["build.mjs"], { cwd: appDir, stdio: "inherit" })
   if (built.status !== 0) throw new Error(`the broker's build failed (exit ${built.status})`)
-  await esbuild({
-    entryPoints: [join(here, "bare.ts")],
-    outfile: join(dir, "bare.mjs"),
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    logLevel: "error",
-    // fastify's dependencies still call require(): give the bundle one
-    banner: {
-      js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);'
-    }
-  })
+  await bundleScript(esbuild, join(here, "bare.ts"), join(dir, "bare.mjs"))
 }
 const brokerEntry = viaTsx ? ["--import", "tsx", "src/main.ts"] : ["dist/main.js"]
 const bareEntry = viaTsx ? ["--import", "tsx", join(here, "bare.ts")] : [join(dir, "bare.mjs")]

@@ -33,6 +33,7 @@ import { hashSecret } from "@token-broker/config"
 import { driveAuthorization, login, spawnDevIdp } from "@token-broker/dev-idp/process"
 import { Effect } from "effect"
 import { build as esbuild } from "esbuild"
+import { bundleScript } from "../../../tooling/bundleApp.mjs"
 import { callTool, type Load, load, openSession, type Session } from "./mcpClient.js"
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
@@ -269,18 +270,7 @@ const notesFile = join(dir, "notes.json")
 await writeFile(notesFile, await notesAnswer.text())
 // the baseline bundled by the same esbuild and run on plain node, like the MCP server (tsx's loader
 // alone costs a server 7-20 % of its CPU per request)
-await esbuild({
-  entryPoints: [join(here, "bareMcp.ts")],
-  outfile: join(dir, "bareMcp.mjs"),
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  logLevel: "error",
-  banner: {
-    js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);'
-  }
-})
+await bundleScript(esbuild, join(here, "bareMcp.ts"), join(dir, "bareMcp.mjs"))
 const bareUrl = await serve(
   "bare MCP server",
   [join(dir, "bareMcp.mjs")],
