@@ -3,23 +3,27 @@
  * call on a minimal MCP SDK server with no authentication and the notes list in memory (`bareMcp.ts`).
  * The MCP server does all of its work on every call: it verifies the user's bearer token, asks the
  * broker for the upstream token (a remote HTTP broker: a cache hit there), and calls dev-idp's notes
- * API with it - an upstream HTTP call that the baseline, by its definition, does not make. Each server
- * runs in a process of its own (the MCP server, the broker and the baseline each from a bundle built
- * now, on plain node as deployed, with a config file), dev-idp in another, and the load generator (`load.ts`, autocannon's API) in a process per
- * measurement; rounds alternate which server goes first, and the ratios are medians of the rounds'
- * ratios with their spread; beside throughput and p99, each server process's CPU time per call (from
- * /proc), which the machine's other work does not move as it moves throughput, and the CPU per call
- * of the processes only the MCP server calls (dev-idp's notes API, the remote broker), which share the
- * machine's two cores with it. Fails when a request fails, an answer is an error, or the broker's
- * `token_requests_total` counts anything but hits (it must grow by every call answered). Prints the
- * figures, then a `BENCH_JSON {...}` line.
+ * API with it - an upstream HTTP call that the baseline, by its definition, does not make. That call
+ * asks for the list as a Nextcloud Notes client does: without the notes' content, and with the entity
+ * tag of the list it was last answered for this user (`If-None-Match`), which the API answers 304 -
+ * after it checked the token - while the list is unchanged, as it is during the load.
+ *
+ * Each server runs in a process of its own (the MCP server, the broker and the baseline each from a
+ * bundle built now, on plain node as deployed, with a config file), dev-idp in another, and the load
+ * generator (`load.ts`, autocannon's API) in a process per measurement; rounds alternate which server
+ * goes first, and the ratios are medians of the rounds' ratios with their spread; beside throughput
+ * and p99, each server process's CPU time per call (from /proc), which the machine's other work does
+ * not move as it moves throughput, and the CPU per call of the processes only the MCP server calls
+ * (dev-idp's notes API, the remote broker), which share the machine's two cores with it. Fails when a
+ * request fails, an answer is an error, or the broker's `token_requests_total` counts anything but
+ * hits (it must grow by every call answered). Prints the figures, then a `BENCH_JSON {...}` line.
  *
  *   pnpm --filter @token-broker/mcp-server bench
  *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3 BENCH_NOTES=20; BENCH_PROFILE=dir writes the
- *   MCP server's CPU profile there; BENCH_TOKEN_SOURCE=in-process (the MCP server's default token
- *   source) runs the MCP server with the broker in its own process instead, on the same store - then
- *   the check is that dev-idp's token endpoint got no request during the load, since that broker's
- *   counters are not exported; `remote` by default. `pnpm bench` runs both.)
+ *   MCP server's and the baseline's CPU profiles there; BENCH_TOKEN_SOURCE=in-process (the MCP
+ *   server's default token source) runs the MCP server with the broker in its own process instead, on
+ *   the same store - then the check is that dev-idp's token endpoint got no request during the load,
+ *   since that broker's counters are not exported; `remote` by default. `pnpm bench` runs both.)
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -42,6 +46,11 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const noteCount = Number(process.env.BENCH_NOTES ?? 20)
 const profileDir = process.env.BENCH_PROFILE
 const inProcess = process.env.BENCH_TOKEN_SOURCE === "in-process"
+/** node's flags that write a server's CPU profile into BENCH_PROFILE, named after the server. */
+const profileFlags = (name: string) =>
+  profileDir === undefined
+    ? []
+    : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.${process.pid}.cpuprofile`]
 const here = dirname(fileURLToPath(import.meta.url))
 const appDir = join(here, "..")
 const brokerDir = resolve(appDir, "../broker")
@@ -221,7 +230,7 @@ const listening = /listening on (\S+),/
 const mcpBase = await serve(
   "mcp-server",
   [
-    ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]),
+    ...profileFlags("mcp-server"),
     "dist/main.js",
     "--config",
     mcpConfig
@@ -273,7 +282,7 @@ await writeFile(notesFile, await notesAnswer.text())
 await bundleScript(esbuild, join(here, "bareMcp.ts"), join(dir, "bareMcp.mjs"))
 const bareUrl = await serve(
   "bare MCP server",
-  [join(dir, "bareMcp.mjs")],
+  [...profileFlags("bare"), join(dir, "bareMcp.mjs")],
   appDir,
   { BENCH_NOTES_FILE: notesFile },
   (line) => (line.startsWith("http://") ? line : undefined)

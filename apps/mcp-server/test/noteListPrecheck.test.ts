@@ -1,15 +1,17 @@
 /**
- * The notes list's in-place check (`parseNoteList`, `plainNote`) against zod's `z.array(NoteSchema)`:
+ * The notes list's in-place check (`parseNoteList`, `plainNoteSummary`) against zod's
+ * `z.array(NoteSummarySchema)`:
  * over generated answers - valid notes, notes with one field changed to another JSON value or removed,
- * extra fields, non-integer or unsafe ids, and arbitrary JSON - the shortcut accepts only what zod
- * accepts, and gives exactly what zod gives; a plainly valid note is taken by the shortcut itself.
+ * extra fields (a content among them), non-integer or unsafe ids, and arbitrary JSON - the shortcut
+ * accepts only what zod accepts, and gives exactly what zod gives; a plainly valid note is taken by
+ * the shortcut itself.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { z } from "zod"
-import { NoteSchema, parseNoteList, plainNote } from "../src/internal/notesApi.js"
+import { NoteSummarySchema, parseNoteList, plainNoteSummary } from "../src/internal/notesApi.js"
 
-const zodList = z.array(NoteSchema)
+const zodList = z.array(NoteSummarySchema)
 
 const validNote = fc.record({
   id: fc.integer({ min: -1_000_000, max: Number.MAX_SAFE_INTEGER }),
@@ -53,11 +55,11 @@ describe("the notes list's in-place check", () => {
         if (viaZod.success) expect(parsed?.value).toStrictEqual(viaZod.data)
         if (Array.isArray(json)) {
           for (const item of json) {
-            const note = plainNote(item)
+            const note = plainNoteSummary(item)
             if (note === undefined) continue
             shortcut += 1
             // the shortcut's note is the schema's
-            expect(note).toStrictEqual(NoteSchema.parse(item))
+            expect(note).toStrictEqual(NoteSummarySchema.parse(item))
           }
         }
       }),
@@ -77,8 +79,10 @@ describe("the notes list's in-place check", () => {
       favorite: true,
       modified: 1_700_000_000
     }
-    expect(plainNote(note)).toStrictEqual(note)
-    expect(plainNote({ ...note, extra: 1 })).toStrictEqual(note)
+    const { content: _content, ...summary } = note
+    expect(plainNoteSummary(note)).toStrictEqual(summary)
+    expect(plainNoteSummary({ ...note, extra: 1 })).toStrictEqual(summary)
+    expect(plainNoteSummary(summary)).toStrictEqual(summary)
     for (const bad of [
       { ...note, id: 1.5 },
       { ...note, id: 2 ** 53 },
@@ -87,8 +91,8 @@ describe("the notes list's in-place check", () => {
       [note],
       null
     ]) {
-      expect(plainNote(bad)).toBeUndefined()
-      expect(NoteSchema.safeParse(bad).success).toBe(false)
+      expect(plainNoteSummary(bad)).toBeUndefined()
+      expect(NoteSummarySchema.safeParse(bad).success).toBe(false)
     }
   })
 })

@@ -289,8 +289,12 @@ export const startDevIdp = async (input: DevIdpOptions = {}): Promise<DevIdp> =>
   const control = { get: () => idp }
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? "/", issuer).pathname
-    if (path === notesApiPath || path.startsWith(`${notesApiPath}/`)) return notes.handle(req, res, path)
+    const url = new URL(req.url ?? "/", issuer)
+    const path = url.pathname
+    // the notes API reads its query too (category, exclude)
+    if (path === notesApiPath || path.startsWith(`${notesApiPath}/`)) {
+      return notes.handle(req, res, `${path}${url.search}`)
+    }
     if (path.startsWith("/__dev/")) {
       const handled = await handleControl(control.get(), options.controls, req, res, path)
       if (handled) return

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose"
 import { z } from "zod"
-import { readBody, sendJson } from "./internal/Http.js"
+import { readBody, sendEmpty, sendJson, sendJsonText } from "./internal/Http.js"
 
 /** A note as the Nextcloud Notes API v1 shapes it. */
 export interface Note {
@@ -62,6 +62,10 @@ const titleFrom = (content: string): string => {
   return firstLine.length > 0 ? firstLine.slice(0, 100) : "New note"
 }
 
+const without = (note: Note, fields: ReadonlySet<string>): Partial<Note> =>
+  Object.fromEntries(Object.entries(note).filter(([field]) => !fields.has(field)))
+
+/** The entity tags of an `If-Match` or `If-None-Match` header, unquoted (weak ones as strong). */
 const parseIfMatch = (header: string | undefined): string[] | undefined =>
   header === undefined
     ? undefined
@@ -86,6 +90,8 @@ export interface NotesApiOptions {
 
 /** Access tokens remembered as verified at once; beyond, the oldest is forgotten. */
 const MAX_VERIFIED_TOKENS = 1000
+/** Lists remembered as made (per user and query); beyond, the oldest is forgotten. */
+const MAX_LISTS = 1000
 
 /**
  * A stand-in upstream API shaped after the Nextcloud Notes API v1, storing notes in memory per user
@@ -103,6 +109,12 @@ export class NotesApi {
    * server's token cache does. A token that differs in any character is verified in full.
    */
   readonly #verified = new Map<string, JWTPayload>()
+  /** Per user, a count of changes to their notes; the lists made at each (`#list`). */
+  readonly #versions = new Map<string, number>()
+  readonly #lists = new Map<
+    string,
+    { readonly version: number; readonly text: string; readonly etag: string }
+  >()
   #nextId = 1
 
   constructor(options: NotesApiOptions) {
@@ -118,6 +130,7 @@ export class NotesApi {
 
   reset(): void {
     this.#notes.clear()
+    this.#lists.clear()
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -194,9 +207,11 @@ export class NotesApi {
     if (idSegment === undefined) {
       if (method === "GET") {
         const { sub } = await this.#authenticate(req, NOTES_READ)
-        const category = url.searchParams.get("category")
-        const notes = this.notesOf(sub).filter((note) => category === null || note.category === category)
-        return sendJson(res, 200, notes)
+        const { text, etag } = this.#list(sub, url.searchParams)
+        if (parseIfMatch(req.headers["if-none-match"])?.includes(etag.slice(1, -1)) === true) {
+          return sendEmpty(res, 304, { etag, "cache-control": "no-store" })
+        }
+        return sendJsonText(res, 200, text, { etag })
       }
       if (method === "POST") {
         const { sub } = await this.#authenticate(req, NOTES_WRITE)
@@ -214,6 +229,7 @@ export class NotesApi {
         const notes = this.#notes.get(sub) ?? new Map()
         notes.set(note.id, note)
         this.#notes.set(sub, notes)
+        this.#changed(sub)
         return this.#sendNote(res, 200, note)
       }
       throw new RequestError(405, { message: "method not allowed" }, { allow: "GET, POST" })
@@ -233,6 +249,7 @@ export class NotesApi {
     if (method === "GET") return this.#sendNote(res, 200, note)
     if (method === "DELETE") {
       notes.delete(id)
+      this.#changed(sub)
       return sendJson(res, 200, {})
     }
     const ifMatch = parseIfMatch(req.headers["if-match"])
@@ -257,7 +274,39 @@ export class NotesApi {
       modified: Math.floor(Date.now() / 1000)
     }
     notes.set(id, updated)
+    this.#changed(sub)
     return this.#sendNote(res, 200, updated)
+  }
+
+  /**
+   * A list as answered for `category` and `exclude` (comma-separated fields left out of every note; the
+   * id never is), with its entity tag: a digest of that text, so a client that holds it gets a 304 until
+   * one of the user's notes changes. Made once per version of the user's notes.
+   */
+  #list(sub: string, query: URLSearchParams): { readonly text: string; readonly etag: string } {
+    const key = `${sub}\n${query.toString()}`
+    const version = this.#versions.get(sub) ?? 0
+    const known = this.#lists.get(key)
+    if (known !== undefined && known.version === version) return known
+    const category = query.get("category")
+    const excluded = new Set((query.get("exclude") ?? "").split(","))
+    excluded.delete("id")
+    excluded.delete("")
+    const notes = this.notesOf(sub).filter((note) => category === null || note.category === category)
+    const text = JSON.stringify(excluded.size === 0 ? notes : notes.map((note) => without(note, excluded)))
+    const made = { version, text, etag: `"${createHash("md5").update(text).digest("hex")}"` }
+    this.#lists.delete(key)
+    this.#lists.set(key, made)
+    if (this.#lists.size > MAX_LISTS) {
+      const oldest = this.#lists.keys().next()
+      if (oldest.done !== true) this.#lists.delete(oldest.value)
+    }
+    return made
+  }
+
+  /** One of the user's notes changed: every list of theirs is made anew. */
+  #changed(sub: string): void {
+    this.#versions.set(sub, (this.#versions.get(sub) ?? 0) + 1)
   }
 
   async #input(req: IncomingMessage): Promise<z.output<typeof NoteInput>> {

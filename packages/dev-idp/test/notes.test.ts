@@ -118,6 +118,52 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
     expect(((await (await call("/notes", { token: bobToken })).json()) as Note[]).length).toBe(0)
   })
 
+  it("GET /notes leaves out the fields named by exclude, and answers 304 to If-None-Match while the list is unchanged", async () => {
+    const made = await call("/notes", {
+      token: readWrite,
+      method: "POST",
+      body: JSON.stringify({ title: "Listed", content: "Long text", category: "Lists" })
+    })
+    expect(made.status).toBe(200)
+    const full = await call("/notes?category=Lists", { token: readWrite })
+    const etag = full.headers.get("etag")
+    expect(etag).toMatch(/^"[0-9a-f]{32}"$/)
+    const [note] = (await full.json()) as Note[]
+    expect(note?.content).toBe("Long text")
+
+    const slim = await call("/notes?category=Lists&exclude=content,title", { token: readWrite })
+    const [summary] = (await slim.json()) as Array<Record<string, unknown>>
+    expect(Object.keys(summary ?? {}).sort()).toEqual(
+      ["category", "etag", "favorite", "id", "modified", "readonly"].sort()
+    )
+    // a list without some fields is another representation, with its own entity tag
+    const slimTag = slim.headers.get("etag")
+    expect(slimTag).not.toBe(etag)
+
+    const unchanged = await call("/notes?category=Lists", {
+      token: readWrite,
+      headers: { "if-none-match": etag ?? "" }
+    })
+    expect(unchanged.status).toBe(304)
+    expect(unchanged.headers.get("etag")).toBe(etag)
+    expect(await unchanged.text()).toBe("")
+    // the tag is checked only after the token: a stale or missing token is refused as before
+    expect((await call("/notes", { headers: { "if-none-match": etag ?? "" } })).status).toBe(401)
+
+    await call(`/notes/${note?.id}`, {
+      token: readWrite,
+      method: "PUT",
+      body: JSON.stringify({ content: "Changed" })
+    })
+    const changed = await call("/notes?category=Lists", {
+      token: readWrite,
+      headers: { "if-none-match": etag ?? "" }
+    })
+    expect(changed.status).toBe(200)
+    expect(changed.headers.get("etag")).not.toBe(etag)
+    expect(((await changed.json()) as Note[])[0]?.content).toBe("Changed")
+  })
+
   it("accepts a token obtained by token exchange, rejects 400 on an invalid body", async () => {
     const broker = await configFor(idp, "token-broker")
     const exchanged = await oauth.genericGrantRequest(

@@ -16,40 +16,38 @@ export const NoteSchema = z.object({
 })
 export type Note = z.output<typeof NoteSchema>
 
-/**
- * A note exactly as `NoteSchema` outputs it, checked in place (undefined: let zod decide). zod's parse
- * of a 20-note list was the largest part of the notes call's own CPU in the server's profile; this
- * accepts only what the schema accepts, and gives what it gives: a new object with the schema's fields
- * (unknown ones dropped), `id` a safe integer, `modified` a finite number.
- */
-export const plainNote = (value: unknown): Note | undefined => {
+/** A note of a list: the list is asked for without the notes' content (`exclude=content`). */
+export const NoteSummarySchema = NoteSchema.omit({ content: true })
+export type NoteSummary = z.output<typeof NoteSummarySchema>
+
+/** A note of a list exactly as `NoteSummarySchema` outputs it, checked in place (as `plainNote`). */
+export const plainNoteSummary = (value: unknown): NoteSummary | undefined => {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
-  const { id, etag, readonly, title, content, category, favorite, modified } = value as Record<
-    string,
-    unknown
-  >
+  const { id, etag, readonly, title, category, favorite, modified } = value as Record<string, unknown>
   return typeof id === "number" &&
     Number.isSafeInteger(id) &&
     typeof etag === "string" &&
     typeof readonly === "boolean" &&
     typeof title === "string" &&
-    typeof content === "string" &&
     typeof category === "string" &&
     typeof favorite === "boolean" &&
     typeof modified === "number" &&
     Number.isFinite(modified)
-    ? { id, etag, readonly, title, content, category, favorite, modified }
+    ? { id, etag, readonly, title, category, favorite, modified }
     : undefined
 }
 
-const NoteListSchema = z.array(NoteSchema)
+const NoteListSchema = z.array(NoteSummarySchema)
 
-/** A list of notes, checked in place where each is plain (`plainNote`), else by zod: what zod gives. */
-export const parseNoteList = (value: unknown): { readonly value: Array<Note> } | undefined => {
+/**
+ * A list of notes, checked in place where each is plain (`plainNoteSummary`), else by zod: what zod
+ * gives (a content the API sent anyway is dropped, as any unknown field).
+ */
+export const parseNoteList = (value: unknown): { readonly value: Array<NoteSummary> } | undefined => {
   if (Array.isArray(value)) {
-    const notes: Array<Note> = []
+    const notes: Array<NoteSummary> = []
     for (const item of value) {
-      const note = plainNote(item)
+      const note = plainNoteSummary(item)
       if (note === undefined) break
       notes.push(note)
     }
@@ -58,8 +56,14 @@ export const parseNoteList = (value: unknown): { readonly value: Array<Note> } |
   const parsed = NoteListSchema.safeParse(value)
   return parsed.success ? { value: parsed.data } : undefined
 }
-/** What a request makes of an answer's JSON: its value, or undefined when the answer is not understood. */
-type Parse<A> = (json: unknown) => { readonly value: A } | undefined
+/**
+ * What a request makes of an answer's JSON (a 2xx, or a 304 to its `If-None-Match`): its value, or
+ * undefined when the answer is not understood.
+ */
+type Parse<A> = (
+  json: unknown,
+  answer: { readonly status: number; readonly etag: string | undefined }
+) => { readonly value: A } | undefined
 const viaZod =
   <S extends z.ZodType>(schema: S): Parse<z.output<S>> =>
   (json) => {
@@ -96,7 +100,17 @@ export interface NotesApiOptions {
   readonly baseUrl: string
   /** Timeout of one request. */
   readonly timeoutMs?: number | undefined
+  /** How many lists (per owner and category) are kept with their entity tag for revalidation. */
+  readonly rememberedLists?: number | undefined
 }
+
+/** A list as the API last answered it for one owner, with its entity tag. */
+interface RememberedList {
+  readonly etag: string
+  readonly notes: ReadonlyArray<NoteSummary>
+}
+/** A list longer than this is not kept for revalidation (its memory is the owner's list itself). */
+const MAX_REMEMBERED_NOTES = 2_000
 
 const authParam = (header: string | undefined, name: string): string | undefined => {
   if (header === undefined) return undefined
@@ -143,9 +157,11 @@ export const makeNotesApi = (options: NotesApiOptions) => {
         })
         const text = await answer.body.text().catch(() => "")
         const challenge = answer.headers["www-authenticate"]
+        const etag = answer.headers.etag
         return {
           status: answer.statusCode,
           wwwAuthenticate: Array.isArray(challenge) ? challenge.join(", ") : challenge,
+          etag: typeof etag === "string" ? etag : undefined,
           text
         }
       },
@@ -182,8 +198,12 @@ export const makeNotesApi = (options: NotesApiOptions) => {
         } catch {
           json = undefined
         }
-        if (response.status < 200 || response.status > 299) return Effect.fail(errorOf(response, json))
-        const parsed = parse(json)
+        // a 304 answers only a request that named the entity tag it holds
+        const notModified = response.status === 304 && headers["if-none-match"] !== undefined
+        if (!notModified && (response.status < 200 || response.status > 299)) {
+          return Effect.fail(errorOf(response, json))
+        }
+        const parsed = parse(json, response)
         if (parsed === undefined) {
           return Effect.fail(
             new NotesApiError({
@@ -252,14 +272,59 @@ export const makeNotesApi = (options: NotesApiOptions) => {
     }
   }
 
-  const noteQuery = (category: string | undefined) =>
-    category === undefined ? "" : `?${new URLSearchParams({ category }).toString()}`
+  /**
+   * The lists last answered, per owner and query, with their entity tags (oldest first, at most
+   * `rememberedLists`): the next list of that owner asks `If-None-Match`, and a 304 - which the API
+   * gives only after it accepted the token - answers with the list kept here, the same frozen array.
+   */
+  const lists = new Map<string, RememberedList>()
+  const maxLists = options.rememberedLists ?? 1_000
+  const remember = (key: string, notes: Array<NoteSummary> | undefined, etag: string | undefined) => {
+    lists.delete(key)
+    if (notes === undefined || etag === undefined || notes.length > MAX_REMEMBERED_NOTES || maxLists < 1)
+      return
+    lists.set(key, { etag, notes: Object.freeze(notes) })
+    if (lists.size > maxLists) {
+      const oldest = lists.keys().next()
+      if (oldest.done !== true) lists.delete(oldest.value)
+    }
+  }
+  // a list never carries the notes' content (notes_get reads one): less to send, parse and keep
+  const ALL_NOTES = "/notes?exclude=content"
+  const listPath = (category: string | undefined) =>
+    category === undefined
+      ? ALL_NOTES
+      : `/notes?${new URLSearchParams({ exclude: "content", category }).toString()}`
 
   return {
     /** Closes the pool's connections (when the server closes). */
     close: (): Promise<void> => dispatcher.close(),
-    list: (token: Redacted.Redacted<string>, filter: { readonly category?: string | undefined }) =>
-      request(token, "GET", `/notes${noteQuery(filter.category)}`, parseNoteList),
+    /**
+     * The owner's notes (without their content). With `owner` (the user the token acts for), the
+     * answer is kept for that owner and revalidated by the next call (see `lists`).
+     */
+    list: (
+      token: Redacted.Redacted<string>,
+      filter: { readonly category?: string | undefined },
+      owner?: string
+    ): Effect.Effect<ReadonlyArray<NoteSummary>, NotesApiError> => {
+      const path = listPath(filter.category)
+      const key = owner === undefined ? undefined : `${owner}\n${path}`
+      const known = key === undefined ? undefined : lists.get(key)
+      return request(
+        token,
+        "GET",
+        path,
+        (json, answer) => {
+          if (answer.status === 304) return known === undefined ? undefined : { value: known.notes }
+          const parsed = parseNoteList(json)
+          if (key !== undefined) remember(key, parsed?.value, answer.etag)
+          return parsed
+        },
+        undefined,
+        known === undefined ? {} : { "if-none-match": known.etag }
+      )
+    },
     get: (token: Redacted.Redacted<string>, id: number) => request(token, "GET", `/notes/${id}`, parseNote),
     create: (token: Redacted.Redacted<string>, note: NoteInput) =>
       request(token, "POST", "/notes", parseNote, note),

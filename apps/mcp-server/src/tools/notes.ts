@@ -1,7 +1,7 @@
 import { Effect, Exit, type Redacted } from "effect"
 import { z } from "zod"
 import { withUpstreamToken } from "../internal/brokered.js"
-import type { Note, NotesApiError } from "../internal/notesApi.js"
+import type { NoteSummary, NotesApiError } from "../internal/notesApi.js"
 import { callerOf, errorResult, type ToolContext, type ToolResult, textResult } from "../ToolContext.js"
 
 const noteId = z
@@ -31,7 +31,7 @@ export const NoteSummaryOut = z.object({
 })
 const NoteOut = NoteSummaryOut.extend({ content: z.string(), readonly: z.boolean() })
 
-const summary = (note: Note) => ({
+const summary = (note: NoteSummary) => ({
   id: note.id,
   title: note.title,
   category: note.category,
@@ -41,7 +41,7 @@ const summary = (note: Note) => ({
 })
 
 /** What notes_list answers for a list: one line per note, and the summaries as structured content. */
-export const listResult = (list: ReadonlyArray<Note>): ToolResult =>
+export const listResult = (list: ReadonlyArray<NoteSummary>): ToolResult =>
   textResult(
     list.length === 0
       ? "No notes."
@@ -65,6 +65,28 @@ const upstreamError = (provider: string, error: NotesApiError): ToolResult =>
       ...(error.current === undefined ? {} : { current: error.current })
     }
   )
+
+/**
+ * The answer for a list the notes API keeps answering 304 to (the same frozen array): made once, then
+ * the same frozen answer (the SDK only reads a tool's result).
+ */
+const listAnswers = new WeakMap<ReadonlyArray<NoteSummary>, ToolResult>()
+const answerList = (list: ReadonlyArray<NoteSummary>): ToolResult => {
+  if (!Object.isFrozen(list)) return listResult(list)
+  let answer = listAnswers.get(list)
+  if (answer === undefined) {
+    answer = deepFreeze(listResult(list))
+    listAnswers.set(list, answer)
+  }
+  return answer
+}
+const deepFreeze = <A>(value: A): A => {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    for (const field of Object.values(value)) deepFreeze(field)
+    Object.freeze(value)
+  }
+  return value
+}
 
 /** The notes tools against the notes API v1 (Nextcloud Notes, or dev-idp's stand-in). */
 export const registerNotesTools = (ctx: ToolContext): void => {
@@ -116,7 +138,13 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: true }
     },
     ({ category }, extra) =>
-      call(extra, notes.readScopes, (token) => api.list(token, { category }), listResult)
+      call(
+        extra,
+        notes.readScopes,
+        // kept per subject, and revalidated by the next call
+        (token) => api.list(token, { category }, callerOf(extra).subject),
+        answerList
+      )
   )
 
   ctx.server.registerTool(

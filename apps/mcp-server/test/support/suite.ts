@@ -279,6 +279,12 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         expect(note.title).toBe("Buy milk")
         const list = await call(client, "notes_list", { category: "Home" })
         expect(text(list)).toContain(`#${note.id} Buy milk [Home]`)
+        // the category filter reaches the notes API; a repeat is the same list (revalidated upstream)
+        const work = await call(client, "notes_create", { content: "Call Anna", category: "Work" })
+        expect(work.isError).toBeFalsy()
+        const listedAgain = await call(client, "notes_list", { category: "Home" })
+        expect(listedAgain).toStrictEqual(list)
+        expect(text(await call(client, "notes_list"))).toMatch(/Buy milk \[Home\][\s\S]*Call Anna \[Work\]/)
         const got = await call(client, "notes_get", { id: note.id })
         expect(text(got)).toContain("and bread")
         const updated = await call(client, "notes_update", {
@@ -287,6 +293,12 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
           etag: note.etag
         })
         expect(updated.isError).toBeFalsy()
+        // a list kept for revalidation is never served stale: the change (a new etag) shows at once
+        const changedEtag = (updated.structuredContent as { note: { etag: string } }).note.etag
+        expect(changedEtag).not.toBe(note.etag)
+        expect((await call(client, "notes_list", { category: "Home" })).structuredContent).toEqual({
+          notes: [expect.objectContaining({ id: note.id, etag: changedEtag })]
+        })
         const stale = await call(client, "notes_update", { id: note.id, content: "again", etag: note.etag })
         expect(stale.isError).toBe(true)
         expect(text(stale)).toMatch(/changed since the given etag/)

@@ -23,8 +23,15 @@ export const sendJson = (
   status: number,
   body: unknown,
   headers: Record<string, string> = {}
+): void => sendJsonText(res, status, JSON.stringify(body), headers)
+
+/** A JSON answer already serialized. */
+export const sendJsonText = (
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string> = {}
 ): void => {
-  const text = JSON.stringify(body)
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
     "cache-control": "no-store",
