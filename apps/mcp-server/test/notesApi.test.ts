@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Exit, Redacted } from "effect"
+import { Redacted } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeNotesApi } from "../src/internal/notesApi.js"
 
@@ -63,7 +63,7 @@ describe("the notes API client under transport faults", () => {
     seen.length = 0
     dropNext = 1
     const api = makeNotesApi({ baseUrl })
-    const list = await Effect.runPromise(api.list(token, {}))
+    const list = await api.list(token, {})
     expect(list.map((note) => note.id)).toEqual([7])
     expect(seen).toEqual(["GET /notes?exclude=content", "GET /notes?exclude=content"])
   })
@@ -71,30 +71,39 @@ describe("the notes API client under transport faults", () => {
   it("a read is sent at most twice: a server that keeps dropping it is 'could not be reached'", async () => {
     seen.length = 0
     dropNext = 2
-    const exit = await Effect.runPromiseExit(makeNotesApi({ baseUrl }).get(token, 7))
-    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("could not be reached")
+    await expect(makeNotesApi({ baseUrl }).get(token, 7)).rejects.toMatchObject({
+      reason: "unavailable",
+      message: "The notes API could not be reached"
+    })
     expect(seen).toEqual(["GET /notes/7", "GET /notes/7"])
   })
 
   it("a write is never repeated: its connection closing is an error at once", async () => {
     seen.length = 0
     dropNext = 1
-    const exit = await Effect.runPromiseExit(makeNotesApi({ baseUrl }).create(token, { content: "x" }))
-    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("could not be reached")
+    await expect(makeNotesApi({ baseUrl }).create(token, { content: "x" })).rejects.toMatchObject({
+      reason: "unavailable",
+      message: "The notes API could not be reached"
+    })
     expect(seen).toEqual(["POST /notes"])
   })
 
   it("a request that gets no answer in time is 'did not answer', and is not sent again", async () => {
     seen.length = 0
-    const exit = await Effect.runPromiseExit(makeNotesApi({ baseUrl, timeoutMs: 100 }).get(token, 8))
-    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("did not answer within 0.1 s")
+    await expect(makeNotesApi({ baseUrl, timeoutMs: 100 }).get(token, 8)).rejects.toMatchObject({
+      reason: "unavailable",
+      message: "The notes API did not answer within 0.1 s"
+    })
     expect(seen).toEqual(["GET /notes/8"])
   })
 
   it("413 is a clear error that says the note is too large", async () => {
-    const exit = await Effect.runPromiseExit(
+    await expect(
       makeNotesApi({ baseUrl }).update(token, 413, { content: "x" }, undefined)
-    )
-    expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("too large: shorten its content")
+    ).rejects.toMatchObject({
+      status: 413,
+      reason: "rejected",
+      message: "The notes API refused the note as too large: shorten its content"
+    })
   })
 })

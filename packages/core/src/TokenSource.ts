@@ -30,6 +30,14 @@ export interface TokenSourceService {
   /** The broker's own contract: a remote source maps the HTTP answers back onto these errors. */
   readonly backgroundToken: TokenBrokerService["backgroundToken"]
   readonly sessionToken: TokenBrokerService["sessionToken"]
+  /**
+   * A cache hit of `backgroundToken`, synchronously (the in-process broker's `cachedToken`, counted as
+   * a hit); undefined: call `backgroundToken`. For hot paths outside Effect; a source that has no
+   * in-process cache (a remote broker) leaves it out.
+   */
+  readonly cachedBackgroundToken?: TokenBrokerService["cachedToken"] | undefined
+  /** A cache hit of `sessionToken`, synchronously (the broker's `cachedSessionToken`), as above. */
+  readonly cachedSessionToken?: TokenBrokerService["cachedSessionToken"] | undefined
   readonly startAuthorization: (
     request: StartAuthorizationRequest
   ) => Effect.Effect<
@@ -80,6 +88,8 @@ export class TokenSource extends Context.Tag("@token-broker/core/TokenSource")<
 export const fromBroker = (broker: Context.Tag.Service<TokenBroker>): TokenSourceService => ({
   backgroundToken: broker.backgroundToken,
   sessionToken: broker.sessionToken,
+  cachedBackgroundToken: broker.cachedToken,
+  cachedSessionToken: broker.cachedSessionToken,
   startAuthorization: (request) =>
     Effect.map(broker.startAuthorization(request), ({ authorizationUrl, expiresAt }) => ({
       authorizationUrl,

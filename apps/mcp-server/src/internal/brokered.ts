@@ -1,5 +1,5 @@
 import type { TokenBroker, TokenBrokerError } from "@token-broker/core"
-import { Cause, Duration, Effect, Exit, Option, Redacted } from "effect"
+import { Cause, Duration, type Effect, Exit, Option, Redacted } from "effect"
 import { type Caller, errorResult, type ToolContext, type ToolResult } from "../ToolContext.js"
 
 /** What a background token must still have to live when it is handed to a tool (decoded once, not per call). */
@@ -98,42 +98,36 @@ export const consentRequiredResult = async (
 /**
  * Gets an upstream token for the caller with only `scopes` (none: the grant's), then runs `use` with it. Background tokens
  * (from the caller's stored grant) by default; an RFC 8693 session token where the provider is configured
- * for exchange. The caller's own token never goes to the upstream API.
+ * for exchange. The caller's own token never goes to the upstream API. A token the source holds in its
+ * in-process cache is taken synchronously (no fiber per tool call); any other comes from one run of the
+ * runtime, which names why there is none.
  */
 export const withUpstreamToken = async (
   ctx: ToolContext,
   caller: Caller,
   providerId: string,
   scopes: ReadonlyArray<string>,
-  use: (token: Redacted.Redacted<string>) => Effect.Effect<ToolResult>
+  use: (token: Redacted.Redacted<string>) => Promise<ToolResult>
 ): Promise<ToolResult> => {
   const provider = ctx.providers.find((p) => p.id === providerId)
   if (provider === undefined) return errorResult(`No provider "${providerId}" is configured.`)
-  const token: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError> = usesExchange(ctx, providerId)
-    ? ctx.tokenSource.sessionToken({
-        subjectToken: Redacted.make(caller.token),
-        provider: providerId,
-        scopes: scopes.length === 0 ? undefined : scopes
-      })
-    : ctx.tokenSource.backgroundToken({
-        subject: caller.subject,
-        provider: providerId,
-        // no scopes configured: the provider has no fine-grained scopes, use the grant's own
-        scopes: scopes.length === 0 ? undefined : scopes,
-        minTtl: MIN_TTL
-      })
-  // the token and its use in one run of the runtime (one fiber per tool call, not one per step)
-  const outcome = await ctx.run(
-    Effect.matchCauseEffect(token, {
-      onFailure: (cause) => Effect.succeed({ ok: false as const, error: typedFailure(cause) }),
-      onSuccess: (issued) => Effect.map(use(issued.accessToken), (result) => ({ ok: true as const, result }))
-    })
-  )
-  // a defect of `use` itself: a failed tool call, as when it threw
-  if (Exit.isFailure(outcome)) throw Cause.squash(outcome.cause)
-  const obtained = outcome.value
-  if (obtained.ok) return obtained.result
-  const error = obtained.error
+  // no scopes configured: the provider has no fine-grained scopes, use the grant's own
+  const only = scopes.length === 0 ? undefined : scopes
+  let token: Effect.Effect<TokenBroker.IssuedToken, TokenBrokerError>
+  if (usesExchange(ctx, providerId)) {
+    const request = { subjectToken: Redacted.make(caller.token), provider: providerId, scopes: only }
+    const hit = ctx.tokenSource.cachedSessionToken?.(request)
+    if (hit !== undefined) return use(hit.accessToken)
+    token = ctx.tokenSource.sessionToken(request)
+  } else {
+    const request = { subject: caller.subject, provider: providerId, scopes: only, minTtl: MIN_TTL }
+    const hit = ctx.tokenSource.cachedBackgroundToken?.(request)
+    if (hit !== undefined) return use(hit.accessToken)
+    token = ctx.tokenSource.backgroundToken(request)
+  }
+  const exit = await ctx.run(token)
+  if (Exit.isSuccess(exit)) return use(exit.value.accessToken)
+  const error = typedFailure(exit.cause)
   if (error === null) return errorResult(`Getting a "${providerId}" token failed (internal error).`)
   if (error._tag === "ConsentRequired") {
     const why =

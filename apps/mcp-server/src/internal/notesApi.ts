@@ -1,5 +1,4 @@
-import { requestWithDeadline } from "@token-broker/core"
-import { Data, Effect, Redacted } from "effect"
+import { Data, Redacted } from "effect"
 import { Agent } from "undici"
 import { z } from "zod"
 
@@ -104,6 +103,19 @@ export interface NotesApiOptions {
   readonly rememberedLists?: number | undefined
 }
 
+type Method = "GET" | "POST" | "PUT" | "DELETE"
+/** What the API answered: the status, the headers read, the whole body. */
+interface Answer {
+  readonly status: number
+  readonly wwwAuthenticate: string | undefined
+  readonly etag: string | undefined
+  readonly text: string
+}
+/** A request that got no answer: timed out, or its connection failed. */
+class NoAnswer {
+  constructor(readonly timedOut: boolean) {}
+}
+
 /** A list as the API last answered it for one owner, with its entity tag. */
 interface RememberedList {
   readonly etag: string
@@ -120,7 +132,8 @@ const authParam = (header: string | undefined, name: string): string | undefined
 
 /**
  * A small client of the notes API v1 (Nextcloud Notes): every answer is validated; the upstream token
- * is an argument of each call (a brokered token with only the scopes of that call).
+ * is an argument of each call (a brokered token with only the scopes of that call). Its calls are
+ * promises, rejected with a `NotesApiError`: a tool call awaits one per call, with no fiber of its own.
  */
 export const makeNotesApi = (options: NotesApiOptions) => {
   const timeoutMs = options.timeoutMs ?? 10_000
@@ -131,31 +144,37 @@ export const makeNotesApi = (options: NotesApiOptions) => {
   const base = new URL(options.baseUrl)
   const basePath = base.pathname.replace(/\/+$/, "")
 
-  const request = <A>(
+  /** One request with its deadline: the answer, or the error of a request that got none. */
+  const sendOnce = (
     token: Redacted.Redacted<string>,
-    method: "GET" | "POST" | "PUT" | "DELETE",
+    method: Method,
     path: string,
-    parse: Parse<A>,
-    body?: unknown,
-    headers: Record<string, string> = {}
-  ): Effect.Effect<A, NotesApiError> => {
-    const send = requestWithDeadline(
-      timeoutMs,
-      async (signal) => {
-        const answer = await dispatcher.request({
-          origin: base.origin,
-          path: `${basePath}${path}`,
-          method,
-          headers: {
-            accept: "application/json",
-            authorization: `Bearer ${Redacted.value(token)}`,
-            ...(body === undefined ? {} : { "content-type": "application/json" }),
-            ...headers
-          },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal
-        })
+    body: string | undefined,
+    headers: Record<string, string>
+  ): Promise<Answer> => {
+    const controller = new AbortController()
+    const timer = setTimeout(
+      () => controller.abort(new DOMException("The operation timed out", "TimeoutError")),
+      timeoutMs
+    )
+    timer.unref?.()
+    return dispatcher
+      .request({
+        origin: base.origin,
+        path: `${basePath}${path}`,
+        method,
+        headers: {
+          accept: "application/json",
+          authorization: `Bearer ${Redacted.value(token)}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...headers
+        },
+        ...(body === undefined ? {} : { body }),
+        signal: controller.signal
+      })
+      .then(async (answer) => {
         const text = await answer.body.text().catch(() => "")
+        clearTimeout(timer)
         const challenge = answer.headers["www-authenticate"]
         const etag = answer.headers.etag
         return {
@@ -164,58 +183,61 @@ export const makeNotesApi = (options: NotesApiOptions) => {
           etag: typeof etag === "string" ? etag : undefined,
           text
         }
-      },
-      (cause) => {
-        const timedOut = cause instanceof Error && cause.name === "TimeoutError"
-        return {
-          timedOut,
-          error: new NotesApiError({
-            status: 0,
-            reason: "unavailable",
-            message: timedOut
-              ? `The notes API did not answer within ${timeoutMs / 1000} s`
-              : "The notes API could not be reached"
-          })
-        }
-      }
-    )
-    // A read that failed before any answer (a pooled connection the server had closed, e.g. after it
-    // refused an upload) is sent once more on a fresh connection; writes are never repeated.
-    const sent =
-      method === "GET"
-        ? Effect.catchIf(
-            send,
-            (failure) => !failure.timedOut,
-            () => send
-          )
-        : send
-    return Effect.flatMap(
-      Effect.mapError(sent, (failure) => failure.error),
-      (response): Effect.Effect<A, NotesApiError> => {
-        let json: unknown
-        try {
-          json = response.text.length === 0 ? undefined : JSON.parse(response.text)
-        } catch {
-          json = undefined
-        }
-        // a 304 answers only a request that named the entity tag it holds
-        const notModified = response.status === 304 && headers["if-none-match"] !== undefined
-        if (!notModified && (response.status < 200 || response.status > 299)) {
-          return Effect.fail(errorOf(response, json))
-        }
-        const parsed = parse(json, response)
-        if (parsed === undefined) {
-          return Effect.fail(
-            new NotesApiError({
-              status: response.status,
-              reason: "invalid_response",
-              message: `The notes API answered ${method} ${path} with a body this server does not understand`
-            })
-          )
-        }
-        return Effect.succeed(parsed.value)
-      }
-    )
+      })
+      .catch((cause: unknown) => {
+        clearTimeout(timer)
+        throw new NoAnswer(cause instanceof Error && cause.name === "TimeoutError")
+      })
+  }
+
+  /**
+   * A request whose answer is validated by `parse`: its value, or a `NotesApiError` (rejected). A read
+   * that failed before any answer (a pooled connection the server had closed, e.g. after it refused an
+   * upload) is sent once more on a fresh connection; writes are never repeated.
+   */
+  const request = async <A>(
+    token: Redacted.Redacted<string>,
+    method: Method,
+    path: string,
+    parse: Parse<A>,
+    input?: unknown,
+    headers: Record<string, string> = {}
+  ): Promise<A> => {
+    const body = input === undefined ? undefined : JSON.stringify(input)
+    let response: Answer
+    try {
+      response = await sendOnce(token, method, path, body, headers).catch((failure: NoAnswer) => {
+        if (method !== "GET" || failure.timedOut) throw failure
+        return sendOnce(token, method, path, body, headers)
+      })
+    } catch (failure) {
+      throw new NotesApiError({
+        status: 0,
+        reason: "unavailable",
+        message:
+          failure instanceof NoAnswer && failure.timedOut
+            ? `The notes API did not answer within ${timeoutMs / 1000} s`
+            : "The notes API could not be reached"
+      })
+    }
+    let json: unknown
+    try {
+      json = response.text.length === 0 ? undefined : JSON.parse(response.text)
+    } catch {
+      json = undefined
+    }
+    // a 304 answers only a request that named the entity tag it holds
+    const notModified = response.status === 304 && headers["if-none-match"] !== undefined
+    if (!notModified && (response.status < 200 || response.status > 299)) throw errorOf(response, json)
+    const parsed = parse(json, response)
+    if (parsed === undefined) {
+      throw new NotesApiError({
+        status: response.status,
+        reason: "invalid_response",
+        message: `The notes API answered ${method} ${path} with a body this server does not understand`
+      })
+    }
+    return parsed.value
   }
 
   const errorOf = (
@@ -307,7 +329,7 @@ export const makeNotesApi = (options: NotesApiOptions) => {
       token: Redacted.Redacted<string>,
       filter: { readonly category?: string | undefined },
       owner?: string
-    ): Effect.Effect<ReadonlyArray<NoteSummary>, NotesApiError> => {
+    ): Promise<ReadonlyArray<NoteSummary>> => {
       const path = listPath(filter.category)
       const key = owner === undefined ? undefined : `${owner}\n${path}`
       const known = key === undefined ? undefined : lists.get(key)
@@ -338,7 +360,7 @@ export const makeNotesApi = (options: NotesApiOptions) => {
         etag === undefined ? {} : { "if-match": `"${etag}"` }
       ),
     remove: (token: Redacted.Redacted<string>, id: number) =>
-      request(token, "DELETE", `/notes/${id}`, parseAnything)
+      request(token, "DELETE", `/notes/${id}`, parseAnything).then(() => undefined)
   }
 }
 

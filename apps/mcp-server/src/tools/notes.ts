@@ -1,7 +1,7 @@
-import { Effect, Exit, type Redacted } from "effect"
+import { Exit, type Redacted } from "effect"
 import { z } from "zod"
 import { withUpstreamToken } from "../internal/brokered.js"
-import type { NoteSummary, NotesApiError } from "../internal/notesApi.js"
+import { type NoteSummary, NotesApiError } from "../internal/notesApi.js"
 import { callerOf, errorResult, type ToolContext, type ToolResult, textResult } from "../ToolContext.js"
 
 const noteId = z
@@ -98,20 +98,19 @@ export const registerNotesTools = (ctx: ToolContext): void => {
   const call = <A>(
     extra: Parameters<typeof callerOf>[0],
     scopes: ReadonlyArray<string>,
-    request: (token: Redacted.Redacted<string>) => Effect.Effect<A, NotesApiError>,
+    request: (token: Redacted.Redacted<string>) => Promise<A>,
     answer: (value: A) => ToolResult
   ): Promise<ToolResult> => {
     const caller = callerOf(extra)
     const attempt = (retryOnRefusal: boolean): Promise<ToolResult> => {
       let refused: Redacted.Redacted<string> | undefined
       const result = withUpstreamToken(ctx, caller, provider, scopes, (token) =>
-        Effect.map(Effect.exit(request(token)), (exit) => {
-          if (Exit.isSuccess(exit)) return answer(exit.value)
-          const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-          if (failure?.reason === "unauthorized") refused = token
-          return failure === undefined
-            ? errorResult("The notes API call failed (internal error).")
-            : upstreamError(provider, failure)
+        request(token).then(answer, (failure: unknown) => {
+          if (!(failure instanceof NotesApiError)) {
+            return errorResult("The notes API call failed (internal error).")
+          }
+          if (failure.reason === "unauthorized") refused = token
+          return upstreamError(provider, failure)
         })
       )
       return result.then(async (outcome) => {
@@ -241,7 +240,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
       call(
         extra,
         notes.writeScopes,
-        (token) => Effect.as(api.remove(token, id), id),
+        (token) => api.remove(token, id),
         () => textResult(`Deleted note #${id}.`, { deleted: id })
       )
   )
