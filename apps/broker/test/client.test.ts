@@ -20,7 +20,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { BrokerClient, BrokerRequestError, layerRemote } from "@token-broker/client"
+import { BrokerClient, BrokerRequestError, layerRemote, RemoteTokenSource } from "@token-broker/client"
 import { TokenSource } from "@token-broker/core"
 import { type DevIdp, type DevIdpUser, startDevIdp } from "@token-broker/dev-idp"
 import { Duration, Effect, ManagedRuntime, Redacted } from "effect"
@@ -500,6 +500,85 @@ describe("the client against the real broker: answers and requests", () => {
       provider: "notes"
     })
     expect(idp.faults.active()).toEqual([])
+  })
+})
+
+describe("the remote TokenSource's kept background tokens", () => {
+  /** The remote source over the broker, on a clock of the test's, counting what it sends. */
+  const keepingSource = (tokenCache?: false) => {
+    const clock = { now: Date.now() }
+    const sent: Array<string> = []
+    const source = RemoteTokenSource.make({
+      url: broker.url,
+      clientId: CALLERS.agent.id,
+      clientSecret: CALLERS.agent.secret,
+      tokenCache: tokenCache ?? { now: () => clock.now },
+      send: async (request) => {
+        sent.push(`${request.method} ${new URL(request.url).pathname}`)
+        const answer = await fetch(request.url, {
+          method: request.method,
+          headers: request.headers,
+          ...(request.body === undefined ? {} : { body: request.body }),
+          signal: request.signal
+        })
+        return {
+          status: answer.status,
+          text: await answer.text(),
+          retryAfter: answer.headers.get("retry-after") ?? undefined
+        }
+      }
+    })
+    return { source, clock, sent }
+  }
+  const TOKEN_PATH = `/v1/grants/${CAROL.sub}/notes/token`
+
+  it("serves a token again for half the life it had left, per scope set and minTtl; a refused token or a revoke forgets the grant's", async () => {
+    await connect(broker, CAROL)
+    const { source, clock, sent } = keepingSource()
+    const whole = { subject: CAROL.sub, provider: "notes" }
+    const read = { ...whole, scopes: ["notes:read"] }
+    expect(source.cachedBackgroundToken?.(whole)).toBeUndefined()
+    const token = await Effect.runPromise(source.backgroundToken(whole))
+    expect(sent).toEqual([`POST ${TOKEN_PATH}`])
+    // served again with nothing sent; another scope set is its own
+    expect(source.cachedBackgroundToken?.(whole)).toBe(token)
+    expect(source.cachedBackgroundToken?.({ ...whole, minTtl: "10 seconds" })).toBe(token)
+    expect(source.cachedBackgroundToken?.(read)).toBeUndefined()
+    const readToken = await Effect.runPromise(source.backgroundToken(read))
+    expect(readToken.scopes).toEqual(["notes:read"])
+    expect(source.cachedBackgroundToken?.({ ...read, scopes: ["notes:read", "notes:read"] })).toBe(readToken)
+    expect(sent).toHaveLength(2)
+    // a token that would not live the request's minimum is not served
+    const left = token.expiresAt - clock.now
+    expect(source.cachedBackgroundToken?.({ ...whole, minTtl: Duration.millis(left + 1) })).toBeUndefined()
+    // past half its life left, the broker is asked again
+    clock.now += Math.ceil(left / 2)
+    expect(source.cachedBackgroundToken?.(whole)).toBeUndefined()
+    const again = await Effect.runPromise(source.backgroundToken(whole))
+    expect(sent).toHaveLength(3)
+    expect(source.cachedBackgroundToken?.(whole)).toBe(again)
+
+    // the API refused it: every token of the grant is forgotten before the broker hears of it
+    await Effect.runPromise(source.reportRejected({ ...whole, accessToken: again.accessToken }))
+    expect(source.cachedBackgroundToken?.(whole)).toBeUndefined()
+    expect(source.cachedBackgroundToken?.(read)).toBeUndefined()
+    const fresh = await Effect.runPromise(source.backgroundToken(whole))
+    expect(Redacted.value(fresh.accessToken)).not.toBe(Redacted.value(again.accessToken))
+    // a revoke forgets them too, and then the broker names what is missing
+    await Effect.runPromise(source.revoke(whole))
+    expect(source.cachedBackgroundToken?.(whole)).toBeUndefined()
+    const gone = await Effect.runPromise(Effect.flip(source.backgroundToken(whole)))
+    expect(gone).toMatchObject({ _tag: "ConsentRequired", reason: "no_grant" })
+    // another subject's request never sees a kept token
+    expect(source.cachedBackgroundToken?.({ subject: BOB.sub, provider: "notes" })).toBeUndefined()
+  })
+
+  it("with tokenCache false, every call asks the broker", async () => {
+    const { source, sent } = keepingSource(false)
+    expect(source.cachedBackgroundToken).toBeUndefined()
+    await Effect.runPromise(source.backgroundToken({ subject: BOB.sub, provider: "notes" }))
+    await Effect.runPromise(source.backgroundToken({ subject: BOB.sub, provider: "notes" }))
+    expect(sent).toHaveLength(2)
   })
 })
 

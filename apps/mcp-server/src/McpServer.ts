@@ -70,6 +70,7 @@ export const layerTokenSource = (
             clientId: source.clientId,
             clientSecret: source.clientSecret,
             timeout: source.timeout,
+            ...(source.cacheTokens === false ? { tokenCache: false as const } : {}),
             send: makeKeptAliveSend(agent)
           })
         )

@@ -1,5 +1,11 @@
-import { InvalidRequest, type TokenBrokerError, TokenSource } from "@token-broker/core"
-import { Effect, Layer } from "effect"
+import {
+  InvalidRequest,
+  Scopes,
+  type TokenBroker,
+  type TokenBrokerError,
+  TokenSource
+} from "@token-broker/core"
+import { Duration, Effect, Layer } from "effect"
 import * as BrokerClient from "./BrokerClient.js"
 import { asUpstreamRejected } from "./internal/errors.js"
 
@@ -9,7 +15,72 @@ import { asUpstreamRejected } from "./internal/errors.js"
  * typed errors (by `code`); the broker's own refusals of this app (bad credentials, policy, rate limit)
  * become `UpstreamRejected` / `UpstreamUnavailable`, and an unreachable broker `UpstreamUnavailable`.
  */
-export type RemoteTokenSourceOptions = BrokerClient.BrokerClientOptions
+export interface RemoteTokenSourceOptions extends BrokerClient.BrokerClientOptions {
+  /**
+   * Background tokens kept in this process (default: on, at most 10,000): a token the broker answered
+   * is served again by `cachedBackgroundToken` for the first half of the life it had left, and only
+   * while it lives at least the request's `minTtl`; then the broker is asked again (it refreshes
+   * early). A report of a refused token or a revoke through this source forgets the grant's tokens at
+   * once. `false`: every call asks the broker.
+   */
+  readonly tokenCache?:
+    | false
+    | {
+        readonly maxEntries?: number | undefined
+        /** The clock (epoch ms) the kept tokens' lives are measured by; `Date.now` by default. */
+        readonly now?: (() => number) | undefined
+      }
+    | undefined
+}
+
+/** A background token kept by this source, served until `renewAt`. */
+interface KeptToken {
+  readonly token: TokenBroker.IssuedToken
+  readonly renewAt: number
+}
+
+/**
+ * The background tokens this source keeps, by grant and scope set (oldest first): `lookup` answers a
+ * request synchronously, `keep` files a token the broker answered, `forget` drops a grant's tokens.
+ */
+const makeKeptTokens = (options: { readonly maxEntries: number; readonly now: () => number }) => {
+  const kept = new Map<string, KeptToken>()
+  // JSON arrays: one key per grant and scope set whatever characters they hold, and a grant's keys
+  // all begin with its own prefix (`["tenant","subject","provider",`)
+  const keyOf = (request: TokenBroker.BackgroundTokenRequest) =>
+    JSON.stringify([
+      request.tenant ?? null,
+      request.subject,
+      request.provider,
+      request.scopes === undefined ? null : Scopes.normalize(request.scopes)
+    ])
+  const grantPrefix = (ref: TokenBroker.GrantRef) =>
+    `${JSON.stringify([ref.tenant ?? null, ref.subject, ref.provider]).slice(0, -1)},`
+  return {
+    lookup: (request: TokenBroker.BackgroundTokenRequest): TokenBroker.IssuedToken | undefined => {
+      const entry = kept.get(keyOf(request))
+      if (entry === undefined) return undefined
+      const now = options.now()
+      const minTtl = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
+      return now < entry.renewAt && entry.token.expiresAt - now >= minTtl ? entry.token : undefined
+    },
+    keep: (request: TokenBroker.BackgroundTokenRequest, token: TokenBroker.IssuedToken, askedAt: number) => {
+      const key = keyOf(request)
+      kept.delete(key)
+      const life = token.expiresAt - askedAt
+      if (life <= 0) return
+      kept.set(key, { token, renewAt: askedAt + life / 2 })
+      if (kept.size > options.maxEntries) {
+        const oldest = kept.keys().next()
+        if (oldest.done !== true) kept.delete(oldest.value)
+      }
+    },
+    forget: (ref: TokenBroker.GrantRef) => {
+      const prefix = grantPrefix(ref)
+      for (const key of kept.keys()) if (key.startsWith(prefix)) kept.delete(key)
+    }
+  }
+}
 
 type Narrow<E> = Exclude<E, BrokerClient.BrokerRequestError>
 
@@ -27,11 +98,25 @@ const within =
   }
 
 export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSourceService => {
-  const client = BrokerClient.make(options)
+  const { tokenCache, ...clientOptions } = options
+  const client = BrokerClient.make(clientOptions)
   const api = client.effect
+  const now = (tokenCache === false ? undefined : tokenCache?.now) ?? Date.now
+  const kept =
+    tokenCache === false
+      ? undefined
+      : makeKeptTokens({ maxEntries: Math.max(1, tokenCache?.maxEntries ?? 10_000), now })
+  /** Forgets the grant's kept tokens before `effect` (a refused token, a revoke) runs. */
+  const forgetting = <A, E>(ref: TokenBroker.GrantRef, effect: Effect.Effect<A, E>) =>
+    kept === undefined
+      ? effect
+      : Effect.zipRight(
+          Effect.sync(() => kept.forget(ref)),
+          effect
+        )
   return {
-    backgroundToken: (request) =>
-      api
+    backgroundToken: (request) => {
+      const asked: ReturnType<TokenSource.TokenSourceService["backgroundToken"]> = api
         .backgroundToken(request)
         .pipe(
           Effect.mapError(
@@ -43,7 +128,14 @@ export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSource
               "InvalidRequest"
             ] as const)
           )
-        ),
+        )
+      if (kept === undefined) return asked
+      return Effect.suspend(() => {
+        const askedAt = now()
+        return Effect.tap(asked, (token) => kept.keep(request, token, askedAt))
+      })
+    },
+    ...(kept === undefined ? {} : { cachedBackgroundToken: kept.lookup }),
     sessionToken: (request) =>
       api
         .exchange({
@@ -81,22 +173,28 @@ export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSource
         .grant(ref)
         .pipe(Effect.mapError(within(ref.provider, ["StorageUnavailable", "InvalidRequest"] as const))),
     reportRejected: (report) =>
-      api
-        .reportRejected(report)
-        .pipe(Effect.mapError(within(report.provider, ["StorageUnavailable", "InvalidRequest"] as const))),
+      forgetting(
+        report,
+        api
+          .reportRejected(report)
+          .pipe(Effect.mapError(within(report.provider, ["StorageUnavailable", "InvalidRequest"] as const)))
+      ),
     revoke: (ref) =>
-      api
-        .revoke(ref)
-        .pipe(
-          Effect.mapError(
-            within(ref.provider, [
-              "ProviderNotFound",
-              "StorageUnavailable",
-              "DecryptionFailed",
-              "InvalidRequest"
-            ] as const)
+      forgetting(
+        ref,
+        api
+          .revoke(ref)
+          .pipe(
+            Effect.mapError(
+              within(ref.provider, [
+                "ProviderNotFound",
+                "StorageUnavailable",
+                "DecryptionFailed",
+                "InvalidRequest"
+              ] as const)
+            )
           )
-        )
+      )
   }
 }
 

@@ -158,6 +158,8 @@ export type TokenSourceConfig =
       readonly clientId: string
       readonly clientSecret: Redacted.Redacted<string>
       readonly timeout?: Duration.Duration | undefined
+      /** Background tokens kept in the app's process (RemoteTokenSourceOptions.tokenCache); default true. */
+      readonly cacheTokens?: boolean | undefined
     }
 
 /** The validated configuration, with every secret resolved into a `Redacted` and every duration decoded. */

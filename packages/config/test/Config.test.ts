@@ -413,6 +413,22 @@ describe("parseConfig", () => {
       expect(config.tokenSource.kind === "remote" && config.tokenSource.url).toBe(
         "https://broker.example.com"
       )
+      // background tokens are kept in the app's process unless the file says not to
+      expect(config.tokenSource.kind === "remote" && config.tokenSource.cacheTokens).toBe(true)
+      const uncached = yield* parseConfig(
+        {
+          ...valid(),
+          tokenSource: {
+            kind: "remote",
+            url: "https://broker.example.com/",
+            clientId: "mcp",
+            clientSecret: { env: "TS" },
+            cacheTokens: false
+          }
+        },
+        { ...env, TS: "remote-secret" }
+      )
+      expect(uncached.tokenSource.kind === "remote" && uncached.tokenSource.cacheTokens).toBe(false)
     })
   )
 })

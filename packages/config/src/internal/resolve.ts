@@ -217,7 +217,8 @@ export const resolveConfig = (
             url: ts.url.replace(/\/+$/, ""),
             clientId: ts.clientId,
             clientSecret: yield* readSecret(ts.clientSecret, "tokenSource.clientSecret", env, baseDir),
-            timeout: duration(ts.timeout)
+            timeout: duration(ts.timeout),
+            cacheTokens: ts.cacheTokens
           }
 
     return {

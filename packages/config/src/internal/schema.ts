@@ -153,7 +153,13 @@ export const ConfigFileSchema = z
           clientId: z.string().min(1),
           clientSecret: SecretRef,
           timeout: Duration.optional(),
-          allowInsecureRequests: z.boolean().default(false)
+          allowInsecureRequests: z.boolean().default(false),
+          cacheTokens: z
+            .boolean()
+            .default(true)
+            .describe(
+              "Keep background tokens in this process for the first half of the life they had left (false: every call asks the broker)"
+            )
         })
       ])
       .default({ kind: "in-process" })
