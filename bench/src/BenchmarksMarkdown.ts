@@ -111,16 +111,20 @@ ${table}
   no authentication whose \`notes_list\` answers the same notes from memory (the answers are checked to
   be equal). The MCP server does its whole work on every call: it verifies the user's bearer token, gets
   the upstream token - from the broker in its own process (\`tokenSource: in-process\`, the default: a
-  cache hit in memory) or from the HTTP broker (\`tokenSource: remote\`, a cache hit there, one HTTP
-  call) - and calls dev-idp's notes API with it, an HTTP call the baseline, as issue 15 defines it, does
-  not make; both token sources are measured, each against the baseline in a run of its own. The MCP
+  cache hit in memory) or the one it keeps from the HTTP broker's last answer (\`tokenSource: remote\`,
+  \`cacheTokens\`: no broker request while the token is young) - and calls dev-idp's notes API with it,
+  an HTTP call the baseline, as issue 15 defines it, does not make. That call asks for the list as a
+  Nextcloud Notes client does: without the notes' content, with the entity tag of the list last answered
+  for the user (\`If-None-Match\`), which the API answers 304 after it checked the token, as it does
+  during the load (the list does not change). Both token sources are measured, each against the baseline
+  in a run of its own. The MCP
   server, the broker and the baseline (each a bundle built at the start of the run, on plain node),
   dev-idp and each load run (autocannon's API) are processes of their own; rounds alternate, ratios are
   medians of the rounds' ratios with their spread; each server process's CPU time per call is read
   from /proc around each run, and so are dev-idp's and the broker's, which share the two cores with the
-  MCP server (the baseline calls neither). The run fails when a request fails, an answer is an error, or
-  (remote) the broker's \`token_requests_total\` counts anything but hits, or (in-process) dev-idp's
-  token endpoint got any request.
+  MCP server (the baseline calls neither). The run fails when a request fails, an answer is an error,
+  dev-idp's token endpoint got any request (a refresh), or the broker's \`token_requests_total\` counts
+  anything but hits (with the in-process broker: anything at all).
 - **storage** (\`bench/src/storage.ts\`): \`get\` and \`compareAndSet\` through each store's driver at
   ${fmt(num(obj(storage.grants).full))} grants against the same at ${fmt(num(obj(storage.grants).baseline))} grants (one sequential caller,
   random keys, median of alternating rounds).

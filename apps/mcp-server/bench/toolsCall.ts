@@ -20,7 +20,7 @@
  * `token_requests_total` counts anything but hits. Prints the figures, then a `BENCH_JSON {...}` line.
  *
  *   pnpm --filter @token-broker/mcp-server bench
- *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3 BENCH_NOTES=20; BENCH_PROFILE=dir writes the
+ *   (BENCH_SECONDS=5 BENCH_CONNECTIONS=32 BENCH_ROUNDS=5 BENCH_NOTES=20; BENCH_PROFILE=dir writes the
  *   MCP server's and the baseline's CPU profiles there; BENCH_TOKEN_SOURCE=in-process (the MCP
  *   server's default token source) runs the MCP server with the broker in its own process instead, on
  *   the same store - then the check is that dev-idp's token endpoint got no request during the load,
@@ -43,7 +43,7 @@ import { callTool, type Load, load, openSession, type Session } from "./mcpClien
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 5)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 const noteCount = Number(process.env.BENCH_NOTES ?? 20)
 const profileDir = process.env.BENCH_PROFILE
 const inProcess = process.env.BENCH_TOKEN_SOURCE === "in-process"

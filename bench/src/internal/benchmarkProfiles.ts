@@ -178,5 +178,34 @@ export const PROFILES = `## Where the time and memory go (profiles)
   this machine cannot confirm: it has no hardware counters). What it would take: the upstream API on
   other cores, as in a deployment, or a machine with more cores for the bench; within the server, a
   notes call without Effect's runtime (a plain promise around undici) and no zod on the JSON-RPC
-  message, which the SDK does for every server.
+  message, which the SDK does for every server. After (commits 5f3f8cd, c299d61, 0a3082f, 2026-12-07,
+  an AMD EPYC machine about four times as fast per call; CPU per call from /proc in
+  \`BENCH_TOKEN_SOURCE=in-process pnpm --filter @token-broker/mcp-server bench\`, profiles with
+  \`BENCH_PROFILE=dir\`, which now writes the baseline's too, and allocations from V8's sampling heap
+  profiler with collected objects counted). Before: 0.32-0.33 ms a call against 0.15 ms (2.22-2.32x),
+  ratio 0.47 (rounds 0.45-0.49) in two runs; 322 us of busy time a call against 139 us, 175 KB
+  allocated a call. Above the baseline: GC 41 us against 14, the notes API's answer - 20 notes with
+  their content - parsed (9.5 us, 6 KB) and read by undici (6.5 KB), its summaries and text made anew
+  on every call (13 us; the baseline makes them too), Effect's runtime for the call's one fiber (16 us
+  of its own, about 10 KB), the notes call's AbortSignal (Node 20 makes each transferable), the
+  socket writes. Fixed: the list is asked for as a Nextcloud Notes client asks for it - without the
+  content (\`exclude=content\`: notes_list shows none) and with the entity tag of the list last
+  answered for that subject and query (\`If-None-Match\`); the API answers 304 after it checked the
+  token, and the server answers with the list it kept and the answer it made of it, frozen (at most
+  1,000 lists; a change upstream has another tag and shows at once, which the end-to-end suites check).
+  dev-idp's notes API got \`exclude\`, the list's ETag and 304 - and the query, which it had never
+  received (its category filter filtered nothing). notesApi and notes.ts went from 24 to 2.4 us;
+  0.28-0.30 ms a call, ratio 0.49-0.57 over three runs. Then the tool call lost its fiber: the token
+  source hands a cache hit synchronously (\`TokenSource.cachedBackgroundToken\`, the broker's
+  \`cachedToken\`) and the notes client's calls are promises on undici with the same deadline and the
+  same one resend of a read; Effect 16 to 2.5 us: 0.27 ms against 0.16 ms (1.76x), ratio 0.58 (rounds
+  0.48-0.62). With the remote broker, each call had cost the server a broker request (about 0.12 ms of
+  its CPU: undici 36 us against 13, Effect 28 against 16, the writes): 0.34 (rounds 0.31-0.37), 3.0x
+  CPU. The remote token source now keeps the broker's answers (\`cacheTokens\`, on by default: a token
+  is used again for the first half of the life it had left and while it lives the call's 10 s,
+  forgotten on a 401 report or a revoke through it): 0.59 (rounds 0.57-0.62), 1.77x. What is left above
+  the baseline is the upstream round trip and its cost in the kernel - the answer's \`writev\` takes 31
+  us against 12 for the same bytes, the upstream request's write 11.5 us: each write wakes a process
+  that sleeps more at the lower rate - and GC (37 us against 14: the calls in flight hold their
+  request's objects across scavenges while they wait on the API, which the baseline's calls never do).
 `
