@@ -230,12 +230,7 @@ if (built.status !== 0) throw new Error(`the MCP server's build failed (exit ${b
 const listening = /listening on (\S+),/
 const mcpBase = await serve(
   "mcp-server",
-  [
-    ...profileFlags("mcp-server"),
-    "dist/main.js",
-    "--config",
-    mcpConfig
-  ],
+  [...profileFlags("mcp-server"), "dist/main.js", "--config", mcpConfig],
   appDir,
   env,
   (line) => listening.exec(line)?.[1]
