@@ -22,7 +22,7 @@ const layer = () =>
 describe("backgroundToken under provider faults", () => {
   it.live("two 429s then success: the refresh succeeds after retries (nothing was processed)", () =>
     Effect.gen(function* () {
-      const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { due: true })
       dev.idp.counters.reset()
       dev.idp.faults.inject({
         kind: "rate_limit",
@@ -43,7 +43,7 @@ describe("backgroundToken under provider faults", () => {
     "a run of 500s: UpstreamUnavailable, while a still-valid token keeps being served; the circuit opens",
     () =>
       Effect.gen(function* () {
-        const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+        const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { due: true })
         const stored = yield* broker.backgroundToken(ref)
         dev.idp.faults.inject({ kind: "status", status: 500, count: 1000, grantType: "refresh_token" })
         dev.idp.counters.reset()
@@ -82,7 +82,7 @@ describe("backgroundToken under provider faults", () => {
 
   it.live("429 honours Retry-After before retrying", () =>
     Effect.gen(function* () {
-      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1))
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1), { due: true })
       dev.idp.counters.reset()
       dev.idp.faults.inject({ kind: "rate_limit", retryAfterSeconds: 1, count: 1 })
       const started = Date.now()
@@ -95,7 +95,7 @@ describe("backgroundToken under provider faults", () => {
 
   it.live("a hang ends at the timeout, is not retried, and the attempt stays recorded", () =>
     Effect.gen(function* () {
-      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1))
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp, 1), { due: true })
       dev.idp.counters.reset()
       dev.idp.faults.inject({ kind: "hang", count: 1 })
       const error = yield* Effect.flip(broker.backgroundToken({ ...ref, minTtl: "30 seconds" }))
@@ -112,7 +112,7 @@ describe("backgroundToken under provider faults", () => {
 
   it.live("an injected invalid_grant marks the grant for consent", () =>
     Effect.gen(function* () {
-      const { broker, ref } = yield* connected(dev.idp, user(dev.idp))
+      const { broker, ref } = yield* connected(dev.idp, user(dev.idp), { due: true })
       dev.idp.faults.inject({ kind: "invalid_grant", count: 1 })
       const error = yield* Effect.flip(broker.backgroundToken({ ...ref, minTtl: "30 seconds" }))
       expect(error._tag).toBe("ConsentRequired")

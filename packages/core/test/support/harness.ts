@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto"
-import { afterAll, beforeAll, expect } from "@effect/vitest"
+import { afterAll, afterEach, beforeAll, expect } from "@effect/vitest"
 import { type DevIdp, type DevIdpOptions, startDevIdp } from "@token-broker/dev-idp"
-import { Effect, HashMap, Layer, Logger, Option, Redacted, TestClock } from "effect"
+import { Clock, Duration, Effect, HashMap, Layer, Logger, Option, Redacted, TestClock } from "effect"
 import {
   AccessTokenCache,
   AuthorizationServer,
@@ -148,12 +148,28 @@ export const connect = (idp: DevIdp, who = user(idp), scopes?: ReadonlyArray<str
  * TestClock then moves past the first access token's expiry, so the next call refreshes. `ref` names
  * the grant in the broker's calls.
  */
-export const connected = (idp: DevIdp, who: User, options: { readonly expire?: boolean } = {}) =>
+/**
+ * Connects `who` (consent through dev-idp). `expire`: the TestClock moves 10 minutes on. `due` (real
+ * time): returns only once the clock is past the instant the grant's token arrived. A token whose
+ * early-refresh margin is its whole life (`earlyRefreshShare: 1`) is due from then on; in the same
+ * millisecond it is not yet (its life left equals the margin), which a fast machine reaches.
+ */
+export const connected = (
+  idp: DevIdp,
+  who: User,
+  options: { readonly expire?: boolean; readonly due?: boolean } = {}
+) =>
   Effect.gen(function* () {
     const completed = yield* connect(idp, who)
     const broker = yield* TokenBroker.TokenBroker
+    const ref = { subject: who.sub, provider: PROVIDER }
     if (options.expire === true) yield* TestClock.adjust("10 minutes")
-    return { broker, completed, ref: { subject: who.sub, provider: PROVIDER } }
+    if (options.due === true) {
+      const arrived = Option.getOrThrow(yield* broker.grantStatus(ref)).lastRefreshedAt ?? 0
+      const now = yield* Clock.currentTimeMillis
+      if (now <= arrived) yield* Effect.sleep(Duration.millis(arrived + 1 - now))
+    }
+    return { broker, completed, ref }
   })
 
 /** Refresh requests dev-idp answered since its counters were last reset. */
@@ -182,6 +198,8 @@ export const storedRefreshToken = (subject: string) =>
 export const useDevIdp = (options: DevIdpOptions = {}) => {
   const dev = withDevIdp(options)
   beforeAll(dev.start)
+  // a fault a test injected but did not use up never reaches the next test's requests
+  afterEach(() => dev.idp.faults.clear())
   afterAll(dev.stop)
   return dev
 }

@@ -157,6 +157,10 @@ export const startInteropStack = async (
       if (started.status !== 200)
         throw new Error(`authorize answered ${started.status}: ${JSON.stringify(started.body)}`)
       const context = await openBrowser.newContext()
+      // Each wait below is for an event (a page, a button, the callback's answer). Playwright's 30 s
+      // default was reached once in CI with the whole suite loading the 2 cores (Glewlwyd's page and
+      // the broker's callback both slow): the waits get 90 s, inside the test's 120 s.
+      context.setDefaultTimeout(90_000)
       try {
         const page = await context.newPage()
         // the load balancer: the public origin, delivered to the bound address
