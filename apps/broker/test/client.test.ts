@@ -504,8 +504,11 @@ describe("the client against the real broker: answers and requests", () => {
 })
 
 describe("the remote TokenSource's kept background tokens", () => {
-  /** The remote source over the broker, on a clock of the test's, counting what it sends. */
-  const keepingSource = (tokenCache?: false) => {
+  /**
+   * The remote source over the broker, on a clock of the test's, counting what it sends; `held`: the
+   * broker's answers to token requests reach the source only once the test calls `release`.
+   */
+  const keepingSource = (tokenCache?: false, held?: { answered: () => void; release: Promise<void> }) => {
     const clock = { now: Date.now() }
     const sent: Array<string> = []
     const source = RemoteTokenSource.make({
@@ -521,11 +524,12 @@ describe("the remote TokenSource's kept background tokens", () => {
           ...(request.body === undefined ? {} : { body: request.body }),
           signal: request.signal
         })
-        return {
-          status: answer.status,
-          text: await answer.text(),
-          retryAfter: answer.headers.get("retry-after") ?? undefined
+        const text = await answer.text()
+        if (held !== undefined && request.url.endsWith("/token")) {
+          held.answered()
+          await held.release
         }
+        return { status: answer.status, text, retryAfter: answer.headers.get("retry-after") ?? undefined }
       }
     })
     return { source, clock, sent }
@@ -571,6 +575,31 @@ describe("the remote TokenSource's kept background tokens", () => {
     expect(gone).toMatchObject({ _tag: "ConsentRequired", reason: "no_grant" })
     // another subject's request never sees a kept token
     expect(source.cachedBackgroundToken?.({ subject: BOB.sub, provider: "notes" })).toBeUndefined()
+  })
+
+  it("a token the broker answered before a revoke, arriving after it, is not kept", async () => {
+    await connect(broker, DAVE)
+    const whole = { subject: DAVE.sub, provider: "notes" }
+    let answered!: () => void
+    let release!: () => void
+    const brokerAnswered = new Promise<void>((done) => {
+      answered = done
+    })
+    const { source } = keepingSource(undefined, {
+      answered: () => answered(),
+      release: new Promise<void>((done) => {
+        release = done
+      })
+    })
+    const asked = Effect.runPromise(source.backgroundToken(whole))
+    await brokerAnswered
+    // the broker has answered the token; the revoke runs while that answer is still on its way
+    expect((await Effect.runPromise(source.revoke(whole))).removed).toBe(true)
+    release()
+    const token = await asked
+    expect(Redacted.value(token.accessToken).length).toBeGreaterThan(20)
+    // served to the call that asked, but never again: its grant was revoked meanwhile
+    expect(source.cachedBackgroundToken?.(whole)).toBeUndefined()
   })
 
   it("with tokenCache false, every call asks the broker", async () => {

@@ -21,7 +21,7 @@ export interface RemoteTokenSourceOptions extends BrokerClient.BrokerClientOptio
    * is served again by `cachedBackgroundToken` for the first half of the life it had left, and only
    * while it lives at least the request's `minTtl`; then the broker is asked again (it refreshes
    * early). A report of a refused token or a revoke through this source forgets the grant's tokens at
-   * once. `false`: every call asks the broker.
+   * once, and a token asked for before it is not kept. `false`: every call asks the broker.
    */
   readonly tokenCache?:
     | false
@@ -45,6 +45,10 @@ interface KeptToken {
  */
 const makeKeptTokens = (options: { readonly maxEntries: number; readonly now: () => number }) => {
   const kept = new Map<string, KeptToken>()
+  // Counts the forgets: a token asked for before one is not kept when it arrives after it (its grant
+  // may have been revoked meanwhile). A forget is rare (a refused token, a revoke), so one count for
+  // every grant serves: an answer it turns away is still served to its caller.
+  let forgets = 0
   // JSON arrays: one key per grant and scope set whatever characters they hold, and a grant's keys
   // all begin with its own prefix (`["tenant","subject","provider",`)
   const keyOf = (request: TokenBroker.BackgroundTokenRequest) =>
@@ -64,7 +68,15 @@ const makeKeptTokens = (options: { readonly maxEntries: number; readonly now: ()
       const minTtl = request.minTtl === undefined ? 0 : Duration.toMillis(request.minTtl)
       return now < entry.renewAt && entry.token.expiresAt - now >= minTtl ? entry.token : undefined
     },
-    keep: (request: TokenBroker.BackgroundTokenRequest, token: TokenBroker.IssuedToken, askedAt: number) => {
+    /** How many forgets there have been: pass it to `keep` with the time the token was asked for. */
+    forgets: () => forgets,
+    keep: (
+      request: TokenBroker.BackgroundTokenRequest,
+      token: TokenBroker.IssuedToken,
+      asked: { readonly at: number; readonly forgets: number }
+    ) => {
+      if (asked.forgets !== forgets) return
+      const askedAt = asked.at
       const key = keyOf(request)
       kept.delete(key)
       const life = token.expiresAt - askedAt
@@ -76,6 +88,7 @@ const makeKeptTokens = (options: { readonly maxEntries: number; readonly now: ()
       }
     },
     forget: (ref: TokenBroker.GrantRef) => {
+      forgets += 1
       const prefix = grantPrefix(ref)
       for (const key of kept.keys()) if (key.startsWith(prefix)) kept.delete(key)
     }
@@ -131,8 +144,8 @@ export const make = (options: RemoteTokenSourceOptions): TokenSource.TokenSource
         )
       if (kept === undefined) return asked
       return Effect.suspend(() => {
-        const askedAt = now()
-        return Effect.tap(asked, (token) => kept.keep(request, token, askedAt))
+        const at = { at: now(), forgets: kept.forgets() }
+        return Effect.tap(asked, (token) => kept.keep(request, token, at))
       })
     },
     ...(kept === undefined ? {} : { cachedBackgroundToken: kept.lookup }),

@@ -123,6 +123,9 @@ export class NotesApi {
     this.#jwks = createLocalJWKSet(options.jwks)
   }
 
+  /** How `GET /notes` was answered: with the list, or 304 to its entity tag (for test assertions). */
+  readonly listAnswers = { full: 0, notModified: 0 }
+
   /** The notes of one user (for test assertions). */
   notesOf(sub: string): Note[] {
     return [...(this.#notes.get(sub)?.values() ?? [])].map(({ revision: _revision, ...note }) => note)
@@ -131,6 +134,8 @@ export class NotesApi {
   reset(): void {
     this.#notes.clear()
     this.#lists.clear()
+    this.listAnswers.full = 0
+    this.listAnswers.notModified = 0
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -209,8 +214,10 @@ export class NotesApi {
         const { sub } = await this.#authenticate(req, NOTES_READ)
         const { text, etag } = this.#list(sub, url.searchParams)
         if (parseIfMatch(req.headers["if-none-match"])?.includes(etag.slice(1, -1)) === true) {
+          this.listAnswers.notModified += 1
           return sendEmpty(res, 304, { etag, "cache-control": "no-store" })
         }
+        this.listAnswers.full += 1
         return sendJsonText(res, 200, text, { etag })
       }
       if (method === "POST") {

@@ -20,6 +20,10 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
     })
   }
 
+  /** Creates a note with `input` as `token`'s user. */
+  const create = (token: string, input: Record<string, unknown>) =>
+    call("/notes", { token, method: "POST", body: JSON.stringify(input) })
+
   beforeAll(async () => {
     idp = await startDevIdp({ mcpAudience: "http://127.0.0.1:1/mcp" })
     readWrite = (await loginAlice(idp)).access_token
@@ -45,11 +49,7 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
   })
 
   it("403 insufficient_scope for a write with a read-only token", async () => {
-    const response = await call("/notes", {
-      token: readOnly,
-      method: "POST",
-      body: JSON.stringify({ content: "x" })
-    })
+    const response = await create(readOnly, { content: "x" })
     expect(response.status).toBe(403)
     expect(response.headers.get("www-authenticate")).toContain(
       'error="insufficient_scope", scope="notes:write"'
@@ -58,11 +58,7 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
   })
 
   it("create, read, update with If-Match (412 on a stale ETag), delete", async () => {
-    const created = await call("/notes", {
-      token: readWrite,
-      method: "POST",
-      body: JSON.stringify({ title: "Groceries", content: "milk", category: "home" })
-    })
+    const created = await create(readWrite, { title: "Groceries", content: "milk", category: "home" })
     expect(created.status).toBe(200)
     const note = (await created.json()) as Note
     expect(note).toMatchObject({ title: "Groceries", content: "milk", category: "home", favorite: false })
@@ -98,13 +94,7 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
   })
 
   it("keeps each user's notes apart (by the token's sub)", async () => {
-    const created = (await (
-      await call("/notes", {
-        token: readWrite,
-        method: "POST",
-        body: JSON.stringify({ content: "Private\nbody" })
-      })
-    ).json()) as Note
+    const created = (await (await create(readWrite, { content: "Private\nbody" })).json()) as Note
     expect(created.title).toBe("Private")
     const bobToken = (
       await idp.login({
@@ -119,11 +109,7 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
   })
 
   it("GET /notes leaves out the fields named by exclude, and answers 304 to If-None-Match while the list is unchanged", async () => {
-    const made = await call("/notes", {
-      token: readWrite,
-      method: "POST",
-      body: JSON.stringify({ title: "Listed", content: "Long text", category: "Lists" })
-    })
+    const made = await create(readWrite, { title: "Listed", content: "Long text", category: "Lists" })
     expect(made.status).toBe(200)
     const full = await call("/notes?category=Lists", { token: readWrite })
     const etag = full.headers.get("etag")
@@ -140,11 +126,13 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
     const slimTag = slim.headers.get("etag")
     expect(slimTag).not.toBe(etag)
 
+    const counted = { ...idp.notes.listAnswers }
     const unchanged = await call("/notes?category=Lists", {
       token: readWrite,
       headers: { "if-none-match": etag ?? "" }
     })
     expect(unchanged.status).toBe(304)
+    expect(idp.notes.listAnswers).toEqual({ ...counted, notModified: counted.notModified + 1 })
     expect(unchanged.headers.get("etag")).toBe(etag)
     expect(await unchanged.text()).toBe("")
     // the tag is checked only after the token: a stale or missing token is refused as before
@@ -176,17 +164,9 @@ describe("notes API (Nextcloud Notes v1 shape)", () => {
         scope: "notes:write"
       }
     )
-    const bad = await call("/notes", {
-      token: exchanged.access_token,
-      method: "POST",
-      body: JSON.stringify({ title: 1 })
-    })
+    const bad = await create(exchanged.access_token, { title: 1 })
     expect(bad.status).toBe(400)
-    const ok = await call("/notes", {
-      token: exchanged.access_token,
-      method: "POST",
-      body: JSON.stringify({ content: "via exchange" })
-    })
+    const ok = await create(exchanged.access_token, { content: "via exchange" })
     expect(ok.status).toBe(200)
   })
 })

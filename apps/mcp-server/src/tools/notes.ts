@@ -2,7 +2,14 @@ import { Exit, type Redacted } from "effect"
 import { z } from "zod"
 import { withUpstreamToken } from "../internal/brokered.js"
 import { type NoteSummary, NotesApiError } from "../internal/notesApi.js"
-import { callerOf, errorResult, type ToolContext, type ToolResult, textResult } from "../ToolContext.js"
+import {
+  type Caller,
+  callerOf,
+  errorResult,
+  type ToolContext,
+  type ToolResult,
+  textResult
+} from "../ToolContext.js"
 
 const noteId = z
   .number({ error: "id must be a number (a note's id from notes_list)" })
@@ -98,14 +105,14 @@ export const registerNotesTools = (ctx: ToolContext): void => {
   const call = <A>(
     extra: Parameters<typeof callerOf>[0],
     scopes: ReadonlyArray<string>,
-    request: (token: Redacted.Redacted<string>) => Promise<A>,
+    request: (token: Redacted.Redacted<string>, caller: Caller) => Promise<A>,
     answer: (value: A) => ToolResult
   ): Promise<ToolResult> => {
     const caller = callerOf(extra)
     const attempt = (retryOnRefusal: boolean): Promise<ToolResult> => {
       let refused: Redacted.Redacted<string> | undefined
       const result = withUpstreamToken(ctx, caller, provider, scopes, (token) =>
-        request(token).then(answer, (failure: unknown) => {
+        request(token, caller).then(answer, (failure: unknown) => {
           if (!(failure instanceof NotesApiError)) {
             return errorResult("The notes API call failed (internal error).")
           }
@@ -141,7 +148,7 @@ export const registerNotesTools = (ctx: ToolContext): void => {
         extra,
         notes.readScopes,
         // kept per subject, and revalidated by the next call
-        (token) => api.list(token, { category }, callerOf(extra).subject),
+        (token, caller) => api.list(token, { category }, caller.subject),
         answerList
       )
   )

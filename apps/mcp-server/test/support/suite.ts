@@ -279,11 +279,14 @@ export const mcpServerSuite = (kind: TokenSourceKind) =>
         expect(note.title).toBe("Buy milk")
         const list = await call(client, "notes_list", { category: "Home" })
         expect(text(list)).toContain(`#${note.id} Buy milk [Home]`)
-        // the category filter reaches the notes API; a repeat is the same list (revalidated upstream)
+        // the category filter reaches the notes API; a repeat is the same list, which the API confirmed
+        // with a 304 to the entity tag the server kept
         const work = await call(client, "notes_create", { content: "Call Anna", category: "Work" })
         expect(work.isError).toBeFalsy()
+        const answers = { ...stack.idp.notes.listAnswers }
         const listedAgain = await call(client, "notes_list", { category: "Home" })
         expect(listedAgain).toStrictEqual(list)
+        expect(stack.idp.notes.listAnswers).toEqual({ ...answers, notModified: answers.notModified + 1 })
         expect(text(await call(client, "notes_list"))).toMatch(/Buy milk \[Home\][\s\S]*Call Anna \[Work\]/)
         const got = await call(client, "notes_get", { id: note.id })
         expect(text(got)).toContain("and bread")
